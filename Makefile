@@ -1,0 +1,31 @@
+# ksim: `make demo` (the walk-through) and `make test` work on a fresh clone; both install what they need into .venv.
+PYTHON ?= $(shell for p in python3.11 python3.12 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] < (3, 13)))' 2>/dev/null \
+	&& echo $$p && break; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_WORKERS ?= 2
+
+.PHONY: install test demo serve clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "ksim needs Python 3.11 or 3.12 (spyne does not import on 3.13)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+
+demo: $(STAMP)
+	$(BIN)/ksim demo
+
+serve: $(STAMP)
+	$(BIN)/ksim serve
+
+clean:
+	rm -rf $(VENV) .ksim out .pytest_cache

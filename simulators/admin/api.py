@@ -1,0 +1,163 @@
+"""The /_sim control plane: partners, clocks, reset, audit, approval codes, legacy seeds. Admin token only."""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+import simulators
+from simulators.core import audit, partners
+from simulators.core.clock import move_clock, read_clock
+from simulators.core.context import CallContext
+from simulators.core.errors import Problem
+from simulators.core.web import json_body, json_response, require_admin, runtime
+from simulators.korm import rules as korm_rules
+
+CONTRACT = "admin.openapi.yaml"
+bp = Blueprint("admin", __name__, url_prefix="/_sim")
+
+
+@bp.before_request
+def _admin_only() -> None:
+    if request.endpoint not in ("admin.health", "admin.get_contract"):
+        require_admin()
+
+
+def _datetime(value: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Problem(422, "VALIDATION_ERROR", f"{value!r} is not an RFC 3339 date-time",
+                      errors=[{"path": "/now", "message": "expected date-time"}]) from None
+
+
+def _admin_context(conn: Any, partner_id: str) -> CallContext:
+    partner = partners.load_partner(conn, partner_id)
+    return CallContext(partner=partner, clock=partner.clock, profile=runtime().profile, actor="ksim-admin")
+
+
+@bp.get("/health")
+def health() -> Response:
+    return json_response({"status": "ok", "version": simulators.__version__})
+
+
+@bp.get("/openapi.yaml")
+def get_contract() -> Response:
+    return Response(runtime().contracts[CONTRACT].text, mimetype="application/yaml")
+
+
+@bp.post("/partners")
+def create_partner() -> Response:
+    body = json_body(CONTRACT, "createPartner", optional=True)
+    settings = runtime().settings
+    with runtime().store.begin() as conn:
+        created = partners.create_partner(
+            conn,
+            faker_seed=settings.faker_seed,
+            default_timezone=settings.default_timezone,
+            name=body.get("name"),
+            programme=body.get("programme", "reseller"),
+            msp_registered=body.get("msp_registered"),
+            timezone=body.get("timezone"),
+            billing_period=body.get("billing_period", "calendar_month"),
+            now=_datetime(body["now"]) if "now" in body else None,
+        )
+    return json_response(created, 201, {"Location": f"/_sim/partners/{created['id']}"})
+
+
+@bp.get("/partners")
+def list_partners() -> Response:
+    with runtime().store.begin() as conn:
+        return json_response({"items": partners.list_partners_json(conn)})
+
+
+@bp.get("/partners/<partner_id>")
+def get_partner(partner_id: str) -> Response:
+    with runtime().store.begin() as conn:
+        return json_response(partners.get_partner_json(conn, partner_id))
+
+
+@bp.get("/partners/<partner_id>/clock")
+def get_clock(partner_id: str) -> Response:
+    with runtime().store.begin() as conn:
+        return json_response(read_clock(conn, partner_id).to_json())
+
+
+@bp.put("/partners/<partner_id>/clock")
+def set_clock(partner_id: str) -> Response:
+    body = json_body(CONTRACT, "setClock")
+    with runtime().store.begin() as conn:
+        return json_response(move_clock(conn, partner_id, _datetime(body["now"])).to_json())
+
+
+@bp.post("/partners/<partner_id>/clock/advance")
+def advance_clock(partner_id: str) -> Response:
+    body = json_body(CONTRACT, "advanceClock")
+    with runtime().store.begin() as conn:
+        clock = read_clock(conn, partner_id)
+        if "days" in body:
+            target = clock.now + dt.timedelta(days=body["days"])
+        elif "hours" in body:
+            target = clock.now + dt.timedelta(hours=body["hours"])
+        else:
+            to = body["to"]
+            # A bare date means the start of that day in the partner's time zone.
+            target = _datetime(to) if "T" in to else dt.datetime.combine(dt.date.fromisoformat(to), dt.time(), clock.zone)
+        return json_response(move_clock(conn, partner_id, target).to_json())
+
+
+@bp.post("/partners/<partner_id>/reset")
+def reset_partner(partner_id: str) -> Response:
+    with runtime().store.begin() as conn:
+        return json_response(partners.reset_partner(conn, partner_id).to_json())
+
+
+@bp.get("/partners/<partner_id>/audit")
+def list_audit(partner_id: str) -> Response:
+    try:
+        limit = int(request.args.get("limit", 100))
+        offset = int(request.args.get("offset", 0))
+    except ValueError:
+        raise Problem(422, "VALIDATION_ERROR", "limit and offset are integers") from None
+    if not (1 <= limit <= 1000 and offset >= 0):
+        raise Problem(422, "VALIDATION_ERROR", "limit is 1..1000 and offset is 0 or more")
+    service = request.args.get("service")
+    if service is not None and service not in ("korm", "kss", "admin"):
+        raise Problem(422, "VALIDATION_ERROR", "service is korm, kss or admin")
+    with runtime().store.begin() as conn:
+        partners.load_partner(conn, partner_id)
+        items, total = audit.entries(
+            conn, partner_id, limit=limit, offset=offset, service=service, object_id=request.args.get("object_id")
+        )
+    return json_response({"items": items, "total": total})
+
+
+@bp.post("/partners/<partner_id>/approval-codes")
+def create_approval_code(partner_id: str) -> Response:
+    body = json_body(CONTRACT, "createApprovalCode")
+    with runtime().store.begin() as conn:
+        ctx = _admin_context(conn, partner_id)
+        created = korm_rules.create_approval_code(
+            conn, ctx, percent=Decimal(str(body["percent"])), expires_on=dt.date.fromisoformat(body["expires_on"]),
+            code=body.get("code"),
+        )
+    return json_response(created, 201)
+
+
+@bp.get("/partners/<partner_id>/approval-codes")
+def list_approval_codes(partner_id: str) -> Response:
+    with runtime().store.begin() as conn:
+        return json_response({"items": korm_rules.list_approval_codes(conn, _admin_context(conn, partner_id))})
+
+
+@bp.post("/partners/<partner_id>/korm/legacy-subscriptions")
+def seed_legacy_subscription(partner_id: str) -> Response:
+    body = json_body(CONTRACT, "seedLegacySubscription")
+    with runtime().store.begin() as conn:
+        created = korm_rules.seed_legacy(
+            conn, _admin_context(conn, partner_id), customer_id=body["customer_id"], sku_id=body["sku"],
+            quantity=body["quantity"], activation_date=dt.date.fromisoformat(body["activation_date"]),
+        )
+    return json_response(created, 201)

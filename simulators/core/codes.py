@@ -1,0 +1,35 @@
+"""Activation codes: 20 characters shown as XXXXX-XXXXX-XXXXX-XXXXX, unique across the store, never issued twice."""
+from __future__ import annotations
+
+import re
+import secrets
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from simulators.core.clock import system_now
+from simulators.core.store import activation_codes
+
+# No 0/O or 1/I: codes are read aloud and typed by end users.
+ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+CODE_PATTERN = re.compile(r"^[A-Z0-9]{5}(-[A-Z0-9]{5}){3}$")
+
+
+def _candidate() -> str:
+    raw = "".join(secrets.choice(ALPHABET) for _ in range(20))
+    return "-".join(raw[i : i + 5] for i in range(0, 20, 5))
+
+
+def issue_code(conn: Connection, partner_id: str, service: str) -> str:
+    """Reserve a code no one has had before; the registry's primary key is the guarantee."""
+    for _ in range(20):
+        code = _candidate()
+        exists = conn.execute(sa.select(activation_codes.c.code).where(activation_codes.c.code == code)).first()
+        if exists is None:
+            conn.execute(
+                sa.insert(activation_codes).values(
+                    code=code, partner_id=partner_id, service=service, issued_at=system_now()
+                )
+            )
+            return code
+    raise RuntimeError("could not draw a fresh activation code")  # 32**20 codes: unreachable in practice

@@ -1,0 +1,20 @@
+"""What every rule call needs to know: who calls, what time it is for them, the vendor profile."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulators.core.catalog import Profile
+from simulators.core.clock import Clock
+from simulators.core.partners import Partner
+
+
+@dataclass(frozen=True)
+class CallContext:
+    partner: Partner
+    clock: Clock
+    profile: Profile
+    actor: str  # who made the change, for the audit log
+
+    @property
+    def partner_id(self) -> str:
+        return self.partner.id

@@ -1,0 +1,161 @@
+"""Partners: who calls (SIM-AUTH-1). Each has a bearer token (KORM, control plane views), KSS credentials and a clock."""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from faker import Faker
+from sqlalchemy.engine import Connection
+
+from simulators.core.clock import Clock, iso_utc, system_now
+from simulators.core.errors import not_found, unprocessable
+from simulators.core.store import audit_log, idempotency, partners
+
+PROGRAMMES = ("xsp", "reseller", "msp")
+BILLING_PERIODS = ("calendar_month", "30_days")
+
+# Called as hook(conn, partner_id) to delete a service's data when a partner is reset.
+ResetHook = Callable[[Connection, str], None]
+_reset_hooks: list[ResetHook] = []
+
+
+def on_reset(hook: ResetHook) -> ResetHook:
+    if hook not in _reset_hooks:
+        _reset_hooks.append(hook)
+    return hook
+
+
+@dataclass(frozen=True)
+class Partner:
+    id: str
+    name: str
+    programme: str
+    msp_registered: bool
+    timezone: str
+    billing_period: str
+    clock: Clock
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Partner":
+        return cls(
+            row.id, row.name, row.programme, row.msp_registered, row.timezone, row.billing_period,
+            Clock(row.clock_now, row.timezone),
+        )
+
+
+def _row_json(row: Any) -> dict[str, Any]:
+    clock = Clock(row.clock_now, row.timezone)
+    return {
+        "id": row.id,
+        "name": row.name,
+        "programme": row.programme,
+        "msp_registered": row.msp_registered,
+        "timezone": row.timezone,
+        "billing_period": row.billing_period,
+        "now": iso_utc(clock.now),
+        "today": clock.today.isoformat(),
+        "created_at": iso_utc(row.created_at),
+        "contact": row.contact,
+    }
+
+
+def create_partner(
+    conn: Connection,
+    *,
+    faker_seed: int,
+    default_timezone: str,
+    name: str | None = None,
+    programme: str = "reseller",
+    msp_registered: bool | None = None,
+    timezone: str | None = None,
+    billing_period: str = "calendar_month",
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    if programme not in PROGRAMMES:
+        raise unprocessable("VALIDATION_ERROR", f"programme must be one of {PROGRAMMES}")
+    if billing_period not in BILLING_PERIODS:
+        raise unprocessable("VALIDATION_ERROR", f"billing_period must be one of {BILLING_PERIODS}")
+    timezone = timezone or default_timezone
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise unprocessable("VALIDATION_ERROR", f"unknown time zone {timezone!r}") from None
+    seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(partners.c.seq), 0))).scalar_one() + 1
+    fake = Faker()
+    fake.seed_instance(faker_seed * 1_000_003 + seq)  # repeatable names for repeatable runs
+    start = (now or system_now())
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=zone)
+    start = start.astimezone(dt.timezone.utc)
+    partner_id = "ptn_" + secrets.token_hex(6)
+    values = {
+        "id": partner_id,
+        "seq": seq,
+        "name": name or fake.company(),
+        "programme": programme,
+        "msp_registered": programme == "msp" if msp_registered is None else msp_registered,
+        "timezone": timezone,
+        "billing_period": billing_period,
+        "token": "ksim_" + secrets.token_urlsafe(24),
+        "kss_username": f"{partner_id}-kss",
+        "kss_password": secrets.token_urlsafe(16),
+        "contact": {"email": fake.company_email(), "country": fake.country_code()},
+        "clock_start": start,
+        "clock_now": start,
+        "created_at": system_now(),
+    }
+    conn.execute(sa.insert(partners).values(**values))
+    row = conn.execute(sa.select(partners).where(partners.c.id == partner_id)).one()
+    return {**_row_json(row), "token": values["token"], "kss": {"username": values["kss_username"], "password": values["kss_password"]}}
+
+
+def get_partner_json(conn: Connection, partner_id: str) -> dict[str, Any]:
+    row = conn.execute(sa.select(partners).where(partners.c.id == partner_id)).first()
+    if row is None:
+        raise not_found("PARTNER_NOT_FOUND", f"no partner {partner_id!r}")
+    return _row_json(row)
+
+
+def list_partners_json(conn: Connection) -> list[dict[str, Any]]:
+    return [_row_json(r) for r in conn.execute(sa.select(partners).order_by(partners.c.seq))]
+
+
+def partner_by_token(conn: Connection, token: str) -> Partner | None:
+    row = conn.execute(sa.select(partners).where(partners.c.token == token)).first()
+    return None if row is None else Partner.from_row(row)
+
+
+def partner_by_kss_credentials(conn: Connection, username: str, password: str) -> Partner | None:
+    row = conn.execute(sa.select(partners).where(partners.c.kss_username == username)).first()
+    if row is None or not secrets.compare_digest(row.kss_password.encode(), password.encode()):
+        return None
+    return Partner.from_row(row)
+
+
+def load_partner(conn: Connection, partner_id: str) -> Partner:
+    row = conn.execute(sa.select(partners).where(partners.c.id == partner_id)).first()
+    if row is None:
+        raise not_found("PARTNER_NOT_FOUND", f"no partner {partner_id!r}")
+    return Partner.from_row(row)
+
+
+def reset_partner(conn: Connection, partner_id: str) -> Clock:
+    """Delete everything the partner did and put its clock back to its start; credentials stay.
+
+    Issued activation codes stay reserved: a code is never issued twice (KORM-STOP-2).
+    """
+    row = conn.execute(sa.select(partners).where(partners.c.id == partner_id)).first()
+    if row is None:
+        raise not_found("PARTNER_NOT_FOUND", f"no partner {partner_id!r}")
+    for hook in _reset_hooks:
+        hook(conn, partner_id)
+    conn.execute(sa.delete(audit_log).where(audit_log.c.partner_id == partner_id))
+    conn.execute(sa.delete(idempotency).where(idempotency.c.partner_id == partner_id))
+    conn.execute(sa.update(partners).where(partners.c.id == partner_id).values(clock_now=row.clock_start))
+    return Clock(row.clock_start, row.timezone)
+

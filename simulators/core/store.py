@@ -1,0 +1,154 @@
+"""State in a real database through SQLAlchemy Core: SQLite file by default, any SQLAlchemy URL otherwise.
+
+One transaction per request: ``Store.begin()`` yields a connection; an exception rolls everything back,
+so a refused request changes nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+# Service modules that add their tables to ``metadata``; imported before ``create_all``.
+TABLE_MODULES = ("simulators.korm.tables",)
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC in, aware UTC out; stored naive UTC so SQLite and PostgreSQL agree."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+
+
+class DecimalText(sa.TypeDecorator[Decimal]):
+    """Exact decimals on every backend (SQLite has no decimal type)."""
+
+    impl = sa.String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Any) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+partners = sa.Table(
+    "partners",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("programme", sa.String(16), nullable=False),
+    sa.Column("msp_registered", sa.Boolean, nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("billing_period", sa.String(16), nullable=False),
+    sa.Column("token", sa.String(80), nullable=False, unique=True),
+    sa.Column("kss_username", sa.String(80), nullable=False, unique=True),
+    sa.Column("kss_password", sa.String(80), nullable=False),
+    sa.Column("contact", sa.JSON, nullable=False),
+    sa.Column("clock_start", UTCDateTime, nullable=False),
+    sa.Column("clock_now", UTCDateTime, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("partner_id", sa.String(32), sa.ForeignKey("partners.id"), nullable=False, index=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("service", sa.String(16), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("object_type", sa.String(32), nullable=False),
+    sa.Column("object_id", sa.String(64), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+)
+
+# Every activation code ever issued, by either service: the primary key makes a code unique for ever (KORM-STOP-2).
+activation_codes = sa.Table(
+    "activation_codes",
+    metadata,
+    sa.Column("code", sa.String(23), primary_key=True),
+    sa.Column("partner_id", sa.String(32), nullable=False),
+    sa.Column("service", sa.String(8), nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+)
+
+# Answers of POSTs that carried an Idempotency-Key (SIM-IDEM-1).
+idempotency = sa.Table(
+    "idempotency",
+    metadata,
+    sa.Column("partner_id", sa.String(32), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL and BEGIN IMMEDIATE: several gunicorn workers share one file without lost updates or lock upgrades."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = sa.make_url(url)
+        if self.url.get_backend_name() == "sqlite":
+            db = self.url.database
+            if db and db != ":memory:":
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
+            _sqlite_setup(self.engine)
+        else:
+            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+
+    def create_schema(self) -> None:
+        for module in TABLE_MODULES:
+            importlib.import_module(module)
+        metadata.create_all(self.engine)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,166 @@
+"""The REST plumbing shared by every JSON front end: runtime, auth, body parsing, idempotency, problem+json."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, Response, current_app, request
+from sqlalchemy.engine import Connection
+from werkzeug.exceptions import HTTPException
+
+from simulators.core.catalog import Profile
+from simulators.core.clock import system_now
+from simulators.core.context import CallContext
+from simulators.core.errors import Problem
+from simulators.core.openapi import Contract
+from simulators.core.partners import Partner, partner_by_token
+from simulators.core.settings import Settings
+from simulators.core.store import Store, idempotency
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass
+class Runtime:
+    """Everything a request needs, built once per process by ``create_app``."""
+
+    settings: Settings
+    store: Store
+    profile: Profile
+    contracts: dict[str, Contract]
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["ksim"]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status, headers=headers, mimetype="application/json")
+
+
+def problem_response(problem: Problem) -> Response:
+    headers = dict(problem.headers)
+    if problem.status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="ksim"')
+    return Response(json.dumps(problem.to_dict()), status=problem.status, headers=headers, mimetype=PROBLEM_JSON)
+
+
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+def install_error_handlers(app: Flask) -> None:
+    """Every error is problem+json, never an HTML page."""
+
+    @app.errorhandler(Problem)
+    def _problem(problem: Problem) -> Response:
+        return problem_response(problem)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "HTTP_ERROR")
+        headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+        return problem_response(Problem(status, code, exc.description or exc.name, headers=headers))
+
+    @app.errorhandler(Exception)
+    def _crash(exc: Exception) -> Response:
+        current_app.logger.exception("unhandled error")
+        return problem_response(Problem(500, "INTERNAL_ERROR", f"{type(exc).__name__}: the simulator failed; see its log"))
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def unauthorized(detail: str = "a valid bearer token is required") -> Problem:
+    return Problem(401, "UNAUTHORIZED", detail, rule="SIM-AUTH-1")
+
+
+def authenticate_partner(conn: Connection) -> Partner:
+    token = bearer_token()
+    partner = partner_by_token(conn, token) if token else None
+    if partner is None:
+        raise unauthorized()
+    return partner
+
+
+def require_admin() -> None:
+    token = bearer_token()
+    if token is None or not secrets.compare_digest(token.encode(), runtime().settings.admin_token.encode()):
+        raise unauthorized("the control plane needs the admin token")
+
+
+def call_context(partner: Partner) -> CallContext:
+    actor = request.headers.get("X-Ksim-Actor", "").strip()[:200] or partner.name
+    return CallContext(partner=partner, clock=partner.clock, profile=runtime().profile, actor=actor)
+
+
+def json_body(contract: str, operation_id: str, *, optional: bool = False) -> dict[str, Any]:
+    """Parse and validate a JSON body against the contract; refuse with problem+json (SIM-ERR-1)."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if optional:
+            return {}
+        body: Any = None
+    else:
+        mimetype = request.mimetype
+        if mimetype and not (mimetype == "application/json" or mimetype.endswith("+json")):
+            raise Problem(415, "UNSUPPORTED_MEDIA_TYPE", f"send application/json, not {mimetype}", rule="SIM-ERR-1")
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Problem(400, "MALFORMED_JSON", f"the body is not valid JSON: {exc}", rule="SIM-ERR-1") from None
+    if body is None and not optional:
+        raise Problem(422, "VALIDATION_ERROR", "a JSON object body is required", rule="SIM-ERR-1",
+                      errors=[{"path": "/", "message": "a JSON object is required"}])
+    errors = runtime().contracts[contract].body_errors(operation_id, body)
+    if errors:
+        raise Problem(422, "VALIDATION_ERROR", "; ".join(f"{e['path']}: {e['message']}" for e in errors[:5]),
+                      rule="SIM-ERR-1", errors=errors)
+    return body or {}
+
+
+def parse_date(value: str | None) -> dt.date | None:
+    return None if value is None else dt.date.fromisoformat(value)
+
+
+def idempotent(conn: Connection, partner_id: str, handler: Callable[[], Response]) -> Response:
+    """SIM-IDEM-1: a retry with the same Idempotency-Key has its effect once and gets the first answer.
+
+    Runs inside the request's transaction, so the stored answer and the effect commit together.
+    Refusals are not stored: a retry after a 4xx is judged afresh.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return handler()
+    if not 1 <= len(key) <= 255:
+        raise Problem(422, "VALIDATION_ERROR", "Idempotency-Key must be 1 to 255 characters", rule="SIM-IDEM-1",
+                      errors=[{"path": "/headers/Idempotency-Key", "message": "length 1..255"}])
+    fingerprint = hashlib.sha256(
+        b"\n".join([request.method.encode(), request.path.encode(), request.get_data(cache=True)])
+    ).hexdigest()
+    stored = conn.execute(
+        sa.select(idempotency).where(idempotency.c.partner_id == partner_id, idempotency.c.key == key)
+    ).first()
+    if stored is not None:
+        if stored.fingerprint != fingerprint:
+            raise Problem(409, "IDEMPOTENCY_KEY_REUSED",
+                          "this Idempotency-Key was used with a different request; use a new key per operation",
+                          rule="SIM-IDEM-1")
+        return json_response(stored.body, stored.status, {**stored.headers, "Idempotent-Replayed": "true"})
+    response = handler()
+    if 200 <= response.status_code < 300:
+        headers = {k: v for k, v in response.headers.items() if k in ("Location",)}
+        conn.execute(sa.insert(idempotency).values(
+            partner_id=partner_id, key=key, fingerprint=fingerprint, status=response.status_code,
+            body=response.get_json(), headers=headers, created_at=system_now(),
+        ))
+    return response

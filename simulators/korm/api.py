@@ -1,0 +1,160 @@
+"""KORM SS over REST (/korm/v1): parse, call the rules, render. No rule is decided here."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, request, url_for
+
+from simulators.core.context import CallContext
+from simulators.core.errors import Problem
+from simulators.core.web import (
+    authenticate_partner, call_context, idempotent, json_body, json_response, parse_date, runtime,
+)
+from simulators.korm import billing, rules
+
+CONTRACT = "korm-ss.openapi.yaml"
+bp = Blueprint("korm", __name__, url_prefix="/korm/v1")
+
+
+def _run(action: Callable[[Any, CallContext], Response], *, write: bool = False) -> Response:
+    """One transaction per request: authenticate, act; a Problem rolls everything back."""
+    with runtime().store.begin() as conn:
+        ctx = call_context(authenticate_partner(conn))
+        if write:
+            return idempotent(conn, ctx.partner_id, lambda: action(conn, ctx))
+        return action(conn, ctx)
+
+
+def _flag(name: str) -> bool:
+    raw = request.args.get(name, "false").lower()
+    if raw not in ("true", "false"):
+        raise Problem(422, "VALIDATION_ERROR", f"query parameter {name} must be true or false",
+                      errors=[{"path": f"/query/{name}", "message": "expected true or false"}])
+    return raw == "true"
+
+
+@bp.get("/openapi.yaml")
+def get_contract() -> Response:
+    return Response(runtime().contracts[CONTRACT].text, mimetype="application/yaml")
+
+
+@bp.get("/products")
+def list_products() -> Response:
+    product_id = request.args.get("product_id")
+    model = request.args.get("billing_model")
+    if model is not None and model not in ("payg", "yearly"):
+        raise Problem(422, "VALIDATION_ERROR", "billing_model must be payg or yearly",
+                      errors=[{"path": "/query/billing_model", "message": "expected payg or yearly"}])
+
+    def action(conn: Any, ctx: CallContext) -> Response:
+        items = [
+            s.to_json() for s in ctx.profile.skus.values()
+            if (product_id is None or s.product_id == product_id) and (model is None or s.billing_model == model)
+        ]
+        return json_response({"items": items})
+
+    return _run(action)
+
+
+@bp.get("/products/<sku>")
+def get_product(sku: str) -> Response:
+    def action(conn: Any, ctx: CallContext) -> Response:
+        found = ctx.profile.sku(sku)
+        if found is None:
+            raise Problem(404, "SKU_NOT_FOUND", f"no SKU {sku!r} in the catalog")
+        return json_response(found.to_json())
+
+    return _run(action)
+
+
+@bp.post("/subscriptions")
+def create_subscription() -> Response:
+    def action(conn: Any, ctx: CallContext) -> Response:
+        body = json_body(CONTRACT, "createSubscription")
+        order = rules.Order(
+            customer_id=body["customer_id"], sku=body["sku"], quantity=body["quantity"],
+            activation_date=parse_date(body.get("activation_date")), approval_code=body.get("approval_code"),
+            trial=body.get("trial", False), trial_days=body.get("trial_days", 0), external_ref=body.get("external_ref"),
+        )
+        sub = rules.order(conn, ctx, order)
+        location = url_for("korm.get_subscription", subscription_id=sub["id"])
+        return json_response(sub, 201, {"Location": location})
+
+    return _run(action, write=True)
+
+
+@bp.get("/subscriptions")
+def list_subscriptions() -> Response:
+    status = request.args.get("status")
+    if status is not None and status not in ("pending", "active", "deleted"):
+        raise Problem(422, "VALIDATION_ERROR", "status must be pending, active or deleted",
+                      errors=[{"path": "/query/status", "message": "expected pending, active or deleted"}])
+    include_deleted = _flag("include_deleted")
+
+    def action(conn: Any, ctx: CallContext) -> Response:
+        items = rules.list_subscriptions(
+            conn, ctx, customer_id=request.args.get("customer_id"), status=status, include_deleted=include_deleted
+        )
+        return json_response({"items": items})
+
+    return _run(action)
+
+
+@bp.get("/subscriptions/<subscription_id>")
+def get_subscription(subscription_id: str) -> Response:
+    return _run(lambda conn, ctx: json_response(rules.get_subscription(conn, ctx, subscription_id)))
+
+
+@bp.post("/subscriptions/<subscription_id>/quantity")
+def change_quantity(subscription_id: str) -> Response:
+    def action(conn: Any, ctx: CallContext) -> Response:
+        body = json_body(CONTRACT, "changeQuantity")
+        return json_response(rules.change_quantity(
+            conn, ctx, subscription_id, body["quantity"], parse_date(body.get("effective_date"))
+        ))
+
+    return _run(action, write=True)
+
+
+@bp.post("/subscriptions/<subscription_id>/switch-plan")
+def switch_plan(subscription_id: str) -> Response:
+    def action(conn: Any, ctx: CallContext) -> Response:
+        body = json_body(CONTRACT, "switchPlan")
+        return json_response(rules.switch_plan(
+            conn, ctx, subscription_id, body["sku"], body.get("quantity"), parse_date(body.get("effective_date"))
+        ))
+
+    return _run(action, write=True)
+
+
+@bp.post("/subscriptions/<subscription_id>/stop")
+def stop_subscription(subscription_id: str) -> Response:
+    def action(conn: Any, ctx: CallContext) -> Response:
+        body = json_body(CONTRACT, "stopSubscription", optional=True)
+        return json_response(rules.stop(conn, ctx, subscription_id, parse_date(body.get("effective_date"))))
+
+    return _run(action, write=True)
+
+
+@bp.post("/subscriptions/<subscription_id>/reactivate")
+def reactivate_subscription(subscription_id: str) -> Response:
+    def action(conn: Any, ctx: CallContext) -> Response:
+        json_body(CONTRACT, "reactivateSubscription", optional=True)
+        return json_response(rules.reactivate(conn, ctx, subscription_id))
+
+    return _run(action, write=True)
+
+
+@bp.post("/migrations")
+def migrate_legacy() -> Response:
+    def action(conn: Any, ctx: CallContext) -> Response:
+        json_body(CONTRACT, "migrateLegacy", optional=True)
+        return json_response(rules.migrate_legacy(conn, ctx))
+
+    return _run(action, write=True)
+
+
+@bp.get("/billing/<period>")
+def get_statement(period: str) -> Response:
+    return _run(lambda conn, ctx: json_response(billing.statement(conn, ctx, period)))

@@ -1,0 +1,106 @@
+"""Shared fixtures: a real SQLite store for rule tests, a real server on a free port for wire tests."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from simulators.app import create_app
+from simulators.core.catalog import load_profile
+from simulators.core.clock import move_clock, read_clock
+from simulators.core.context import CallContext
+from simulators.core.partners import create_partner, load_partner
+from simulators.core.settings import Settings
+from simulators.core.store import Store
+from simulators.server import InProcessServer
+
+ADMIN = {"Authorization": "Bearer test-admin"}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    s.create_schema()
+    import simulators.korm.rules  # noqa: F401  (registers its reset hook)
+
+    yield s
+    s.dispose()
+
+
+class World:
+    """A partner on a real store, driven through the rules directly, with a clock to move."""
+
+    def __init__(self, store: Store, **partner: Any) -> None:
+        self.store = store
+        partner.setdefault("now", dt.datetime(2026, 4, 15, 9, 0, tzinfo=dt.timezone.utc))
+        with store.begin() as conn:
+            self.partner_id = create_partner(conn, faker_seed=0, default_timezone="UTC", **partner)["id"]
+
+    def ctx(self, conn: Any, actor: str = "tester") -> CallContext:
+        partner = load_partner(conn, self.partner_id)
+        return CallContext(partner=partner, clock=partner.clock, profile=load_profile(), actor=actor)
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.store.begin() as conn:
+            return fn(conn, self.ctx(conn), *args, **kwargs)
+
+    def go_to(self, day: str) -> None:
+        with self.store.begin() as conn:
+            target = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(9, 0), dt.timezone.utc)
+            move_clock(conn, self.partner_id, target)
+
+    def today(self) -> dt.date:
+        with self.store.begin() as conn:
+            return read_clock(conn, self.partner_id).today
+
+
+@pytest.fixture
+def world(store: Store) -> World:
+    return World(store)
+
+
+@pytest.fixture
+def make_world(store: Store) -> Any:
+    return lambda **kw: World(store, **kw)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    """The real app on a real socket, with its own SQLite file, for the whole session."""
+    db = tmp_path_factory.mktemp("ksim") / "state.db"
+    app = create_app(Settings(database_url=f"sqlite:///{db}", admin_token="test-admin"))
+    with InProcessServer(app) as srv:
+        yield srv
+
+
+@pytest.fixture
+def admin(server: InProcessServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url + "/_sim", headers=ADMIN, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def new_partner(admin: httpx.Client) -> Any:
+    def make(**body: Any) -> dict[str, Any]:
+        body.setdefault("now", "2026-04-15T09:00:00Z")
+        response = admin.post("/partners", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    return make
+
+
+@pytest.fixture
+def partner(new_partner: Any) -> dict[str, Any]:
+    return new_partner()
+
+
+@pytest.fixture
+def korm(server: InProcessServer, partner: dict[str, Any]) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {partner['token']}"}
+    with httpx.Client(base_url=server.url + "/korm/v1", headers=headers, timeout=10) as client:
+        yield client
