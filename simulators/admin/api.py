@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -25,12 +26,25 @@ def _admin_only() -> None:
         require_admin()
 
 
-def _datetime(value: str) -> dt.datetime:
+def _datetime(value: str, field: str = "now") -> dt.datetime:
+    """RFC 3339 date-time (either case of T and Z); a zone-less one is read in the partner's zone later."""
     try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise Problem(422, "VALIDATION_ERROR", f"{value!r} is not an RFC 3339 date-time",
-                      errors=[{"path": "/now", "message": "expected date-time"}]) from None
+        parsed = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        parsed.astimezone(dt.timezone.utc)  # out-of-range offsets at the calendar's ends overflow here
+        return parsed
+    except (ValueError, OverflowError):
+        raise Problem(422, "VALIDATION_ERROR", f"{value!r} is not a usable RFC 3339 date-time",
+                      errors=[{"path": f"/{field}", "message": "expected a date-time between years 1 and 9999"}]) from None
+
+
+def _query_int(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,10}", raw, re.ASCII) or not low <= int(raw) <= high:
+        raise Problem(422, "VALIDATION_ERROR", f"query parameter {name} must be an integer from {low} to {high}",
+                      errors=[{"path": f"/query/{name}", "message": f"integer {low}..{high}"}])
+    return int(raw)
 
 
 def _admin_context(conn: Any, partner_id: str) -> CallContext:
@@ -97,15 +111,18 @@ def advance_clock(partner_id: str) -> Response:
     body = json_body(CONTRACT, "advanceClock")
     with runtime().store.begin() as conn:
         clock = read_clock(conn, partner_id)
-        if "days" in body:
-            target = clock.now + dt.timedelta(days=body["days"])
-        elif "hours" in body:
-            target = clock.now + dt.timedelta(hours=body["hours"])
-        else:
-            to = body["to"]
-            # A bare date means the start of that day in the partner's time zone.
-            target = _datetime(to) if "T" in to else dt.datetime.combine(dt.date.fromisoformat(to), dt.time(), clock.zone)
-        return json_response(move_clock(conn, partner_id, target).to_json())
+        try:
+            if "days" in body:
+                target = clock.now + dt.timedelta(days=body["days"])
+            elif "hours" in body:
+                target = clock.now + dt.timedelta(hours=body["hours"])
+            elif len(body["to"]) > 10:
+                target = _datetime(body["to"], "to")
+            else:  # a bare date: the start of that day in the partner's time zone
+                target = dt.datetime.combine(dt.date.fromisoformat(body["to"]), dt.time(), clock.zone)
+            return json_response(move_clock(conn, partner_id, target).to_json())
+        except OverflowError:
+            raise Problem(422, "VALIDATION_ERROR", "the clock cannot move past the year 9999") from None
 
 
 @bp.post("/partners/<partner_id>/reset")
@@ -116,13 +133,8 @@ def reset_partner(partner_id: str) -> Response:
 
 @bp.get("/partners/<partner_id>/audit")
 def list_audit(partner_id: str) -> Response:
-    try:
-        limit = int(request.args.get("limit", 100))
-        offset = int(request.args.get("offset", 0))
-    except ValueError:
-        raise Problem(422, "VALIDATION_ERROR", "limit and offset are integers") from None
-    if not (1 <= limit <= 1000 and offset >= 0):
-        raise Problem(422, "VALIDATION_ERROR", "limit is 1..1000 and offset is 0 or more")
+    limit = _query_int("limit", 100, 1, 1000)
+    offset = _query_int("offset", 0, 0, 2_147_483_647)
     service = request.args.get("service")
     if service is not None and service not in ("korm", "kss", "admin"):
         raise Problem(422, "VALIDATION_ERROR", "service is korm, kss or admin")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -44,16 +45,17 @@ class Segment:
     quantity: int
 
 
+PERIOD = re.compile(r"(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])", re.ASCII)
+
+
 def month_bounds(period: str) -> tuple[dt.date, dt.date]:
-    try:
-        year, month = (int(part) for part in period.split("-"))
-        start = dt.date(year, month, 1)
-    except (ValueError, TypeError):
-        raise unprocessable("INVALID_PERIOD", f"billing period {period!r} is not YYYY-MM") from None
-    if len(period) != 7:
-        raise unprocessable("INVALID_PERIOD", f"billing period {period!r} is not YYYY-MM")
-    days = calendar.monthrange(year, month)[1]
-    return start, start + dt.timedelta(days=days)
+    """``YYYY-MM`` (years 1970 to 2999) as the half-open range of its days."""
+    match = PERIOD.fullmatch(period)
+    if match is None:
+        raise unprocessable("INVALID_PERIOD", f"billing period {period!r} is not YYYY-MM (years 1970 to 2999)")
+    year, month = int(match[1]), int(match[2])
+    start = dt.date(year, month, 1)
+    return start, start + dt.timedelta(days=calendar.monthrange(year, month)[1])
 
 
 def segments(entries: Iterable[Any], stopped_on: dt.date | None, horizon: dt.date) -> list[Segment]:

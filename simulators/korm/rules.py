@@ -376,7 +376,7 @@ def stop(conn: Connection, ctx: CallContext, subscription_id: str, effective_dat
     conn.execute(
         sa.update(subscriptions).where(subscriptions.c.id == row.id).values(stopped_on=day, updated_at=ctx.clock.now)
     )
-    _record(conn, ctx, row.id, day, "stop", row.billing_model, row.sku, 0)
+    _record(conn, ctx, row.id, day, "stop", row.billing_model, row.sku, row.quantity)
     _audit(conn, ctx, "stop", row.id, stopped_on=day.isoformat())
     return _reload(conn, ctx, row.id)
 
