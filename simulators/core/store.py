@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 metadata = sa.MetaData()
 
 # Service modules that add their tables to ``metadata``; imported before ``create_all``.
-TABLE_MODULES = ("simulators.korm.tables",)
+TABLE_MODULES = ("simulators.korm.tables", "simulators.kss.tables")
 
 
 class UTCDateTime(sa.TypeDecorator[dt.datetime]):

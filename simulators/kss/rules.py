@@ -1,0 +1,760 @@
+"""KSS 3.0 rules: the subscription state machine and every rule check (no SOAP here).
+
+``process`` applies one request container: a seen TransactionId answers 6 and a repeated UnitId 708, both
+changing nothing; otherwise the TransactionId is stored and each item is applied in document order on its own
+SAVEPOINT, so a refused unit leaves no trace and the others still apply (partial success). A unit is refused by
+raising ``KssError`` with a code of WIRE.md or of ours (7xx, contracts/kss-ext.xsd).
+
+Every change writes a snapshot row to ``kss_history`` (billing's input) and an audit entry (KSS-AUDIT-1).
+Times come from the partner's clock only (SIM-CLOCK-1); the clock hook applies what falls due when it moves.
+
+Choices where the spec is silent (what a vendor would do):
+- An accepted change is never undone: a cancel or pause dated before the subscription's last change (or a
+  reactivation started before it) takes effect at that change. So partner snapshots are monotonic in time.
+- A cancel never extends the term: a SoftCancel/HardCancel EndTime after a fixed EndTime keeps the earlier one.
+- HardCancel accepts an EndTime before the StartTime (a subscription cancelled before it started is simply
+  never paid); SoftCancel refuses it with 602 as the spec says.
+- Pause: a PauseTime beyond now + the start tolerance is refused with 103 (pauses are not scheduled); one within
+  the tolerance starts now; one more than 14 days back is refused with 304, as for cancels; before StartTime 602.
+  A ResumeTime not after both PauseTime and now (a term already over) is refused with 706.
+- Renew that reactivates a soft-cancelled subscription with a fixed EndTime needs one after the current
+  EndTime (else 3) and after now (else 602).
+- A trial is never granted on a reactivation (Activate after HardCancel): TrialDays > 0 there answers 702. A
+  trial still running when a subscription is hard-cancelled and brought back runs its course.
+- Activate of a hard-cancelled SubscriberId keeps its customer: a different ext:CustomerId answers 602.
+- ChangeLicenseCount/ChangeProduct work on Started, Paused and SoftCancelled-but-not-yet-ended subscriptions
+  (within the term, KSS-QTY-1); NotStarted answers 2, an ended one 105. ChangeProduct checks in the order
+  9, 705, 704, 707 (same product), 703 (prepaid).
+- Error 601 is not used: a product outside the partner's programme has its own code, 705.
+- A unit that fails for an unexpected reason is not caught here: the SOAP layer answers it (99 or a fault).
+"""
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from simulators.core import audit
+from simulators.core.catalog import KssProduct
+from simulators.core.clock import Clock, iso_utc, on_advance
+from simulators.core.codes import issue_code
+from simulators.core.context import CallContext
+from simulators.core.errors import not_found, unprocessable
+from simulators.core.partners import Partner, load_partner, on_reset
+from simulators.kss import billing
+from simulators.kss.model import (
+    Activate, ChangeLicenseCount, ChangeProduct, DownloadLink, GetDownloadLinks, GetInfo, HardCancel, ItemError,
+    ItemResult, Pause, RequestContainer, Renew, ResponseContainer, Resume, SoftCancel,
+    SubscriptionInfo, TransactionError, UsageInfo, kind,
+)
+from simulators.kss.tables import code_pools, history, prepaid, subscriptions, transactions
+
+UTC = dt.timezone.utc
+NOT_STARTED, STARTED, PAUSED, SOFT, HARD = "NotStarted", "Started", "Paused", "SoftCancelled", "HardCancelled"
+EARLIEST = dt.datetime(2008, 1, 1, tzinfo=UTC)  # 602: no date before it
+MIN_TERM = dt.timedelta(days=28)  # 101
+CANCEL_WINDOW = dt.timedelta(days=14)  # 304
+ACTIVATION_TYPES = ("Standard", "Secondary")
+PLATFORMS = ("Windows", "macOS", "Android", "iOS")
+SECTIONS = ("Subscription", "SubscriptionUsage")
+VENDOR = "ksim-vendor"  # the actor of what the clock does
+DOWNLOADS = "https://downloads.ksim.invalid"
+
+
+class KssError(Exception):
+    """A refused unit (or, from ``process``, a refused container) with its wire code."""
+
+    def __init__(self, code: int, message: str, rule: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = f"{message} ({rule})" if rule else message
+        self.rule = rule
+
+
+@dataclass(frozen=True)
+class Call:
+    """What one unit needs besides its item."""
+
+    conn: Connection
+    ctx: CallContext
+    tolerance: dt.timedelta
+
+    @property
+    def now(self) -> dt.datetime:
+        return self.ctx.clock.now
+
+
+# ---------------------------------------------------------------- the container
+
+
+def process(
+    conn: Connection, ctx: CallContext, container: RequestContainer, *, start_tolerance_seconds: int = 600
+) -> ResponseContainer:
+    answer = ResponseContainer(timestamp=ctx.clock.now, transaction_id=container.transaction_id)
+    seen = conn.execute(
+        sa.select(transactions.c.at).where(
+            transactions.c.partner_id == ctx.partner_id, transactions.c.transaction_id == container.transaction_id
+        )
+    ).first()
+    if seen is not None:  # SIM-IDEM-1: the real service refuses a repeat; it does not replay the first answer
+        answer.transaction_error = TransactionError(
+            6, f"duplicated order: TransactionId {container.transaction_id!r} was received at {iso_utc(seen.at)}"
+        )
+        return answer
+    units = [item.unit_id for item in container.items]
+    if len(set(units)) != len(units):
+        twice = sorted({u for u in units if units.count(u) > 1})
+        answer.transaction_error = TransactionError(708, f"UnitId {twice[0]} appears more than once in the container")
+        return answer
+    conn.execute(
+        sa.insert(transactions).values(
+            partner_id=ctx.partner_id, transaction_id=container.transaction_id, at=ctx.clock.now, units=len(units)
+        )
+    )
+    call = Call(conn, ctx, dt.timedelta(seconds=start_tolerance_seconds))
+    for item in container.items:
+        try:
+            with conn.begin_nested():  # a refused unit rolls back alone
+                answer.results.append(HANDLERS[type(item)](call, item))
+        except KssError as err:
+            answer.errors.append(ItemError(kind(item), item.unit_id, item.subscriber_id, err.code, err.message))
+    return answer
+
+
+# ---------------------------------------------------------------- reading and checks
+
+
+def _row(call: Call, subscriber_id: str) -> Any:
+    return call.conn.execute(
+        sa.select(subscriptions).where(
+            subscriptions.c.partner_id == call.ctx.partner_id, subscriptions.c.subscriber_id == subscriber_id
+        )
+    ).first()
+
+
+def _known(call: Call, subscriber_id: str) -> Any:
+    """The partner's subscription; another partner's SubscriberId is as unknown as a made-up one (SIM-AUTH-1)."""
+    row = _row(call, subscriber_id)
+    if row is None:
+        raise KssError(5, f"SubscriberId {subscriber_id!r} is unknown")
+    return row
+
+
+def _live(call: Call, subscriber_id: str) -> Any:
+    row = _known(call, subscriber_id)
+    if row.status == HARD:
+        raise KssError(4, f"subscription {subscriber_id!r} is hard-cancelled; only Activate brings it back", "KSS-STOP-1")
+    return row
+
+
+def _started(row: Any) -> None:
+    if row.status == NOT_STARTED:
+        raise KssError(2, f"subscription {row.subscriber_id!r} starts at {iso_utc(row.start_time)}; not yet activated")
+
+
+def _within_term(call: Call, row: Any) -> None:
+    _started(row)
+    if row.status == SOFT and row.end_time is not None and row.end_time <= call.now:
+        raise KssError(105, f"subscription {row.subscriber_id!r} ended at {iso_utc(row.end_time)} (soft-cancelled)")
+
+
+def _product(call: Call, product_id: str) -> KssProduct:
+    """KSS-PROD-1: the closed catalog (9), then the partner's programme (705), then MSP registration (704)."""
+    product = call.ctx.profile.kss_products.get(product_id)
+    partner = call.ctx.partner
+    if product is None:
+        raise KssError(9, f"unknown product {product_id!r}", "KSS-PROD-1")
+    if partner.programme not in product.programmes:
+        raise KssError(
+            705, f"product {product_id} is not offered to the {partner.programme} programme", "KSS-PROD-1"
+        )
+    if partner.programme == "msp" and not partner.msp_registered:
+        raise KssError(704, "the partner is not registered for the MSP programme", "KSS-MSP-2")
+    return product
+
+
+def _no_prepaid(call: Call, customer_id: str, product_id: str) -> None:
+    held = call.conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(prepaid.c.licence_count), 0)).where(
+            prepaid.c.partner_id == call.ctx.partner_id,
+            prepaid.c.customer_id == customer_id,
+            prepaid.c.product_id == product_id,
+            prepaid.c.expires_on > call.ctx.clock.today,
+        )
+    ).scalar_one()
+    if held:
+        raise KssError(
+            703, f"customer {customer_id!r} still holds {held} active prepaid licence(s) of {product_id}", "KSS-PREPAID-1"
+        )
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    month0 = day.month - 1 + months
+    year, month = day.year + month0 // 12, month0 % 12 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def trial_cap_days(ctx: CallContext, start: dt.datetime) -> int:
+    """KSS-TRIAL-1: xsp 2 calendar months from the start date (1 March -> 61 days), reseller/msp 30 days."""
+    cap = ctx.profile.trial_caps.get(ctx.partner.programme)
+    if cap is None:
+        return 0
+    day = start.astimezone(ctx.clock.zone).date()
+    return (add_months(day, cap.months) + dt.timedelta(days=cap.days) - day).days
+
+
+def _trial_end(ctx: CallContext, start: dt.datetime, days: int) -> dt.datetime:
+    """Local wall-clock days, so a trial ends at the same local time across a DST change."""
+    local = start.astimezone(ctx.clock.zone)
+    return (local.replace(tzinfo=None) + dt.timedelta(days=days)).replace(tzinfo=ctx.clock.zone).astimezone(UTC)
+
+
+def _last_change(call: Call, subscriber_id: str) -> dt.datetime | None:
+    return call.conn.execute(
+        sa.select(sa.func.max(history.c.effective)).where(
+            history.c.partner_id == call.ctx.partner_id,
+            history.c.subscriber_id == subscriber_id,
+            history.c.source == "partner",
+        )
+    ).scalar_one()
+
+
+def _not_before_last_change(call: Call, subscriber_id: str, moment: dt.datetime) -> dt.datetime:
+    """An accepted change is never undone: nothing takes effect before the last one."""
+    last = _last_change(call, subscriber_id)
+    return moment if last is None else max(moment, last)
+
+
+def _not_too_old(call: Call, moment: dt.datetime, what: str) -> None:
+    if moment < call.now - CANCEL_WINDOW:
+        raise KssError(304, f"{what} {iso_utc(moment)} is more than 14 days in the past")
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _snapshot(conn: Connection, partner_id: str, row: Any, *, event: str, effective: dt.datetime,
+              recorded_at: dt.datetime, source: str) -> None:
+    conn.execute(
+        sa.insert(history).values(
+            partner_id=partner_id,
+            subscriber_id=row.subscriber_id,
+            effective=effective,
+            recorded_at=recorded_at,
+            source=source,
+            event=event,
+            status=row.status,
+            license_count=row.license_count,
+            product_id=row.product_id,
+            start_time=row.start_time,
+            end_time=row.end_time,
+            trial_end=row.trial_end,
+            paused_at=row.paused_at,
+            pause_until=row.pause_until,
+        )
+    )
+
+
+def _change(call: Call, row: Any, event: str, effective: dt.datetime, **values: Any) -> Any:
+    """Update the subscription, snapshot it in the history, audit it; return the new row."""
+    where = (subscriptions.c.partner_id == call.ctx.partner_id, subscriptions.c.subscriber_id == row.subscriber_id)
+    call.conn.execute(sa.update(subscriptions).where(*where).values(**values, updated_at=call.now))
+    new = _row(call, row.subscriber_id)
+    _snapshot(call.conn, call.ctx.partner_id, new, event=event, effective=effective, recorded_at=call.now, source="partner")
+    _audit(call, event, new, effective, {k: v for k, v in values.items() if k != "status_change_time"})
+    return new
+
+
+def _json(value: Any) -> Any:
+    return iso_utc(value) if isinstance(value, dt.datetime) else value
+
+
+def _audit(call: Call, action: str, row: Any, effective: dt.datetime, details: dict[str, Any]) -> None:
+    audit.record(
+        call.conn, call.ctx.partner_id, call.ctx.clock, actor=call.ctx.actor, service="kss", action=action,
+        object_type="subscription", object_id=row.subscriber_id,
+        details={"effective": iso_utc(effective), **{k: _json(v) for k, v in details.items()}},
+    )
+
+
+def _draw_code(call: Call) -> str:
+    """A fresh code, unless the partner's pool is limited and empty (8)."""
+    pool = call.conn.execute(
+        sa.select(code_pools.c.remaining).where(code_pools.c.partner_id == call.ctx.partner_id)
+    ).first()
+    if pool is not None:
+        if pool.remaining <= 0:
+            raise KssError(8, "the activation-code pool of this provider is empty")
+        call.conn.execute(
+            sa.update(code_pools).where(code_pools.c.partner_id == call.ctx.partner_id).values(remaining=pool.remaining - 1)
+        )
+    return issue_code(call.conn, call.ctx.partner_id, "kss")
+
+
+# ---------------------------------------------------------------- items
+
+
+def activate(call: Call, item: Activate) -> ItemResult:
+    start, end, now = item.start_time, item.end_time, call.now
+    if start < EARLIEST or (end is not None and (end < EARLIEST or end < start)):
+        raise KssError(602, "StartTime and EndTime must be on or after 2008-01-01, EndTime not before StartTime")
+    if item.license_count < 1 or (item.trial_days or 0) < 0 or item.activation_type not in ACTIVATION_TYPES:
+        raise KssError(602, "LicenseCount must be positive, TrialDays not negative, ActivationType Standard or Secondary")
+    if start > now + call.tolerance:
+        raise KssError(103, f"StartTime {iso_utc(start)} is in the future (now {iso_utc(now)})")
+    if end is not None and end - start < MIN_TERM:
+        raise KssError(101, "EndTime - StartTime is shorter than 28 days")
+    _product(call, item.product_id)
+    row = _row(call, item.subscriber_id)
+    customer = row.customer_id if row is not None else (item.customer_id or item.subscriber_id)
+    _no_prepaid(call, customer, item.product_id)
+    trial_days = item.trial_days or 0
+    cap = trial_cap_days(call.ctx, start)
+    if trial_days > cap:
+        raise KssError(
+            701, f"a trial of {trial_days} days is longer than the {cap} days allowed to {call.ctx.partner.programme}",
+            "KSS-TRIAL-1",
+        )
+    if row is None:
+        return _activate_new(call, item, customer, trial_days)
+    if row.status != HARD:
+        raise KssError(1, f"SubscriberId {item.subscriber_id!r} is already activated ({row.status})")
+    if trial_days > 0:
+        raise KssError(702, "a trial is granted once per subscription, on its first activation only", "KSS-TRIAL-2")
+    if item.customer_id is not None and item.customer_id != row.customer_id:
+        raise KssError(602, f"SubscriberId {item.subscriber_id!r} belongs to customer {row.customer_id!r}")
+    return _reactivate(call, item, row)
+
+
+def _activate_new(call: Call, item: Activate, customer: str, trial_days: int) -> ItemResult:
+    start, now = item.start_time, call.now
+    code = _draw_code(call)
+    started = start <= now
+    values = {
+        "partner_id": call.ctx.partner_id,
+        "subscriber_id": item.subscriber_id,
+        "customer_id": customer,
+        "product_id": item.product_id,
+        "license_count": item.license_count,
+        "activation_code": code,
+        "status": STARTED if started else NOT_STARTED,
+        "status_change_time": start if started else now,
+        "start_time": start,
+        "end_time": item.end_time,
+        "trial_end": _trial_end(call.ctx, start, trial_days) if trial_days else None,
+        "trial_used": trial_days > 0,
+        "first_activation_time": start,
+        "created_at": now,
+        "updated_at": now,
+    }
+    call.conn.execute(sa.insert(subscriptions).values(**values))
+    row = _row(call, item.subscriber_id)
+    _snapshot(call.conn, call.ctx.partner_id, row, event="activate", effective=start, recorded_at=now, source="partner")
+    _audit(call, "activate", row, start, {
+        "customer_id": customer, "product_id": item.product_id, "license_count": item.license_count,
+        "start_time": start, "end_time": item.end_time, "trial_days": trial_days,
+        "activation_type": item.activation_type, "activation_code": code,
+    })
+    return ItemResult("Activate", item.unit_id, item.subscriber_id, activation_code=code)
+
+
+def _reactivate(call: Call, item: Activate, row: Any) -> ItemResult:
+    """KSS-STOP-1: Activate after HardCancel brings the subscription back with the same code (KSS-CODE-1)."""
+    effective = _not_before_last_change(call, row.subscriber_id, item.start_time)
+    started = item.start_time <= call.now
+    new = _change(
+        call, row, "reactivate", effective,
+        status=STARTED if started else NOT_STARTED,
+        status_change_time=effective if started else call.now,
+        start_time=item.start_time,
+        end_time=item.end_time,
+        license_count=item.license_count,
+        product_id=item.product_id,
+        paused_at=None,
+        pause_until=None,
+    )
+    return ItemResult("Activate", item.unit_id, item.subscriber_id, activation_code=new.activation_code)
+
+
+def renew(call: Call, item: Renew) -> ItemResult:
+    row = _live(call, item.subscriber_id)
+    if row.status == PAUSED:
+        raise KssError(204, "the subscription is paused: send Resume, not Renew")
+    _started(row)
+    new_end = item.end_time
+    if new_end is not None and new_end < EARLIEST:
+        raise KssError(602, "EndTime must be on or after 2008-01-01")
+    if row.status == SOFT:  # reactivation, same code (KSS-STOP-1, KSS-CODE-1)
+        if new_end is not None and new_end <= row.end_time:
+            raise KssError(3, f"EndTime {iso_utc(new_end)} is not after the current EndTime {iso_utc(row.end_time)}")
+        if new_end is not None and new_end <= call.now:
+            raise KssError(602, f"EndTime {iso_utc(new_end)} is already past")
+        effective = _not_before_last_change(call, row.subscriber_id, call.now)
+        _change(call, row, "renew", effective, status=STARTED, status_change_time=effective, end_time=new_end)
+    else:
+        if row.end_time is None:
+            raise KssError(202, "the subscription is open-ended; there is nothing to renew")
+        if new_end is not None and new_end < row.end_time:
+            raise KssError(3, f"EndTime {iso_utc(new_end)} is earlier than the current EndTime {iso_utc(row.end_time)}")
+        _change(call, row, "renew", _not_before_last_change(call, row.subscriber_id, call.now), end_time=new_end)
+    return ItemResult("Renew", item.unit_id, item.subscriber_id)
+
+
+def _cancel_end(call: Call, row: Any, wanted: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """(end time, effective time) of a cancel: never extending the term, never before the last change."""
+    end = wanted if row.end_time is None else min(wanted, row.end_time)
+    end = _not_before_last_change(call, row.subscriber_id, end)
+    return end, _not_before_last_change(call, row.subscriber_id, min(end, call.now))
+
+
+def soft_cancel(call: Call, item: SoftCancel) -> ItemResult:
+    """KSS-STOP-1: stopped at EndTime (the month containing it is still charged); Renew reactivates it."""
+    row = _live(call, item.subscriber_id)
+    if row.status == PAUSED:
+        raise KssError(303, "a paused subscription cannot be soft-cancelled")
+    _started(row)
+    if row.status == SOFT:
+        raise KssError(105, "the subscription is already soft-cancelled")
+    _not_too_old(call, item.end_time, "EndTime")
+    if item.end_time < row.start_time:
+        raise KssError(602, f"EndTime {iso_utc(item.end_time)} is before the StartTime {iso_utc(row.start_time)}")
+    end, effective = _cancel_end(call, row, item.end_time)
+    _change(call, row, "soft_cancel", effective, status=SOFT, status_change_time=call.now, end_time=end)
+    return ItemResult("SoftCancel", item.unit_id, item.subscriber_id)
+
+
+def hard_cancel(call: Call, item: HardCancel) -> ItemResult:
+    """KSS-STOP-1: ended at once; paid until EndTime; only a later Activate brings it back."""
+    row = _live(call, item.subscriber_id)
+    _not_too_old(call, item.end_time, "EndTime")
+    end, effective = _cancel_end(call, row, item.end_time)
+    _change(call, row, "hard_cancel", effective, status=HARD, status_change_time=call.now, end_time=end)
+    return ItemResult("HardCancel", item.unit_id, item.subscriber_id)
+
+
+def pause(call: Call, item: Pause) -> ItemResult:
+    """KSS-PAUSE-1: paused from PauseTime, for a term when ext:ResumeTime is given (resumes by itself)."""
+    row = _live(call, item.subscriber_id)
+    if row.status == SOFT:
+        raise KssError(105, "the subscription is soft-cancelled")
+    _started(row)
+    if row.end_time is not None:
+        raise KssError(401, "only open-ended subscriptions can be paused")
+    if row.status == PAUSED:
+        raise KssError(402, "the subscription is already paused")
+    at, resume_at = item.pause_time, item.resume_time
+    if resume_at is not None and (resume_at <= at or resume_at <= call.now):
+        raise KssError(706, f"ResumeTime {iso_utc(resume_at)} is not after PauseTime and now", "KSS-PAUSE-1")
+    if at < EARLIEST or at < row.start_time:
+        raise KssError(602, f"PauseTime {iso_utc(at)} is before the StartTime {iso_utc(row.start_time)}")
+    if at > call.now + call.tolerance:
+        raise KssError(103, f"PauseTime {iso_utc(at)} is in the future; pauses are not scheduled")
+    _not_too_old(call, at, "PauseTime")
+    paused_at = _not_before_last_change(call, row.subscriber_id, min(at, call.now))
+    _change(call, row, "pause", paused_at, status=PAUSED, status_change_time=paused_at, paused_at=paused_at,
+            pause_until=resume_at)
+    return ItemResult("Pause", item.unit_id, item.subscriber_id)
+
+
+def resume(call: Call, item: Resume) -> ItemResult:
+    row = _live(call, item.subscriber_id)
+    if row.status != PAUSED:
+        raise KssError(501, f"the subscription is not paused ({row.status})")
+    effective = _not_before_last_change(call, row.subscriber_id, call.now)
+    _change(call, row, "resume", effective, status=STARTED, status_change_time=effective, paused_at=None, pause_until=None)
+    return ItemResult("Resume", item.unit_id, item.subscriber_id)
+
+
+def subscription_info(conn: Connection, ctx: CallContext, row: Any) -> SubscriptionInfo:
+    charged = billing.current_period_charge(conn, ctx.partner, ctx.clock.today, row)
+    return SubscriptionInfo(
+        status=row.status,
+        status_change_time=row.status_change_time,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        license_count=row.license_count,
+        product_id=row.product_id,
+        activation_code=row.activation_code,
+        customer_id=row.customer_id,
+        trial_end_time=row.trial_end,
+        pause_end_time=row.pause_until if row.status == PAUSED else None,
+        # The count the current period is charged for; None while it is not charged (trial, free month, pause).
+        max_license_count_this_period=None if charged is None else charged.charged_count,
+    )
+
+
+def get_info(call: Call, item: GetInfo) -> ItemResult:
+    """Answers on hard-cancelled subscriptions too (Status HardCancelled)."""
+    row = _known(call, item.subscriber_id)
+    wrong = [s for s in item.sections if s not in SECTIONS]
+    if wrong or not item.sections:
+        raise KssError(602, f"InfoSection must be Subscription and/or SubscriptionUsage, not {wrong}")
+    return ItemResult(
+        "GetInfo", item.unit_id, item.subscriber_id,
+        subscription=subscription_info(call.conn, call.ctx, row) if "Subscription" in item.sections else None,
+        usage=UsageInfo(row.first_activation_time) if "SubscriptionUsage" in item.sections else None,
+    )
+
+
+def get_download_links(call: Call, item: GetDownloadLinks) -> ItemResult:
+    row = _live(call, item.subscriber_id)
+    if item.platform not in PLATFORMS or not item.language:
+        raise KssError(602, f"Platform must be one of {', '.join(PLATFORMS)} and Language given")
+    url = f"{DOWNLOADS}/{row.product_id}/{item.platform}/{item.language}/setup"
+    if item.rebranding_code:
+        url += f"?rebranding={item.rebranding_code}"
+    link = DownloadLink(
+        url=url, language=item.language, application_name=call.ctx.profile.kss_products[row.product_id].name,
+        alphabet=item.alphabet, region=item.region, rebranding_code=item.rebranding_code,
+    )
+    return ItemResult("GetDownloadLinks", item.unit_id, item.subscriber_id, platform=item.platform, links=(link,))
+
+
+def change_license_count(call: Call, item: ChangeLicenseCount) -> ItemResult:
+    """KSS-QTY-1: any time within the term, no new activation, same code (KSS-CODE-1)."""
+    row = _live(call, item.subscriber_id)
+    _within_term(call, row)
+    if item.license_count < 1:
+        raise KssError(602, "LicenseCount must be positive")
+    if item.license_count == row.license_count:
+        raise KssError(707, f"the subscription already has {row.license_count} licence(s)", "KSS-QTY-1")
+    effective = _not_before_last_change(call, row.subscriber_id, call.now)
+    new = _change(call, row, "change_license_count", effective, license_count=item.license_count)
+    return ItemResult("ChangeLicenseCount", item.unit_id, item.subscriber_id, activation_code=new.activation_code)
+
+
+def change_product(call: Call, item: ChangeProduct) -> ItemResult:
+    """KSS-CODE-1: the code stays; a product change never grants a new trial (KSS-TRIAL-2)."""
+    row = _live(call, item.subscriber_id)
+    _within_term(call, row)
+    _product(call, item.product_id)
+    if item.product_id == row.product_id:
+        raise KssError(707, f"the subscription is already on {row.product_id}", "KSS-CODE-1")
+    _no_prepaid(call, row.customer_id, item.product_id)
+    effective = _not_before_last_change(call, row.subscriber_id, call.now)
+    new = _change(call, row, "change_product", effective, product_id=item.product_id)
+    return ItemResult("ChangeProduct", item.unit_id, item.subscriber_id, activation_code=new.activation_code)
+
+
+HANDLERS: dict[type, Callable[[Call, Any], ItemResult]] = {
+    Activate: activate,
+    Renew: renew,
+    SoftCancel: soft_cancel,
+    HardCancel: hard_cancel,
+    Pause: pause,
+    Resume: resume,
+    GetInfo: get_info,
+    GetDownloadLinks: get_download_links,
+    ChangeLicenseCount: change_license_count,
+    ChangeProduct: change_product,
+}
+
+
+# ---------------------------------------------------------------- time (SIM-CLOCK-1)
+
+
+@dataclass(frozen=True)
+class _Due:
+    at: dt.datetime
+    subscriber_id: str
+    event: str  # start | pause_end | trial_end | end | renew
+
+
+def _next_boundary(partner: Partner, after: dt.datetime, first_paid: dt.date | None) -> dt.datetime | None:
+    """The first billing-period start strictly after ``after`` (KSS-RENEW-1)."""
+    zone = Clock(after, partner.timezone).zone
+    day = after.astimezone(zone).date()
+    if partner.billing_period == billing.CALENDAR_MONTH:
+        candidate = day.replace(day=1)
+        step = billing.next_month
+    else:
+        if first_paid is None:
+            return None
+        candidate = first_paid + dt.timedelta(days=billing.PERIOD_DAYS * max(0, (day - first_paid).days // billing.PERIOD_DAYS))
+
+        def step(d: dt.date) -> dt.date:
+            return d + dt.timedelta(days=billing.PERIOD_DAYS)
+    while billing.local_midnight(candidate, zone) <= after:
+        candidate = step(candidate)
+    return billing.local_midnight(candidate, zone)
+
+
+def _due_events(conn: Connection, partner: Partner, row: Any, old: dt.datetime, new: dt.datetime) -> list[_Due]:
+    """Replay one subscription's clock-driven events in (old, new], in order, on a local copy of its state."""
+    status, cur, trial_open = row.status, old, row.trial_end is not None and row.trial_end > old
+    first_paid: dt.date | None = None
+    if partner.billing_period == billing.THIRTY_DAYS and row.end_time is None:
+        horizon = billing.local_midnight(new.date() + dt.timedelta(days=2), Clock(new, partner.timezone).zone)
+        first_paid = billing.first_paid_day(conn, partner, row, horizon)
+    out: list[_Due] = []
+    while True:
+        options: list[tuple[dt.datetime, str]] = []
+        if status == NOT_STARTED:
+            options.append((row.start_time, "start"))
+        if status == PAUSED and row.pause_until is not None:
+            options.append((row.pause_until, "pause_end"))
+        if status == STARTED and row.end_time is not None:
+            options.append((row.end_time, "end"))
+        if trial_open and status != HARD:
+            options.append((row.trial_end, "trial_end"))
+        if status == STARTED and row.end_time is None:
+            boundary = _next_boundary(partner, cur, first_paid)
+            in_trial = row.trial_end is not None and boundary is not None and boundary < row.trial_end
+            if boundary is not None and not in_trial:  # a period inside the trial is not a renewal
+                options.append((boundary, "renew"))
+        due = [o for o in options if o[0] <= new]
+        if not due:
+            return out
+        at, event = min(due, key=lambda o: o[0])
+        out.append(_Due(at, row.subscriber_id, event))
+        cur = max(cur, at)
+        if event == "trial_end":
+            trial_open = False
+        elif event in ("start", "pause_end"):
+            status = STARTED
+        elif event == "end":
+            status = SOFT
+
+
+def _apply_due(conn: Connection, partner: Partner, due: _Due) -> None:
+    where = (subscriptions.c.partner_id == partner.id, subscriptions.c.subscriber_id == due.subscriber_id)
+    values: dict[str, Any] = {}
+    if due.event in ("start", "pause_end"):
+        values = {"status": STARTED, "status_change_time": due.at}
+        if due.event == "pause_end":
+            values.update(paused_at=None, pause_until=None)
+    elif due.event == "end":
+        values = {"status": SOFT, "status_change_time": due.at}
+    if values:
+        conn.execute(sa.update(subscriptions).where(*where).values(**values, updated_at=due.at))
+    row = conn.execute(sa.select(subscriptions).where(*where)).one()
+    _snapshot(conn, partner.id, row, event=due.event, effective=due.at, recorded_at=due.at, source="vendor")
+    audit.record(
+        conn, partner.id, Clock(due.at, partner.timezone), actor=VENDOR, service="kss", action=due.event,
+        object_type="subscription", object_id=due.subscriber_id,
+        details={"status": row.status, "license_count": row.license_count, "product_id": row.product_id},
+    )
+
+
+@on_advance
+def _on_clock(conn: Connection, partner_id: str, old: Clock, new: Clock) -> None:
+    """Everything due in (old, new] happens, in time order, before the clock call returns."""
+    if new.now <= old.now:
+        return
+    rows = conn.execute(
+        sa.select(subscriptions).where(subscriptions.c.partner_id == partner_id, subscriptions.c.status != HARD)
+    ).all()
+    if not rows:
+        return
+    partner = load_partner(conn, partner_id)
+    due = [d for row in rows for d in _due_events(conn, partner, row, old.now, new.now)]
+    order = {"start": 0, "pause_end": 1, "trial_end": 2, "renew": 3, "end": 4}
+    for item in sorted(due, key=lambda d: (d.at, d.subscriber_id, order[d.event])):
+        _apply_due(conn, partner, item)
+
+
+@on_reset
+def _reset(conn: Connection, partner_id: str) -> None:
+    for table in (history, subscriptions, transactions, code_pools, prepaid):
+        conn.execute(sa.delete(table).where(table.c.partner_id == partner_id))
+
+
+# ---------------------------------------------------------------- control plane
+
+
+def seed_prepaid(
+    conn: Connection, ctx: CallContext, customer_id: str, product_id: str, licence_count: int, expires_on: dt.date
+) -> dict[str, Any]:
+    """Prepaid (non-subscription) licences a customer holds until ``expires_on`` (KSS-PREPAID-1)."""
+    if product_id not in ctx.profile.kss_products:
+        raise unprocessable("UNKNOWN_PRODUCT", f"no KSS product {product_id!r} in the catalog", rule="KSS-PROD-1")
+    if licence_count < 1:
+        raise unprocessable("VALIDATION_ERROR", "licence_count must be at least 1")
+    result = conn.execute(
+        sa.insert(prepaid).values(
+            partner_id=ctx.partner_id, customer_id=customer_id, product_id=product_id, licence_count=licence_count,
+            expires_on=expires_on, created_at=ctx.clock.now,
+        )
+    )
+    prepaid_id = result.inserted_primary_key[0]
+    audit.record(conn, ctx.partner_id, ctx.clock, actor=ctx.actor, service="admin", action="seed_prepaid",
+                 object_type="prepaid", object_id=str(prepaid_id),
+                 details={"customer_id": customer_id, "product_id": product_id, "licence_count": licence_count,
+                          "expires_on": expires_on.isoformat()})
+    return {
+        "id": prepaid_id,
+        "customer_id": customer_id,
+        "product_id": product_id,
+        "licence_count": licence_count,
+        "expires_on": expires_on.isoformat(),
+        "active": expires_on > ctx.clock.today,
+        "created_at": iso_utc(ctx.clock.now),
+    }
+
+
+def set_code_pool(conn: Connection, ctx: CallContext, remaining: int | None) -> dict[str, Any]:
+    """Limit the partner's activation-code pool to ``remaining`` new codes (0: empty, error 8); None: unlimited."""
+    if remaining is not None and remaining < 0:
+        raise unprocessable("VALIDATION_ERROR", "remaining must be 0 or more, or null for no limit")
+    conn.execute(sa.delete(code_pools).where(code_pools.c.partner_id == ctx.partner_id))
+    if remaining is not None:
+        conn.execute(sa.insert(code_pools).values(partner_id=ctx.partner_id, remaining=remaining))
+    audit.record(conn, ctx.partner_id, ctx.clock, actor=ctx.actor, service="admin", action="set_code_pool",
+                 object_type="code_pool", object_id=ctx.partner_id, details={"remaining": remaining})
+    return {"remaining": remaining}
+
+
+def get_subscription(conn: Connection, ctx: CallContext, subscriber_id: str) -> dict[str, Any]:
+    """A subscription and its history as JSON, for the control plane and scenario checks."""
+    row = conn.execute(
+        sa.select(subscriptions).where(
+            subscriptions.c.partner_id == ctx.partner_id, subscriptions.c.subscriber_id == subscriber_id
+        )
+    ).first()
+    if row is None:
+        raise not_found("SUBSCRIBER_NOT_FOUND", f"no KSS subscriber {subscriber_id!r}", rule="SIM-AUTH-1")
+    entries = conn.execute(
+        sa.select(history)
+        .where(history.c.partner_id == ctx.partner_id, history.c.subscriber_id == subscriber_id)
+        .order_by(history.c.id)
+    ).all()
+    info = subscription_info(conn, ctx, row)
+
+    def opt(value: dt.datetime | None) -> str | None:
+        return None if value is None else iso_utc(value)
+
+    return {
+        "subscriber_id": row.subscriber_id,
+        "customer_id": row.customer_id,
+        "product_id": row.product_id,
+        "license_count": row.license_count,
+        "activation_code": row.activation_code,
+        "status": row.status,
+        "status_change_time": iso_utc(row.status_change_time),
+        "start_time": iso_utc(row.start_time),
+        "end_time": opt(row.end_time),
+        "trial_end": opt(row.trial_end),
+        "trial_used": row.trial_used,
+        "paused_at": opt(row.paused_at),
+        "pause_until": opt(row.pause_until),
+        "first_activation_time": iso_utc(row.first_activation_time),
+        "max_license_count_this_period": info.max_license_count_this_period,
+        "created_at": iso_utc(row.created_at),
+        "history": [
+            {
+                "effective": iso_utc(e.effective),
+                "source": e.source,
+                "event": e.event,
+                "status": e.status,
+                "license_count": e.license_count,
+                "product_id": e.product_id,
+                "end_time": opt(e.end_time),
+            }
+            for e in entries
+        ],
+    }
