@@ -48,9 +48,8 @@ def run_gunicorn(settings: Any) -> None:
     from gunicorn.app.base import BaseApplication
 
     from simulators.app import create_app
-    from simulators.core.store import Store
 
-    Store(settings.database_url).create_schema()  # once, before the workers race to create it
+    app = create_app(settings)  # built once in the master (schema created once); workers fork from it
 
     class _App(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -60,6 +59,9 @@ def run_gunicorn(settings: Any) -> None:
             self.cfg.set("threads", 4)
             self.cfg.set("loglevel", settings.log_level)
             self.cfg.set("accesslog", None)
+            self.cfg.set("preload_app", True)
+            # A forked worker must not share the master's database connections.
+            self.cfg.set("post_fork", lambda server, worker: app.extensions["ksim"].store.engine.dispose(close=False))
             self.cfg.set("when_ready", lambda server: print(
                 f"ksim listening on http://{settings.host}:{settings.port} "
                 f"(KORM /korm/v1, control plane /_sim; database {settings.database_url}; {settings.workers} workers)",
@@ -67,6 +69,6 @@ def run_gunicorn(settings: Any) -> None:
             ))
 
         def load(self) -> Flask:
-            return create_app(settings)
+            return app
 
     _App().run()

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
+from simulators.core.yamlfile import load_yaml
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "data" / "profile.yaml"
 
@@ -127,4 +127,4 @@ def parse_profile(data: dict[str, Any]) -> Profile:
 @functools.lru_cache(maxsize=8)
 def load_profile(path: str = "") -> Profile:
     with open(path or DEFAULT_PROFILE, encoding="utf-8") as fh:
-        return parse_profile(yaml.safe_load(fh))
+        return parse_profile(load_yaml(fh))

@@ -5,10 +5,11 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+
+from simulators.core.yamlfile import load_yaml
 
 _URI = "urn:ksim:contract"
 
@@ -21,7 +22,7 @@ class Contract:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.text = path.read_text(encoding="utf-8")
-        self.spec: dict[str, Any] = yaml.safe_load(self.text)
+        self.spec: dict[str, Any] = load_yaml(self.text)
         self._registry = Registry().with_resource(_URI, Resource(contents=self.spec, specification=DRAFT202012))
         self._pointers: dict[str, str] = {}
         for route, item in self.spec.get("paths", {}).items():
