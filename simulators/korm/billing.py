@@ -9,9 +9,7 @@ Intervals are half-open; on a day with several changes the last one counts. Mone
 """
 from __future__ import annotations
 
-import calendar
 import datetime as dt
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -23,16 +21,9 @@ from sqlalchemy.engine import Connection
 from simulators.core.catalog import Profile
 from simulators.core.clock import iso_utc, system_now
 from simulators.core.context import CallContext
-from simulators.core.errors import unprocessable
+from simulators.core.money import CENT, money, month_bounds
 from simulators.korm.rules import LEGACY, PAYG, YEARLY, add_years
 from simulators.korm.tables import history, subscriptions
-
-CENT = Decimal("0.01")
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
 
 @dataclass(frozen=True)
 class Segment:
@@ -43,19 +34,6 @@ class Segment:
     model: str
     sku: str
     quantity: int
-
-
-PERIOD = re.compile(r"(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])", re.ASCII)
-
-
-def month_bounds(period: str) -> tuple[dt.date, dt.date]:
-    """``YYYY-MM`` (years 1970 to 2999) as the half-open range of its days."""
-    match = PERIOD.fullmatch(period)
-    if match is None:
-        raise unprocessable("INVALID_PERIOD", f"billing period {period!r} is not YYYY-MM (years 1970 to 2999)")
-    year, month = int(match[1]), int(match[2])
-    start = dt.date(year, month, 1)
-    return start, start + dt.timedelta(days=calendar.monthrange(year, month)[1])
 
 
 def segments(entries: Iterable[Any], stopped_on: dt.date | None, horizon: dt.date) -> list[Segment]:

@@ -26,12 +26,11 @@ Choices where the spec is silent:
 """
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,33 +39,16 @@ from sqlalchemy.engine import Connection
 
 from simulators.core.clock import iso_utc, system_now
 from simulators.core.context import CallContext
-from simulators.core.errors import unprocessable
+from simulators.core.money import money, month_bounds
 from simulators.core.partners import Partner
 from simulators.kss.tables import history, subscriptions
 
 UTC = dt.timezone.utc
-CENT = Decimal("0.01")
 PERIOD_DAYS = 30
 CALENDAR_MONTH, THIRTY_DAYS = "calendar_month", "30_days"
 FREE_FIRST_MONTH = ("reseller", "msp")  # KSS-FREE-1
 _TINY = dt.timedelta(microseconds=1)
 _FOREVER = dt.datetime.max.replace(tzinfo=UTC)
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def month_bounds(period: str) -> tuple[dt.date, dt.date]:
-    """``YYYY-MM`` -> [first day, first day of the next month)."""
-    try:
-        year, month = (int(part) for part in period.split("-"))
-        start = dt.date(year, month, 1)
-    except (ValueError, TypeError, AttributeError):
-        raise unprocessable("INVALID_PERIOD", f"billing period {period!r} is not YYYY-MM") from None
-    if len(period) != 7:
-        raise unprocessable("INVALID_PERIOD", f"billing period {period!r} is not YYYY-MM")
-    return start, start + dt.timedelta(days=calendar.monthrange(year, month)[1])
 
 
 def local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
