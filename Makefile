@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 2
 .PHONY: install test demo serve clean
 
 $(STAMP): pyproject.toml
-	@test -n "$(PYTHON)" || { echo "ksim needs Python 3.11 or 3.12 (spyne does not import on 3.13)"; exit 1; }
+	@test -n "$(PYTHON)" || { echo "ksim needs Python 3.11 or 3.12"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

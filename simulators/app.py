@@ -10,7 +10,7 @@ from simulators.core.settings import Settings, load_settings
 from simulators.core.store import Store
 from simulators.core.web import Runtime, install_error_handlers
 
-REST_CONTRACTS = ("korm-ss.openapi.yaml", "admin.openapi.yaml")
+REST_CONTRACTS = ("korm-ss.openapi.yaml", "admin.openapi.yaml", "kss-rest.openapi.yaml")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -29,7 +29,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_error_handlers(app)
     from simulators.admin.api import bp as admin_bp
     from simulators.korm.api import bp as korm_bp
+    from simulators.kss.api import bp as kss_bp
+    from simulators.kss.soap import bp as kss_soap_bp
 
     app.register_blueprint(korm_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(kss_bp)
+    app.register_blueprint(kss_soap_bp)
     return app

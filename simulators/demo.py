@@ -4,7 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import datetime as dt
+
 import httpx
+import zeep
 from rich.console import Console
 from rich.table import Table
 
@@ -105,6 +108,87 @@ class Walkthrough:
                       f"{entries['items'][0]['actor']} {entries['items'][0]['action']} at {entries['items'][0]['at']}")
 
 
+KSS = "{http://schemas.kaspersky.com/services/subscription/2.0/}"
+EXT = "{http://ksim.dev/kss/3.0/ext}"
+
+
+class KssWalkthrough(Walkthrough):
+    """A service provider's subscriber through trial, paid months, a licence change, pause, soft cancel, reactivation."""
+
+    def send(self, kind: str, **attrs: Any) -> Any:
+        """One unit in one container, over SOAP with zeep, as a provider's client sends it."""
+        self.units += 1
+        factory = (self.soap.get_element(EXT + kind) if kind.startswith("Change")
+                   else self.soap.get_type(f"{KSS}SubscriptionRequest{kind}Item"))
+        items = self.soap.get_type(KSS + "SubscriptionRequestItemCollection")(
+            _value_1=[{kind: factory(UnitId=self.units, SubscriberId="home-42", **attrs)}]
+        )
+        clock = self.admin.get(f"/partners/{self.partner['id']}/clock").json()
+        answer = self.soap.service.SubscriptionRequest(
+            Timestamp=dt.datetime.fromisoformat(clock["now"].replace("Z", "+00:00")),
+            TransactionId=f"demo-{self.units}", SubscriptionRequest=items, _soapheaders=[self.access],
+        )
+        if answer.SubscriptionError is not None:
+            (name, [error]), = answer.SubscriptionError._value_1[0].items()
+            console.print(f"  {kind} -> [red]{name} {error.ErrorCode}[/] {error.ErrorMessage}")
+            raise SystemExit(f"demo: {kind} was refused")
+        (name, result), = answer.SubscriptionResponse._value_1[0].items()
+        result = result[0] if isinstance(result, list) else result
+        console.print(f"  {kind} -> [green]{name}[/]")
+        return result
+
+    def info(self) -> None:
+        sub = self.send("GetInfo", InfoSection="Subscription").Subscription[0]
+        console.print(f"    status [bold]{sub.Status}[/], {sub.LicenseCount} licences of {sub.ProductId}, "
+                      f"code [bold]{sub.ActivationCode}[/]")
+        self.codes.add(sub.ActivationCode)
+
+    def bills(self, periods: list[str]) -> None:
+        kss_rest = httpx.Client(base_url=f"{self.base_url}/kss/v1",
+                                headers={"Authorization": f"Bearer {self.partner['token']}"})
+        table = Table(title="KSS monthly bills (KSS-BILL-0: each month at its maximum paid count)")
+        for column in ("month", "paid days", "charged count", "unit price", "amount"):
+            table.add_column(column, justify="right")
+        for period in periods:
+            bill = kss_rest.get(f"/bills/{period}").json()
+            for line in bill["lines"] or [{"paid_days": 0, "charged_count": 0, "unit_price": "-", "amount": "0.00"}]:
+                table.add_row(period, str(line["paid_days"]), str(line["charged_count"]), line["unit_price"], line["amount"])
+        console.print(table)
+
+    def run(self) -> None:
+        self.step("KSS 1. A service provider (xsp programme) on 1 March 2026")
+        self.partner = self.show(self.admin.post("/partners", json={"programme": "xsp", "now": "2026-03-01T09:00:00Z"}), 201)
+        self.soap = zeep.Client(f"{self.base_url}/kss/soap/upi?wsdl")
+        self.access = self.soap.get_element(KSS + "AccessInfo")(
+            UserName=self.partner["kss"]["username"], Password=self.partner["kss"]["password"])
+        self.units, self.codes = 0, set()
+        self.step("KSS 2. Activate 3 licences of Internet Security with a 30-day trial (KSS-TRIAL-1)")
+        self.send("Activate", StartTime=dt.datetime(2026, 3, 1, 9, tzinfo=dt.timezone.utc), EndTime="indefinite",
+                  LicenseCount=3, ProductId="KIS", TrialDays=30)
+        self.info()
+        self.step("KSS 3. 10 April: 5 licences, same activation code (KSS-QTY-1, KSS-CODE-1)")
+        self.advance("2026-04-10")
+        self.send("ChangeLicenseCount", LicenseCount=5)
+        self.info()
+        self.step("KSS 4. 3 May: pause until 1 July; it resumes by itself (KSS-PAUSE-1)")
+        self.advance("2026-05-03")
+        self.send("Pause", PauseTime=dt.datetime(2026, 5, 3, tzinfo=dt.timezone.utc),
+                  ResumeTime=dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc))
+        self.info()
+        self.advance("2026-07-02")
+        self.info()
+        self.step("KSS 5. Soft cancel at the end of July; reactivate in August with the same code (KSS-STOP-1)")
+        self.send("SoftCancel", EndTime=dt.datetime(2026, 8, 1, tzinfo=dt.timezone.utc))
+        self.advance("2026-08-05")
+        self.info()
+        self.send("Renew", EndTime="indefinite")
+        self.info()
+        console.print(f"  activation codes seen: {len(self.codes)} (one for life)")
+        self.step("KSS 6. The vendor's bills")
+        self.advance("2026-09-01")
+        self.bills(["2026-03", "2026-04", "2026-05", "2026-06", "2026-07", "2026-08"])
+
+
 def run_demo(settings: Settings, *, fresh_database: bool) -> int:
     if fresh_database:
         db = Path(".ksim/demo.db")
@@ -114,5 +198,6 @@ def run_demo(settings: Settings, *, fresh_database: bool) -> int:
     with InProcessServer(create_app(settings)) as server:
         console.print(f"ksim serving on [bold]{server.url}[/] (database {settings.database_url})")
         Walkthrough(server.url, settings.admin_token).run()
+        KssWalkthrough(server.url, settings.admin_token).run()
     console.print("[green bold]demo finished: every answer was the vendor's[/]")
     return 0

@@ -1,4 +1,5 @@
-"""The /_sim control plane: partners, clocks, reset, audit, approval codes, legacy seeds. Admin token only."""
+"""The /_sim control plane: partners, clocks, reset, audit, approval codes, legacy seeds, KSS prepaid licences and
+code pools. Admin token only."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,15 +7,21 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
 import simulators
 from simulators.core import audit, partners
 from simulators.core.clock import move_clock, read_clock
 from simulators.core.context import CallContext
-from simulators.core.errors import Problem
+from simulators.core.errors import Problem, conflict
+from simulators.core.store import audit_log
+from simulators.core.store import partners as partners_table
 from simulators.core.web import json_body, json_response, require_admin, runtime
 from simulators.korm import rules as korm_rules
+from simulators.kss import rules as kss_rules
 
 CONTRACT = "admin.openapi.yaml"
 bp = Blueprint("admin", __name__, url_prefix="/_sim")
@@ -90,6 +97,43 @@ def list_partners() -> Response:
 @bp.get("/partners/<partner_id>")
 def get_partner(partner_id: str) -> Response:
     with runtime().store.begin() as conn:
+        return json_response(partners.get_partner_json(conn, partner_id))
+
+
+# Settings that reinterpret what a partner already did (its dates, free months, periods, trial caps, discounts).
+RETROACTIVE = ("programme", "billing_period", "timezone")
+
+
+@bp.patch("/partners/<partner_id>")
+def update_partner(partner_id: str) -> Response:
+    """Change a partner's settings. ``msp_registered`` only gates future MSP orders (KSS-MSP-2), so it may change
+    at any time; the others reinterpret past data, so they may change only while the partner has done nothing
+    (its audit log is empty: every change of every service is audited), e.g. right after creation or a reset."""
+    body = json_body(CONTRACT, "updatePartner")
+    with runtime().store.begin() as conn:
+        current = partners.get_partner_json(conn, partner_id)
+        values = {k: v for k, v in body.items() if v != current[k]}
+        if "programme" in values and "msp_registered" not in body:
+            values["msp_registered"] = values["programme"] == "msp"  # the default of createPartner
+        if "timezone" in values:
+            try:
+                ZoneInfo(values["timezone"])
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as 'America'
+                raise Problem(422, "VALIDATION_ERROR", f"unknown time zone {values['timezone']!r}",
+                              errors=[{"path": "/timezone", "message": "expected an IANA time zone name"}]) from None
+        changing = [k for k in RETROACTIVE if k in values]
+        if changing:
+            used = conn.execute(
+                sa.select(sa.func.count()).select_from(audit_log).where(audit_log.c.partner_id == partner_id)
+            ).scalar_one()
+            if used:
+                raise conflict(
+                    "PARTNER_IN_USE",
+                    f"{', '.join(changing)} can change only while the partner has no data ({used} audit entries); "
+                    "reset the partner or create another one",
+                )
+        if values:
+            conn.execute(sa.update(partners_table).where(partners_table.c.id == partner_id).values(**values))
         return json_response(partners.get_partner_json(conn, partner_id))
 
 
@@ -173,3 +217,27 @@ def seed_legacy_subscription(partner_id: str) -> Response:
             quantity=body["quantity"], activation_date=dt.date.fromisoformat(body["activation_date"]),
         )
     return json_response(created, 201)
+
+
+@bp.post("/partners/<partner_id>/kss/prepaid")
+def seed_kss_prepaid(partner_id: str) -> Response:
+    body = json_body(CONTRACT, "seedKssPrepaid")
+    with runtime().store.begin() as conn:
+        created = kss_rules.seed_prepaid(
+            conn, _admin_context(conn, partner_id), body["customer_id"], body["product_id"], body["licence_count"],
+            dt.date.fromisoformat(body["expires_on"]),
+        )
+    return json_response(created, 201)
+
+
+@bp.get("/partners/<partner_id>/kss/prepaid")
+def list_kss_prepaid(partner_id: str) -> Response:
+    with runtime().store.begin() as conn:
+        return json_response({"items": kss_rules.list_prepaid(conn, _admin_context(conn, partner_id))})
+
+
+@bp.put("/partners/<partner_id>/kss/code-pool")
+def set_kss_code_pool(partner_id: str) -> Response:
+    body = json_body(CONTRACT, "setKssCodePool")
+    with runtime().store.begin() as conn:
+        return json_response(kss_rules.set_code_pool(conn, _admin_context(conn, partner_id), body["remaining"]))

@@ -83,7 +83,7 @@ def create_partner(
     timezone = timezone or default_timezone
     try:
         zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder of zones, not a zone
         raise unprocessable("VALIDATION_ERROR", f"unknown time zone {timezone!r}") from None
     seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(partners.c.seq), 0))).scalar_one() + 1
     fake = Faker()

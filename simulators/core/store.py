@@ -82,7 +82,7 @@ audit_log = sa.Table(
     sa.Column("service", sa.String(16), nullable=False),
     sa.Column("action", sa.String(64), nullable=False),
     sa.Column("object_type", sa.String(32), nullable=False),
-    sa.Column("object_id", sa.String(64), nullable=False),
+    sa.Column("object_id", sa.String(200), nullable=False),
     sa.Column("details", sa.JSON, nullable=False),
 )
 

@@ -686,14 +686,23 @@ def seed_prepaid(
                  object_type="prepaid", object_id=str(prepaid_id),
                  details={"customer_id": customer_id, "product_id": product_id, "licence_count": licence_count,
                           "expires_on": expires_on.isoformat()})
+    return _prepaid_json(conn.execute(sa.select(prepaid).where(prepaid.c.id == prepaid_id)).one(), ctx.clock.today)
+
+
+def list_prepaid(conn: Connection, ctx: CallContext) -> list[dict[str, Any]]:
+    rows = conn.execute(sa.select(prepaid).where(prepaid.c.partner_id == ctx.partner_id).order_by(prepaid.c.id))
+    return [_prepaid_json(row, ctx.clock.today) for row in rows]
+
+
+def _prepaid_json(row: Any, today: dt.date) -> dict[str, Any]:
     return {
-        "id": prepaid_id,
-        "customer_id": customer_id,
-        "product_id": product_id,
-        "licence_count": licence_count,
-        "expires_on": expires_on.isoformat(),
-        "active": expires_on > ctx.clock.today,
-        "created_at": iso_utc(ctx.clock.now),
+        "id": row.id,
+        "customer_id": row.customer_id,
+        "product_id": row.product_id,
+        "licence_count": row.licence_count,
+        "expires_on": row.expires_on.isoformat(),
+        "active": row.expires_on > today,  # KSS-PREPAID-1: active while not expired
+        "created_at": iso_utc(row.created_at),
     }
 
 

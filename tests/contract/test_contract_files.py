@@ -1,8 +1,8 @@
-"""Static checks of the OpenAPI 3.1 contracts in contracts/ (KORM SS and the /_sim control plane).
+"""Static checks of the OpenAPI 3.1 contracts in contracts/ (KORM SS, the KSS partner portal, the /_sim control plane).
 
-They check that both files are valid OpenAPI 3.1, that every operation is named and (KORM) names the
+They check that the files are valid OpenAPI 3.1, that every operation is named and (KORM, KSS) names the
 rules it enforces, that every $ref resolves, that the examples are valid by their own schemas, that
-the copies of the KORM Subscription schema are identical, and that schemathesis 4 accepts both files.
+the copies of the KORM Subscription schema are identical, and that schemathesis 4 accepts every file.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = ROOT / "contracts"
 KORM = CONTRACTS / "korm-ss.openapi.yaml"
 ADMIN = CONTRACTS / "admin.openapi.yaml"
-FILES = {"korm": KORM, "admin": ADMIN}
+KSS = CONTRACTS / "kss-rest.openapi.yaml"
+FILES = {"korm": KORM, "admin": ADMIN, "kss": KSS}
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 RULE_ID = re.compile(r"^(KORM|KSS|SIM)-[A-Z]+-[0-9]+$")
 # Where a copy of the rule catalog may live in the repository (checked if present).
@@ -47,6 +48,11 @@ def korm() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def admin() -> dict[str, Any]:
     return _load(ADMIN)
+
+
+@pytest.fixture(scope="module")
+def kss() -> dict[str, Any]:
+    return _load(KSS)
 
 
 def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -110,7 +116,7 @@ def _media_examples(doc: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
 def test_files_exist_and_are_openapi_31(contract: tuple[str, dict[str, Any]]) -> None:
     name, doc = contract
     assert doc["openapi"] == "3.1.0", name
-    expected_server = {"korm": "/korm/v1", "admin": "/_sim"}[name]
+    expected_server = {"korm": "/korm/v1", "admin": "/_sim", "kss": "/kss/v1"}[name]
     assert doc["servers"] == [{"url": expected_server}]
 
 
@@ -148,10 +154,10 @@ def _known_rule_ids() -> set[str] | None:
     return None
 
 
-def test_korm_operations_list_their_rules(korm: dict[str, Any]) -> None:
+def _check_operation_rules(doc: dict[str, Any]) -> None:
     known = _known_rule_ids()
-    description = korm["info"]["description"]
-    for path, method, op in _operations(korm):
+    description = doc["info"]["description"]
+    for path, method, op in _operations(doc):
         rules = op.get("x-rules")
         assert isinstance(rules, list), f"{op['operationId']}: x-rules must be a list"
         for rule in rules:
@@ -163,10 +169,26 @@ def test_korm_operations_list_their_rules(korm: dict[str, Any]) -> None:
         assert op["operationId"] in description, f"{op['operationId']} missing from the rules table in info.description"
 
 
+def test_korm_operations_list_their_rules(korm: dict[str, Any]) -> None:
+    _check_operation_rules(korm)
+
+
+def test_kss_operations_list_their_rules(kss: dict[str, Any]) -> None:
+    _check_operation_rules(kss)
+
+
 def test_korm_description_marks_the_contract_as_inference(korm: dict[str, Any]) -> None:
     text = korm["info"]["description"].lower()
     assert "no public wire contract" in text
     assert "inference" in text
+
+
+def test_kss_description_says_it_is_ksims_own_api_modelled_on_seed_002(kss: dict[str, Any]) -> None:
+    text = " ".join(kss["info"]["description"].lower().split())
+    assert "no public rest api" in text and "ksim's own partner-portal api" in text
+    assert "seed 002" in text
+    for phrase in ("monthly collective bill", "monthly report", "recorded by name and timestamp"):
+        assert phrase in text, phrase
 
 
 def test_security_global_bearer_with_public_contract(contract: tuple[str, dict[str, Any]]) -> None:
@@ -177,7 +199,7 @@ def test_security_global_bearer_with_public_contract(contract: tuple[str, dict[s
     assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
     assert doc["security"] == [{scheme_name: []}]
     public = {op["operationId"] for _, _, op in _operations(doc) if op.get("security") == []}
-    assert public == {"korm": {"getContract"}, "admin": {"health", "getAdminContract"}}[name]
+    assert public == {"korm": {"getContract"}, "admin": {"health", "getAdminContract"}, "kss": {"getContract"}}[name]
 
 
 def test_error_responses_are_problem_json(contract: tuple[str, dict[str, Any]]) -> None:

@@ -1,0 +1,494 @@
+"""KSS XML on the wire: a hardened parser, the SOAP 1.1 envelope, the contract's XSD, model values in, answers out.
+
+No rule is decided here. This module turns bytes into ``simulators.kss.model`` values and answers back into
+bytes, exactly in the shape of contracts/kss-upi.xsd and contracts/kss-ext.xsd; ``simulators.kss.soap`` wires
+it to HTTP and the rules.
+
+- ``read_envelope``: bytes -> ``Envelope`` (header entries, the body's payload element), or ``Fault``.
+  The parser never resolves entities, loads a DTD or touches the network; any DOCTYPE is refused, and so is
+  nesting deeper than ``MAX_DEPTH`` elements.
+- ``access_info``: the (UserName, Password) of the ``kss:AccessInfo`` header, or a ``Refusal`` (710).
+- ``read_container``: a schema-valid ``kss:SubscriptionRequestContainer`` -> ``Parsed`` (model items, zone-less
+  times read in the partner's zone), or a ``Refusal`` (709).
+- ``render_answer`` / ``render_fault`` / ``render_wsdl``: the bytes sent back.
+"""
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import functools
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from lxml import etree
+
+import contracts
+from simulators.core.clock import iso_utc
+from simulators.kss.model import (
+    Activate, ChangeLicenseCount, ChangeProduct, GetDownloadLinks, GetInfo, HardCancel, Item, ItemError, ItemResult,
+    Pause, Renew, ResponseContainer, Resume, SoftCancel, SubscriptionInfo,
+)
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+KSS = "http://schemas.kaspersky.com/services/subscription/2.0/"
+EXT = "http://ksim.dev/kss/3.0/ext"
+WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
+WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
+SOAP_ACTION = "http://schemas.kaspersky.com/services/subscription/subscriptionRequest"
+UTC = dt.timezone.utc
+
+# Limits of ours (docs/kss-wire.md, "Limits"). The body size limit is the setting max_body_bytes.
+MAX_DEPTH = 32  # element nesting; a real request nests 5 deep (Envelope/Body/Container/SubscriptionRequest/item)
+MAX_INT = 2_147_483_647  # LicenseCount: what every store backend holds
+MAX_TRANSACTION_ID = 255  # characters, as stored
+MAX_ID = 200  # SubscriberId, ext:CustomerId: characters, as stored
+
+# Fault codes of SOAP 1.1 (section 4.4.1), written as soapenv:<code>.
+CLIENT, SERVER, VERSION_MISMATCH, MUST_UNDERSTAND = "Client", "Server", "VersionMismatch", "MustUnderstand"
+
+
+def q(ns: str, name: str) -> str:
+    return f"{{{ns}}}{name}"
+
+
+class Fault(Exception):
+    """A SOAP 1.1 Fault: the request is not something the service can answer with a container."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Refusal(Exception):
+    """The whole container refused before the rules saw it: TransactionError 709 (schema) or 710 (auth)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+# ====================================================================================== parsing
+
+
+def _parser(*, strip: bool = True) -> etree.XMLParser:
+    """A fresh hardened parser (one per call: parsers are not shared between threads)."""
+    return etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False,
+        remove_comments=strip, remove_pis=strip, collect_ids=False,
+    )
+
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _declares_dtd(raw: bytes) -> bool:
+    """A cheap look for a DOCTYPE or an entity declaration before libxml2 reads one (also in UTF-16/32)."""
+    text: bytes | str = raw
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            text = raw.decode(codec, errors="replace")
+            break
+    else:
+        if b"\x00" in raw[:4]:  # UTF-16/32 without a BOM
+            for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+                decoded = raw.decode(codec, errors="replace")
+                if "<!DOCTYPE" in decoded or "<!ENTITY" in decoded:
+                    return True
+            return False
+    if isinstance(text, str):
+        return "<!DOCTYPE" in text or "<!ENTITY" in text
+    return b"<!DOCTYPE" in text or b"<!ENTITY" in text
+
+
+def _too_deep(root: etree._Element, limit: int) -> bool:
+    depth = 0
+    for event, _ in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def parse_xml(raw: bytes, *, max_depth: int = MAX_DEPTH) -> etree._Element:
+    """Well-formed XML without a DTD and not nested deeper than ``max_depth``, or a Client fault."""
+    if not raw.strip():
+        raise Fault(CLIENT, "the request has no body: POST a SOAP 1.1 envelope")
+    if _declares_dtd(raw):
+        raise Fault(CLIENT, "DOCTYPE and entity declarations are not allowed in a request")
+    try:
+        root = etree.fromstring(raw, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise Fault(CLIENT, f"the request is not well-formed XML: {exc}") from None
+    except (ValueError, LookupError) as exc:  # e.g. an unknown encoding in the XML declaration
+        raise Fault(CLIENT, f"the request cannot be read as XML: {exc}") from None
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise Fault(CLIENT, "DOCTYPE and entity declarations are not allowed in a request")
+    if _too_deep(root, max_depth):
+        raise Fault(CLIENT, f"the request nests elements more than {max_depth} deep")
+    return root
+
+
+@dataclass(frozen=True)
+class Envelope:
+    headers: tuple[etree._Element, ...]
+    payload: etree._Element  # the Body's one element
+
+
+def read_envelope(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Envelope:
+    """The SOAP 1.1 envelope of a request whose body is the contract's one operation, or a Fault."""
+    root = parse_xml(raw, max_depth=max_depth)
+    name = etree.QName(root)
+    if name.localname != "Envelope":
+        raise Fault(CLIENT, f"the request is not a SOAP envelope: its root element is {root.tag}")
+    if name.namespace != SOAP_ENV:
+        raise Fault(VERSION_MISMATCH, f"the Envelope must be in the SOAP 1.1 namespace {SOAP_ENV}, not {name.namespace}")
+    header = root.find(q(SOAP_ENV, "Header"))
+    body = root.find(q(SOAP_ENV, "Body"))
+    if body is None:
+        raise Fault(CLIENT, "the SOAP envelope has no Body")
+    headers = tuple(header) if header is not None else ()
+    for entry in headers:
+        if entry.tag != q(KSS, "AccessInfo") and entry.get(q(SOAP_ENV, "mustUnderstand"), "0").strip() in ("1", "true"):
+            raise Fault(MUST_UNDERSTAND, f"the header entry {entry.tag} is marked mustUnderstand and is not understood")
+    payload = list(body)
+    if len(payload) != 1:
+        raise Fault(CLIENT, f"the SOAP Body must hold exactly one element, {q(KSS, 'SubscriptionRequestContainer')}; "
+                            f"it holds {len(payload)}")
+    if payload[0].tag != q(KSS, "SubscriptionRequestContainer"):
+        raise Fault(CLIENT, f"no operation takes {payload[0].tag}: the one operation, SubscriptionRequest, takes "
+                            f"{q(KSS, 'SubscriptionRequestContainer')}")
+    return Envelope(headers, payload[0])
+
+
+def access_info(envelope: Envelope) -> tuple[str, str]:
+    """The credentials of the ``kss:AccessInfo`` header; a missing or incomplete header is refused with 710."""
+    found = [h for h in envelope.headers if h.tag == q(KSS, "AccessInfo")]
+    if not found:
+        elsewhere = [h.tag for h in envelope.headers if etree.QName(h).localname == "AccessInfo"]
+        hint = f" ({elsewhere[0]} is in the wrong namespace)" if elsewhere else ""
+        raise Refusal(710, f"authentication failed: the SOAP header has no AccessInfo in namespace {KSS}{hint}")
+    if len(found) > 1:
+        raise Refusal(710, "authentication failed: the SOAP header has more than one AccessInfo")
+    user, password = found[0].find(q(KSS, "UserName")), found[0].find(q(KSS, "Password"))
+    if user is None or password is None or len(user) or len(password):
+        raise Refusal(710, "authentication failed: AccessInfo must hold UserName and Password, in this namespace")
+    return user.text or "", password.text or ""
+
+
+# ====================================================================================== the schema
+
+
+_local = threading.local()
+
+
+def _schema() -> etree.XMLSchema:
+    """The contract's schema, compiled once per thread (a schema's error log is not shared between requests)."""
+    schema = getattr(_local, "schema", None)
+    if schema is None:
+        doc = etree.parse(str(contracts.path("kss-upi.xsd")), _parser())  # imports kss-ext.xsd beside it
+        schema = _local.schema = etree.XMLSchema(doc)
+    return schema
+
+
+def schema_errors(element: etree._Element, limit: int = 3) -> list[str]:
+    """Why ``element`` does not conform to the contract (empty when it does)."""
+    schema = _schema()
+    if schema.validate(element):
+        return []
+    return [f"line {e.line}: {e.message}" for e in list(schema.error_log)[:limit]]
+
+
+# ====================================================================================== reading
+
+
+_DATETIME = re.compile(
+    r"(?P<year>-?\d{4,})-(?P<month>\d\d)-(?P<day>\d\d)T(?P<hour>\d\d):(?P<minute>\d\d):(?P<second>\d\d)"
+    r"(?P<fraction>\.\d+)?(?P<zone>Z|[+-]\d\d:\d\d)?"
+)
+
+
+def parse_datetime(value: str, zone: ZoneInfo) -> dt.datetime:
+    """An xs:dateTime as aware UTC; without a zone it is read in ``zone`` (the partner's). ValueError if unusable."""
+    match = _DATETIME.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not an xs:dateTime")
+    year = int(match["year"])
+    if not 1 <= year <= 9999:
+        raise ValueError(f"{value!r}: ksim reads years 0001 to 9999 only")
+    micro = int((match["fraction"] or ".0")[1:7].ljust(6, "0"))
+    hour, extra = int(match["hour"]), dt.timedelta()
+    if hour == 24:  # 24:00:00 is the end of the day, i.e. the next day's start
+        hour, extra = 0, dt.timedelta(days=1)
+    try:
+        naive = dt.datetime(year, int(match["month"]), int(match["day"]), hour, int(match["minute"]),
+                            int(match["second"]), micro) + extra
+        if match["zone"] is None:
+            local = naive.replace(tzinfo=zone)
+        elif match["zone"] == "Z":
+            local = naive.replace(tzinfo=UTC)
+        else:
+            sign = -1 if match["zone"][0] == "-" else 1
+            hours, minutes = int(match["zone"][1:3]), int(match["zone"][4:6])
+            local = naive.replace(tzinfo=dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes)))
+        return local.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{value!r} is outside the dates ksim can read (years 0001 to 9999)") from None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A request container: its units in document order; a unit the wire refuses itself is an ItemError."""
+
+    timestamp: dt.datetime
+    transaction_id: str
+    units: tuple[Item | ItemError, ...]
+
+
+class _Reader:
+    """Attribute access on one item, with the limits and the partner's time zone."""
+
+    def __init__(self, el: etree._Element, zone: ZoneInfo, now: dt.datetime) -> None:
+        self.el, self.zone, self.now = el, zone, now
+        self.kind = etree.QName(el).localname
+
+    def _where(self, name: str) -> str:
+        return f"{self.kind} UnitId={self.el.get('UnitId', '')[:40]!r} {name}"
+
+    def text(self, name: str, ns: str | None = None, *, max_len: int | None = None) -> str | None:
+        value = self.el.get(q(ns, name) if ns else name)
+        if value is not None and max_len is not None and len(value) > max_len:
+            raise Refusal(709, f"{self._where(name)}: longer than {max_len} characters (a ksim limit)")
+        return value
+
+    def _int(self, name: str, raw: str) -> int:
+        try:
+            return int(raw.strip())
+        except ValueError:  # schema-valid, but more digits than Python reads (4300)
+            raise Refusal(709, f"{self._where(name)}: too many digits (a ksim limit)") from None
+
+    def integer(self, name: str, ns: str | None = None, *, maximum: int | None = None) -> int | None:
+        raw = self.text(name, ns)
+        if raw is None:
+            return None
+        value = self._int(name, raw)
+        if maximum is not None and value > maximum:
+            raise Refusal(709, f"{self._where(name)}: {value} is larger than {maximum} (a ksim limit)")
+        return value
+
+    def time(self, name: str, ns: str | None = None) -> dt.datetime | None:
+        raw = self.text(name, ns)
+        if raw is None:
+            return None
+        try:
+            return parse_datetime(raw, self.zone)
+        except ValueError as exc:
+            raise Refusal(709, f"{self._where(name)}: {exc}") from None
+
+    def end_time(self, name: str = "EndTime") -> dt.datetime | None:
+        raw = self.text(name)
+        return None if raw is None or raw.strip() == "indefinite" else self.time(name)
+
+    def identity(self) -> tuple[int, str]:
+        return self._int("UnitId", self.el.get("UnitId", "")), self.text("SubscriberId", max_len=MAX_ID) or ""
+
+
+def _activate(r: _Reader, unit: int, sid: str) -> Item:
+    start = r.time("StartTime")
+    assert start is not None  # required by the schema
+    return Activate(
+        unit, sid, start, r.end_time(), r.text("ProductId") or "",
+        license_count=r.integer("LicenseCount", maximum=MAX_INT) or 1,
+        activation_type=r.text("ActivationType") or "Standard",
+        trial_days=r.integer("TrialDays", EXT),
+        customer_id=r.text("CustomerId", EXT, max_len=MAX_ID),
+    )
+
+
+def _renew(r: _Reader, unit: int, sid: str) -> Item | ItemError:
+    if r.text("EndTime") is None:  # kss-upi.xsd: "No EndTime: 602"
+        return ItemError("Renew", unit, sid, 602, "Renew needs an EndTime (a dateTime or indefinite)")
+    return Renew(unit, sid, r.end_time())
+
+
+def _info_sections(raw: str | None) -> tuple[str, ...]:
+    return ("Subscription",) if raw is None else tuple(part.strip() for part in raw.split(","))
+
+
+READERS: dict[str, Callable[[_Reader, int, str], Item | ItemError]] = {
+    q(KSS, "Activate"): _activate,
+    q(KSS, "Renew"): _renew,
+    q(KSS, "SoftCancel"): lambda r, u, s: SoftCancel(u, s, r.time("EndTime") or r.now),
+    q(KSS, "HardCancel"): lambda r, u, s: HardCancel(u, s, r.time("EndTime") or r.now),
+    q(KSS, "Pause"): lambda r, u, s: Pause(u, s, r.time("PauseTime") or r.now, r.time("ResumeTime", EXT)),
+    q(KSS, "Resume"): lambda r, u, s: Resume(u, s),
+    q(KSS, "GetInfo"): lambda r, u, s: GetInfo(u, s, _info_sections(r.text("InfoSection"))),
+    q(KSS, "GetDownloadLinks"): lambda r, u, s: GetDownloadLinks(
+        u, s, r.text("Language") or "", r.text("Platform") or "",
+        alphabet=r.text("Alphabet"), region=r.text("Region"), rebranding_code=r.text("RebrandingCode"),
+    ),
+    q(EXT, "ChangeLicenseCount"): lambda r, u, s: ChangeLicenseCount(u, s, r.integer("LicenseCount", maximum=MAX_INT) or 0),
+    q(EXT, "ChangeProduct"): lambda r, u, s: ChangeProduct(u, s, r.text("ProductId") or ""),
+}
+
+
+def transaction_id_of(container: etree._Element) -> str:
+    """The TransactionId to echo in an answer, even from a container that is otherwise unusable."""
+    found = container.find(q(KSS, "TransactionId"))
+    return (found.text or "") if found is not None and len(found) == 0 else ""
+
+
+def read_container(container: etree._Element, zone: ZoneInfo, now: dt.datetime) -> Parsed:
+    """A ``kss:SubscriptionRequestContainer`` as model values, or Refusal 709 (schema, or a ksim limit).
+
+    Defaults: LicenseCount 1, ActivationType Standard, InfoSection Subscription; SoftCancel/HardCancel
+    without EndTime and Pause without PauseTime: ``now`` (the partner's clock); Renew without EndTime: 602.
+    """
+    errors = schema_errors(container)
+    if errors:
+        raise Refusal(709, "the request does not conform to the schema: " + "; ".join(errors))
+    transaction_id = transaction_id_of(container)
+    if len(transaction_id) > MAX_TRANSACTION_ID:
+        raise Refusal(709, f"TransactionId: longer than {MAX_TRANSACTION_ID} characters (a ksim limit)")
+    try:
+        timestamp = parse_datetime(container.findtext(q(KSS, "Timestamp")) or "", zone)
+    except ValueError as exc:
+        raise Refusal(709, f"Timestamp: {exc}") from None
+    units: list[Item | ItemError] = []
+    for el in container.find(q(KSS, "SubscriptionRequest")):
+        reader = _Reader(el, zone, now)
+        unit, sid = reader.identity()
+        units.append(READERS[el.tag](reader, unit, sid))
+    return Parsed(timestamp, transaction_id, tuple(units))
+
+
+# ====================================================================================== rendering
+
+
+_EXT_RESULTS = {"ChangeLicenseCount": q(EXT, "ChangeLicenseCountResult"), "ChangeProduct": q(EXT, "ChangeProductResult")}
+_EXT_KINDS = ("ChangeLicenseCount", "ChangeProduct")
+
+
+def _set(el: etree._Element, name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, dt.datetime):
+        value = iso_utc(value)
+    el.set(name, str(value))
+
+
+def _identity(el: etree._Element, unit_id: int, subscriber_id: str) -> etree._Element:
+    el.set("UnitId", str(unit_id))
+    el.set("SubscriberId", subscriber_id)
+    return el
+
+
+def _subscription(parent: etree._Element, info: SubscriptionInfo) -> None:
+    el = etree.SubElement(parent, q(KSS, "Subscription"))
+    _set(el, "Status", info.status)
+    _set(el, "StatusChangeTime", info.status_change_time)
+    _set(el, "StartTime", info.start_time)
+    _set(el, "EndTime", "indefinite" if info.end_time is None else info.end_time)
+    _set(el, "LicenseCount", info.license_count)
+    _set(el, "ProductId", info.product_id)
+    _set(el, "ActivationCode", info.activation_code)
+    _set(el, q(EXT, "TrialEndTime"), info.trial_end_time)
+    _set(el, q(EXT, "PauseEndTime"), info.pause_end_time)
+    _set(el, q(EXT, "CustomerId"), info.customer_id)
+    _set(el, q(EXT, "MaxLicenseCountThisPeriod"), info.max_license_count_this_period)
+
+
+def _result(parent: etree._Element, result: ItemResult) -> None:
+    tag = _EXT_RESULTS.get(result.kind, q(KSS, result.kind))
+    el = _identity(etree.SubElement(parent, tag), result.unit_id, result.subscriber_id)
+    if result.kind in ("Activate", *_EXT_KINDS):
+        _set(el, "ActivationCode", result.activation_code)
+    elif result.kind == "GetInfo":
+        if result.subscription is not None:
+            _subscription(el, result.subscription)
+        if result.usage is not None:
+            usage = etree.SubElement(el, q(KSS, "SubscriptionUsage"))
+            _set(usage, "FirstActivationTime", result.usage.first_activation_time)
+    elif result.kind == "GetDownloadLinks":
+        _set(el, "Platform", result.platform)
+        links = etree.SubElement(el, q(KSS, "DownloadLinks"))
+        for link in result.links:
+            item = etree.SubElement(links, q(KSS, "DownloadLink"))
+            for name, value in (("Url", link.url), ("Language", link.language), ("Alphabet", link.alphabet),
+                                ("Region", link.region), ("RebrandingCode", link.rebranding_code),
+                                ("ApplicationName", link.application_name)):
+                _set(item, name, value)
+
+
+def _error(parent: etree._Element, error: ItemError) -> None:
+    tag = q(EXT if error.kind in _EXT_KINDS else KSS, f"{error.kind}Error")
+    el = _identity(etree.SubElement(parent, tag), error.unit_id, error.subscriber_id)
+    el.set("ErrorCode", str(error.code))
+    el.set("ErrorMessage", error.message)
+
+
+def _uses_ext(answer: ResponseContainer) -> bool:
+    return (any(r.kind in _EXT_KINDS or r.subscription is not None for r in answer.results)
+            or any(e.kind in _EXT_KINDS for e in answer.errors))
+
+
+def answer_element(answer: ResponseContainer) -> etree._Element:
+    """``kss:SubscriptionResponseContainer``, as kss-upi.xsd declares it; times in UTC with Z."""
+    nsmap = {None: KSS, "ext": EXT} if _uses_ext(answer) else {None: KSS}
+    root = etree.Element(q(KSS, "SubscriptionResponseContainer"), nsmap=nsmap)
+    etree.SubElement(root, q(KSS, "Timestamp")).text = iso_utc(answer.timestamp)
+    etree.SubElement(root, q(KSS, "TransactionId")).text = answer.transaction_id
+    if answer.transaction_error is not None:
+        error = etree.SubElement(root, q(KSS, "TransactionError"))
+        error.set("ErrorCode", str(answer.transaction_error.code))
+        error.set("ErrorMessage", answer.transaction_error.message)
+        return root
+    if answer.results:
+        holder = etree.SubElement(root, q(KSS, "SubscriptionResponse"))
+        for result in answer.results:
+            _result(holder, result)
+    if answer.errors:
+        holder = etree.SubElement(root, q(KSS, "SubscriptionError"))
+        for error in answer.errors:
+            _error(holder, error)
+    return root
+
+
+def _envelope(payload: etree._Element) -> bytes:
+    env = etree.Element(q(SOAP_ENV, "Envelope"), nsmap={"soapenv": SOAP_ENV})
+    etree.SubElement(env, q(SOAP_ENV, "Body")).append(payload)
+    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+
+def render_answer(answer: ResponseContainer) -> bytes:
+    return _envelope(answer_element(answer))
+
+
+_NOT_XML_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def render_fault(code: str, message: str) -> bytes:
+    fault = etree.Element(q(SOAP_ENV, "Fault"), nsmap={"soapenv": SOAP_ENV})
+    etree.SubElement(fault, "faultcode").text = f"soapenv:{code}"
+    etree.SubElement(fault, "faultstring").text = _NOT_XML_CHARS.sub("?", message)
+    return _envelope(fault)
+
+
+@functools.cache
+def _wsdl_bytes() -> bytes:
+    return contracts.path("kss-upi.wsdl").read_bytes()
+
+
+def render_wsdl(address: str) -> bytes:
+    """contracts/kss-upi.wsdl (schemas inline) with soap:address set to ``address``, for this request only."""
+    doc = etree.fromstring(_wsdl_bytes(), _parser(strip=False)).getroottree()  # a tree per request: none is shared
+    for port_address in doc.getroot().iterfind(f"{q(WSDL_NS, 'service')}/{q(WSDL_NS, 'port')}/{q(WSDL_SOAP, 'address')}"):
+        port_address.set("location", address)
+    return etree.tostring(doc, xml_declaration=True, encoding="utf-8")
