@@ -21,8 +21,10 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
+# The walk-through, then the certification of the reference broker: out/report.html, out/summary.json, out/junit.xml.
 demo: $(STAMP)
 	$(BIN)/ksim demo
+	$(BIN)/ksim certify --reference-broker --out out
 
 serve: $(STAMP)
 	$(BIN)/ksim serve

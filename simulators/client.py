@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # zeep and lxml are imported only when a KSS client is asked 
     import zeep
     from lxml import etree
 
-__all__ = ["Clock", "KsimAdmin", "KsimError", "PartnerHandle"]
+__all__ = ["Clock", "KsimAdmin", "KsimError", "KsimVerificationError", "PartnerHandle"]
 
 KSS_NS = "http://schemas.kaspersky.com/services/subscription/2.0/"
 KSS_SERVICE = "KasperskySubscriptionService"
@@ -73,7 +73,26 @@ class KsimError(Exception):
             body = None
         if not isinstance(body, dict):
             body = {"detail": response.text[:500]}
-        return cls(response.status_code, body, method=response.request.method, url=str(response.request.url))
+        kind = KsimVerificationError if body.get("code") == "VERIFICATION_FAILED" else cls
+        return kind(response.status_code, body, method=response.request.method, url=str(response.request.url))
+
+
+class KsimVerificationError(KsimError, AssertionError):
+    """:meth:`PartnerHandle.verify` did not hold (409 ``VERIFICATION_FAILED``); an ``AssertionError`` too, so pytest
+    reports it as a failed check. ``matched``, ``expected`` and ``seen`` (the partner's latest journal entries,
+    one line each) say what the journal held."""
+
+    @property
+    def matched(self) -> int:
+        return int(self.problem.get("matched", 0))
+
+    @property
+    def expected(self) -> dict[str, int]:
+        return dict(self.problem.get("expected") or {})
+
+    @property
+    def seen(self) -> list[dict[str, Any]]:
+        return list(self.problem.get("seen") or [])
 
 
 @dataclass(frozen=True)
@@ -134,11 +153,12 @@ class KsimAdmin:
     # -- plumbing ---------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One control-plane call (``path`` relative to ``/_sim``); the JSON answer, or :class:`KsimError`."""
+        """One control-plane call (``path`` relative to ``/_sim``); the JSON answer (``None`` for 204), or
+        :class:`KsimError`."""
         response = self._http.request(method, path, **kwargs)
         if response.is_error:
             raise KsimError.from_response(response)
-        return response.json()
+        return None if response.status_code == 204 else response.json()
 
     def close(self) -> None:
         self._http.close()
@@ -181,17 +201,19 @@ class KsimAdmin:
         timezone: str | None = None,
         billing_period: str | None = None,
         now: dt.datetime | str | None = None,
+        strict_contract: bool | None = None,
     ) -> PartnerHandle:
         """A new partner with its own credentials, clock and data. Omitted fields take the server's defaults.
 
         ``programme``: ``xsp``, ``reseller`` (default) or ``msp``; ``timezone``: IANA name; ``billing_period``:
-        ``calendar_month`` or ``30_days``; ``now``: where its clock starts (aware datetime or RFC 3339).
+        ``calendar_month`` or ``30_days``; ``now``: where its clock starts (aware datetime or RFC 3339);
+        ``strict_contract``: refuse its non-conforming requests (docs/harness.md; default the server's setting).
         """
         body: dict[str, Any] = {
             key: value
             for key, value in (
                 ("name", name), ("programme", programme), ("msp_registered", msp_registered),
-                ("timezone", timezone), ("billing_period", billing_period),
+                ("timezone", timezone), ("billing_period", billing_period), ("strict_contract", strict_contract),
             )
             if value is not None
         }
@@ -226,6 +248,7 @@ class PartnerHandle:
     billing_period: str
     info: dict[str, Any] = field(repr=False, compare=False)
     admin: KsimAdmin = field(repr=False, compare=False)
+    strict_contract: bool | None = None  # None: the server's setting strict_contract
 
     @classmethod
     def from_json(cls, admin: KsimAdmin, body: dict[str, Any]) -> PartnerHandle:
@@ -233,7 +256,7 @@ class PartnerHandle:
             id=body["id"], name=body["name"], programme=body["programme"], token=body["token"],
             kss_username=body["kss"]["username"], kss_password=body["kss"]["password"], base_url=admin.base_url,
             timezone=body["timezone"], msp_registered=body["msp_registered"], billing_period=body["billing_period"],
-            info=body, admin=admin,
+            info=body, admin=admin, strict_contract=body.get("strict_contract"),
         )
 
     @property
@@ -361,6 +384,7 @@ class PartnerHandle:
         msp_registered: bool | None = None,
         timezone: str | None = None,
         billing_period: str | None = None,
+        strict_contract: bool | None = None,
     ) -> PartnerHandle:
         """Change the partner's settings; a new handle with them (this one is not changed).
 
@@ -368,14 +392,134 @@ class PartnerHandle:
         ``KsimError`` 409 ``PARTNER_IN_USE``): right after creation or a :meth:`reset`.
         """
         body = {k: v for k, v in (("programme", programme), ("msp_registered", msp_registered),
-                                  ("timezone", timezone), ("billing_period", billing_period)) if v is not None}
+                                  ("timezone", timezone), ("billing_period", billing_period),
+                                  ("strict_contract", strict_contract)) if v is not None}
         if not body:
-            raise ValueError("update() needs at least one of programme=, msp_registered=, timezone=, billing_period=")
+            raise ValueError("update() needs at least one of programme=, msp_registered=, timezone=, billing_period=, "
+                             "strict_contract=")
+        return self._patch(body)
+
+    def _patch(self, body: dict[str, Any]) -> PartnerHandle:
         info: dict[str, Any] = self.admin.request("PATCH", f"/partners/{self.id}", json=body)
         return dataclasses.replace(
             self, name=info["name"], programme=info["programme"], msp_registered=info["msp_registered"],
             timezone=info["timezone"], billing_period=info["billing_period"], info={**self.info, **info},
+            strict_contract=info.get("strict_contract"),
         )
+
+    # -- test harness: faults, journal, strict contract mode (docs/harness.md) --------------------------
+
+    def set_strict(self, strict: bool | None = True) -> PartnerHandle:
+        """Strict contract mode: ``True`` refuses the partner's requests that break the contract (REST 422
+        ``VALIDATION_ERROR``, SOAP ``TransactionError`` 709); ``False`` only records the verdict in the journal;
+        ``None`` follows the server's setting ``strict_contract``. A new handle (this one is not changed)."""
+        return self._patch({"strict_contract": strict})
+
+    def inject_fault(
+        self,
+        kind: str,
+        *,
+        service: str | None = None,
+        operation: str | None = None,
+        times: int | None = None,
+        probability: float | None = None,
+        seed: int | None = None,
+        when: str | None = None,
+        delay_ms: int | None = None,
+        delay_max_ms: int | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        retry_after: int | None = None,
+        fault_code: str | None = None,
+        error_code: int | None = None,
+    ) -> dict[str, Any]:
+        """Add a fault rule; the rule as stored (``id``, ``fired``, ``remaining``, ...).
+
+        ``kind``: ``delay``, ``status``, ``soap_fault``, ``transaction_error``, ``unit_error``, ``malformed``,
+        ``truncated`` or ``drop``. ``service`` (``korm``, ``kss``, ``kss-rest``) and ``operation`` (an operationId
+        such as ``createSubscription``, or a KSS item kind such as ``Activate``) choose the requests; ``times``
+        and ``probability`` (with ``seed``) how often it fires; ``when="after"`` commits the request before the
+        bad answer (a lost answer), ``"before"`` (default) changes nothing. The other fields shape the answer.
+        """
+        given = {
+            "kind": kind, "service": service, "operation": operation, "times": times, "probability": probability,
+            "seed": seed, "when": when, "delay_ms": delay_ms, "delay_max_ms": delay_max_ms, "status": status,
+            "code": code, "message": message, "retry_after": retry_after, "fault_code": fault_code,
+            "error_code": error_code,
+        }
+        created: dict[str, Any] = self._call("POST", "/faults", json={k: v for k, v in given.items() if v is not None})
+        return created
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The partner's fault rules in creation order, spent ones included, with ``matched`` and ``fired``."""
+        items: list[dict[str, Any]] = self._call("GET", "/faults")["items"]
+        return items
+
+    def fault(self, fault_id: str) -> dict[str, Any]:
+        """One fault rule; ``KsimError`` 404 ``FAULT_NOT_FOUND`` if the partner has none with this id."""
+        rule: dict[str, Any] = self._call("GET", f"/faults/{fault_id}")
+        return rule
+
+    def remove_fault(self, fault_id: str) -> None:
+        self._call("DELETE", f"/faults/{fault_id}")
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def journal(
+        self,
+        *,
+        service: str | None = None,
+        operation: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        conforms: bool | None = None,
+        faulted: bool | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> dict[str, Any]:
+        """One page of the partner's request journal, oldest first: ``{"items": [...], "total": n}``.
+
+        Each entry has the request and answer (bodies up to the server's ``journal_body_bytes``), ``status``,
+        ``duration_ms``, ``operation`` / ``items`` (KSS item kinds), ``fault`` and ``verdict``
+        (``{"conforms": bool, "violations": [{"in", "path", "message"}, ...]}``).
+        """
+        filters = {"service": service, "operation": operation, "method": method and method.upper(), "path": path,
+                   "status": status, "conforms": conforms, "faulted": faulted, "limit": limit, "offset": offset}
+        params = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in filters.items() if v is not None}
+        page: dict[str, Any] = self._call("GET", "/journal", params=params)
+        return page
+
+    def clear_journal(self) -> None:
+        self._call("DELETE", "/journal")
+
+    def verify(
+        self,
+        count: int | None = None,
+        *,
+        at_least: int | None = None,
+        at_most: int | None = None,
+        service: str | None = None,
+        operation: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        conforms: bool | None = None,
+        faulted: bool | None = None,
+    ) -> int:
+        """Check the journal: exactly ``count`` matching entries, or ``at_least``/``at_most`` (default: at least
+        one). The number that matched; :class:`KsimVerificationError` (an ``AssertionError``) listing what the
+        journal holds when the expectation fails.
+
+        ``partner.verify(0, conforms=False)``: no request broke the contract.
+        """
+        body = {"count": count, "at_least": at_least, "at_most": at_most, "service": service,
+                "operation": operation, "method": method and method.upper(), "path": path, "status": status, "conforms": conforms,
+                "faulted": faulted}
+        result: dict[str, Any] = self._call("POST", "/journal/verify", json={k: v for k, v in body.items() if v is not None})
+        return int(result["matched"])
 
     # -- clients of the simulated services ---------------------------------------------------------
 

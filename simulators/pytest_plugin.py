@@ -10,6 +10,9 @@ Loaded by its entry point (``pytest11``) once ksim is installed; ``-p no:ksim`` 
 - ``korm_client`` (function): an ``httpx.Client`` on ``/korm/v1`` with the partner's token.
 - ``kss_client`` (function): a ``zeep.Client`` on ``/kss/soap/upi`` sending the partner's ``AccessInfo``.
 
+The partner's test harness (docs/harness.md) is on its handle: ``ksim_partner.inject_fault(...)``,
+``.journal(...)``, ``.verify(...)``, ``.set_strict()``; ``--ksim-strict`` makes every test's partner strict.
+
 Nothing is started unless a test asks for one of them.
 """
 from __future__ import annotations
@@ -27,8 +30,11 @@ if TYPE_CHECKING:
     import httpx
     import zeep
 
+# The certification scenario files, collected as test items (``--ksim-broker``).
+pytest_plugins = ["scenarios.collect"]
+
 MARKER = "ksim_partner"
-PARTNER_FIELDS = ("name", "programme", "msp_registered", "timezone", "billing_period", "now")
+PARTNER_FIELDS = ("name", "programme", "msp_registered", "timezone", "billing_period", "now", "strict_contract")
 NAME_MAX = 200
 
 
@@ -54,6 +60,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="TOKEN",
         help="admin token of the control plane (default $KSIM_ADMIN_TOKEN, else ksim-admin); "
         "the in-process server is started with it",
+    )
+    group.addoption(
+        "--ksim-strict",
+        action="store_true",
+        default=False,
+        help="every test's partner refuses requests that break ksim's contracts (strict contract mode; "
+        "a test's @pytest.mark.ksim_partner(strict_contract=False) overrides it)",
     )
 
 
@@ -100,6 +113,8 @@ def ksim(request: pytest.FixtureRequest, ksim_server: Any) -> Iterator[KsimAdmin
 
 def _partner_fields(request: pytest.FixtureRequest) -> dict[str, Any]:
     fields: dict[str, Any] = {"name": request.node.nodeid[-NAME_MAX:]}  # find a test's partner in /_sim/partners
+    if request.config.getoption("ksim_strict", False):
+        fields["strict_contract"] = True
     for marker in reversed(list(request.node.iter_markers(MARKER))):  # module < class < function
         if marker.args:
             pytest.fail(f"@pytest.mark.{MARKER} takes keyword arguments only, got {marker.args!r}", pytrace=False)

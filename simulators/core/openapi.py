@@ -1,7 +1,17 @@
-"""Request bodies are validated against the contract itself, so the contract stays the single source of truth."""
+"""Requests are validated against the contract itself, so the contract stays the single source of truth.
+
+``body_errors`` is what the front ends use to refuse a bad body. ``match`` and ``request_violations`` are the
+test harness's contract verdict (simulators.core.harness): the whole request (route, path and query
+parameters, headers, Content-Type and body) checked against the operation the contract declares for it,
+every violation listed, including those the server tolerates.
+"""
 from __future__ import annotations
 
 import functools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +26,59 @@ _URI = "urn:ksim:contract"
 
 def _escape(segment: str) -> str:
     return segment.replace("~", "~0").replace("/", "~1")
+
+
+Violation = dict[str, str]
+
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    where: str  # path, query, header
+    required: bool
+    pointer: str  # of its schema in the contract
+    types: tuple[str, ...]  # the schema's JSON types, for reading a string as the right type
+
+
+@dataclass(frozen=True)
+class Operation:
+    operation_id: str
+    method: str  # upper case
+    template: str  # e.g. /subscriptions/{subscription_id}
+    pattern: re.Pattern[str]
+    parameters: tuple[Parameter, ...]
+    body_media: tuple[str, ...]  # media types of the request body; empty: the operation takes no body
+    body_required: bool
+
+    def parameter(self, where: str, name: str) -> Parameter | None:
+        folded = name.lower() if where == "header" else name
+        for p in self.parameters:
+            if p.where == where and (p.name.lower() if where == "header" else p.name) == folded:
+                return p
+        return None
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}/]+\})", template)
+    regex = "".join(f"(?P<{p[1:-1]}>[^/]+)" if p.startswith("{") else re.escape(p) for p in parts)
+    return re.compile(regex)
+
+
+def _read_as(value: str, types: tuple[str, ...]) -> Any:
+    """A parameter's text as the value its schema expects, when it can be read so (else the text, to be refused)."""
+    if "integer" in types and _INTEGER.fullmatch(value):
+        return int(value)
+    if "number" in types and _NUMBER.fullmatch(value):
+        return float(value)
+    if "boolean" in types and value in ("true", "false"):
+        return value == "true"
+    if "null" in types and value == "null":
+        return None
+    return value
 
 
 class Contract:
@@ -34,6 +97,159 @@ class Contract:
                     self._pointers[op["operationId"]] = (
                         f"/paths/{_escape(route)}/{method}/requestBody/content/application~1json/schema"
                     )
+        self.prefix = (self.spec.get("servers") or [{"url": ""}])[0]["url"].rstrip("/")
+        self.operations = self._read_operations()
+
+    # ------------------------------------------------------------------------------ the operations
+
+    def _deref(self, node: Any, pointer: str) -> tuple[Any, str]:
+        while isinstance(node, dict) and "$ref" in node:
+            ref = node["$ref"]
+            pointer = ref[1:]
+            node = self.spec
+            for part in ref[2:].split("/"):
+                node = node[part.replace("~1", "/").replace("~0", "~")]
+        return node, pointer
+
+    def _types(self, schema: Any, pointer: str) -> tuple[str, ...]:
+        schema, _ = self._deref(schema, pointer)
+        kind = schema.get("type", ()) if isinstance(schema, dict) else ()
+        return (kind,) if isinstance(kind, str) else tuple(kind)
+
+    def _read_operations(self) -> tuple[Operation, ...]:
+        found = []
+        for route, item in self.spec.get("paths", {}).items():
+            base = f"/paths/{_escape(route)}"
+            shared = list(enumerate(item.get("parameters", [])))
+            for method in METHODS:
+                op = item.get(method)
+                if not isinstance(op, dict) or "operationId" not in op:
+                    continue
+                params: dict[tuple[str, str], Parameter] = {}
+                sources = [(f"{base}/parameters/{i}", p) for i, p in shared]
+                sources += [(f"{base}/{method}/parameters/{i}", p) for i, p in enumerate(op.get("parameters", []))]
+                for pointer, raw in sources:  # the operation's own override the path item's
+                    param, pointer = self._deref(raw, pointer)
+                    where = param["in"]
+                    if where not in ("path", "query", "header"):
+                        continue
+                    schema_pointer = f"{pointer}/schema"
+                    params[(where, param["name"].lower() if where == "header" else param["name"])] = Parameter(
+                        param["name"], where, bool(param.get("required", where == "path")), schema_pointer,
+                        self._types(param.get("schema", {}), schema_pointer),
+                    )
+                body, _ = self._deref(op.get("requestBody", {}), f"{base}/{method}/requestBody")
+                found.append(Operation(
+                    op["operationId"], method.upper(), route, _template_pattern(route), tuple(params.values()),
+                    tuple(body.get("content", {})), bool(body.get("required", False)),
+                ))
+        # Literal segments win over templated ones (/products/openapi.yaml-like clashes), then longer routes.
+        found.sort(key=lambda o: (-o.template.count("/"), o.template.count("{")))
+        return tuple(found)
+
+    def match(self, method: str, path: str) -> tuple[Operation | None, list[Operation]]:
+        """The operation of ``method`` on ``path`` (a full path, with the contract's server prefix), and every
+        operation of that route (for the methods it allows)."""
+        if not path.startswith(self.prefix + "/") and path != self.prefix:
+            return None, []
+        local = path[len(self.prefix):] or "/"
+        route: list[Operation] = []
+        for op in self.operations:
+            if op.pattern.fullmatch(local) and (not route or op.template == route[0].template):
+                route.append(op)
+        wanted = "GET" if method.upper() == "HEAD" else method.upper()
+        return next((op for op in route if op.method == wanted), None), route
+
+    @functools.cache
+    def _schema_validator(self, pointer: str) -> Draft202012Validator:
+        return Draft202012Validator({"$ref": f"{_URI}#{pointer}"}, registry=self._registry, format_checker=FormatChecker())
+
+    def request_violations(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: bytes | None,
+    ) -> list[Violation]:
+        """Every way the request breaks the contract: ``{in, path, message}`` each, where ``in`` is ``route``,
+        ``path``, ``query``, ``header`` or ``body``, and ``path`` locates it (``/query/limit``,
+        ``/headers/Content-Type``, or a JSON pointer into the body such as ``/quantity``).
+
+        ``headers`` must look names up case-insensitively (werkzeug's ``Headers`` do); ``body`` is the raw
+        body (``None``: larger than the server reads).
+        """
+        op, route = self.match(method, path)
+        if op is None:
+            if not route:
+                return [{"in": "route", "path": "/", "message": f"no operation of the contract has the path {path}"}]
+            allowed = ", ".join(sorted({o.method for o in route}))
+            return [{"in": "route", "path": "/",
+                     "message": f"{method.upper()} is not an operation of {path} (the contract has {allowed})"}]
+        violations: list[Violation] = []
+        values = op.pattern.fullmatch(path[len(self.prefix):] or "/")
+        assert values is not None
+        for name, value in values.groupdict().items():
+            param = op.parameter("path", name)
+            if param is not None:
+                violations += self._parameter_errors(param, value, f"/path/{name}")
+        seen: dict[str, int] = {}
+        for name, _ in query:
+            seen[name] = seen.get(name, 0) + 1
+        for name, count in seen.items():
+            param = op.parameter("query", name)
+            if param is None:
+                declared = ", ".join(p.name for p in op.parameters if p.where == "query") or "none"
+                violations.append({"in": "query", "path": f"/query/{name}",
+                                   "message": f"unknown query parameter {name!r} (the operation takes: {declared})"})
+            elif count > 1 and "array" not in param.types:
+                violations.append({"in": "query", "path": f"/query/{name}", "message": f"{name} is given {count} times"})
+        for param in op.parameters:
+            if param.where == "query" and param.name in seen:
+                value = next(v for k, v in query if k == param.name)
+                violations += self._parameter_errors(param, value, f"/query/{param.name}")
+            elif param.where == "header" and param.name in headers:
+                violations += self._parameter_errors(param, headers[param.name], f"/headers/{param.name}")
+            elif param.where != "path" and param.required:
+                where = "query" if param.where == "query" else "headers"
+                violations.append({"in": param.where, "path": f"/{where}/{param.name}",
+                                   "message": f"the required {param.where} parameter {param.name} is missing"})
+        violations += self._body_violations(op, headers, body)
+        return violations
+
+    def _parameter_errors(self, param: Parameter, text: str, where: str) -> list[Violation]:
+        value = _read_as(text, param.types)
+        return [
+            {"in": param.where, "path": where, "message": f"{param.name}: {error.message}"}
+            for error in self._schema_validator(param.pointer).iter_errors(value)
+        ]
+
+    def _body_violations(self, op: Operation, headers: Mapping[str, str], body: bytes | None) -> list[Violation]:
+        if body is None:
+            return [{"in": "body", "path": "/", "message": "the body is larger than the server accepts"}]
+        present = bool(body.strip())
+        content_type = headers.get("Content-Type")
+        mimetype = (content_type or "").split(";")[0].strip().lower()
+        if not op.body_media:
+            if present:
+                return [{"in": "body", "path": "/", "message": f"{op.operation_id} takes no request body"}]
+            return []
+        if not present:
+            if op.body_required:
+                return [{"in": "body", "path": "/", "message": f"{op.operation_id} needs a request body "
+                                                               f"({', '.join(op.body_media)})"}]
+            return []
+        if content_type is None:
+            return [{"in": "header", "path": "/headers/Content-Type",
+                     "message": f"a body was sent without Content-Type; the operation takes {', '.join(op.body_media)}"}]
+        if mimetype not in op.body_media:
+            return [{"in": "header", "path": "/headers/Content-Type",
+                     "message": f"Content-Type {mimetype or content_type!r}: the operation takes {', '.join(op.body_media)}"}]
+        try:
+            value = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return [{"in": "body", "path": "/", "message": f"the body is not valid JSON: {exc}"}]
+        return [{"in": "body", **error} for error in self.body_errors(op.operation_id, value)]
 
     @functools.cache
     def _validator(self, operation_id: str) -> Draft202012Validator | None:

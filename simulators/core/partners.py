@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from simulators.core.clock import Clock, iso_utc, system_now
 from simulators.core.errors import not_found, unprocessable
-from simulators.core.store import audit_log, idempotency, partners
+from simulators.core.store import audit_log, idempotency, partner_settings, partners
 
 PROGRAMMES = ("xsp", "reseller", "msp")
 BILLING_PERIODS = ("calendar_month", "30_days")
@@ -48,6 +48,20 @@ class Partner:
         )
 
 
+def _select() -> Any:
+    """Partners with their test-harness switch (``strict_contract``, None: the setting's default)."""
+    return sa.select(partners, partner_settings.c.strict_contract).select_from(
+        partners.outerjoin(partner_settings, partner_settings.c.partner_id == partners.c.id)
+    )
+
+
+def set_strict_contract(conn: Connection, partner_id: str, strict: bool | None) -> None:
+    """The partner's strict contract mode (docs/harness.md): True, False, or None for the setting's default."""
+    conn.execute(sa.delete(partner_settings).where(partner_settings.c.partner_id == partner_id))
+    if strict is not None:
+        conn.execute(sa.insert(partner_settings).values(partner_id=partner_id, strict_contract=strict))
+
+
 def _row_json(row: Any) -> dict[str, Any]:
     clock = Clock(row.clock_now, row.timezone)
     return {
@@ -61,6 +75,7 @@ def _row_json(row: Any) -> dict[str, Any]:
         "today": clock.today.isoformat(),
         "created_at": iso_utc(row.created_at),
         "contact": row.contact,
+        "strict_contract": getattr(row, "strict_contract", None),
     }
 
 
@@ -75,6 +90,7 @@ def create_partner(
     timezone: str | None = None,
     billing_period: str = "calendar_month",
     now: dt.datetime | None = None,
+    strict_contract: bool | None = None,
 ) -> dict[str, Any]:
     if programme not in PROGRAMMES:
         raise unprocessable("VALIDATION_ERROR", f"programme must be one of {PROGRAMMES}")
@@ -110,19 +126,20 @@ def create_partner(
         "created_at": system_now(),
     }
     conn.execute(sa.insert(partners).values(**values))
-    row = conn.execute(sa.select(partners).where(partners.c.id == partner_id)).one()
+    set_strict_contract(conn, partner_id, strict_contract)
+    row = conn.execute(_select().where(partners.c.id == partner_id)).one()
     return {**_row_json(row), "token": values["token"], "kss": {"username": values["kss_username"], "password": values["kss_password"]}}
 
 
 def get_partner_json(conn: Connection, partner_id: str) -> dict[str, Any]:
-    row = conn.execute(sa.select(partners).where(partners.c.id == partner_id)).first()
+    row = conn.execute(_select().where(partners.c.id == partner_id)).first()
     if row is None:
         raise not_found("PARTNER_NOT_FOUND", f"no partner {partner_id!r}")
     return _row_json(row)
 
 
 def list_partners_json(conn: Connection) -> list[dict[str, Any]]:
-    return [_row_json(r) for r in conn.execute(sa.select(partners).order_by(partners.c.seq))]
+    return [_row_json(r) for r in conn.execute(_select().order_by(partners.c.seq))]
 
 
 def partner_by_token(conn: Connection, token: str) -> Partner | None:

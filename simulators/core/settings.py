@@ -28,6 +28,12 @@ class Settings:
     # KSS: how far ahead of the partner clock a StartTime may be before error 103.
     kss_start_tolerance_seconds: int = 600
     log_level: str = "warning"
+    # Test harness (docs/harness.md): journal entries kept per partner (oldest dropped; 0 turns the journal off),
+    # bytes of each request and response body kept in an entry, refusing non-conforming requests, fault seed.
+    journal_limit: int = 1000
+    journal_body_bytes: int = 4096
+    strict_contract: bool = False
+    fault_seed: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> "Settings":
@@ -38,6 +44,13 @@ def _coerce(name: str, raw: Any) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if kind == "int":
         return int(raw)
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            raise ValueError(f"setting {name}: expected true or false, got {raw!r}")
+        return text in ("true", "1", "yes", "on")
     return str(raw) if not isinstance(raw, str) else raw
 
 

@@ -109,6 +109,48 @@ idempotency = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+# The test harness (simulators.core.harness, docs/harness.md): per-partner switches, fault rules, request journal.
+# New tables only (no new columns on old ones), so a state file of an earlier ksim still opens.
+partner_settings = sa.Table(
+    "partner_settings",
+    metadata,
+    sa.Column("partner_id", sa.String(32), sa.ForeignKey("partners.id"), primary_key=True),
+    sa.Column("strict_contract", sa.Boolean, nullable=True),  # None: the setting strict_contract
+)
+
+fault_rules = sa.Table(
+    "fault_rules",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),  # rules are tried in creation order
+    sa.Column("id", sa.String(32), nullable=False, unique=True),
+    sa.Column("partner_id", sa.String(32), sa.ForeignKey("partners.id"), nullable=False, index=True),
+    sa.Column("service", sa.String(16), nullable=True),
+    sa.Column("operation", sa.String(64), nullable=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("remaining", sa.Integer, nullable=True),  # None: no limit
+    sa.Column("matched", sa.Integer, nullable=False),
+    sa.Column("fired", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+journal = sa.Table(
+    "journal",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("partner_id", sa.String(32), sa.ForeignKey("partners.id"), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("service", sa.String(16), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("operation", sa.String(64), nullable=True),
+    sa.Column("kinds", sa.Text, nullable=False),  # KSS item kinds as ",Activate,GetInfo," (empty for REST)
+    sa.Column("status", sa.Integer, nullable=True),  # None: no answer (a dropped connection)
+    sa.Column("conforms", sa.Boolean, nullable=False),
+    sa.Column("fault_id", sa.String(32), nullable=True),
+    sa.Column("entry", sa.JSON, nullable=False),  # the rest of the entry as the API shows it
+    sa.Index("ix_journal_partner_id_id", "partner_id", "id"),
+)
+
 
 def _sqlite_setup(engine: Engine) -> None:
     """WAL and BEGIN IMMEDIATE: several gunicorn workers share one file without lost updates or lock upgrades."""

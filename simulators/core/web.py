@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, has_app_context, request
 from sqlalchemy.engine import Connection
 from werkzeug.exceptions import HTTPException
 
 from simulators.core.catalog import Profile
-from simulators.core.clock import system_now
+from simulators.core.clock import profile_source, system_now
 from simulators.core.context import CallContext
 from simulators.core.errors import Problem
 from simulators.core.openapi import Contract
@@ -38,6 +38,12 @@ class Runtime:
 
 def runtime() -> Runtime:
     return current_app.extensions["ksim"]
+
+
+@profile_source
+def _app_profile() -> Profile | None:
+    """A clock moved while the app serves a request prices its due events with the app's vendor profile."""
+    return runtime().profile if has_app_context() and "ksim" in current_app.extensions else None
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request, url_for
 
+from simulators.core import harness
 from simulators.core.context import CallContext
 from simulators.core.errors import Problem
 from simulators.core.web import (
@@ -15,15 +16,22 @@ from simulators.korm import billing, rules
 
 CONTRACT = "korm-ss.openapi.yaml"
 bp = Blueprint("korm", __name__, url_prefix="/korm/v1")
+harness.rest_service("korm", "/korm/v1", CONTRACT)
+
+
+def _identify(conn: Any) -> CallContext:
+    return call_context(authenticate_partner(conn))
 
 
 def _run(action: Callable[[Any, CallContext], Response], *, write: bool = False) -> Response:
-    """One transaction per request: authenticate, act; a Problem rolls everything back."""
-    with runtime().store.begin() as conn:
-        ctx = call_context(authenticate_partner(conn))
+    """One transaction per request, through the test harness: authenticate, act; a Problem rolls everything back."""
+
+    def work(conn: Any, ctx: CallContext, fault: object) -> Response:
         if write:
             return idempotent(conn, ctx.partner_id, lambda: action(conn, ctx))
         return action(conn, ctx)
+
+    return harness.serve(_identify, work)
 
 
 def _flag(name: str) -> bool:
@@ -43,11 +51,11 @@ def get_contract() -> Response:
 def list_products() -> Response:
     product_id = request.args.get("product_id")
     model = request.args.get("billing_model")
-    if model is not None and model not in ("payg", "yearly"):
-        raise Problem(422, "VALIDATION_ERROR", "billing_model must be payg or yearly",
-                      errors=[{"path": "/query/billing_model", "message": "expected payg or yearly"}])
 
     def action(conn: Any, ctx: CallContext) -> Response:
+        if model is not None and model not in ("payg", "yearly"):
+            raise Problem(422, "VALIDATION_ERROR", "billing_model must be payg or yearly",
+                          errors=[{"path": "/query/billing_model", "message": "expected payg or yearly"}])
         items = [
             s.to_json() for s in ctx.profile.skus.values()
             if (product_id is None or s.product_id == product_id) and (model is None or s.billing_model == model)
@@ -87,12 +95,12 @@ def create_subscription() -> Response:
 @bp.get("/subscriptions")
 def list_subscriptions() -> Response:
     status = request.args.get("status")
-    if status is not None and status not in ("pending", "active", "deleted"):
-        raise Problem(422, "VALIDATION_ERROR", "status must be pending, active or deleted",
-                      errors=[{"path": "/query/status", "message": "expected pending, active or deleted"}])
-    include_deleted = _flag("include_deleted")
 
     def action(conn: Any, ctx: CallContext) -> Response:
+        if status is not None and status not in ("pending", "active", "deleted"):
+            raise Problem(422, "VALIDATION_ERROR", "status must be pending, active or deleted",
+                          errors=[{"path": "/query/status", "message": "expected pending, active or deleted"}])
+        include_deleted = _flag("include_deleted")
         items = rules.list_subscriptions(
             conn, ctx, customer_id=request.args.get("customer_id"), status=status, include_deleted=include_deleted
         )

@@ -110,6 +110,21 @@ def _quantity_on(segs: list[Segment], day: dt.date) -> int | None:
     return None
 
 
+def yearly_fee(row: Any, segs: list[Segment], profile: Profile, years: int) -> dict[str, Any] | None:
+    """The year's fee due on the ``years``-th anniversary (0: the activation) at the count then in force, or None
+    when the subscription is stopped by then (KORM-YEAR-4). ``segs`` must reach past that day."""
+    anniversary = add_years(row.activation_date, years)
+    quantity = _quantity_on(segs, anniversary)
+    if not quantity:
+        return None
+    price = profile.skus[row.sku].price
+    next_ann = add_years(row.activation_date, years + 1)
+    return _line(
+        row, profile, sku=row.sku, kind="yearly_fee", units=quantity, days=(next_ann - anniversary).days,
+        unit_price=price, gross=price * quantity, start=anniversary, end=next_ann, model=YEARLY,
+    )
+
+
 def _yearly_lines(row: Any, segs: list[Segment], profile: Profile, entries: list[Any],
                   start: dt.date, end: dt.date) -> list[dict[str, Any]]:
     lines = []
@@ -118,14 +133,8 @@ def _yearly_lines(row: Any, segs: list[Segment], profile: Profile, entries: list
     # The year's fee on activation and on each anniversary while not stopped (KORM-YEAR-4).
     years = 0
     while (anniversary := add_years(activation, years)) < end:
-        if anniversary >= start:
-            quantity = _quantity_on(segs, anniversary)
-            if quantity:
-                next_ann = add_years(activation, years + 1)
-                lines.append(_line(
-                    row, profile, sku=row.sku, kind="yearly_fee", units=quantity, days=(next_ann - anniversary).days,
-                    unit_price=price, gross=price * quantity, start=anniversary, end=next_ann, model=YEARLY,
-                ))
+        if anniversary >= start and (fee := yearly_fee(row, segs, profile, years)) is not None:
+            lines.append(fee)
         years += 1
     # Increases, pro rata for the rest of the current year (KORM-YEAR-3); none on an anniversary, the fee covers it.
     by_day: dict[dt.date, Any] = {}
@@ -171,11 +180,21 @@ def _legacy_lines(row: Any, segs: list[Segment], profile: Profile, start: dt.dat
     )]
 
 
-def statement(conn: Connection, ctx: CallContext, period: str) -> dict[str, Any]:
-    start, end = month_bounds(period)
+@dataclass(frozen=True)
+class Book:
+    """What statements read: the partner's subscriptions activated before ``end`` (not stopped on their activation
+    day) and their history dated before it. A clock move that closes many months loads it once for all of them
+    (the partner's data cannot change while its clock moves); each statement keeps what is dated before its end."""
+
+    end: dt.date
+    rows: list[Any]
+    entries: dict[str, list[Any]]
+
+
+def load_book(conn: Connection, partner_id: str, end: dt.date) -> Book:
     rows = conn.execute(
         sa.select(subscriptions)
-        .where(subscriptions.c.partner_id == ctx.partner_id, subscriptions.c.activation_date < end)
+        .where(subscriptions.c.partner_id == partner_id, subscriptions.c.activation_date < end)
         .where(sa.or_(subscriptions.c.stopped_on.is_(None), subscriptions.c.stopped_on > subscriptions.c.activation_date))
         .order_by(subscriptions.c.created_at, subscriptions.c.id)
     ).all()
@@ -183,13 +202,24 @@ def statement(conn: Connection, ctx: CallContext, period: str) -> dict[str, Any]
     if rows:
         for entry in conn.execute(
             sa.select(history)
-            .where(history.c.partner_id == ctx.partner_id, history.c.effective_date < end)
+            .where(history.c.partner_id == partner_id, history.c.effective_date < end)
             .order_by(history.c.id)
         ):
             entries_by_sub[entry.subscription_id].append(entry)
+    return Book(end, rows, entries_by_sub)
+
+
+def statement(conn: Connection, ctx: CallContext, period: str, *, book: Book | None = None) -> dict[str, Any]:
+    start, end = month_bounds(period)
+    if book is None or book.end < end:
+        book = load_book(conn, ctx.partner_id, end)
     lines: list[dict[str, Any]] = []
-    for row in rows:
-        entries = entries_by_sub[row.id]
+    for row in book.rows:
+        if row.activation_date >= end:
+            continue
+        entries = book.entries[row.id]
+        if book.end > end:
+            entries = [e for e in entries if e.effective_date < end]
         segs = segments(entries, row.stopped_on, end)
         lines += _legacy_lines(row, segs, ctx.profile, start, end)
         lines += _payg_lines(row, segs, ctx.profile, start, end)

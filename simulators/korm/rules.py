@@ -484,3 +484,8 @@ def _reset(conn: Connection, partner_id: str) -> None:
     conn.execute(sa.delete(history).where(history.c.subscription_id.in_(ids)))
     conn.execute(sa.delete(subscriptions).where(subscriptions.c.partner_id == partner_id))
     conn.execute(sa.delete(approval_codes).where(approval_codes.c.partner_id == partner_id))
+
+
+# The clock's due events (KORM-YEAR-4 anniversaries, statement closings) live in their own module; importing it
+# registers them wherever KORM's rules are used. Last, because it imports this module.
+from simulators.korm import events as _events  # noqa: E402,F401

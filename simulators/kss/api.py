@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from simulators.core import audit
+from simulators.core import audit, harness
 from simulators.core.context import CallContext
 from simulators.core.errors import Problem
 from simulators.core.web import authenticate_partner, call_context, json_response, runtime
@@ -21,12 +21,14 @@ from simulators.kss import billing, rules
 CONTRACT = "kss-rest.openapi.yaml"
 MAX_ID = 200  # a SubscriberId is stored in up to 200 characters
 bp = Blueprint("kss", __name__, url_prefix="/kss/v1")
+harness.rest_service("kss-rest", "/kss/v1", CONTRACT)
 
 
 def _run(action: Callable[[Any, CallContext], Response]) -> Response:
-    """One transaction per request: authenticate, then act (SIM-AUTH-1: everything is the caller's own)."""
-    with runtime().store.begin() as conn:
-        return action(conn, call_context(authenticate_partner(conn)))
+    """One transaction per request, through the test harness: authenticate, then act (SIM-AUTH-1: everything is
+    the caller's own)."""
+    return harness.serve(lambda conn: call_context(authenticate_partner(conn)),
+                         lambda conn, ctx, fault: action(conn, ctx))
 
 
 def _invalid(where: str, message: str) -> Problem:

@@ -183,19 +183,26 @@ def paid_days(spans: Iterable[Span], zone: ZoneInfo, free_before: dt.date | None
 
 def charge(days: Sequence[DaySpan], start: dt.date, end: dt.date) -> PeriodCharge | None:
     """The period [start, end): None when it has no paid day, else its maximum count and last product."""
-    paid: set[dt.date] = set()
+    spans: list[tuple[dt.date, dt.date]] = []
     top, last_day, product = 0, None, None
     for d in days:  # chronological: on a tie the later span gives the product
         lo, hi = max(d.first, start), min(d.last, end - dt.timedelta(days=1))
         if lo > hi:
             continue
-        paid.update(lo + dt.timedelta(days=k) for k in range((hi - lo).days + 1))
+        spans.append((lo, hi))
         top = max(top, d.license_count)
         if last_day is None or hi >= last_day:
             last_day, product = hi, d.product_id
-    if not paid or product is None:
+    if not spans or product is None:
         return None
-    return PeriodCharge(start, end, len(paid), top, product)
+    paid, reached = 0, None  # distinct paid days: spans may share a day (two states on one date)
+    for lo, hi in sorted(spans):
+        if reached is not None:
+            lo = max(lo, reached + dt.timedelta(days=1))
+        if hi >= lo:
+            paid += (hi - lo).days + 1
+        reached = hi if reached is None else max(reached, hi)
+    return PeriodCharge(start, end, paid, top, product)
 
 
 def anchor(days: Sequence[DaySpan]) -> dt.date | None:
@@ -274,16 +281,36 @@ def _sum(lines: Iterable[dict[str, Any]], name: str) -> str:
     return f"{sum((Decimal(line[name]) for line in lines), Decimal('0')):.2f}"
 
 
-def bill(conn: Connection, ctx: CallContext, period: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Book:
+    """What bills read: the partner's subscriptions and the paid days of each up to ``horizon``.
+
+    A clock move that closes many months loads it once for all of them (the partner's data cannot change while
+    its clock moves); a bill only reads the days of its own periods, so a later horizon gives the same bill."""
+
+    horizon: dt.datetime
+    rows: list[Any]
+    days: dict[str, list[DaySpan]]
+
+
+def load_book(conn: Connection, partner: Partner, horizon: dt.datetime) -> Book:
+    snaps_by_sub = load_snapshots(conn, partner.id)
+    rows = _partner_rows(conn, partner.id)
+    days = {row.subscriber_id: _days_of(partner, snaps_by_sub[row.subscriber_id], row.created_at, horizon) for row in rows}
+    return Book(horizon, rows, days)
+
+
+def bill(conn: Connection, ctx: CallContext, period: str, *, book: Book | None = None) -> dict[str, Any]:
     """The partner's monthly collective bill for ``YYYY-MM``: every customer, one line per charged period."""
     start, end = month_bounds(period)
     partner, zone = ctx.partner, ctx.clock.zone
     kind = partner.billing_period
     horizon = local_midnight(end + dt.timedelta(days=PERIOD_DAYS if kind == THIRTY_DAYS else 0), zone)
-    snaps_by_sub = load_snapshots(conn, partner.id)
+    if book is None or book.horizon < horizon:
+        book = load_book(conn, partner, horizon)
     charged: list[tuple[Any, PeriodCharge]] = []
-    for row in _partner_rows(conn, partner.id):
-        days = _days_of(partner, snaps_by_sub[row.subscriber_id], row.created_at, horizon)
+    for row in book.rows:
+        days = book.days[row.subscriber_id]
         for lo, hi in periods_starting_in(kind, start, end, anchor(days)):
             if (found := charge(days, lo, hi)) is not None:
                 charged.append((row, found))

@@ -6,7 +6,8 @@ SAVEPOINT, so a refused unit leaves no trace and the others still apply (partial
 raising ``KssError`` with a code of WIRE.md or of ours (7xx, contracts/kss-ext.xsd).
 
 Every change writes a snapshot row to ``kss_history`` (billing's input) and an audit entry (KSS-AUDIT-1).
-Times come from the partner's clock only (SIM-CLOCK-1); the clock hook applies what falls due when it moves.
+Times come from the partner's clock only (SIM-CLOCK-1); its due events (section "time" below) apply what
+falls due when it moves.
 
 Choices where the spec is silent (what a vendor would do):
 - An accepted change is never undone: a cancel or pause dated before the subscription's last change (or a
@@ -32,8 +33,10 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass
+import functools
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,7 +44,7 @@ from sqlalchemy.engine import Connection
 
 from simulators.core import audit
 from simulators.core.catalog import KssProduct
-from simulators.core.clock import Clock, iso_utc, on_advance
+from simulators.core.clock import CLOSE, Clock, Due, Window, insert, iso_utc, on_due
 from simulators.core.codes import issue_code
 from simulators.core.context import CallContext
 from simulators.core.errors import not_found, unprocessable
@@ -556,6 +559,12 @@ HANDLERS: dict[type, Callable[[Call, Any], ItemResult]] = {
 
 
 # ---------------------------------------------------------------- time (SIM-CLOCK-1)
+#
+# What the vendor does when the partner's clock moves, as due events (simulators.core.clock.on_due): each
+# subscription's start, pause end, trial end, renewal per billing period (KSS-RENEW-1) and end; and each monthly
+# collective bill closed (KSS-BILL-1). All are audited with the actor ``ksim-vendor``.
+
+_ORDER = {"start": 0, "pause_end": 1, "trial_end": 2, "renew": 3, "end": 4}  # one subscription, one instant
 
 
 @dataclass(frozen=True)
@@ -563,6 +572,10 @@ class _Due:
     at: dt.datetime
     subscriber_id: str
     event: str  # start | pause_end | trial_end | end | renew
+
+    @property
+    def order(self) -> tuple[dt.datetime, str, int]:
+        return (self.at, self.subscriber_id, _ORDER[self.event])
 
 
 def _next_boundary(partner: Partner, after: dt.datetime, first_paid: dt.date | None) -> dt.datetime | None:
@@ -584,21 +597,23 @@ def _next_boundary(partner: Partner, after: dt.datetime, first_paid: dt.date | N
     return billing.local_midnight(candidate, zone)
 
 
-def _due_events(conn: Connection, partner: Partner, row: Any, old: dt.datetime, new: dt.datetime) -> list[_Due]:
+def _due_events(conn: Connection, partner: Partner, row: Any, old: dt.datetime, new: dt.datetime) -> Iterator[_Due]:
     """Replay one subscription's clock-driven events in (old, new], in order, on a local copy of its state."""
     status, cur, trial_open = row.status, old, row.trial_end is not None and row.trial_end > old
+    # A soft cancel takes effect at its EndTime (KSS-STOP-1): that is the ``end`` of a soft-cancelled subscription,
+    # as it is of a fixed term. One whose EndTime had already passed when it was ordered ended with the order.
+    ended = row.end_time is None or (status == SOFT and row.end_time <= old)
     first_paid: dt.date | None = None
     if partner.billing_period == billing.THIRTY_DAYS and row.end_time is None:
         horizon = billing.local_midnight(new.date() + dt.timedelta(days=2), Clock(new, partner.timezone).zone)
         first_paid = billing.first_paid_day(conn, partner, row, horizon)
-    out: list[_Due] = []
     while True:
         options: list[tuple[dt.datetime, str]] = []
         if status == NOT_STARTED:
             options.append((row.start_time, "start"))
         if status == PAUSED and row.pause_until is not None:
             options.append((row.pause_until, "pause_end"))
-        if status == STARTED and row.end_time is not None:
+        if status in (STARTED, SOFT) and not ended:
             options.append((row.end_time, "end"))
         if trial_open and status != HARD:
             options.append((row.trial_end, "trial_end"))
@@ -609,20 +624,20 @@ def _due_events(conn: Connection, partner: Partner, row: Any, old: dt.datetime, 
                 options.append((boundary, "renew"))
         due = [o for o in options if o[0] <= new]
         if not due:
-            return out
-        at, event = min(due, key=lambda o: o[0])
-        out.append(_Due(at, row.subscriber_id, event))
+            return
+        at, event = min(due, key=lambda o: (o[0], _ORDER[o[1]]))
+        yield _Due(at, row.subscriber_id, event)
         cur = max(cur, at)
         if event == "trial_end":
             trial_open = False
         elif event in ("start", "pause_end"):
             status = STARTED
         elif event == "end":
-            status = SOFT
+            status, ended = SOFT, True
 
 
-def _apply_due(conn: Connection, partner: Partner, due: _Due) -> None:
-    where = (subscriptions.c.partner_id == partner.id, subscriptions.c.subscriber_id == due.subscriber_id)
+def _apply_due(conn: Connection, partner: Partner, state: dict[str, Any], due: _Due) -> None:
+    """One event on the subscription whose current row is ``state`` (kept in memory through the whole move)."""
     values: dict[str, Any] = {}
     if due.event in ("start", "pause_end"):
         values = {"status": STARTED, "status_change_time": due.at}
@@ -631,31 +646,99 @@ def _apply_due(conn: Connection, partner: Partner, due: _Due) -> None:
     elif due.event == "end":
         values = {"status": SOFT, "status_change_time": due.at}
     if values:
+        where = (subscriptions.c.partner_id == partner.id, subscriptions.c.subscriber_id == due.subscriber_id)
         conn.execute(sa.update(subscriptions).where(*where).values(**values, updated_at=due.at))
-    row = conn.execute(sa.select(subscriptions).where(*where)).one()
-    _snapshot(conn, partner.id, row, event=due.event, effective=due.at, recorded_at=due.at, source="vendor")
+        state.update(values, updated_at=due.at)
+    insert(conn, history, {  # the vendor's snapshot, as _snapshot writes it
+        "partner_id": partner.id, "subscriber_id": due.subscriber_id, "effective": due.at, "recorded_at": due.at,
+        "source": "vendor", "event": due.event,
+        **{name: state[name] for name in (
+            "status", "license_count", "product_id", "start_time", "end_time", "trial_end", "paused_at", "pause_until",
+        )},
+    })
     audit.record(
         conn, partner.id, Clock(due.at, partner.timezone), actor=VENDOR, service="kss", action=due.event,
         object_type="subscription", object_id=due.subscriber_id,
-        details={"status": row.status, "license_count": row.license_count, "product_id": row.product_id},
+        details={"status": state["status"], "license_count": state["license_count"], "product_id": state["product_id"]},
     )
 
 
-@on_advance
-def _on_clock(conn: Connection, partner_id: str, old: Clock, new: Clock) -> None:
-    """Everything due in (old, new] happens, in time order, before the clock call returns."""
-    if new.now <= old.now:
+def bill_closes(partner: Partner, window: Window) -> Iterator[tuple[dt.date, dt.datetime]]:
+    """(first day, closing instant) of each bill month that becomes final in the window (KSS-BILL-1).
+
+    A calendar-month bill is final at the end of its month; a 30-day bill once every period that starts in its
+    month is over: 29 days after the month's end (a period starting on the 31st ends then).
+    """
+    lag = billing.PERIOD_DAYS - 1 if partner.billing_period == billing.THIRTY_DAYS else 0
+    return window.month_starts(dt.timedelta(days=lag))
+
+
+def _bill_closings(conn: Connection, partner: Partner, window: Window, rows: list[Any]) -> Iterator[Due]:
+    """``bill_closed`` once per month with a line, with the bill's totals, dated when the bill becomes final."""
+    if not rows:
         return
+    first = conn.execute(  # every start the partner ever gave is in a partner snapshot
+        sa.select(sa.func.min(history.c.start_time)).where(history.c.partner_id == partner.id)
+    ).scalar_one()
+    if first is None:
+        return
+    first_day = first.astimezone(window.new.zone).date()
+    ends = [row.end_time for row in rows]
+    last_day = None if None in ends else max(ends).astimezone(window.new.zone).date()  # type: ignore[type-var]
+    closed: set[str] | None = None
+    book: billing.Book | None = None
+
+    def close(period: str, at: dt.datetime) -> None:
+        nonlocal closed, book
+        if closed is None:  # once per month, even if a window were seen twice; a reset forgets them with the log
+            closed = audit.object_ids(conn, partner.id, service="kss", action="bill_closed")
+            # Read once for every month the move closes (a 30-day bill reads up to a day after it closes).
+            book = billing.load_book(conn, partner, window.new.now + dt.timedelta(days=2))
+        if period in closed:
+            return
+        clock = Clock(at, partner.timezone)
+        ctx = CallContext(partner=replace(partner, clock=clock), clock=clock, profile=window.profile, actor=VENDOR)
+        found = billing.bill(conn, ctx, period, book=book)
+        if not found["lines"]:
+            return
+        closed.add(period)
+        audit.record(
+            conn, partner.id, clock, actor=VENDOR, service="kss", action="bill_closed", object_type="bill",
+            object_id=period,
+            details={
+                "period": period, "billing_period": found["billing_period"], "currency": found["currency"],
+                "lines": len(found["lines"]), "customers": len(found["customers"]), **found["totals"],
+            },
+        )
+
+    for month, at in bill_closes(partner, window):
+        if billing.next_month(month) <= first_day or (last_day is not None and month > last_day):
+            continue  # nothing ran that month: no line
+        period = month.strftime("%Y-%m")
+        yield Due(at, "kss", (period,), functools.partial(close, period, at), rank=CLOSE)
+
+
+@on_due
+def _due(conn: Connection, window: Window) -> Iterator[Due]:
+    """Everything KSS does in (old, new], in time order: bill closings, then each subscription's events."""
     rows = conn.execute(
-        sa.select(subscriptions).where(subscriptions.c.partner_id == partner_id, subscriptions.c.status != HARD)
+        sa.select(subscriptions)
+        .where(subscriptions.c.partner_id == window.partner_id)
+        .order_by(subscriptions.c.subscriber_id)
     ).all()
     if not rows:
         return
-    partner = load_partner(conn, partner_id)
-    due = [d for row in rows for d in _due_events(conn, partner, row, old.now, new.now)]
-    order = {"start": 0, "pause_end": 1, "trial_end": 2, "renew": 3, "end": 4}
-    for item in sorted(due, key=lambda d: (d.at, d.subscriber_id, order[d.event])):
-        _apply_due(conn, partner, item)
+    partner = load_partner(conn, window.partner_id)
+    old, new = window.old.now, window.new.now
+    live = [row for row in rows if row.status != HARD]
+    states = {row.subscriber_id: row._asdict() for row in live}
+    events = heapq.merge(*(_due_events(conn, partner, row, old, new) for row in live), key=lambda d: d.order)
+    changes = (
+        Due(d.at, "kss", (d.subscriber_id, _ORDER[d.event]),
+            functools.partial(_apply_due, conn, partner, states[d.subscriber_id], d))
+        for d in events
+    )
+    yield from heapq.merge(_bill_closings(conn, partner, window, rows), changes, key=lambda d: d.order)
 
 
 @on_reset

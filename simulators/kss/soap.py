@@ -23,6 +23,10 @@ What gets what (docs/kss-wire.md, "Faults and refusals"):
   Per unit (HTTP 200): the rules' codes, and 602 for a Renew without EndTime (decided here: the model has no
     "missing" end time; ``None`` means indefinite).
 
+Every authenticated call runs through the test harness (simulators.core.harness, docs/harness.md): its fault
+rules (the KSS-shaped kinds, a SOAP fault, a TransactionError, per-unit errors, are answered here) and strict
+contract mode (TransactionError 709 for a request the contract verdict finds wanting).
+
 Why not spyne (DESIGN.md asks for spyne where it can serve exactly the contract's shape). Tried with spyne
 2.14: a service with ``__in_header__ = AnyXml`` and ``@rpc(AnyXml, _body_style="bare",
 _in_message_name="SubscriptionRequestContainer", _returns=AnyXml)``:
@@ -43,17 +47,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Request, Response, request
 from sqlalchemy.engine import Connection
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from simulators.core import harness
 from simulators.core.clock import system_now
 from simulators.core.context import CallContext
+from simulators.core.faults import Fault
 from simulators.core.partners import partner_by_kss_credentials
 from simulators.core.web import call_context, runtime
 from simulators.kss import rules
 from simulators.kss import xml as kxml
-from simulators.kss.model import ItemError, RequestContainer, ResponseContainer, Resume, TransactionError
+from simulators.kss.model import (
+    ItemError, ItemResult, RequestContainer, ResponseContainer, Resume, TransactionError, kind,
+)
 
 log = logging.getLogger("ksim.kss.soap")
 bp = Blueprint("kss_soap", __name__, url_prefix="/kss/soap")
@@ -61,6 +69,16 @@ bp = Blueprint("kss_soap", __name__, url_prefix="/kss/soap")
 XML_TYPE = "text/xml; charset=utf-8"
 METHODS = ["GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE"]
 ALLOW = "GET, HEAD, OPTIONS, POST"
+
+
+def _verdict(req: Request, ex: harness.Exchange) -> list[dict[str, str]]:
+    return kxml.request_violations(ex.body(), req.headers.get("Content-Type"), req.headers.get("SOAPAction"))
+
+
+harness.register(harness.Service(
+    "kss", "/kss/soap/", lambda: (kxml.OPERATION, *kxml.ITEM_KINDS),
+    lambda req: kxml.OPERATION if req.method == "POST" else None, _verdict, rest=False,
+))
 
 
 def _xml(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -107,6 +125,7 @@ def _read_body() -> bytes:
     limit = runtime().settings.max_body_bytes
     too_big = kxml.Fault(kxml.CLIENT, f"the request body is larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
+        harness.note_body(None)
         raise too_big
     request.max_content_length = limit + 1  # werkzeug then stops a chunked body one byte past our limit
     chunks, size = [], 0
@@ -118,39 +137,106 @@ def _read_body() -> bytes:
             chunks.append(chunk)
             size += len(chunk)
     except RequestEntityTooLarge:
+        harness.note_body(None)
         raise too_big from None
     if size > limit:
+        harness.note_body(None)
         raise too_big
-    return b"".join(chunks)
+    raw = b"".join(chunks)
+    harness.note_body(raw)
+    return raw
 
 
 def _post() -> Response:
+    """Through the test harness (simulators.core.harness): it picks the fault and refuses in strict mode."""
     _check_headers()
     envelope = kxml.read_envelope(_read_body())
-    with runtime().store.begin() as conn:
-        try:
-            username, password = kxml.access_info(envelope)
-            partner = partner_by_kss_credentials(conn, username, password)
-            if partner is None:
-                raise kxml.Refusal(710, "authentication failed: unknown UserName or wrong Password")
-        except kxml.Refusal as refusal:  # SIM-AUTH-1: nothing is changed
-            return _refused(system_now(), envelope, refusal)
-        ctx = call_context(partner)
+    harness.note_items(kxml.item_kinds(envelope.payload))
+
+    def identify(conn: Connection) -> CallContext:
+        username, password = kxml.access_info(envelope)
+        partner = partner_by_kss_credentials(conn, username, password)
+        if partner is None:
+            raise kxml.Refusal(710, "authentication failed: unknown UserName or wrong Password")
+        return call_context(partner)
+
+    def work(conn: Connection, ctx: CallContext, fault: Fault | None) -> Response:
         try:
             parsed = kxml.read_container(envelope.payload, ctx.clock.zone, ctx.clock.now)
         except kxml.Refusal as refusal:  # SIM-ERR-1: the TransactionId is not used up
-            return _refused(ctx.clock.now, envelope, refusal)
-        answer = _process(conn, ctx, parsed)
-    return _xml(kxml.render_answer(answer))
+            answer = _refusal(ctx.clock.now, envelope, refusal)
+        else:
+            answer = _process(conn, ctx, _faulted_units(parsed, fault))
+            _fault_results(answer, parsed, fault)
+        if fault is not None and fault.kind == "soap_fault":
+            return _fault(fault.spec["fault_code"], fault.spec["message"] or
+                          f"injected by the ksim test harness (fault rule {fault.rule_id})")
+        if fault is not None and fault.kind == "transaction_error":
+            answer = ResponseContainer(ctx.clock.now, answer.transaction_id, transaction_error=TransactionError(
+                fault.spec["error_code"], _fault_message(fault)))
+        return _xml(kxml.render_answer(answer))
+
+    try:
+        return harness.serve(identify, work)
+    except kxml.Refusal as refusal:  # SIM-AUTH-1 (710): nothing is changed
+        return _refused(system_now(), envelope, refusal)
+    except harness.NonConforming as exc:  # strict contract mode: 709, nothing is changed
+        ex = harness.exchange()
+        now = ex.partner_now if ex is not None and ex.partner_now is not None else system_now()
+        return _refused(now, envelope, kxml.Refusal(
+            709, f"strict contract mode: the request does not conform to the contract: {exc}"))
 
 
-def _refused(now: dt.datetime, envelope: kxml.Envelope, refusal: kxml.Refusal) -> Response:
-    answer = ResponseContainer(
+def _refusal(now: dt.datetime, envelope: kxml.Envelope, refusal: kxml.Refusal) -> ResponseContainer:
+    return ResponseContainer(
         timestamp=now,
         transaction_id=kxml.transaction_id_of(envelope.payload),
         transaction_error=TransactionError(refusal.code, refusal.message),
     )
-    return _xml(kxml.render_answer(answer))
+
+
+def _refused(now: dt.datetime, envelope: kxml.Envelope, refusal: kxml.Refusal) -> Response:
+    return _xml(kxml.render_answer(_refusal(now, envelope, refusal)))
+
+
+# ---------------------------------------------------------------- faults of the test harness in the KSS shape
+
+
+def _fault_message(fault: Fault) -> str:
+    return str(fault.spec["message"] or f"injected by the ksim test harness (fault rule {fault.rule_id})")
+
+
+def _hit(fault: Fault, item_kind: str) -> bool:
+    """Whether a unit_error rule names this unit: its operation is the unit's kind, or names no kind."""
+    return fault.spec["operation"] in (None, kxml.OPERATION, item_kind)
+
+
+def _faulted_units(parsed: kxml.Parsed, fault: Fault | None) -> kxml.Parsed:
+    """A unit_error ``before``: the units it names are answered with its error and never reach the rules."""
+    if fault is None or fault.kind != "unit_error" or fault.when != "before":
+        return parsed
+    units = tuple(
+        ItemError(kind(u), u.unit_id, u.subscriber_id, fault.spec["error_code"], _fault_message(fault))
+        if not isinstance(u, ItemError) and _hit(fault, kind(u)) else u
+        for u in parsed.units
+    )
+    return kxml.Parsed(parsed.timestamp, parsed.transaction_id, units)
+
+
+def _fault_results(answer: ResponseContainer, parsed: kxml.Parsed, fault: Fault | None) -> None:
+    """A unit_error ``after``: the units it names were applied, but their answers say they failed."""
+    if fault is None or fault.kind != "unit_error" or fault.when != "after" or answer.transaction_error is not None:
+        return
+    kept: list[ItemResult] = []
+    for result in answer.results:
+        if _hit(fault, result.kind):
+            answer.errors.append(ItemError(result.kind, result.unit_id, result.subscriber_id,
+                                           fault.spec["error_code"], _fault_message(fault)))
+        else:
+            kept.append(result)
+    answer.results = kept
+    position = {u.unit_id: i for i, u in enumerate(parsed.units)}
+    answer.errors.sort(key=lambda e: position.get(e.unit_id, len(position)))
 
 
 def _process(conn: Connection, ctx: CallContext, parsed: kxml.Parsed) -> ResponseContainer:

@@ -422,3 +422,41 @@ def test_plugin_under_xdist_against_one_running_server(pytester: pytest.Pytester
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+HARNESS_TESTS = '''
+import httpx
+import pytest
+
+ORDER = {"customer_id": "acme", "sku": "KESB-SELECT-PAYG-20-49", "quantity": 25}
+
+
+def test_strict_by_option(ksim_partner, korm_client):
+    assert ksim_partner.strict_contract is True
+    refused = korm_client.get("/products", params={"colour": "red"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["path"] == "/query/colour"
+    ksim_partner.verify(1, conforms=False, status=422)
+
+
+@pytest.mark.ksim_partner(strict_contract=False)
+def test_marker_overrides_the_option(ksim_partner, korm_client):
+    assert ksim_partner.strict_contract is False
+    assert korm_client.get("/products", params={"colour": "red"}).status_code == 200
+
+
+def test_lost_answer_with_the_handle(ksim_partner, korm_client):
+    rule = ksim_partner.inject_fault("drop", operation="createSubscription", when="after", times=1)
+    with pytest.raises(httpx.TransportError):
+        korm_client.post("/subscriptions", json=ORDER, headers={"Idempotency-Key": "k"})
+    assert korm_client.post("/subscriptions", json=ORDER, headers={"Idempotency-Key": "k"}).headers["idempotent-replayed"] == "true"
+    assert ksim_partner.fault(rule["id"])["fired"] == 1
+    assert ksim_partner.verify(2, operation="createSubscription") == 2
+    with pytest.raises(AssertionError):
+        ksim_partner.verify(3, operation="createSubscription")
+'''
+
+
+def test_plugin_harness_strict_option_marker_and_handle(pytester: pytest.Pytester, plugin_env: None) -> None:
+    pytester.makepyfile(test_harness_user=HARNESS_TESTS)
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "--ksim-strict")
+    result.assert_outcomes(passed=3)

@@ -257,7 +257,11 @@ def test_KSS_AUDIT_1_modifications_with_name_and_timestamp(portal: httpx.Client,
         ("2026-04-10T09:00:00Z", ACTOR, "change_license_count", "acme-1"),
         ("2026-04-20T09:00:00Z", "support-desk", "change_license_count", "globex-1"),
     ]
-    assert {(e["service"], e["object_type"]) for e in page["items"]} == {("kss", "subscription")}
+    assert {(e["service"], e["object_type"]) for e in page["items"]} == {("kss", "subscription"), ("kss", "bill")}
+    # The vendor closes each month's bill once it is final, with its totals (March had no line: the free month).
+    bills = [(e["at"], e["actor"], e["action"], e["object_id"], e["details"]["amount"])
+             for e in page["items"] if e["object_type"] == "bill"]
+    assert bills == [("2026-05-01T00:00:00Z", rules.VENDOR, "bill_closed", "2026-04", "75.00")]
     assert page["total"] == len(page["items"])
     ids = [e["id"] for e in page["items"]]
     assert ids == sorted(ids)  # oldest first
@@ -367,7 +371,7 @@ def test_SIM_AUTH_1_another_partner_never_sees_a_bill_line_report_entry_or_audit
         ]
         log = kss.get("/audit").json()
         assert {e["actor"] for e in log["items"]} == {"eve", rules.VENDOR}
-        assert {e["object_id"] for e in log["items"]} == {"acme-1"}
+        assert {e["object_id"] for e in log["items"]} == {"acme-1", "2026-04"}  # her subscription, her April bill
         assert kss.get("/audit", params={"object_id": "globex-1"}).json() == {"items": [], "total": 0}
         problem(kss.get("/subscriptions/globex-1"), 404, "SUBSCRIBER_NOT_FOUND")
         mine = kss.get("/subscriptions/acme-1").json()

@@ -1,0 +1,16 @@
+"""Brokers a scenario can drive: the protocol (``base``) and the generic HTTP adapter (``http``)."""
+from scenarios.brokers.base import Broker, Charge, LegacySubscription, StepResult, TenantSetup, UnsupportedBroker
+from scenarios.brokers.http import AdapterError, BrokerCallError, HttpAdapter, HttpBroker
+
+__all__ = [
+    "AdapterError",
+    "Broker",
+    "BrokerCallError",
+    "Charge",
+    "HttpAdapter",
+    "HttpBroker",
+    "LegacySubscription",
+    "StepResult",
+    "TenantSetup",
+    "UnsupportedBroker",
+]

@@ -1,0 +1,170 @@
+"""The Broker protocol: how a scenario drives a broker (the partner's own system), in the broker's terms.
+
+A scenario never calls the simulator's KORM or KSS API itself: it asks the broker to order, change, stop,
+... and the broker calls the vendor. One broker *tenant* per scenario run, bound to one simulator partner,
+so scenarios run in parallel. A step the broker does not support raises ``NotImplementedError``: the
+scenario is then reported *not applicable*.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = ["Broker", "Charge", "LegacySubscription", "StepResult", "TenantSetup", "UnsupportedBroker"]
+
+
+@dataclass(frozen=True)
+class LegacySubscription:
+    """A KORM legacy subscription the scenario seeded at the vendor before the broker started.
+
+    (An addition to the design's TenantSetup: a broker holds its legacy subscriptions in its own database
+    already; this tells it which vendor subscription the scenario calls ``ref``.)
+    """
+
+    ref: str
+    customer: str
+    sku: str
+    quantity: int
+    activation_date: dt.date
+    activation_code: str
+    vendor_id: str
+
+
+@dataclass(frozen=True)
+class TenantSetup:
+    """Given to the broker when a scenario starts."""
+
+    scenario_id: str
+    korm_url: str  # <sim>/korm/v1
+    korm_token: str
+    kss_wsdl_url: str  # <sim>/kss/soap/upi?wsdl
+    kss_username: str
+    kss_password: str
+    now: dt.datetime  # the start of the broker's test clock (= the partner clock)
+    timezone: str
+    # Customer price list: SKU (KORM) or product id (KSS) -> price per licence per month (PAYG, KSS) or per
+    # year (Yearly); missing keys = the vendor list price (GET /korm/v1/products, profile kss prices).
+    prices: dict[str, Decimal] = field(default_factory=dict)
+    legacy: tuple[LegacySubscription, ...] = ()  # addition: KORM legacy subscriptions seeded at the vendor
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outcome: Literal["done", "refused"]  # what the broker told its customer
+    code: str | None = None  # vendor code the broker relayed (KORM problem code, KSS error code as str)
+    message: str | None = None
+    activation_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One line of the broker's invoice to its customer."""
+
+    period: str  # YYYY-MM
+    customer: str
+    ref: str  # the scenario's name for the subscription
+    units: int  # licence-days (KORM PAYG), charged count (KSS, legacy), licences (yearly fee/increase)
+    amount: Decimal  # what the customer pays (at the tenant's prices)
+    vendor_cost: Decimal  # what the broker expects the vendor to bill it for this line (reconciliation)
+
+
+@runtime_checkable
+class Broker(Protocol):
+    def start(self, tenant: TenantSetup) -> None: ...
+
+    def stop_tenant(self) -> None: ...
+
+    # KORM SS
+    def order(self, ref: str, customer: str, sku: str, quantity: int, approval_code: str | None = None) -> StepResult: ...
+
+    def change_quantity(self, ref: str, quantity: int) -> StepResult: ...
+
+    def switch_plan(self, ref: str, sku: str, quantity: int | None = None) -> StepResult: ...
+
+    def stop(self, ref: str) -> StepResult: ...
+
+    def reactivate(self, ref: str) -> StepResult: ...  # KORM: must be refused; KSS: Renew a soft-cancelled one
+
+    def migrate(self) -> StepResult: ...  # KORM legacy -> PAYG
+
+    # KSS
+    def activate(self, ref: str, customer: str, product: str, count: int, trial_days: int = 0) -> StepResult: ...
+
+    def change_count(self, ref: str, count: int) -> StepResult: ...
+
+    def change_product(self, ref: str, product: str) -> StepResult: ...
+
+    def pause(self, ref: str, until: dt.datetime | None = None) -> StepResult: ...
+
+    def resume(self, ref: str) -> StepResult: ...
+
+    def cancel_at_month_end(self, ref: str, month: str) -> StepResult: ...  # KSS SoftCancel at the end of YYYY-MM
+
+    def hard_cancel(self, ref: str) -> StepResult: ...
+
+    # both
+    def advance_clock(self, to: dt.datetime) -> None: ...  # the broker's own test clock; runs its billing
+
+    def charges(self, period: str) -> list[Charge]: ...
+
+    def activation_code(self, ref: str) -> str | None: ...  # as the broker knows it
+
+
+class UnsupportedBroker:
+    """A base class whose every method raises ``NotImplementedError``: subclass it and implement what you support."""
+
+    def start(self, tenant: TenantSetup) -> None:
+        raise NotImplementedError("start")
+
+    def stop_tenant(self) -> None:
+        return None
+
+    def order(self, ref: str, customer: str, sku: str, quantity: int, approval_code: str | None = None) -> StepResult:
+        raise NotImplementedError("order")
+
+    def change_quantity(self, ref: str, quantity: int) -> StepResult:
+        raise NotImplementedError("change_quantity")
+
+    def switch_plan(self, ref: str, sku: str, quantity: int | None = None) -> StepResult:
+        raise NotImplementedError("switch_plan")
+
+    def stop(self, ref: str) -> StepResult:
+        raise NotImplementedError("stop")
+
+    def reactivate(self, ref: str) -> StepResult:
+        raise NotImplementedError("reactivate")
+
+    def migrate(self) -> StepResult:
+        raise NotImplementedError("migrate")
+
+    def activate(self, ref: str, customer: str, product: str, count: int, trial_days: int = 0) -> StepResult:
+        raise NotImplementedError("activate")
+
+    def change_count(self, ref: str, count: int) -> StepResult:
+        raise NotImplementedError("change_count")
+
+    def change_product(self, ref: str, product: str) -> StepResult:
+        raise NotImplementedError("change_product")
+
+    def pause(self, ref: str, until: dt.datetime | None = None) -> StepResult:
+        raise NotImplementedError("pause")
+
+    def resume(self, ref: str) -> StepResult:
+        raise NotImplementedError("resume")
+
+    def cancel_at_month_end(self, ref: str, month: str) -> StepResult:
+        raise NotImplementedError("cancel_at_month_end")
+
+    def hard_cancel(self, ref: str) -> StepResult:
+        raise NotImplementedError("hard_cancel")
+
+    def advance_clock(self, to: dt.datetime) -> None:
+        raise NotImplementedError("advance_clock")
+
+    def charges(self, period: str) -> list[Charge]:
+        raise NotImplementedError("charges")
+
+    def activation_code(self, ref: str) -> str | None:
+        raise NotImplementedError("activation_code")

@@ -1,0 +1,78 @@
+"""ksim's reference broker (``examples/reference_broker``) in-process, driven through its own adapter file.
+
+```python
+from scenarios.brokers.reference import reference_broker
+
+with reference_broker(defects=["payg_reduction_whole_month"]) as adapter:   # an HttpAdapter
+    results = run_scenarios(scenarios, adapter, sim)
+```
+
+The example package is imported only here and only when asked for: ksim works without it.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from scenarios.brokers.http import HttpAdapter
+
+__all__ = ["ReferenceBrokerUnavailable", "adapter_path", "reference_broker"]
+
+PACKAGE = "examples.reference_broker"
+
+
+class ReferenceBrokerUnavailable(RuntimeError):
+    """The reference broker (or its adapter file) is not importable from here."""
+
+
+def _package() -> object:
+    try:
+        return importlib.import_module(PACKAGE)
+    except ImportError:
+        pass
+    # `examples/` is not an installed package: find it in the source tree (an editable install) or the cwd.
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / "examples" / "reference_broker" / "__init__.py").is_file() and str(root) not in sys.path:
+            sys.path.append(str(root))
+    try:
+        return importlib.import_module(PACKAGE)
+    except ImportError as exc:
+        raise ReferenceBrokerUnavailable(
+            f"the reference broker ({PACKAGE}) cannot be imported: {exc}. It ships in the ksim source tree "
+            "(examples/reference_broker); run from a checkout, or certify your own broker with --broker ADAPTER.yaml"
+        ) from exc
+
+
+def adapter_path() -> Path:
+    """``examples/reference_broker/adapter.yaml``."""
+    package = _package()
+    path = Path(getattr(package, "__file__", "")).with_name("adapter.yaml")
+    if not path.is_file():
+        raise ReferenceBrokerUnavailable(f"the reference broker has no adapter file at {path}")
+    return path
+
+
+@contextmanager
+def reference_broker(defects: Iterable[str] = (), *, database_url: str | None = None) -> Iterator[HttpAdapter]:
+    """Start the reference broker on a free loopback port (its own SQLite file unless ``database_url``) with the
+    given seeded defects for every tenant; yield its adapter, bound to that port. An unknown defect name is a
+    ``ValueError``; a missing package or adapter file is :class:`ReferenceBrokerUnavailable`."""
+    package = _package()
+    create_app = getattr(package, "create_app", None)
+    if create_app is None:
+        raise ReferenceBrokerUnavailable(f"{PACKAGE} has no create_app")
+    path = adapter_path()
+    from simulators.server import InProcessServer
+
+    with tempfile.TemporaryDirectory(prefix="ksim-reference-broker-") as tmp:
+        url = database_url or f"sqlite:///{Path(tmp) / 'reference-broker.db'}"
+        try:  # an unknown defect name is the package's ValueError
+            app = create_app(url, defects=frozenset(defects), use_env=False)
+        except TypeError:  # an older signature without use_env
+            app = create_app(url, defects=frozenset(defects))
+        with InProcessServer(app) as server:
+            yield HttpAdapter.load(path, base_url=server.url)

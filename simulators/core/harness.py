@@ -1,0 +1,372 @@
+"""The test harness's one interception point: fault injection, strict contract mode and the request journal.
+
+Every front end of a simulated service (KORM REST, KSS SOAP, KSS REST) registers itself with ``register`` and
+runs each call through ``serve(identify, work)``:
+
+    identify(conn) -> CallContext        who calls (raises the front end's own refusal when nobody)
+    work(conn, ctx, fault) -> Response   the call itself; ``fault`` is the fault that fired, for the kinds only
+                                         that front end can answer (a KSS TransactionError, say), else ignored
+
+``serve`` runs both in the request's one transaction, after it has picked the request's fault (if a rule fires)
+and refused a non-conforming request when the partner is strict. A fault ``before`` rolls the work back (nothing
+changes); ``after`` lets it commit, so only the answer is lost. Flask hooks (``install``) then put the fault on
+the wire (a delay, another status, a malformed or truncated body, a dropped connection) and write the journal
+entry, with the contract verdict, once the answer is known. Rules modules never see any of this.
+
+Requests the harness cannot attribute to a partner (no valid token or AccessInfo) are not journaled, and the
+control plane (``/_sim``) is not journaled at all.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, Request, Response, g, request
+from sqlalchemy.engine import Connection
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from simulators.core import faults, journal
+from simulators.core.clock import iso_utc, system_now
+from simulators.core.context import CallContext
+from simulators.core.errors import Problem
+from simulators.core.faults import Fault
+from simulators.core.openapi import Violation
+from simulators.core.partners import on_reset, partner_by_token
+from simulators.core.store import fault_rules, journal as journal_table, partner_settings
+from simulators.core.web import bearer_token, problem_response, runtime
+
+log = logging.getLogger("ksim.harness")
+
+__all__ = ["Exchange", "NonConforming", "Service", "exchange", "install", "register", "rest_service", "serve"]
+
+# Request headers kept in a journal entry; the credentials are masked.
+_SECRET_HEADERS = ("authorization", "cookie", "proxy-authorization")
+_PASSWORD = re.compile(rb"(<(?:[A-Za-z_][\w.-]*:)?Password(?:\s[^>]*)?>)(.*?)(</(?:[A-Za-z_][\w.-]*:)?Password\s*>)", re.S)
+
+
+@dataclass(frozen=True)
+class Service:
+    """A simulated service as the harness sees it."""
+
+    name: str  # korm, kss, kss-rest: the `service` of fault rules and journal entries
+    prefix: str  # its requests' path prefix
+    operations: Callable[[], Iterable[str]]  # names a fault rule's `operation` may take
+    describe: Callable[[Request], str | None]  # the operation of a request (before the front end reads it)
+    violations: Callable[[Request, "Exchange"], list[Violation]]  # the contract verdict
+    rest: bool = True  # bearer-token partners; problem+json refusals
+
+
+_services: dict[str, Service] = {}
+
+
+def register(service: Service) -> Service:
+    _services[service.name] = service
+    return service
+
+
+def rest_service(name: str, prefix: str, contract: str) -> Service:
+    """A REST service whose requests are checked against ``contracts/<contract>`` (path, query, headers, body)."""
+
+    def describe(req: Request) -> str | None:
+        op, _ = runtime().contracts[contract].match(req.method, req.path)
+        return None if op is None else op.operation_id
+
+    def violations(req: Request, ex: Exchange) -> list[Violation]:
+        return runtime().contracts[contract].request_violations(
+            req.method, req.path, list(req.args.items(multi=True)), req.headers, ex.body())
+
+    def operations() -> list[str]:
+        return [op.operation_id for op in runtime().contracts[contract].operations]
+
+    return register(Service(name, prefix, operations, describe, violations))
+
+
+def operations_by_service() -> dict[str, list[str]]:
+    return {name: list(service.operations()) for name, service in _services.items()}
+
+
+class NonConforming(Exception):
+    """A strict partner's request breaks the contract: REST answers 422 VALIDATION_ERROR, SOAP TransactionError 709."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        super().__init__("; ".join(f"{v['path']}: {v['message']}" for v in violations[:5]))
+        self.violations = violations
+
+
+_UNREAD = object()
+
+
+@dataclass
+class Exchange:
+    """What the harness knows of the request at hand (``flask.g``)."""
+
+    service: Service
+    started: float
+    at: Any  # system time, aware UTC
+    operation: str | None
+    items: tuple[str, ...] = ()
+    partner_id: str | None = None
+    partner_now: Any = None
+    fault: Fault | None = None
+    raw_body: Any = _UNREAD
+    _violations: list[Violation] | None = field(default=None, repr=False)
+
+    def body(self) -> bytes | None:
+        """The request body (``None``: larger than ``max_body_bytes``); SOAP hands over what it read itself."""
+        if self.raw_body is _UNREAD:
+            try:
+                self.raw_body = request.get_data(cache=True)
+            except RequestEntityTooLarge:
+                self.raw_body = None
+        return self.raw_body  # type: ignore[no-any-return]
+
+    def violations(self) -> list[Violation]:
+        if self._violations is None:
+            try:
+                self._violations = self.service.violations(request, self)
+            except Exception:  # a verdict must never break the call it judges
+                log.exception("contract verdict failed")
+                self._violations = [{"in": "harness", "path": "/", "message": "the verdict could not be computed; see the log"}]
+        return self._violations
+
+
+def exchange() -> Exchange | None:
+    return g.get("ksim_exchange")
+
+
+def note_body(raw: bytes | None) -> None:
+    """The front end read the body from the stream itself (SOAP): the journal and the verdict use this."""
+    ex = exchange()
+    if ex is not None:
+        ex.raw_body = raw
+
+
+def note_items(items: tuple[str, ...]) -> None:
+    """The KSS item kinds of the request, for fault rules and the journal (known once the envelope is read)."""
+    ex = exchange()
+    if ex is not None:
+        ex.items = items
+
+
+# ============================================================================================ serving
+
+
+def _strict(conn: Connection, partner_id: str) -> bool:
+    own = conn.execute(sa.select(partner_settings.c.strict_contract)
+                       .where(partner_settings.c.partner_id == partner_id)).scalar()
+    return runtime().settings.strict_contract if own is None else bool(own)
+
+
+def serve(identify: Callable[[Connection], CallContext],
+          work: Callable[[Connection, CallContext, Fault | None], Response]) -> Response:
+    """One call of a simulated service, in one transaction: who calls, the fault, strict mode, the work."""
+    ex = exchange()
+    raised: BaseException | None = None
+    with runtime().store.begin() as conn:
+        ctx = identify(conn)
+        if ex is None:  # not a registered service's request (a unit test calling a view, say)
+            return work(conn, ctx, None)
+        ex.partner_id, ex.partner_now = ctx.partner_id, ctx.clock.now
+        strict = _strict(conn, ctx.partner_id)
+        fault, touched = faults.choose(conn, ctx.partner_id, ex.service.name, ex.operation, ex.items)
+        ex.fault = fault
+        if not touched:  # the usual path: a refusal rolls everything back
+            if strict and ex.violations():
+                raise NonConforming(ex.violations())
+            return work(conn, ctx, None)
+        # A rule matched: its counters commit whatever the work does, so the work runs in a savepoint.
+        try:
+            with conn.begin_nested() as savepoint:
+                if strict and ex.violations():
+                    raise NonConforming(ex.violations())
+                response = work(conn, ctx, fault)
+                if fault is not None and fault.rolls_back:
+                    savepoint.rollback()
+        except Exception as exc:  # re-raised once the counters are committed: the front end answers it as usual
+            raised = exc
+    if raised is not None:
+        raise raised
+    return response
+
+
+# ============================================================================================ the wire
+
+
+def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
+    return environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
+
+
+def _hang_up(environ: dict[str, Any]) -> None:
+    """Close the connection under the server: the client gets no (more) bytes. Without a socket (an in-process
+    WSGI transport) the closest thing is an exception out of the answer's body."""
+    sock = _socket_of(environ)
+    if sock is None:
+        raise ConnectionAbortedError("ksim test harness: the connection is dropped (fault rule)")
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _truncated(head: bytes, environ: dict[str, Any]) -> Iterator[bytes]:
+    if head:
+        yield head
+    _hang_up(environ)
+
+
+def _dropped(environ: dict[str, Any]) -> Iterator[bytes]:
+    _hang_up(environ)
+    yield from ()
+
+
+def _half(body: bytes) -> bytes:
+    """The first half of a body, cut between UTF-8 characters (so a client fails on the syntax, not the encoding)."""
+    head = body[: len(body) // 2]
+    while head and head[-1] & 0xC0 == 0x80:  # a continuation byte: drop the whole character
+        head = head[:-1]
+    return head[:-1] if head and head[-1] >= 0xC0 else head
+
+
+def _on_wire(fault: Fault, response: Response) -> tuple[Response, bytes | None]:
+    """The answer the client gets under a wire fault, and its body as sent (``None``: no answer at all)."""
+    kind, spec = fault.kind, fault.spec
+    environ = request.environ
+    if kind == "delay":
+        return response, None
+    if kind == "status":
+        problem = Problem(spec["status"], spec["code"],
+                          spec["message"] or f"injected by the ksim test harness (fault rule {fault.rule_id})",
+                          fault=fault.rule_id)
+        answer = problem_response(problem)
+        if spec.get("retry_after") is not None:
+            answer.headers["Retry-After"] = str(spec["retry_after"])
+        return answer, None
+    if kind == "drop":
+        answer = Response(_dropped(environ), status=response.status_code)
+        return answer, None
+    body = response.get_data()
+    content_type = response.headers.get("Content-Type", "application/octet-stream")
+    if kind == "malformed":  # half the answer, then bytes no JSON or XML parser takes (a NUL is in neither)
+        broken = _half(body) + b"\x00<<ksim: malformed answer>>"
+        return Response(broken, status=response.status_code, content_type=content_type), broken
+    assert kind == "truncated"  # the headers of the whole answer, half its body, then the connection closes
+    head = _half(body)
+    answer = Response(_truncated(head, environ), status=response.status_code, content_type=content_type)
+    answer.headers["Content-Length"] = str(len(body))
+    return answer, head
+
+
+def _clip(raw: bytes | None, limit: int, masked: bool = False) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if masked:
+        raw = _PASSWORD.sub(rb"\1***\3", raw)
+    return {"body": raw[:limit].decode("utf-8", errors="replace"), "body_bytes": len(raw),
+            "body_truncated": len(raw) > limit}
+
+
+def _headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    kept: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        shown = value.split(" ", 1)[0] + " ***" if key in _SECRET_HEADERS else value
+        kept[key] = f"{kept[key]}, {shown}" if key in kept else shown
+    return kept
+
+
+def _finish(response: Response) -> Response:
+    ex = exchange()
+    if ex is None:
+        return response
+    fault = ex.fault
+    answer_status = response.status_code
+    sent: bytes | None = b""
+    if fault is not None:
+        if fault.delay_s:
+            time.sleep(fault.delay_s)  # outside every transaction: other requests go on meanwhile
+        if fault.kind in faults.WIRE_KINDS:
+            response, sent = _on_wire(fault, response)
+        response.headers["X-Ksim-Fault"] = fault.rule_id  # which rule answered (nobody reads it on a drop)
+    try:
+        _record(ex, response, sent, answer_status)
+    except Exception:  # the journal must never break the answer
+        log.exception("could not write the journal entry")
+    return response
+
+
+def _record(ex: Exchange, response: Response, sent: bytes | None, answer_status: int) -> None:
+    settings = runtime().settings
+    if settings.journal_limit <= 0:
+        return
+    partner_id = ex.partner_id
+    if partner_id is None and ex.service.rest:  # e.g. an unknown route or method, with a valid token
+        token = bearer_token()
+        if token:
+            with runtime().store.begin() as conn:
+                partner = partner_by_token(conn, token)
+            partner_id = None if partner is None else partner.id
+    if partner_id is None:
+        return
+    fault = ex.fault
+    dropped = fault is not None and fault.kind == "drop"
+    if dropped:
+        answer = None
+    else:
+        body = sent if sent else (b"" if response.is_streamed else response.get_data())
+        answer = {"headers": _headers(response.headers.items()), **(_clip(body, settings.journal_body_bytes) or {})}
+    fault_json = None
+    if fault is not None:
+        fault_json = {**fault.to_json(), "answer_status": answer_status}
+    details = {
+        "partner_now": None if ex.partner_now is None else iso_utc(ex.partner_now),
+        "query": request.query_string.decode("latin-1"),
+        "duration_ms": round((time.perf_counter() - ex.started) * 1000, 3),
+        "request": {"headers": _headers(request.headers.items()),
+                    **(_clip(ex.body(), settings.journal_body_bytes, masked=not ex.service.rest)
+                       or {"body": "", "body_bytes": None, "body_truncated": True})},
+        "response": answer,
+    }
+    violations = ex.violations()
+    with runtime().store.begin() as conn:
+        journal.record(
+            conn, partner_id=partner_id, limit=settings.journal_limit, at=ex.at, service=ex.service.name,
+            method=request.method, path=request.path, operation=ex.operation, items=ex.items,
+            status=None if dropped else response.status_code, violations=violations, fault=fault_json,
+            details=details,
+        )
+
+
+def _begin() -> None:
+    path = request.path
+    for service in _services.values():
+        if path == service.prefix.rstrip("/") or path.startswith(service.prefix.rstrip("/") + "/"):
+            g.ksim_exchange = Exchange(service, time.perf_counter(), system_now(), service.describe(request))
+            return
+
+
+def _non_conforming(exc: NonConforming) -> Response:
+    return problem_response(Problem(
+        422, "VALIDATION_ERROR", f"strict contract mode: the request does not conform to the contract: {exc}",
+        rule="SIM-ERR-1", errors=exc.violations,
+    ))
+
+
+def install(app: Flask) -> None:
+    """Hook the harness into the app: an exchange per request of a registered service, the wire fault and the
+    journal entry once the answer is known, and strict mode's REST refusal."""
+    app.before_request(_begin)
+    app.after_request(_finish)
+    app.register_error_handler(NonConforming, _non_conforming)
+
+
+@on_reset
+def _reset(conn: Connection, partner_id: str) -> None:
+    """A reset partner starts with no fault rules and an empty journal (its strict switch stays, as a setting)."""
+    conn.execute(sa.delete(fault_rules).where(fault_rules.c.partner_id == partner_id))
+    conn.execute(sa.delete(journal_table).where(journal_table.c.partner_id == partner_id))
