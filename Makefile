@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test demo serve clean
+.PHONY: install test demo serve clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "ksim needs Python 3.11 or 3.12"; exit 1; }
@@ -28,6 +28,14 @@ demo: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/ksim serve
+
+# Benchmarks (bench/run.py, docs/benchmarks.md): ksim under wrk, side by side with the peers installed in
+# bench/.peers (python bench/peers.py --install). Needs wrk (apt-get install wrk). Results: bench/results/.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .ksim out .pytest_cache
