@@ -486,9 +486,9 @@ class PartnerHandle:
         ``duration_ms``, ``operation`` / ``items`` (KSS item kinds), ``fault`` and ``verdict``
         (``{"conforms": bool, "violations": [{"in", "path", "message"}, ...]}``).
         """
-        filters = {"service": service, "operation": operation, "method": method and method.upper(), "path": path,
-                   "status": status, "conforms": conforms, "faulted": faulted, "limit": limit, "offset": offset}
-        params = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in filters.items() if v is not None}
+        filters = _journal_filters(service, operation, method, path, status, conforms, faulted)
+        filters.update({k: v for k, v in {"limit": limit, "offset": offset}.items() if v is not None})
+        params = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in filters.items()}
         page: dict[str, Any] = self._call("GET", "/journal", params=params)
         return page
 
@@ -515,10 +515,9 @@ class PartnerHandle:
 
         ``partner.verify(0, conforms=False)``: no request broke the contract.
         """
-        body = {"count": count, "at_least": at_least, "at_most": at_most, "service": service,
-                "operation": operation, "method": method and method.upper(), "path": path, "status": status, "conforms": conforms,
-                "faulted": faulted}
-        result: dict[str, Any] = self._call("POST", "/journal/verify", json={k: v for k, v in body.items() if v is not None})
+        body = _journal_filters(service, operation, method, path, status, conforms, faulted)
+        body.update({k: v for k, v in {"count": count, "at_least": at_least, "at_most": at_most}.items() if v is not None})
+        result: dict[str, Any] = self._call("POST", "/journal/verify", json=body)
         return int(result["matched"])
 
     # -- clients of the simulated services ---------------------------------------------------------
@@ -578,3 +577,11 @@ class PartnerHandle:
             header = client.get_element(f"{{{KSS_NS}}}AccessInfo")(UserName=self.kss_username, Password=self.kss_password)
             client.set_default_soapheaders([header])
         return client
+
+
+def _journal_filters(service: str | None, operation: str | None, method: str | None, path: str | None,
+                     status: int | None, conforms: bool | None, faulted: bool | None) -> dict[str, Any]:
+    """The journal's filters that are set: one definition for listing and for verifying."""
+    filters = {"service": service, "operation": operation, "method": method and method.upper(), "path": path,
+               "status": status, "conforms": conforms, "faulted": faulted}
+    return {k: v for k, v in filters.items() if v is not None}
