@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from simulators.core.catalog import Profile, load_profile
 from simulators.core.errors import Problem, not_found
-from simulators.core.store import partners
+from simulators.core.store import lock_partner, partners
 
 UTC = dt.timezone.utc
 
@@ -233,11 +233,10 @@ def system_now() -> dt.datetime:
     return dt.datetime.now(UTC).replace(microsecond=0)
 
 
-def read_clock(conn: Connection, partner_id: str, *, for_update: bool = False) -> Clock:
-    query = sa.select(partners.c.clock_now, partners.c.timezone).where(partners.c.id == partner_id)
-    if for_update and conn.dialect.name != "sqlite":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+def read_clock(conn: Connection, partner_id: str) -> Clock:
+    row = conn.execute(
+        lock_partner(sa.select(partners.c.clock_now, partners.c.timezone).where(partners.c.id == partner_id))
+    ).first()
     if row is None:
         raise not_found("PARTNER_NOT_FOUND", f"no partner {partner_id!r}")
     return Clock(row.clock_now, row.timezone)
@@ -249,7 +248,7 @@ def move_clock(conn: Connection, partner_id: str, new_now: dt.datetime, *, profi
     A zone-less ``new_now`` is read in the partner's zone. ``profile`` (prices, for the figures of closings and
     anniversaries) defaults to the app's, else the packaged one.
     """
-    old = read_clock(conn, partner_id, for_update=True)
+    old = read_clock(conn, partner_id)
     if new_now.tzinfo is None:
         new_now = new_now.replace(tzinfo=old.zone)
     new_now = new_now.astimezone(UTC)

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from simulators.core.clock import Clock, iso_utc, system_now
 from simulators.core.errors import not_found, unprocessable
-from simulators.core.store import audit_log, idempotency, partner_settings, partners
+from simulators.core.store import audit_log, idempotency, lock_partner, partner_settings, partners, serialize
 
 PROGRAMMES = ("xsp", "reseller", "msp")
 BILLING_PERIODS = ("calendar_month", "30_days")
@@ -101,6 +101,7 @@ def create_partner(
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder of zones, not a zone
         raise unprocessable("VALIDATION_ERROR", f"unknown time zone {timezone!r}") from None
+    serialize(conn, "ksim partners")  # one seq per partner, also with several processes on one PostgreSQL
     seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(partners.c.seq), 0))).scalar_one() + 1
     fake = Faker()
     fake.seed_instance(faker_seed * 1_000_003 + seq)  # repeatable names for repeatable runs
@@ -132,7 +133,7 @@ def create_partner(
 
 
 def get_partner_json(conn: Connection, partner_id: str) -> dict[str, Any]:
-    row = conn.execute(_select().where(partners.c.id == partner_id)).first()
+    row = conn.execute(lock_partner(_select().where(partners.c.id == partner_id))).first()
     if row is None:
         raise not_found("PARTNER_NOT_FOUND", f"no partner {partner_id!r}")
     return _row_json(row)
@@ -143,19 +144,19 @@ def list_partners_json(conn: Connection) -> list[dict[str, Any]]:
 
 
 def partner_by_token(conn: Connection, token: str) -> Partner | None:
-    row = conn.execute(sa.select(partners).where(partners.c.token == token)).first()
+    row = conn.execute(lock_partner(sa.select(partners).where(partners.c.token == token))).first()
     return None if row is None else Partner.from_row(row)
 
 
 def partner_by_kss_credentials(conn: Connection, username: str, password: str) -> Partner | None:
-    row = conn.execute(sa.select(partners).where(partners.c.kss_username == username)).first()
+    row = conn.execute(lock_partner(sa.select(partners).where(partners.c.kss_username == username))).first()
     if row is None or not secrets.compare_digest(row.kss_password.encode(), password.encode()):
         return None
     return Partner.from_row(row)
 
 
 def load_partner(conn: Connection, partner_id: str) -> Partner:
-    row = conn.execute(sa.select(partners).where(partners.c.id == partner_id)).first()
+    row = conn.execute(lock_partner(sa.select(partners).where(partners.c.id == partner_id))).first()
     if row is None:
         raise not_found("PARTNER_NOT_FOUND", f"no partner {partner_id!r}")
     return Partner.from_row(row)
@@ -166,7 +167,7 @@ def reset_partner(conn: Connection, partner_id: str) -> Clock:
 
     Issued activation codes stay reserved: a code is never issued twice (KORM-STOP-2).
     """
-    row = conn.execute(sa.select(partners).where(partners.c.id == partner_id)).first()
+    row = conn.execute(lock_partner(sa.select(partners).where(partners.c.id == partner_id))).first()
     if row is None:
         raise not_found("PARTNER_NOT_FOUND", f"no partner {partner_id!r}")
     for hook in _reset_hooks:

@@ -1,7 +1,13 @@
-"""State in a real database through SQLAlchemy Core: SQLite file by default, any SQLAlchemy URL otherwise.
+"""State in a real database through SQLAlchemy Core: a SQLite file by default, PostgreSQL for shared deployments.
 
 One transaction per request: ``Store.begin()`` yields a connection; an exception rolls everything back,
 so a refused request changes nothing.
+
+Concurrency (docs/reliability.md). Every request belongs to one partner, and every transaction that acts for a
+partner reads the partner's row first with ``lock_partner`` (its clock lives there). On PostgreSQL that read is
+``SELECT ... FOR NO KEY UPDATE``: the transactions of one partner run one after the other across every process
+and thread, those of different partners in parallel, at READ COMMITTED, and each sees the data its predecessor
+committed. SQLite needs no row lock: ``BEGIN IMMEDIATE`` already runs every writing transaction alone.
 """
 from __future__ import annotations
 
@@ -170,9 +176,32 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def lock_partner(query: sa.Select[Any]) -> sa.Select[Any]:
+    """The partner read that starts a partner's transaction: row-locked on PostgreSQL (``NO KEY``: the foreign-key
+    checks of inserts that name the partner, such as journal entries, do not wait for it). SQLite ignores it."""
+    return query.with_for_update(of=partners, key_share=True)
+
+
+def serialize(conn: Connection, name: str) -> None:
+    """Run the rest of this transaction alone among those that serialize on ``name`` (PostgreSQL advisory lock,
+    released at commit). SQLite's writers already run alone."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+
+
+def database_url(url: str) -> sa.URL:
+    """A SQLAlchemy URL; a bare ``postgresql://`` or ``postgres://`` means the psycopg (3) driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 class Store:
     def __init__(self, url: str) -> None:
-        self.url = sa.make_url(url)
+        self.url = database_url(url)
         if self.url.get_backend_name() == "sqlite":
             db = self.url.database
             if db and db != ":memory:":
@@ -180,12 +209,15 @@ class Store:
             self.engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
             _sqlite_setup(self.engine)
         else:
-            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+            self.engine = sa.create_engine(self.url, pool_pre_ping=True, isolation_level="READ COMMITTED")
 
     def create_schema(self) -> None:
+        """Create the missing tables; several processes starting at once on one PostgreSQL take turns."""
         for module in TABLE_MODULES:
             importlib.import_module(module)
-        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            serialize(conn, "ksim schema")
+            metadata.create_all(conn)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
