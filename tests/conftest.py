@@ -1,4 +1,5 @@
-"""Shared fixtures: a real SQLite store for rule tests, a real server on a free port for wire tests."""
+"""Shared fixtures: a real store for rule tests, a real server on a free port for wire tests; both on SQLite and,
+when a server is given, PostgreSQL (tests/databases.py)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -17,16 +18,32 @@ from simulators.core.partners import create_partner, load_partner
 from simulators.core.settings import Settings
 from simulators.core.store import Store
 from simulators.server import InProcessServer
+from tests.databases import backend_params, database_for, empty_tables, fresh_postgres_database
 
 ADMIN = {"Authorization": "Bearer test-admin"}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'state.db'}")
+@pytest.fixture(scope="session")
+def postgres_store() -> Iterator[Store]:
+    """One PostgreSQL database per worker for the rule tests; each test starts from empty tables."""
+    s = Store(fresh_postgres_database("rules"))
     s.create_schema()
+    yield s
+    s.dispose()
+
+
+@pytest.fixture(params=backend_params())
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A real, empty store: a SQLite file, and (tests/databases.py) the same test on PostgreSQL."""
     import simulators.korm.rules  # noqa: F401  (registers its reset hook)
 
+    if request.param == "postgresql":
+        s = request.getfixturevalue("postgres_store")
+        empty_tables(s)
+        yield s
+        return
+    s = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    s.create_schema()
     yield s
     s.dispose()
 
@@ -68,11 +85,11 @@ def make_world(store: Store) -> Any:
     return lambda **kw: World(store, **kw)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
-    """The real app on a real socket, with its own SQLite file, for the whole session."""
-    db = tmp_path_factory.mktemp("ksim") / "state.db"
-    app = create_app(Settings(database_url=f"sqlite:///{db}", admin_token="test-admin"))
+@pytest.fixture(scope="session", params=backend_params())
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    """The real app on a real socket, with its own database (SQLite file; PostgreSQL), for the whole session."""
+    url = database_for(request.param, "server", tmp_path_factory.mktemp("ksim"))
+    app = create_app(Settings(database_url=url, admin_token="test-admin"))
     with InProcessServer(app) as srv:
         yield srv
 
