@@ -13,6 +13,11 @@ changes); ``after`` lets it commit, so only the answer is lost. Flask hooks (``i
 the wire (a delay, another status, a malformed or truncated body, a dropped connection) and write the journal
 entry, with the contract verdict, once the answer is known. Rules modules never see any of this.
 
+The usual call (no fault fired, the work answered) writes its journal entry in its own transaction, as the last
+statement before the commit: the answer is known by then, and one transaction costs less than two. Every other
+call (a fault, a refusal raised out of the work, a crash) is journaled by the Flask hook in a transaction of its
+own, as before. Either way the entry is committed before the client has the answer.
+
 Requests the harness cannot attribute to a partner (no valid token or AccessInfo) are not journaled, and the
 control plane (``/_sim``) is not journaled at all.
 """
@@ -115,6 +120,7 @@ class Exchange:
     partner_now: Any = None
     fault: Fault | None = None
     raw_body: Any = _UNREAD
+    journaled: bool = False  # the entry was committed with the work (``serve``)
     _violations: list[Violation] | None = field(default=None, repr=False)
 
     def body(self) -> bytes | None:
@@ -157,10 +163,23 @@ def note_items(items: tuple[str, ...]) -> None:
 # ============================================================================================ serving
 
 
+# The partner's harness switches in one statement, built once: its own strict setting (None: the setting's
+# default) and whether it has any fault rule at all (the rules are read only then).
+_SWITCHES = sa.select(
+    sa.select(partner_settings.c.strict_contract)
+    .where(partner_settings.c.partner_id == sa.bindparam("p_partner")).scalar_subquery(),
+    sa.exists().where(fault_rules.c.partner_id == sa.bindparam("p_partner")),
+)
+
+
+def _switches(conn: Connection, partner_id: str) -> tuple[bool, bool]:
+    """(strict contract mode, the partner has fault rules), read in the request's transaction."""
+    own, has_rules = conn.execute(_SWITCHES, {"p_partner": partner_id}).one()
+    return (runtime().settings.strict_contract if own is None else bool(own)), bool(has_rules)
+
+
 def _strict(conn: Connection, partner_id: str) -> bool:
-    own = conn.execute(sa.select(partner_settings.c.strict_contract)
-                       .where(partner_settings.c.partner_id == partner_id)).scalar()
-    return runtime().settings.strict_contract if own is None else bool(own)
+    return _switches(conn, partner_id)[0]
 
 
 def serve(identify: Callable[[Connection], CallContext],
@@ -168,30 +187,35 @@ def serve(identify: Callable[[Connection], CallContext],
     """One call of a simulated service, in one transaction: who calls, the fault, strict mode, the work."""
     ex = exchange()
     raised: BaseException | None = None
+    journaled = False
     with runtime().store.begin() as conn:
         ctx = identify(conn)
         if ex is None:  # not a registered service's request (a unit test calling a view, say)
             return work(conn, ctx, None)
         ex.partner_id, ex.partner_now = ctx.partner_id, ctx.clock.now
-        strict = _strict(conn, ctx.partner_id)
-        fault, touched = faults.choose(conn, ctx.partner_id, ex.service.name, ex.operation, ex.items)
+        strict, has_rules = _switches(conn, ctx.partner_id)
+        fault, touched = (faults.choose(conn, ctx.partner_id, ex.service.name, ex.operation, ex.items)
+                          if has_rules else (None, False))
         ex.fault = fault
         if not touched:  # the usual path: a refusal rolls everything back
             if strict and ex.violations():
                 raise NonConforming(ex.violations())
-            return work(conn, ctx, None)
-        # A rule matched: its counters commit whatever the work does, so the work runs in a savepoint.
-        try:
-            with conn.begin_nested() as savepoint:
-                if strict and ex.violations():
-                    raise NonConforming(ex.violations())
-                response = work(conn, ctx, fault)
-                if fault is not None and fault.rolls_back:
-                    savepoint.rollback()
-        except Exception as exc:  # re-raised once the counters are committed: the front end answers it as usual
-            raised = exc
+            response = work(conn, ctx, None)
+            journaled = _record_in(conn, ex, response)  # the last statement before the commit
+        else:
+            # A rule matched: its counters commit whatever the work does, so the work runs in a savepoint.
+            try:
+                with conn.begin_nested() as savepoint:
+                    if strict and ex.violations():
+                        raise NonConforming(ex.violations())
+                    response = work(conn, ctx, fault)
+                    if fault is not None and fault.rolls_back:
+                        savepoint.rollback()
+            except Exception as exc:  # re-raised once the counters are committed: the front end answers it as usual
+                raised = exc
     if raised is not None:
         raise raised
+    ex.journaled = journaled  # only once committed: a failed commit is journaled by the hook, as its 500
     return response
 
 
@@ -301,6 +325,9 @@ def _finish(response: Response) -> Response:
 
 
 def _record(ex: Exchange, response: Response, sent: bytes | None, answer_status: int) -> None:
+    """The journal entry of a call the hook finishes (faulted, refused, crashed), in a transaction of its own."""
+    if ex.journaled:
+        return
     settings = runtime().settings
     if settings.journal_limit <= 0:
         return
@@ -313,6 +340,40 @@ def _record(ex: Exchange, response: Response, sent: bytes | None, answer_status:
             partner_id = None if partner is None else partner.id
     if partner_id is None:
         return
+    values = _row(ex, partner_id, response, sent, answer_status)
+    with runtime().store.begin() as conn:
+        journal.insert(conn, values, settings.journal_limit)
+
+
+def _record_in(conn: Connection, ex: Exchange, response: Response) -> bool:
+    """The journal entry of a call answered without a fault, written in the call's own transaction (``conn``).
+    False: not written (the journal is off, or building the entry failed: the hook then tries on its own)."""
+    settings = runtime().settings
+    if settings.journal_limit <= 0 or ex.partner_id is None:
+        return False
+    try:
+        values = _row(ex, ex.partner_id, response, b"", response.status_code)
+    except Exception:  # the journal must never break the answer
+        log.exception("could not build the journal entry")
+        return False
+    if conn.dialect.name == "sqlite":  # a failed statement leaves a SQLite transaction usable...
+        try:
+            journal.insert(conn, values, settings.journal_limit)
+        except Exception:
+            if not conn.connection.dbapi_connection.in_transaction:  # ...unless SQLite rolled it all back (disk
+                raise  # full, I/O error): then the work is lost too, and the call must fail, not answer success
+            log.exception("could not write the journal entry")
+        return True
+    try:  # elsewhere (PostgreSQL) a failed statement aborts the transaction: fence it
+        with conn.begin_nested():
+            journal.insert(conn, values, settings.journal_limit)
+    except Exception:
+        log.exception("could not write the journal entry")
+    return True
+
+
+def _row(ex: Exchange, partner_id: str, response: Response, sent: bytes | None, answer_status: int) -> dict[str, Any]:
+    settings = runtime().settings
     fault = ex.fault
     dropped = fault is not None and fault.kind == "drop"
     if dropped:
@@ -332,14 +393,11 @@ def _record(ex: Exchange, response: Response, sent: bytes | None, answer_status:
                        or {"body": "", "body_bytes": None, "body_truncated": True})},
         "response": answer,
     }
-    violations = ex.violations()
-    with runtime().store.begin() as conn:
-        journal.record(
-            conn, partner_id=partner_id, limit=settings.journal_limit, at=ex.at, service=ex.service.name,
-            method=request.method, path=request.path, operation=ex.operation, items=ex.items,
-            status=None if dropped else response.status_code, violations=violations, fault=fault_json,
-            details=details,
-        )
+    return journal.row_values(
+        partner_id=partner_id, at=ex.at, service=ex.service.name, method=request.method, path=request.path,
+        operation=ex.operation, items=ex.items, status=None if dropped else response.status_code,
+        violations=ex.violations(), fault=fault_json, details=details,
+    )
 
 
 def _begin() -> None:
