@@ -18,6 +18,7 @@ import pytest
 
 from tests.databases import backend_params, database_for
 from tests.reliability import load
+from tests.reliability.figures import record
 from tests.reliability.servers import ServeProcess
 
 pytestmark = pytest.mark.wire
@@ -33,7 +34,8 @@ def two_servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list
         yield [first.url, second.url]
 
 
-def test_concurrent_changes_on_one_subscription_lose_nothing(two_servers: list[str]) -> None:
+def test_concurrent_changes_on_one_subscription_lose_nothing(two_servers: list[str],
+                                                              request: pytest.FixtureRequest) -> None:
     """SIM-CONC-1 (docs/reliability.md), KORM-QTY-1, KSS-QTY-1, KSS-QTY-3, SIM-CLOCK-1, KSS-AUDIT-1."""
     partner = load.setup_partner(two_servers[0])
     outcome = load.hammer(two_servers, partner, clients=CLIENTS, ops=OPS)
@@ -63,6 +65,9 @@ def test_concurrent_changes_on_one_subscription_lose_nothing(two_servers: list[s
     times = [load.parse_time(e["at"]) for e in entries]
     assert times == sorted(times)
     assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)
+    record("concurrency", backend=request.node.callspec.params["two_servers"], servers=len(two_servers), clients=CLIENTS, operations=outcome.operations,
+           korm_changes=sum(outcome.korm_acked.values()), kss_changes=sum(outcome.kss_acked.values()),
+           clock_hours=outcome.hours_acked, refused=dict(outcome.refused), lost=0)
 
 
 def test_concurrent_orders_with_one_idempotency_key_make_one_subscription(two_servers: list[str]) -> None:
