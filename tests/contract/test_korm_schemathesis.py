@@ -8,6 +8,7 @@ so positive-data acceptance also expects 409/410/422.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tempfile
 from pathlib import Path
 
@@ -19,8 +20,13 @@ from simulators.app import create_app
 from simulators.core.partners import create_partner, reset_partner
 from simulators.core.settings import Settings
 from simulators.core.web import Runtime
+from tests.state import digest
 
 pytestmark = pytest.mark.contract
+
+# CI: 20 examples per operation, the same every run; `make reliability` (KSIM_RELIABILITY=long): more, random.
+LONG = os.environ.get("KSIM_RELIABILITY") == "long"
+EXAMPLES = int(os.environ.get("KSIM_SCHEMATHESIS_EXAMPLES", "200" if LONG else "20"))
 
 _DB = Path(tempfile.mkdtemp(prefix="ksim-st-")) / "state.db"
 APP = create_app(Settings(database_url=f"sqlite:///{_DB}", admin_token="st-admin"))
@@ -34,7 +40,7 @@ CONFIG = {
     "checks": {
         "positive_data_acceptance": {"expected-statuses": ["2xx", "404", "409", "410", "422"]},
     },
-    "generation": {"max-examples": 20, "mode": "all", "deterministic": True},
+    "generation": {"max-examples": EXAMPLES, "mode": "all", "deterministic": not LONG},
     "suppress-health-check": ["too_slow", "filter_too_much"],
 }
 
@@ -46,14 +52,22 @@ admin = schemathesis.openapi.from_wsgi(
 )
 
 
+def call_and_validate_unchanged_on_refusal(case: schemathesis.Case) -> None:
+    """Every check, and (SIM-ERR-1) a refused request leaves the whole simulated state as it was."""
+    before = digest(_RUNTIME.store)
+    response = case.call_and_validate()
+    if response.status_code >= 400:
+        assert digest(_RUNTIME.store) == before, f"{case.method} {case.formatted_path} -> {response.status_code} changed the state"
+
+
 @korm.parametrize()
 def test_korm_contract_and_server_agree(case: schemathesis.Case) -> None:
-    case.call_and_validate()
+    call_and_validate_unchanged_on_refusal(case)
 
 
 @admin.parametrize()
 def test_admin_contract_and_server_agree(case: schemathesis.Case) -> None:
-    case.call_and_validate()
+    call_and_validate_unchanged_on_refusal(case)
 
 
 class KormStateMachine(korm.as_state_machine()):  # type: ignore[misc]

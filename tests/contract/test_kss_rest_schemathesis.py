@@ -10,6 +10,7 @@ positive-data acceptance also expects those.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,10 @@ from simulators.kss import rules
 from simulators.kss.model import Activate, ChangeLicenseCount, RequestContainer, SoftCancel
 
 pytestmark = pytest.mark.contract
+
+# CI: 20 examples per operation, the same every run; `make reliability` (KSIM_RELIABILITY=long): more, random.
+LONG = os.environ.get("KSIM_RELIABILITY") == "long"
+EXAMPLES = int(os.environ.get("KSIM_SCHEMATHESIS_EXAMPLES", "200" if LONG else "20"))
 
 UTC = dt.timezone.utc
 START = dt.datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -65,7 +70,7 @@ CONFIG = {
     "checks": {
         "positive_data_acceptance": {"expected-statuses": ["2xx", "404", "422"]},
     },
-    "generation": {"max-examples": 20, "mode": "all", "deterministic": True},
+    "generation": {"max-examples": EXAMPLES, "mode": "all", "deterministic": not LONG},
     "suppress-health-check": ["too_slow", "filter_too_much"],
     "auth": {"openapi": {"partnerBearer": {"bearer": PARTNER["token"]}}},
 }
