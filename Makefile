@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test demo serve clean bench bench-quick
+.PHONY: install test demo serve clean bench bench-quick reliability
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "ksim needs Python 3.11 or 3.12"; exit 1; }
@@ -36,6 +36,16 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
+
+# The long reliability runs (docs/reliability.md), on SQLite and on a PostgreSQL server started beside them
+# (scripts/postgres-test-server): bigger concurrent loads, several SIGKILLs, 200 schemathesis examples per
+# operation, a larger SOAP fuzz budget. Figures: out/reliability.jsonl.
+reliability: $(STAMP)
+	@mkdir -p out
+	@rm -f out/reliability.jsonl
+	KSIM_TEST_POSTGRES_URL="$$(scripts/postgres-test-server start)" KSIM_REQUIRE_POSTGRES=1 KSIM_RELIABILITY=long \
+	KSIM_FUZZ_EXAMPLES=$${KSIM_FUZZ_EXAMPLES:-700} KSIM_RELIABILITY_REPORT=$(CURDIR)/out/reliability.jsonl \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests/reliability tests/contract
 
 clean:
 	rm -rf $(VENV) .ksim out .pytest_cache

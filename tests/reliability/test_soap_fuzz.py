@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from tests.reliability.figures import record
 from tests.wire.conftest import ENDPOINT, EXT, KSS, SAFE, SOAP_ACTION, SOAP_ENV, q
 
 pytestmark = pytest.mark.wire
@@ -225,6 +226,7 @@ class Victim:
         self.id, self.admin, self.schema = data["id"], admin, schema
         self.user, self.password = data["kss"]["username"], data["kss"]["password"]
         self.url = server.url + ENDPOINT
+        self.tried: dict[int, int] = {}  # answers by HTTP status, for the figures
         self.http = httpx.Client(timeout=60)
         self.rest = httpx.Client(base_url=server.url + "/kss/v1", timeout=30,
                                  headers={"Authorization": f"Bearer {data['token']}"})
@@ -251,6 +253,7 @@ class Victim:
     def check(self, response: httpx.Response) -> tuple[int, etree._Element]:
         """The answer is a conforming container (200) or a SOAP Fault (500): text/xml, never HTML."""
         text = response.content.decode("utf-8", "replace")
+        self.tried[response.status_code] = self.tried.get(response.status_code, 0) + 1
         assert response.status_code in (200, 500), (response.status_code, text[:2000])
         assert response.headers.get("content-type") == "text/xml; charset=utf-8", text[:2000]
         assert "<html" not in text.lower() and "traceback" not in text.lower(), text[:2000]
@@ -284,6 +287,9 @@ def victim(server: Any, kss_schema: etree.XMLSchema) -> Any:
     with httpx.Client(base_url=server.url + "/_sim", headers=ADMIN, timeout=30) as admin:
         v = Victim(server, admin, kss_schema)
         yield v
+        record("soap_fuzz", backend=server.app.extensions["ksim"].store.url.get_backend_name(), examples_per_test=EXAMPLES, inputs=sum(v.tried.values()),
+               answered_200=v.tried.get(200, 0), faults_500=v.tried.get(500, 0), other=sum(
+                   n for status, n in v.tried.items() if status not in (200, 500)))
         v.http.close()
         v.rest.close()
 
