@@ -127,7 +127,7 @@ def json_body(contract: str, operation_id: str, *, optional: bool = False) -> di
     if body is None and not optional:
         raise Problem(422, "VALIDATION_ERROR", "a JSON object body is required", rule="SIM-ERR-1",
                       errors=[{"path": "/", "message": "a JSON object is required"}])
-    errors = runtime().contracts[contract].body_errors(operation_id, body)
+    errors = runtime().contracts[contract].raw_body_errors(operation_id, raw, body)
     if errors:
         raise Problem(422, "VALIDATION_ERROR", "; ".join(f"{e['path']}: {e['message']}" for e in errors[:5]),
                       rule="SIM-ERR-1", errors=errors)
@@ -136,6 +136,12 @@ def json_body(contract: str, operation_id: str, *, optional: bool = False) -> di
 
 def parse_date(value: str | None) -> dt.date | None:
     return None if value is None else dt.date.fromisoformat(value)
+
+
+# Built once: building a statement per call costs more than running it.
+_IDEMPOTENCY_GET = sa.select(idempotency).where(idempotency.c.partner_id == sa.bindparam("p_partner"),
+                                                idempotency.c.key == sa.bindparam("p_key"))
+_IDEMPOTENCY_PUT = sa.insert(idempotency)
 
 
 def idempotent(conn: Connection, partner_id: str, handler: Callable[[], Response]) -> Response:
@@ -153,9 +159,7 @@ def idempotent(conn: Connection, partner_id: str, handler: Callable[[], Response
     fingerprint = hashlib.sha256(
         b"\n".join([request.method.encode(), request.path.encode(), request.get_data(cache=True)])
     ).hexdigest()
-    stored = conn.execute(
-        sa.select(idempotency).where(idempotency.c.partner_id == partner_id, idempotency.c.key == key)
-    ).first()
+    stored = conn.execute(_IDEMPOTENCY_GET, {"p_partner": partner_id, "p_key": key}).first()
     if stored is not None:
         if stored.fingerprint != fingerprint:
             raise Problem(409, "IDEMPOTENCY_KEY_REUSED",
@@ -165,8 +169,8 @@ def idempotent(conn: Connection, partner_id: str, handler: Callable[[], Response
     response = handler()
     if 200 <= response.status_code < 300:
         headers = {k: v for k, v in response.headers.items() if k in ("Location",)}
-        conn.execute(sa.insert(idempotency).values(
-            partner_id=partner_id, key=key, fingerprint=fingerprint, status=response.status_code,
-            body=response.get_json(), headers=headers, created_at=system_now(),
-        ))
+        conn.execute(_IDEMPOTENCY_PUT, {
+            "partner_id": partner_id, "key": key, "fingerprint": fingerprint, "status": response.status_code,
+            "body": response.get_json(), "headers": headers, "created_at": system_now(),
+        })
     return response
