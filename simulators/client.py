@@ -304,6 +304,13 @@ class PartnerHandle:
         """Delete the partner's data and put its clock back to its start; credentials stay."""
         return Clock.from_json(self._call("POST", "/reset"))
 
+    def rotate_credentials(self) -> PartnerHandle:
+        """New bearer token and KSS password; the old ones are refused from now on, as expired vendor credentials
+        are (SIM-AUTH-1). A new handle with the new credentials (this one keeps the old)."""
+        body: dict[str, Any] = self._call("POST", "/credentials")
+        return dataclasses.replace(self, token=body["token"], kss_password=body["kss"]["password"],
+                                   info={**self.info, **body})
+
     # -- audit ------------------------------------------------------------------------------------
 
     def audit(

@@ -172,6 +172,12 @@ def advance_clock(partner_id: str) -> Response:
             raise Problem(422, "VALIDATION_ERROR", "the clock cannot move past the year 9999") from None
 
 
+@bp.post("/partners/<partner_id>/credentials")
+def rotate_credentials(partner_id: str) -> Response:
+    with runtime().store.begin() as conn:
+        return json_response(partners.rotate_credentials(conn, partner_id))
+
+
 @bp.post("/partners/<partner_id>/reset")
 def reset_partner(partner_id: str) -> Response:
     with runtime().store.begin() as conn:

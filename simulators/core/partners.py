@@ -162,6 +162,17 @@ def load_partner(conn: Connection, partner_id: str) -> Partner:
     return Partner.from_row(row)
 
 
+def rotate_credentials(conn: Connection, partner_id: str) -> dict[str, Any]:
+    """A new bearer token and KSS password; the old ones are refused from now on (SIM-AUTH-1), as a vendor's
+    expired or revoked credentials are. The KSS user name stays: it names the partner's account."""
+    row = conn.execute(lock_partner(sa.select(partners).where(partners.c.id == partner_id))).first()
+    if row is None:
+        raise not_found("PARTNER_NOT_FOUND", f"no partner {partner_id!r}")
+    token, password = "ksim_" + secrets.token_urlsafe(24), secrets.token_urlsafe(16)
+    conn.execute(sa.update(partners).where(partners.c.id == partner_id).values(token=token, kss_password=password))
+    return {"token": token, "kss": {"username": row.kss_username, "password": password}}
+
+
 def reset_partner(conn: Connection, partner_id: str) -> Clock:
     """Delete everything the partner did and put its clock back to its start; credentials stay.
 

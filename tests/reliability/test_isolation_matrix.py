@@ -7,8 +7,9 @@
   before and after, A gets 404 for B's objects and sees none of B's identifiers.
 * Every KSS SOAP item kind with B's SubscriberId under A's AccessInfo: unknown subscriber (5); Activate makes
   A's own subscription and leaves B's alone.
-* Every secured operation of both REST contracts with missing, wrong or foreign credentials: 401; every SOAP item
-  kind with missing, wrong or mixed AccessInfo: TransactionError 710; every secured /_sim operation of
+* Every secured operation of both REST contracts with missing, wrong, expired (rotated out by
+  rotateCredentials) or foreign credentials: 401; every SOAP item kind with missing, wrong, expired or mixed
+  AccessInfo: TransactionError 710; every secured /_sim operation of
   contracts/admin.openapi.yaml with a partner's token or KSS password: 401. Nothing changes for any of them.
 """
 from __future__ import annotations
@@ -131,6 +132,11 @@ def bob(server: Any, module_admin: httpx.Client, kss_schema: Any) -> Any:
     """Partner B: KORM subscriptions (one active, one stopped), KSS subscribers in several states, a clock
     moved into the next month so statement, bill and report have lines, a fault rule and a journal."""
     b = Partner(server, module_admin, {"programme": "xsp"})
+    b.expired_token, b.expired_password = b.token, b.password  # rotated out: B's expired credentials
+    rotated = module_admin.post(f"/partners/{b.id}/credentials")
+    assert rotated.status_code == 200, rotated.text
+    b.token, b.password = rotated.json()["token"], rotated.json()["kss"]["password"]
+    b.rest.headers["Authorization"] = f"Bearer {b.token}"
     active = b.rest.post("/korm/v1/subscriptions", json=KORM_ORDER)
     stopped = b.rest.post("/korm/v1/subscriptions", json={**KORM_ORDER, "customer_id": "bob-other"})
     assert active.status_code == stopped.status_code == 201, active.text
@@ -290,13 +296,15 @@ def answer_text(answer: Any) -> str:
 # ============================================================================== refused credentials
 
 
-REST_CREDENTIALS = ["missing", "wrong-token", "basic-scheme", "admin-token", "kss-password", "empty-bearer"]
+REST_CREDENTIALS = ["missing", "wrong-token", "expired-token", "basic-scheme", "admin-token", "kss-password",
+                    "empty-bearer"]
 
 
 def _rest_headers(kind: str, b: Partner) -> dict[str, str]:
     return {
         "missing": {},
         "wrong-token": {"Authorization": "Bearer " + b.token[:-4] + "zzzz"},
+        "expired-token": {"Authorization": "Bearer " + b.expired_token},  # valid until rotateCredentials
         "basic-scheme": {"Authorization": "Basic " + b.token},
         "admin-token": ADMIN,
         "kss-password": {"Authorization": "Bearer " + b.password},
@@ -323,8 +331,8 @@ def test_SIM_AUTH_1_every_rest_operation_is_secured_but_the_contract() -> None:
     assert {op["id"] for _, op in REST_OPS if not op["secured"]} == {"getContract"}
 
 
-SOAP_CREDENTIALS = ["no-header", "wrong-password", "wrong-username", "B-user-A-password", "A-user-B-password",
-                    "bearer-token-as-password", "empty-password"]
+SOAP_CREDENTIALS = ["no-header", "wrong-password", "expired-password", "wrong-username", "B-user-A-password",
+                    "A-user-B-password", "bearer-token-as-password", "empty-password"]
 
 
 @pytest.mark.parametrize("cred", SOAP_CREDENTIALS)
@@ -334,6 +342,7 @@ def test_SIM_AUTH_1_soap_refuses_bad_credentials(unchanged: Partner, alice: Part
     b = unchanged
     user, password = {
         "no-header": (None, None), "wrong-password": (b.username, b.password + "x"),
+        "expired-password": (b.username, b.expired_password),
         "wrong-username": (b.username + "x", b.password), "B-user-A-password": (b.username, alice.password),
         "A-user-B-password": (alice.username, b.password), "bearer-token-as-password": (b.username, b.token),
         "empty-password": (b.username, ""),
