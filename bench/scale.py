@@ -293,12 +293,12 @@ KSS_PRODUCTS = ("KAV", "KIS", "KTS", "KISA", "KSK", "KSOS", "KSEC")
 
 
 def build_kss(store: Store, n: int, *, programme: str = "xsp", billing_period: str = "calendar_month",
-              container: int = 200) -> str:
+              container: int = 200, timezone: str = "UTC") -> str:
     """``n`` subscriptions through simulators.kss.rules: 70% open-ended, 10% with a trial, 5% fixed term, 5% paused
     for a term, 5% soft-cancelled, 5% with a licence count change."""
     with store.begin() as conn:
         partner_id = create_partner(conn, faker_seed=0, default_timezone="UTC", name="bench-kss", programme=programme,
-                                    billing_period=billing_period, now=KSS_START)["id"]
+                                    billing_period=billing_period, timezone=timezone, now=KSS_START)["id"]
         products = [p for p in KSS_PRODUCTS if programme in load_profile().kss_products[p].programmes]
     unit = iter(range(1, 10**9))
     first: list[Any] = []
@@ -307,7 +307,7 @@ def build_kss(store: Store, n: int, *, programme: str = "xsp", billing_period: s
         sid, kind = f"sub-{i:06d}", i % 20
         start = KSS_START - dt.timedelta(days=i % 28, hours=i % 9)
         end = start + dt.timedelta(days=60 + i % 300) if kind == 16 else None
-        trial = 1 + i % 60 if kind in (14, 15) else None
+        trial = 1 + i % (60 if programme == "xsp" else 30) if kind in (14, 15) else None  # KSS-TRIAL-1 caps
         first.append(kss_model.Activate(next(unit), sid, start, end, products[i % len(products)], 1 + i % 10,
                                         trial_days=trial, customer_id=f"cust-{i // 4:06d}"))
         if kind == 17:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -228,9 +229,18 @@ def iso_utc(value: dt.datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+_second: tuple[int, dt.datetime] = (-1, dt.datetime.min.replace(tzinfo=UTC))
+
+
 def system_now() -> dt.datetime:
-    """The real time, to the second: only for new clocks and for audit ``recorded_at``."""
-    return dt.datetime.now(UTC).replace(microsecond=0)
+    """The real time, to the second: only for new clocks and for audit ``recorded_at``.
+
+    Made once per second (a long clock move stamps every audit entry it writes with it)."""
+    global _second
+    seconds = int(time.time())
+    if seconds != _second[0]:
+        _second = (seconds, dt.datetime.fromtimestamp(seconds, UTC))
+    return _second[1]
 
 
 def read_clock(conn: Connection, partner_id: str) -> Clock:

@@ -277,10 +277,6 @@ def _partner_rows(conn: Connection, partner_id: str) -> list[Any]:
     ).all()
 
 
-def _sum(lines: Iterable[dict[str, Any]], name: str) -> str:
-    return f"{sum((Decimal(line[name]) for line in lines), Decimal('0')):.2f}"
-
-
 @dataclass(frozen=True)
 class Book:
     """What bills read: the partner's subscriptions and the paid days of each up to ``horizon``.
@@ -309,8 +305,15 @@ def bill(conn: Connection, ctx: CallContext, period: str, *, book: Book | None =
     if book is None or book.horizon < horizon:
         book = load_book(conn, partner, horizon)
     charged: list[tuple[Any, PeriodCharge]] = []
+    calendar = kind == CALENDAR_MONTH
     for row in book.rows:
         days = book.days[row.subscriber_id]
+        if not days:
+            continue  # never paid: no period is charged
+        if calendar:  # one period, the month (periods_starting_in): no anchor needed
+            if (found := charge(days, start, end)) is not None:
+                charged.append((row, found))
+            continue
         for lo, hi in periods_starting_in(kind, start, end, anchor(days)):
             if (found := charge(days, lo, hi)) is not None:
                 charged.append((row, found))
@@ -320,11 +323,10 @@ def bill(conn: Connection, ctx: CallContext, period: str, *, book: Book | None =
         volume[c.product_id] += c.charged_count
     msp = partner.programme == "msp"
     percent = {pid: ctx.profile.msp_discount(n) if msp else Decimal("0") for pid, n in volume.items()}
-    lines = [_bill_line(ctx, row, c, percent[c.product_id]) for row, c in charged]
-    customers: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for line in lines:
-        customers[line["customer_id"]].append(line)
-    last_day = max([end] + [dt.date.fromisoformat(line["period_end"]) for line in lines])
+    lines = _BillLines(ctx, percent)
+    for row, c in charged:
+        lines.add(row, c)
+    last_day = max([end] + [c.end for _, c in charged])
     return {
         "partner_id": partner.id,
         "period": period,
@@ -333,43 +335,73 @@ def bill(conn: Connection, ctx: CallContext, period: str, *, book: Book | None =
         "currency": ctx.profile.currency,
         "provisional": ctx.clock.today < last_day,
         "generated_at": iso_utc(system_now()),
-        "lines": lines,
+        "lines": lines.lines,
         "customers": [
             {
                 "customer_id": cid,
-                "lines": len(found),
-                "gross": _sum(found, "gross"),
-                "discount": _sum(found, "discount"),
-                "amount": _sum(found, "amount"),
+                "lines": n,
+                "gross": f"{gross:.2f}",
+                "discount": f"{discount:.2f}",
+                "amount": f"{amount:.2f}",
             }
-            for cid, found in customers.items()
+            for cid, (n, gross, discount, amount) in lines.customers.items()
         ],
         "volume": [
             {"product_id": pid, "licences": n, "discount_percent": f"{percent[pid]:.2f}"}
             for pid, n in sorted(volume.items())
         ] if msp else [],
-        "totals": {name: _sum(lines, name) for name in ("gross", "discount", "amount")},
+        "totals": {name: f"{total:.2f}" for name, total in zip(("gross", "discount", "amount"), lines.totals)},
     }
 
 
-def _bill_line(ctx: CallContext, row: Any, c: PeriodCharge, percent: Decimal) -> dict[str, Any]:
-    price = ctx.profile.kss_products[c.product_id].price
-    gross = money(price * c.charged_count)
-    discount = money(gross * percent / 100)
-    return {
-        "customer_id": row.customer_id,
-        "subscriber_id": row.subscriber_id,
-        "product_id": c.product_id,
-        "period_start": c.start.isoformat(),
-        "period_end": c.end.isoformat(),
-        "paid_days": c.paid_days,
-        "charged_count": c.charged_count,
-        "unit_price": f"{price:.2f}",
-        "gross": f"{gross:.2f}",
-        "discount_percent": f"{percent:.2f}",
-        "discount": f"{discount:.2f}",
-        "amount": f"{gross - discount:.2f}",
-    }
+class _BillLines:
+    """The bill's lines (``_bill_line`` each), with per-customer and overall sums kept as they are made."""
+
+    def __init__(self, ctx: CallContext, percent: dict[str, Decimal]) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self.customers: dict[str, list[Any]] = {}  # customer -> [lines, gross, discount, amount], first seen first
+        self.totals = [Decimal("0")] * 3
+        self._product: dict[str, tuple[Decimal, str, Decimal, str]] = {
+            pid: (ctx.profile.kss_products[pid].price, f"{ctx.profile.kss_products[pid].price:.2f}", p, f"{p:.2f}")
+            for pid, p in percent.items()
+        }
+
+    def add(self, row: Any, c: PeriodCharge) -> None:
+        price, price_text, percent, percent_text = self._product[c.product_id]
+        gross = money(price * c.charged_count)
+        gross_text = f"{gross:.2f}"
+        if percent:
+            discount = money(gross * percent / 100)
+            amount = gross - discount
+            discount_text, amount_text = f"{discount:.2f}", f"{amount:.2f}"
+        else:  # no discount: 0.00, and the amount is the gross
+            discount, amount, discount_text, amount_text = Decimal("0"), gross, "0.00", gross_text
+        customer = row.customer_id
+        self.lines.append({
+            "customer_id": customer,
+            "subscriber_id": row.subscriber_id,
+            "product_id": c.product_id,
+            "period_start": c.start.isoformat(),
+            "period_end": c.end.isoformat(),
+            "paid_days": c.paid_days,
+            "charged_count": c.charged_count,
+            "unit_price": price_text,
+            "gross": gross_text,
+            "discount_percent": percent_text,
+            "discount": discount_text,
+            "amount": amount_text,
+        })
+        sums = self.customers.get(customer)
+        if sums is None:
+            sums = self.customers[customer] = [0, Decimal("0"), Decimal("0"), Decimal("0")]
+        sums[0] += 1
+        sums[1] += gross
+        sums[2] += discount
+        sums[3] += amount
+        totals = self.totals
+        totals[0] += gross
+        totals[1] += discount
+        totals[2] += amount
 
 
 def report(conn: Connection, ctx: CallContext, period: str) -> dict[str, Any]:
