@@ -8,8 +8,12 @@ every violation listed, including those the server tolerates.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import marshal
+import os
 import re
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +30,41 @@ _URI = "urn:ksim:contract"
 _UNPARSED = object()
 _REMEMBER_BODIES = 64  # request bodies whose verdict a contract keeps (raw_body_errors)
 _REMEMBER_BODY_BYTES = 16_384  # ... each at most this long
+
+
+def _cache_dirs(path: Path) -> list[Path]:
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return [path.parent / "__pycache__", Path(home) / "ksim"]
+
+
+def _parsed(path: Path, text: str) -> Any:
+    """The contract's YAML, parsed. Parsing the three REST contracts (200 KB) costs about 0.1 s at every start,
+    so the parsed form is cached like Python's own bytecode: ``marshal``ed, in ``__pycache__`` next to the file
+    (or ``~/.cache/ksim`` when that is not writable), named by the text's SHA-256, so an edited contract is parsed
+    afresh. A contract with values ``marshal`` cannot hold (YAML dates) is parsed every time."""
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    name = f"{path.name}.{digest}.marshal"
+    for folder in _cache_dirs(path):
+        try:
+            return marshal.loads((folder / name).read_bytes())
+        except (OSError, ValueError, EOFError, TypeError):
+            continue
+    spec = load_yaml(text)
+    try:
+        data = marshal.dumps(spec)
+    except ValueError:  # a value marshal cannot hold
+        return spec
+    for folder in _cache_dirs(path):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(temp, folder / name)  # atomic: a concurrent start reads the old state or the whole file
+            break
+        except OSError:
+            continue
+    return spec
 
 
 def _escape(segment: str) -> str:
@@ -89,7 +128,7 @@ class Contract:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.text = path.read_text(encoding="utf-8")
-        self.spec: dict[str, Any] = load_yaml(self.text)
+        self.spec: dict[str, Any] = _parsed(path, self.text)
         self._registry = Registry().with_resource(_URI, Resource(contents=self.spec, specification=DRAFT202012))
         self._pointers: dict[str, str] = {}
         for route, item in self.spec.get("paths", {}).items():
