@@ -4,11 +4,14 @@
     python bench/run.py            # the full run (make bench): 5 repetitions, workers 1 and 2
     python bench/run.py --quick    # a minute or two (make bench-quick): 2 repetitions, 1 worker
     python bench/run.py --install-peers   # npm install WireMock, Prism, Mountebank into bench/.peers first
+    python bench/run.py --quick --peers none --workloads korm_get,kss_activate --soak 0   # a focused check
 
 The server (ksim or a peer) is pinned to core 0 and wrk to core 1 (taskset). Every workload is warmed up, then
 measured ``--reps`` times for ``--duration`` seconds; the table shows the median and min-max of requests/s and
-the medians of p50/p99 latency. Results go to bench/results/<UTC time>.json (+ .md); the table is printed.
-Without wrk only the start-up time and memory are measured.
+the medians of p50/p99 latency. Then, for the first worker count, a sustained load (``--soak`` seconds, 120; quick
+30: the workloads in turn, 10 s each) with the workers' RSS sampled every second: the memory trace. Results go to
+bench/results/<UTC time>.json (+ .md); the table is printed. Without wrk only the start-up time and memory are
+measured.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,9 +42,12 @@ import peers as peers_mod  # noqa: E402
 ADMIN_TOKEN = "ksim-bench-admin"
 SOAP_HEADERS = {"Content-Type": "text/xml; charset=utf-8",
                 "SOAPAction": '"http://schemas.kaspersky.com/services/subscription/subscriptionRequest"'}
-WORKLOADS = ("korm_get", "korm_post", "kss_activate", "kss_getinfo")
+WORKLOADS = ("korm_get", "korm_post", "korm_quantity", "kss_activate", "kss_getinfo")
 WORKLOAD_TITLES = {"korm_get": "KORM GET /subscriptions/{id}", "korm_post": "KORM POST /subscriptions (order)",
+                   "korm_quantity": "KORM POST /subscriptions/{id}/quantity",
                    "kss_activate": "KSS Activate", "kss_getinfo": "KSS GetInfo"}
+QUANTITY_SUBSCRIPTIONS = 200  # the quantity workload spreads its changes over this many subscriptions
+FLAT = 0.05  # issue 6: memory flat within ±5% over the sustained load
 # (workload, peer, target ratio ksim/peer) from issue 6; None: shown, no target
 PAIRS = [("korm_get", "wiremock", 1.0), ("korm_get", "prism", 2.0), ("korm_post", "prism", 1.0),
          ("kss_activate", "mountebank", 1.0), ("kss_activate", "wiremock", None)]
@@ -142,8 +149,9 @@ class KsimServer:
             raise RuntimeError(f"{method} {path}: {status} {body[:300]!r}")
         return json.loads(body)
 
-    def setup(self) -> dict[str, Any]:
-        """A partner (xsp, so KSS Activate of KIS works), one subscription to read, one KSS subscriber to read."""
+    def setup(self, quantity_subscriptions: int = QUANTITY_SUBSCRIPTIONS) -> dict[str, Any]:
+        """A partner (xsp, so KSS Activate of KIS works), one subscription to read, one KSS subscriber to read,
+        ``quantity_subscriptions`` subscriptions (that one included) for the quantity changes."""
         partner = self.admin("POST", "/_sim/partners", {"programme": "xsp"})
         token = partner["token"]
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Idempotency-Key": "setup-1"}
@@ -155,10 +163,20 @@ class KsimServer:
         status, body = http_request(self.port, "GET", f"/korm/v1/subscriptions/{sub['id']}",
                                     {"Authorization": f"Bearer {token}"})
         subscription = json.loads(body)
+        # Quantity changes append to a subscription's history (which its answer carries), so they are spread over
+        # many subscriptions: each gets a few changes in a run, not thousands.
+        subs = [sub["id"]]
+        for i in range(1, quantity_subscriptions):
+            status, body = http_request(self.port, "POST", "/korm/v1/subscriptions",
+                                        {**headers, "Idempotency-Key": f"setup-q{i}"},
+                                        json.dumps({**order, "customer_id": f"bench-q{i % 20}"}).encode())
+            if status != 201:
+                raise RuntimeError(f"order: {status} {body[:300]!r}")
+            subs.append(json.loads(body)["id"])
         start = partner["now"]
         env = {"BENCH_TOKEN": token, "BENCH_KSS_USER": partner["kss"]["username"],
                "BENCH_KSS_PASSWORD": partner["kss"]["password"], "BENCH_KSS_START": start,
-               "BENCH_KSS_SUBSCRIBER": "bench-getinfo-subscriber"}
+               "BENCH_KSS_SUBSCRIBER": "bench-getinfo-subscriber", "BENCH_SUBS": ",".join(subs)}
         activate = kss_envelope(env, "setup-activate", '<kss:Activate UnitId="1" SubscriberId="bench-getinfo-subscriber" '
                                 f'StartTime="{start}" EndTime="indefinite" LicenseCount="1" ProductId="KIS"/>')
         status, body = http_request(self.port, "POST", "/kss/soap/upi", SOAP_HEADERS, activate.encode())
@@ -166,6 +184,7 @@ class KsimServer:
             raise RuntimeError(f"KSS Activate: {status} {body[:300]!r}")
         return {"env": env, "subscription": subscription, "activate_response": body.decode(),
                 "paths": {"korm_get": f"/korm/v1/subscriptions/{sub['id']}", "korm_post": "/korm/v1/subscriptions",
+                          "korm_quantity": f"/korm/v1/subscriptions/{sub['id']}/quantity",
                           "kss_activate": "/kss/soap/upi", "kss_getinfo": "/kss/soap/upi"}}
 
 
@@ -182,7 +201,7 @@ def kss_envelope(env: dict[str, str], transaction: str, item: str) -> str:
 # -- wrk ----------------------------------------------------------------------------------------------------
 
 
-SCRIPTS = {"korm_get": ("get.lua", {}), "korm_post": ("korm_post.lua", {}),
+SCRIPTS = {"korm_get": ("get.lua", {}), "korm_post": ("korm_post.lua", {}), "korm_quantity": ("korm_quantity.lua", {}),
            "kss_activate": ("kss.lua", {"BENCH_KSS_OP": "activate"}),
            "kss_getinfo": ("kss.lua", {"BENCH_KSS_OP": "getinfo"})}
 
@@ -226,10 +245,52 @@ def measure(port: int, path: str, workload: str, env: dict[str, str], opts: argp
     return out
 
 
+def soak(server: "KsimServer", fixtures: dict[str, Any], opts: argparse.Namespace, label: str) -> dict[str, Any]:
+    """Sustained load for ``opts.soak`` seconds (the workloads in turn, 10 s each) while the workers' RSS is
+    sampled every second: is memory flat? The reference is the first sample (1 s into the load, after the
+    workloads above warmed every path); the deviation of each sample is relative to it."""
+    samples: list[dict[str, Any]] = []
+    done = threading.Event()
+    t0 = time.monotonic()
+
+    def sample() -> None:
+        while not done.wait(1.0):
+            workers = [peers_mod.memory_kib(p)["rss_kib"] for p in server.worker_pids()]
+            samples.append({"t": round(time.monotonic() - t0, 1), "rss_kib": workers})
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    runs = []
+    try:
+        i = 0
+        while time.monotonic() - t0 < opts.soak - 0.5:
+            workload = opts.workloads[i % len(opts.workloads)]
+            seconds = max(1.0, min(10.0, opts.soak - (time.monotonic() - t0)))
+            url = f"http://127.0.0.1:{server.port}{fixtures['paths'][workload]}"
+            runs.append({"workload": workload, **run_wrk(url, workload, fixtures["env"], seconds, opts,
+                                                         f"{label}-soak-{time.time_ns()}")})
+            i += 1
+    finally:
+        done.set()
+        sampler.join()
+    totals = [sum(s["rss_kib"]) for s in samples] or [0]
+    first, last = totals[0], totals[-1]
+    deviation = max(abs(t - first) for t in totals) / first if first else 0.0
+    out = {"seconds": round(time.monotonic() - t0, 1), "samples": samples, "first_kib": first, "last_kib": last,
+           "max_kib": max(totals), "min_kib": min(totals), "max_deviation": deviation,
+           "drift": (last - first) / first if first else 0.0, "flat": deviation <= FLAT,
+           "requests": sum(r["requests"] for r in runs), "errors": sum(r["errors"] for r in runs),
+           "workloads": [r["workload"] for r in runs]}
+    print(f"  {label:<28} sustained load {out['seconds']:.0f} s: RSS {first / 1024:.1f} -> {last / 1024:.1f} MB, "
+          f"max deviation {deviation * 100:.1f}% ({'flat' if out['flat'] else 'NOT flat'}), "
+          f"{out['requests']} requests, errors {out['errors']}", flush=True)
+    return out
+
+
 # -- the run ------------------------------------------------------------------------------------------------
 
 
-def bench_ksim(workers: int, opts: argparse.Namespace, have_wrk: bool) -> dict[str, Any]:
+def bench_ksim(workers: int, opts: argparse.Namespace, have_wrk: bool, trace: bool = False) -> dict[str, Any]:
     label = f"ksim ({workers} worker{'s' if workers > 1 else ''})"
     print(f"{label}: start-up x{opts.startup_reps}", flush=True)
     starts = []
@@ -244,7 +305,7 @@ def bench_ksim(workers: int, opts: argparse.Namespace, have_wrk: bool) -> dict[s
     server = KsimServer(workers)
     try:
         server.start()
-        fixtures = server.setup()
+        fixtures = server.setup(QUANTITY_SUBSCRIPTIONS if "korm_quantity" in opts.workloads else 1)
         time.sleep(1)
         result["idle_memory"] = server.memory()
         if have_wrk:
@@ -252,6 +313,8 @@ def bench_ksim(workers: int, opts: argparse.Namespace, have_wrk: bool) -> dict[s
                 result["workloads"][workload] = measure(server.port, fixtures["paths"][workload], workload,
                                                         fixtures["env"], opts, label, opts.warmup)
             result["loaded_memory"] = server.memory()
+            if trace and opts.soak > 0 and opts.workloads:
+                result["soak"] = soak(server, fixtures, opts, label)
     finally:
         server.stop()
     result["fixtures"] = fixtures
@@ -323,7 +386,18 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {entry['label']} | {entry['start_seconds']:.3f} | "
                          f"{entry['idle_memory']['rss_kib'] / 1024:.1f} / {entry['idle_memory']['pss_kib'] / 1024:.1f}"
                          f" (whole process) | {entry['loaded_memory']['rss_kib'] / 1024:.1f} |")
-    lines += ["", "Targets: start ≤ 0.5 s; idle memory ≤ 80 MB per worker."]
+    soaks = [e for e in report["ksim"] if e.get("soak")]
+    if soaks:
+        lines += ["", "| server | sustained load | RSS first → last, MB (min–max) | max deviation | drift | "
+                      "flat ±5% | requests | errors |", "|---|---|---|---|---|---|---|---|"]
+        for entry in soaks:
+            m = entry["soak"]
+            lines.append(f"| {entry['label']} | {m['seconds']:.0f} s, {', '.join(dict.fromkeys(m['workloads']))} | "
+                         f"{m['first_kib'] / 1024:.1f} → {m['last_kib'] / 1024:.1f} "
+                         f"({m['min_kib'] / 1024:.1f}–{m['max_kib'] / 1024:.1f}) | {m['max_deviation'] * 100:.1f}% | "
+                         f"{m['drift'] * 100:+.1f}% | {'yes' if m['flat'] else '**no**'} | {m['requests']} | "
+                         f"{m['errors']} |")
+    lines += ["", "Targets: start ≤ 0.5 s; idle memory ≤ 80 MB per worker; memory flat (±5%) under sustained load."]
     return "\n".join(lines) + "\n"
 
 
@@ -354,6 +428,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jvm-warmup", type=float, help="warm-up seconds of the first workload on a JVM (30; quick 10)")
     parser.add_argument("--workers", help="ksim worker counts, comma-separated (1,2; quick 1)")
     parser.add_argument("--startup-reps", type=int, help="start-up time measurements (5; quick 3)")
+    parser.add_argument("--soak", type=float,
+                        help="seconds of sustained load with the memory trace, first worker count only (120; "
+                             "quick 30; 0: none)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (all on core 1)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, of {', '.join(WORKLOADS)}")
@@ -362,8 +439,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--install-peers", action="store_true", help="npm install the peers into bench/.peers first")
     parser.add_argument("--out", default=str(HERE / "results"), help="where the JSON and markdown go")
     opts = parser.parse_args(argv)
-    full = {"reps": 5, "duration": 10.0, "warmup": 5.0, "jvm_warmup": 30.0, "workers": "1,2", "startup_reps": 5}
-    quick = {"reps": 2, "duration": 5.0, "warmup": 2.0, "jvm_warmup": 10.0, "workers": "1", "startup_reps": 3}
+    full = {"reps": 5, "duration": 10.0, "warmup": 5.0, "jvm_warmup": 30.0, "workers": "1,2", "startup_reps": 5,
+            "soak": 120.0}
+    quick = {"reps": 2, "duration": 5.0, "warmup": 2.0, "jvm_warmup": 10.0, "workers": "1", "startup_reps": 3,
+             "soak": 30.0}
     for key, value in (quick if opts.quick else full).items():
         if getattr(opts, key) is None:
             setattr(opts, key, value)
@@ -396,11 +475,11 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"started_at": started.isoformat(), "mode": "quick" if opts.quick else "full",
                               "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
                               "machine": machine(), "settings": {k: getattr(opts, k) for k in (
-                                  "reps", "duration", "warmup", "jvm_warmup", "workers", "startup_reps",
+                                  "reps", "duration", "warmup", "jvm_warmup", "workers", "startup_reps", "soak",
                                   "connections", "threads", "workloads")},
                               "ksim": [], "peers": {}, "ratios": []}
-    for workers in opts.workers:
-        report["ksim"].append(bench_ksim(workers, opts, have_wrk))
+    for i, workers in enumerate(opts.workers):
+        report["ksim"].append(bench_ksim(workers, opts, have_wrk, trace=i == 0))
     fixtures = report["ksim"][0]["fixtures"]
     for name in peer_names:
         print(f"{name}:", flush=True)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "bench" / "run.py"
 PEERS = ROOT / "bench" / "peers.py"
 TINY = ["--reps", "1", "--duration", "1", "--warmup", "0", "--jvm-warmup", "0", "--startup-reps", "1",
-        "--workers", "1", "--connections", "2", "--threads", "1"]
+        "--workers", "1", "--connections", "2", "--threads", "1", "--soak", "2"]
 
 
 def run_bench(tmp_path: Path, *args: str) -> dict:
@@ -39,10 +39,13 @@ def test_run_measures_ksim(tmp_path: Path) -> None:
     if shutil.which("wrk") is None:
         assert ksim["workloads"] == {}
         return
-    assert set(ksim["workloads"]) == {"korm_get", "korm_post", "kss_activate", "kss_getinfo"}
+    assert set(ksim["workloads"]) == {"korm_get", "korm_post", "korm_quantity", "kss_activate", "kss_getinfo"}
     for name, m in ksim["workloads"].items():
         assert m["requests"] > 0, name
         assert m["errors"] == 0, (name, m["runs"])
+    trace = ksim["soak"]  # the memory trace under sustained load
+    assert trace["requests"] > 0 and trace["errors"] == 0 and trace["samples"]
+    assert all(rss > 0 for s in trace["samples"] for rss in s["rss_kib"])
 
 
 def test_run_side_by_side_with_a_peer(tmp_path: Path) -> None:
