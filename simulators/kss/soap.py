@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
-from flask import Blueprint, Request, Response, request
+from flask import Blueprint, Request, Response, g, request
 from sqlalchemy.engine import Connection
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -72,7 +73,21 @@ ALLOW = "GET, HEAD, OPTIONS, POST"
 
 
 def _verdict(req: Request, ex: harness.Exchange) -> list[dict[str, str]]:
-    return kxml.request_violations(ex.body(), req.headers.get("Content-Type"), req.headers.get("SOAPAction"))
+    raw = ex.body()
+    read = g.get("ksim_kss_read")  # what the front end made of this very body: not parsed or validated twice
+    if read is not None and read.raw is raw:
+        return kxml.request_violations(raw, req.headers.get("Content-Type"), req.headers.get("SOAPAction"),
+                                       envelope=read.envelope, payload_valid=read.payload_valid)
+    return kxml.request_violations(raw, req.headers.get("Content-Type"), req.headers.get("SOAPAction"))
+
+
+@dataclass
+class _Read:
+    """The request body as the front end read it: its envelope, and whether its payload passed the schema."""
+
+    raw: bytes
+    envelope: kxml.Envelope
+    payload_valid: bool = False
 
 
 harness.register(harness.Service(
@@ -150,7 +165,9 @@ def _read_body() -> bytes:
 def _post() -> Response:
     """Through the test harness (simulators.core.harness): it picks the fault and refuses in strict mode."""
     _check_headers()
-    envelope = kxml.read_envelope(_read_body())
+    raw = _read_body()
+    envelope = kxml.read_envelope(raw)
+    read = g.ksim_kss_read = _Read(raw, envelope)
     harness.note_items(kxml.item_kinds(envelope.payload))
 
     def identify(conn: Connection) -> CallContext:
@@ -166,6 +183,7 @@ def _post() -> Response:
         except kxml.Refusal as refusal:  # SIM-ERR-1: the TransactionId is not used up
             answer = _refusal(ctx.clock.now, envelope, refusal)
         else:
+            read.payload_valid = True  # read_container checked the schema first
             answer = _process(conn, ctx, _faulted_units(parsed, fault))
             _fault_results(answer, parsed, fault)
         if fault is not None and fault.kind == "soap_fault":

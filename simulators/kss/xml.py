@@ -254,10 +254,14 @@ def _schema_violations(element: etree._Element, where: str, limit: int) -> list[
 
 
 def request_violations(raw: bytes | None, content_type: str | None, soap_action: str | None,
-                       limit: int = 50) -> list[dict[str, str]]:
+                       limit: int = 50, *, envelope: Envelope | None = None,
+                       payload_valid: bool = False) -> list[dict[str, str]]:
     """The test harness's contract verdict of a SOAP request: every way it breaks the WSDL's binding and the XSD,
     including what the service tolerates (no SOAPAction, a Content-Type other than text/xml, an undeclared
-    header entry). ``raw`` is ``None`` when the body was larger than the service reads."""
+    header entry). ``raw`` is ``None`` when the body was larger than the service reads.
+
+    ``envelope``: ``read_envelope(raw)``, when the caller has it already (it is then not parsed again);
+    ``payload_valid``: the caller found its payload valid against the schema (it is then not validated again)."""
     violations: list[dict[str, str]] = []
     mimetype = (content_type or "").split(";")[0].strip().lower()
     if content_type is None:
@@ -273,10 +277,11 @@ def request_violations(raw: bytes | None, content_type: str | None, soap_action:
                            "message": f'{said}: the binding declares SOAPAction "{SOAP_ACTION}"'})
     if raw is None:
         return [*violations, {"in": "body", "path": "/", "message": "the body is larger than the server accepts"}]
-    try:
-        envelope = read_envelope(raw)
-    except Fault as fault:
-        return [*violations, {"in": "envelope", "path": "/", "message": fault.message}]
+    if envelope is None:
+        try:
+            envelope = read_envelope(raw)
+        except Fault as fault:
+            return [*violations, {"in": "envelope", "path": "/", "message": fault.message}]
     access = [h for h in envelope.headers if h.tag == q(KSS, "AccessInfo")]
     for entry in envelope.headers:
         if entry.tag != q(KSS, "AccessInfo"):
@@ -287,6 +292,8 @@ def request_violations(raw: bytes | None, content_type: str | None, soap_action:
                            "message": f"the contract declares one kss:AccessInfo header entry; found {len(access)}"})
     else:
         violations += _schema_violations(access[0], "soap-header", limit)
+    if payload_valid:
+        return violations
     return violations + _schema_violations(envelope.payload, "body", limit)
 
 
