@@ -31,13 +31,17 @@ Choices where the spec is silent (what a vendor would do):
 """
 from __future__ import annotations
 
+import bisect
 import calendar
 import datetime as dt
 import functools
 import heapq
+import itertools
+import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -508,9 +512,10 @@ def get_download_links(call: Call, item: GetDownloadLinks) -> ItemResult:
     row = _live(call, item.subscriber_id)
     if item.platform not in PLATFORMS or not item.language:
         raise KssError(602, f"Platform must be one of {', '.join(PLATFORMS)} and Language given")
-    url = f"{DOWNLOADS}/{row.product_id}/{item.platform}/{item.language}/setup"
+    # The partner's Language and RebrandingCode are free text: escaped, so the Url stays an xs:anyURI.
+    url = f"{DOWNLOADS}/{row.product_id}/{item.platform}/{quote(item.language, safe='')}/setup"
     if item.rebranding_code:
-        url += f"?rebranding={item.rebranding_code}"
+        url += "?" + urlencode({"rebranding": item.rebranding_code})
     link = DownloadLink(
         url=url, language=item.language, application_name=call.ctx.profile.kss_products[row.product_id].name,
         alphabet=item.alphabet, region=item.region, rebranding_code=item.rebranding_code,
@@ -564,18 +569,13 @@ HANDLERS: dict[type, Callable[[Call, Any], ItemResult]] = {
 # subscription's start, pause end, trial end, renewal per billing period (KSS-RENEW-1) and end; and each monthly
 # collective bill closed (KSS-BILL-1). All are audited with the actor ``ksim-vendor``.
 
-_ORDER = {"start": 0, "pause_end": 1, "trial_end": 2, "renew": 3, "end": 4}  # one subscription, one instant
+def _order(due: Due) -> tuple[Any, ...]:
+    return due.order
 
 
-@dataclass(frozen=True)
-class _Due:
-    at: dt.datetime
-    subscriber_id: str
-    event: str  # start | pause_end | trial_end | end | renew
-
-    @property
-    def order(self) -> tuple[dt.datetime, str, int]:
-        return (self.at, self.subscriber_id, _ORDER[self.event])
+_EVENTS = ("start", "pause_end", "trial_end", "renew", "end")  # one subscription, one instant: in this order
+_ORDER = {event: rank for rank, event in enumerate(_EVENTS)}
+_START, _PAUSE_END, _TRIAL_END, _RENEW, _END = range(len(_EVENTS))
 
 
 def _next_boundary(partner: Partner, after: dt.datetime, first_paid: dt.date | None) -> dt.datetime | None:
@@ -597,69 +597,149 @@ def _next_boundary(partner: Partner, after: dt.datetime, first_paid: dt.date | N
     return billing.local_midnight(candidate, zone)
 
 
-def _due_events(conn: Connection, partner: Partner, row: Any, old: dt.datetime, new: dt.datetime) -> Iterator[_Due]:
-    """Replay one subscription's clock-driven events in (old, new], in order, on a local copy of its state."""
-    status, cur, trial_open = row.status, old, row.trial_end is not None and row.trial_end > old
+class _Boundaries:
+    """``_next_boundary`` for one clock move: calendar-month starts are listed once for the whole window (every
+    subscription renews on the same instants) and looked up; 30-day periods are counted per subscription."""
+
+    def __init__(self, partner: Partner, old: dt.datetime, new: dt.datetime) -> None:
+        self.partner = partner
+        self.starts: list[dt.datetime] = []
+        if partner.billing_period == billing.CALENDAR_MONTH:
+            zone = Clock(old, partner.timezone).zone
+            month = old.astimezone(zone).date().replace(day=1)
+            while True:  # from the month of ``old`` to the first start after ``new``
+                self.starts.append(billing.local_midnight(month, zone))
+                if self.starts[-1] > new:
+                    break
+                month = billing.next_month(month)
+
+    def after(self, after: dt.datetime, first_paid: dt.date | None) -> dt.datetime | None:
+        starts = self.starts
+        if starts and starts[0] <= after < starts[-1]:
+            return starts[bisect.bisect_right(starts, after)]
+        return _next_boundary(self.partner, after, first_paid)
+
+
+def _due_events(row: Any, old: dt.datetime, new: dt.datetime, first_paid: dt.date | None,
+                boundaries: _Boundaries) -> Iterator[tuple[dt.datetime, str, int]]:
+    """Replay one subscription's clock-driven events in (old, new], in order, on a local copy of its state; each as
+    (instant, subscriber, rank in ``_EVENTS``), which is also the order of events across subscriptions."""
+    sid, status, cur = row.subscriber_id, row.status, old
+    start_time, end_time, trial_end, pause_until = row.start_time, row.end_time, row.trial_end, row.pause_until
+    trial_open = trial_end is not None and trial_end > old
     # A soft cancel takes effect at its EndTime (KSS-STOP-1): that is the ``end`` of a soft-cancelled subscription,
     # as it is of a fixed term. One whose EndTime had already passed when it was ordered ended with the order.
-    ended = row.end_time is None or (status == SOFT and row.end_time <= old)
-    first_paid: dt.date | None = None
-    if partner.billing_period == billing.THIRTY_DAYS and row.end_time is None:
-        horizon = billing.local_midnight(new.date() + dt.timedelta(days=2), Clock(new, partner.timezone).zone)
-        first_paid = billing.first_paid_day(conn, partner, row, horizon)
+    ended = end_time is None or (status == SOFT and end_time <= old)
     while True:
-        options: list[tuple[dt.datetime, str]] = []
-        if status == NOT_STARTED:
-            options.append((row.start_time, "start"))
-        if status == PAUSED and row.pause_until is not None:
-            options.append((row.pause_until, "pause_end"))
-        if status in (STARTED, SOFT) and not ended:
-            options.append((row.end_time, "end"))
-        if trial_open and status != HARD:
-            options.append((row.trial_end, "trial_end"))
-        if status == STARTED and row.end_time is None:
-            boundary = _next_boundary(partner, cur, first_paid)
-            in_trial = row.trial_end is not None and boundary is not None and boundary < row.trial_end
-            if boundary is not None and not in_trial:  # a period inside the trial is not a renewal
-                options.append((boundary, "renew"))
-        due = [o for o in options if o[0] <= new]
-        if not due:
+        # The earliest event due by ``new``; at one instant the lowest rank (candidates are tried in rank order).
+        at: dt.datetime | None = None
+        rank = 0
+        if status == NOT_STARTED and start_time <= new:
+            at, rank = start_time, _START
+        if status == PAUSED and pause_until is not None and pause_until <= new and (at is None or pause_until < at):
+            at, rank = pause_until, _PAUSE_END
+        if trial_open and status != HARD and trial_end <= new and (at is None or trial_end < at):
+            at, rank = trial_end, _TRIAL_END
+        if status == STARTED and end_time is None:
+            boundary = boundaries.after(cur, first_paid)
+            # a period inside the trial is not a renewal
+            if (boundary is not None and boundary <= new and not (trial_end is not None and boundary < trial_end)
+                    and (at is None or boundary < at)):
+                at, rank = boundary, _RENEW
+        if status in (STARTED, SOFT) and not ended and end_time <= new and (at is None or end_time < at):
+            at, rank = end_time, _END
+        if at is None:
             return
-        at, event = min(due, key=lambda o: (o[0], _ORDER[o[1]]))
-        yield _Due(at, row.subscriber_id, event)
-        cur = max(cur, at)
-        if event == "trial_end":
+        yield at, sid, rank
+        if at > cur:
+            cur = at
+        if rank == _TRIAL_END:
             trial_open = False
-        elif event in ("start", "pause_end"):
+        elif rank in (_START, _PAUSE_END):
             status = STARTED
-        elif event == "end":
+        elif rank == _END:
             status, ended = SOFT, True
 
 
-def _apply_due(conn: Connection, partner: Partner, state: dict[str, Any], due: _Due) -> None:
+_SNAPSHOT = ("status", "license_count", "product_id", "start_time", "end_time", "trial_end", "paused_at", "pause_until")
+
+
+_SLICE = dt.timedelta(days=32)
+_updates: dict[tuple[str, ...], Any] = {}
+
+
+def _update_of(names: tuple[str, ...]) -> Any:
+    """UPDATE of one subscription's ``names``, with bound parameters (built once per set of columns)."""
+    if names not in _updates:
+        _updates[names] = (
+            sa.update(subscriptions)
+            .where(subscriptions.c.partner_id == sa.bindparam("w_partner"),
+                   subscriptions.c.subscriber_id == sa.bindparam("w_subscriber"))
+            .values({name: sa.bindparam(f"v_{name}") for name in names})
+        )
+    return _updates[names]
+
+
+def _changes(conn: Connection, partner: Partner, states: dict[str, dict[str, Any]],
+             streams: list[Iterator[tuple[dt.datetime, str, int]]]) -> Iterator[Due]:
+    """The subscriptions' event streams merged in time order, one ``Due`` per instant that applies that instant's
+    events one after another in (subscriber, rank) order: the order and the effects of one ``Due`` per event, without
+    the cost (at a renewal, every subscription renews at the same instant). Read a slice of time at a time, so a
+    long jump never holds more than about a month of events."""
+    heads = [(first, stream) for stream in streams if (first := next(stream, None)) is not None]
+    if not heads:
+        return
+    until = min(first[0] for first, _ in heads)
+    while heads:
+        until += _SLICE
+        batch: list[tuple[dt.datetime, str, int]] = []
+        later = []
+        for event, stream in heads:
+            while event is not None and event[0] <= until:
+                batch.append(event)
+                event = next(stream, None)
+            if event is not None:
+                later.append((event, stream))
+        heads = later
+        batch.sort()
+        for at, group in itertools.groupby(batch, key=operator.itemgetter(0)):
+            events = [(sid, rank) for _, sid, rank in group]
+            yield Due(at, "kss", events[0], functools.partial(_apply_at, conn, partner, states, at, events))
+
+
+def _apply_at(conn: Connection, partner: Partner, states: dict[str, dict[str, Any]], at: dt.datetime,
+              events: list[tuple[str, int]]) -> None:
+    clock = Clock(at, partner.timezone)
+    for sid, rank in events:
+        _apply_due(conn, partner, states[sid], at, sid, rank, clock)
+
+
+def _apply_due(conn: Connection, partner: Partner, state: dict[str, Any], at: dt.datetime, subscriber_id: str,
+               rank: int, clock: Clock) -> None:
     """One event on the subscription whose current row is ``state`` (kept in memory through the whole move)."""
+    event = _EVENTS[rank]
     values: dict[str, Any] = {}
-    if due.event in ("start", "pause_end"):
-        values = {"status": STARTED, "status_change_time": due.at}
-        if due.event == "pause_end":
+    if rank in (_START, _PAUSE_END):
+        values = {"status": STARTED, "status_change_time": at}
+        if rank == _PAUSE_END:
             values.update(paused_at=None, pause_until=None)
-    elif due.event == "end":
-        values = {"status": SOFT, "status_change_time": due.at}
+    elif rank == _END:
+        values = {"status": SOFT, "status_change_time": at}
     if values:
-        where = (subscriptions.c.partner_id == partner.id, subscriptions.c.subscriber_id == due.subscriber_id)
-        conn.execute(sa.update(subscriptions).where(*where).values(**values, updated_at=due.at))
-        state.update(values, updated_at=due.at)
+        values["updated_at"] = at
+        conn.execute(_update_of(tuple(values)), {
+            "w_partner": partner.id, "w_subscriber": subscriber_id, **{f"v_{k}": v for k, v in values.items()},
+        })
+        state.update(values)
+    row = {name: state[name] for name in _SNAPSHOT}
     insert(conn, history, {  # the vendor's snapshot, as _snapshot writes it
-        "partner_id": partner.id, "subscriber_id": due.subscriber_id, "effective": due.at, "recorded_at": due.at,
-        "source": "vendor", "event": due.event,
-        **{name: state[name] for name in (
-            "status", "license_count", "product_id", "start_time", "end_time", "trial_end", "paused_at", "pause_until",
-        )},
+        "partner_id": partner.id, "subscriber_id": subscriber_id, "effective": at, "recorded_at": at,
+        "source": "vendor", "event": event, **row,
     })
     audit.record(
-        conn, partner.id, Clock(due.at, partner.timezone), actor=VENDOR, service="kss", action=due.event,
-        object_type="subscription", object_id=due.subscriber_id,
-        details={"status": state["status"], "license_count": state["license_count"], "product_id": state["product_id"]},
+        conn, partner.id, clock, actor=VENDOR, service="kss", action=event,
+        object_type="subscription", object_id=subscriber_id,
+        details={"status": row["status"], "license_count": row["license_count"], "product_id": row["product_id"]},
     )
 
 
@@ -732,13 +812,14 @@ def _due(conn: Connection, window: Window) -> Iterator[Due]:
     old, new = window.old.now, window.new.now
     live = [row for row in rows if row.status != HARD]
     states = {row.subscriber_id: row._asdict() for row in live}
-    events = heapq.merge(*(_due_events(conn, partner, row, old, new) for row in live), key=lambda d: d.order)
-    changes = (
-        Due(d.at, "kss", (d.subscriber_id, _ORDER[d.event]),
-            functools.partial(_apply_due, conn, partner, states[d.subscriber_id], d))
-        for d in events
-    )
-    yield from heapq.merge(_bill_closings(conn, partner, window, rows), changes, key=lambda d: d.order)
+    first_paid: dict[str, dt.date | None] = {}
+    if partner.billing_period == billing.THIRTY_DAYS:  # the anchors of 30-day periods, from one read
+        horizon = billing.local_midnight(new.date() + dt.timedelta(days=2), Clock(new, partner.timezone).zone)
+        first_paid = billing.first_paid_days(conn, partner, [row for row in live if row.end_time is None], horizon)
+    boundaries = _Boundaries(partner, old, new)
+    streams = [_due_events(row, old, new, first_paid.get(row.subscriber_id), boundaries) for row in live]
+    changes = _changes(conn, partner, states, streams)
+    yield from heapq.merge(_bill_closings(conn, partner, window, rows), changes, key=_order)
 
 
 @on_reset

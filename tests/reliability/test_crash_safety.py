@@ -37,6 +37,7 @@ class Ledger:
     activations: dict[str, str] = field(default_factory=dict)  # SubscriberId -> activation code
     unknown_orders: dict[str, dict[str, object]] = field(default_factory=dict)  # key -> the order sent
     unknown_activations: set[str] = field(default_factory=set)
+    answers_lost: int = 0  # of the unknown ones, those sent to a live server (the rest found it down already)
     unexpected: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -54,9 +55,10 @@ def write_load(base: str, partner: load.Partner, ledger: Ledger, stop: threading
                     try:
                         r = http.post(f"{base}/korm/v1/subscriptions", json=order,
                                       headers={"Authorization": f"Bearer {partner.token}", "Idempotency-Key": key})
-                    except httpx.TransportError:
+                    except httpx.TransportError as exc:
                         with ledger.lock:
                             ledger.unknown_orders[key] = order
+                            ledger.answers_lost += not isinstance(exc, httpx.ConnectError)
                         continue
                     with ledger.lock:
                         if r.status_code == 201:
@@ -69,9 +71,10 @@ def write_load(base: str, partner: load.Partner, ledger: Ledger, stop: threading
                             'EndTime="indefinite" LicenseCount="2" ProductId="KIS"/>')
                     try:
                         name, code = load.soap(http, base, partner.kss_user, partner.kss_password, item, sid)
-                    except (httpx.TransportError, RuntimeError):
+                    except (httpx.TransportError, RuntimeError) as exc:
                         with ledger.lock:
                             ledger.unknown_activations.add(sid)
+                            ledger.answers_lost += not isinstance(exc, httpx.ConnectError)
                         continue
                     with ledger.lock:
                         if (name, code) == ("Activate", None):
@@ -107,7 +110,8 @@ def test_sigkill_under_write_load_loses_no_acknowledged_change(backend: str, tmp
         check_after_restart(server.url, partner, ledger)
         record("crash", backend=backend, kills=KILLS, clients=CLIENTS, acknowledged_orders=len(ledger.orders),
                acknowledged_activations=len(ledger.activations), unknown_orders=len(ledger.unknown_orders),
-               unknown_activations=len(ledger.unknown_activations), lost=0)
+               unknown_activations=len(ledger.unknown_activations), answers_lost_in_flight=ledger.answers_lost,
+               lost=0)
     finally:
         server.stop()
 

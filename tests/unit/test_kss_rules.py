@@ -404,6 +404,14 @@ def test_get_download_links_are_deterministic(kss: Kss) -> None:
     assert kss.code(GetDownloadLinks(2, "s1", "en", "Amiga")) == 602
 
 
+def test_get_download_links_escape_the_partners_text(kss: Kss) -> None:
+    """Found by the SOAP fuzzer: a RebrandingCode of "%" made a Url that is no xs:anyURI."""
+    kss.ok(act("s1", product="KTS"))
+    [link] = kss.ok(GetDownloadLinks(1, "s1", "pt br/ü", "Windows", rebranding_code="% &x=1")).links
+    assert link.url == "https://downloads.ksim.invalid/KTS/Windows/pt%20br%2F%C3%BC/setup?rebranding=%25+%26x%3D1"
+    assert link.language == "pt br/ü" and link.rebranding_code == "% &x=1"
+
+
 # ---------------------------------------------------------------- every error code
 
 
