@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -20,7 +21,8 @@ from simulators.app import create_app
 from simulators.core.partners import create_partner, reset_partner
 from simulators.core.settings import Settings
 from simulators.core.web import Runtime
-from tests.state import digest
+from tests.reliability.figures import record
+from tests.state import CallCounter, digest
 
 pytestmark = pytest.mark.contract
 
@@ -31,6 +33,7 @@ EXAMPLES = int(os.environ.get("KSIM_SCHEMATHESIS_EXAMPLES", "200" if LONG else "
 _DB = Path(tempfile.mkdtemp(prefix="ksim-st-")) / "state.db"
 APP = create_app(Settings(database_url=f"sqlite:///{_DB}", admin_token="st-admin"))
 _RUNTIME: Runtime = APP.extensions["ksim"]
+CALLS = CallCounter(APP)
 with _RUNTIME.store.begin() as _conn:
     PARTNER = create_partner(
         _conn, faker_seed=0, default_timezone="UTC", now=dt.datetime(2026, 4, 15, 9, tzinfo=dt.timezone.utc)
@@ -78,3 +81,9 @@ class KormStateMachine(korm.as_state_machine()):  # type: ignore[misc]
 
 
 TestKormStateful = KormStateMachine.TestCase
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures() -> Any:
+    yield
+    record("schemathesis_korm_admin", examples_per_operation=EXAMPLES, requests=sum(CALLS.counts.values()), by_status=dict(CALLS.counts))

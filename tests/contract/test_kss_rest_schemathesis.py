@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -24,6 +25,8 @@ from simulators.core.context import CallContext
 from simulators.core.partners import create_partner, load_partner, reset_partner
 from simulators.core.settings import Settings
 from simulators.core.web import Runtime
+from tests.reliability.figures import record
+from tests.state import CallCounter
 from simulators.kss import rules
 from simulators.kss.model import Activate, ChangeLicenseCount, RequestContainer, SoftCancel
 
@@ -39,6 +42,7 @@ START = dt.datetime(2026, 3, 2, 9, tzinfo=UTC)
 _DB = Path(tempfile.mkdtemp(prefix="ksim-st-kss-")) / "state.db"
 APP = create_app(Settings(database_url=f"sqlite:///{_DB}", admin_token="st-admin"))
 _RUNTIME: Runtime = APP.extensions["ksim"]
+CALLS = CallCounter(APP)
 with _RUNTIME.store.begin() as _conn:
     PARTNER = create_partner(_conn, faker_seed=0, default_timezone="UTC", programme="reseller", now=START)
 
@@ -90,3 +94,9 @@ class KssRestStateMachine(kss.as_state_machine()):  # type: ignore[misc]
 
 
 TestKssRestStateful = KssRestStateMachine.TestCase
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures() -> Any:
+    yield
+    record("schemathesis_kss_rest", examples_per_operation=EXAMPLES, requests=sum(CALLS.counts.values()), by_status=dict(CALLS.counts))
