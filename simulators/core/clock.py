@@ -174,7 +174,7 @@ def run_due(conn: Connection, window: Window) -> int:
     and whenever a reader calls ``flush``.
     """
     count = 0
-    conn.info[_QUEUE] = []
+    _queues[id(conn)] = []
     try:
         for due in due_events(conn, window):
             if due.rank == CLOSE:
@@ -183,11 +183,12 @@ def run_due(conn: Connection, window: Window) -> int:
             count += 1
         flush(conn)
     finally:
-        conn.info.pop(_QUEUE, None)
+        _queues.pop(id(conn), None)
     return count
 
 
-_QUEUE = "ksim.due_inserts"
+# The rows queued while a connection runs due events, by the connection's id (it is alive while they run).
+_queues: dict[int, list[tuple[sa.Table, dict[str, Any]]]] = {}
 _FLUSH_AT = 20_000
 _inserts: dict[sa.Table, Any] = {}
 
@@ -200,7 +201,7 @@ def _insert_of(table: sa.Table) -> Any:
 
 def insert(conn: Connection, table: sa.Table, row: dict[str, Any]) -> None:
     """Insert one row (every column but an autoincrement id); queued while due events run (see ``run_due``)."""
-    queue = conn.info.get(_QUEUE)
+    queue = _queues.get(id(conn))
     if queue is None:
         conn.execute(_insert_of(table), row)
         return
@@ -211,7 +212,7 @@ def insert(conn: Connection, table: sa.Table, row: dict[str, Any]) -> None:
 
 def flush(conn: Connection) -> None:
     """Write the rows queued by ``insert`` (one executemany per table, in order); a no-op outside due events."""
-    queue = conn.info.get(_QUEUE)
+    queue = _queues.get(id(conn))
     if not queue:
         return
     per_table: dict[sa.Table, list[dict[str, Any]]] = {}
@@ -219,7 +220,60 @@ def flush(conn: Connection) -> None:
         per_table.setdefault(table, []).append(row)
     queue.clear()
     for table, rows in per_table.items():
-        conn.execute(_insert_of(table), rows)
+        _BulkWriter.of(table, conn.dialect).write(conn, rows)
+
+
+class _BulkWriter:
+    """How ``flush`` writes many rows of one table, fast: the insert is compiled once by SQLAlchemy for the
+    connection's dialect, each column's bind processor (the store's UTC datetimes, JSON, the dialect's dates) runs
+    once per distinct value rather than once per row (a long jump writes the same few instants, statuses and
+    products thousands of times), and the rows go to the driver's ``executemany`` as they are. What reaches the
+    database is exactly what ``conn.execute(sa.insert(table), rows)`` would send."""
+
+    _writers: dict[tuple[sa.Table, str], _BulkWriter] = {}
+
+    def __init__(self, table: sa.Table, dialect: Any) -> None:
+        self.table, self.dialect = table, dialect
+        self.processors = {
+            c.name: proc for c in table.columns if (proc := c.type.dialect_impl(dialect).bind_processor(dialect))
+        }
+        self._compiled: dict[tuple[str, ...], Any] = {}
+
+    @classmethod
+    def of(cls, table: sa.Table, dialect: Any) -> _BulkWriter:
+        key = (table, dialect.name)
+        if key not in cls._writers:
+            cls._writers[key] = cls(table, dialect)
+        return cls._writers[key]
+
+    def _statement(self, names: tuple[str, ...]) -> Any:
+        if names not in self._compiled:
+            self._compiled[names] = sa.insert(self.table).compile(dialect=self.dialect, column_keys=list(names))
+        return self._compiled[names]
+
+    def write(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        names = tuple(rows[0])
+        compiled = self._statement(names)
+        binds = [compiled.binds[key].key for key in compiled.positiontup] if compiled.positional else list(names)
+        if sorted(binds) != sorted(names):  # not the plain statement this writer expects: let SQLAlchemy do it all
+            conn.execute(sa.insert(self.table), rows)
+            return
+        columns = [(name, self.processors.get(name), {}) for name in binds]
+        out: list[Any] = []
+        for row in rows:
+            values = []
+            for name, proc, memo in columns:
+                value = row[name]
+                if proc is not None:
+                    # By identity: the rows keep every value alive while they are written, so an id is never
+                    # reused here, and one object (an instant, a state's start time, None) is processed once.
+                    found = memo.get(id(value), memo)
+                    if found is memo:
+                        found = memo[id(value)] = proc(value)
+                    value = found
+                values.append(value)
+            out.append(tuple(values) if compiled.positional else dict(zip(binds, values)))
+        conn.exec_driver_sql(compiled.string, out)
 
 
 # ---------------------------------------------------------------- reading and moving

@@ -27,6 +27,7 @@ Choices where the spec is silent:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ _TINY = dt.timedelta(microseconds=1)
 _FOREVER = dt.datetime.max.replace(tzinfo=UTC)
 
 
+@functools.lru_cache(maxsize=1 << 14)  # clock moves ask for the same few midnights again and again
 def local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
     """00:00 of ``day`` in the partner's zone, as aware UTC."""
     return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(UTC)
@@ -183,6 +185,11 @@ def paid_days(spans: Iterable[Span], zone: ZoneInfo, free_before: dt.date | None
 
 def charge(days: Sequence[DaySpan], start: dt.date, end: dt.date) -> PeriodCharge | None:
     """The period [start, end): None when it has no paid day, else its maximum count and last product."""
+    if len(days) == 1:  # the common case, the general one below reduced to it
+        d = days[0]
+        last = end - dt.timedelta(days=1)
+        lo, hi = (d.first if d.first > start else start), (d.last if d.last < last else last)
+        return None if lo > hi else PeriodCharge(start, end, (hi - lo).days + 1, d.license_count, d.product_id)
     spans: list[tuple[dt.date, dt.date]] = []
     top, last_day, product = 0, None, None
     for d in days:  # chronological: on a tie the later span gives the product
@@ -242,6 +249,15 @@ def first_paid_day(conn: Connection, partner: Partner, row: Any, horizon: dt.dat
     """The subscription's first paid day up to ``horizon`` (the anchor of its 30-day periods)."""
     snaps = load_snapshots(conn, partner.id, row.subscriber_id)[row.subscriber_id]
     return anchor(_days_of(partner, snaps, row.created_at, horizon))
+
+
+def first_paid_days(conn: Connection, partner: Partner, rows: Sequence[Any], horizon: dt.datetime) -> dict[str, dt.date | None]:
+    """``first_paid_day`` of each of ``rows``, from one read of the partner's snapshots."""
+    if not rows:
+        return {}
+    snaps_by_sub = load_snapshots(conn, partner.id)
+    return {row.subscriber_id: anchor(_days_of(partner, snaps_by_sub[row.subscriber_id], row.created_at, horizon))
+            for row in rows}
 
 
 def current_period_charge(conn: Connection, partner: Partner, today: dt.date, row: Any) -> PeriodCharge | None:
