@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from scenarios.brokers.base import Broker, Charge, LegacySubscription, StepResult, TenantSetup
+from scenarios.brokers.http import default_tls
 from scenarios.model import CodeCheck, Scenario, Step, first_of_next_month, to_instant
 from simulators.client import KsimAdmin, KsimError, PartnerHandle
 
@@ -528,7 +529,7 @@ class _Run:
         assert self.partner is not None
         now = self.clock
         if self.scenario.service == "korm":
-            with self.partner.korm(actor="ksim-certify") as korm:
+            with self.partner.korm(actor="ksim-certify", verify=default_tls()) as korm:
                 response = self.sim_call("list KORM subscriptions", korm.get, "/subscriptions",
                                          params={"include_deleted": "true"})
                 if response.is_error:
@@ -550,7 +551,7 @@ class _Run:
             if not page["items"] or offset >= page["total"]:
                 break
         subs = []
-        with self.partner.kss_rest(actor="ksim-certify") as kss:
+        with self.partner.kss_rest(actor="ksim-certify", verify=default_tls()) as kss:
             for sid in subscriber_ids:
                 response = self.sim_call(f"read KSS subscriber {sid}", kss.get, f"/subscriptions/{quote(sid, safe='')}")
                 if response.status_code == 404:
@@ -663,11 +664,11 @@ class _Run:
         """vendor id -> {units, amount, customer} summed over the vendor's lines of the period."""
         assert self.partner is not None
         if self.scenario.service == "korm":
-            client, path, id_key, units_key = self.partner.korm(actor="ksim-certify"), f"/billing/{period}", \
-                "subscription_id", "units"
+            client, path, id_key, units_key = self.partner.korm(actor="ksim-certify", verify=default_tls()), \
+                f"/billing/{period}", "subscription_id", "units"
         else:
-            client, path, id_key, units_key = self.partner.kss_rest(actor="ksim-certify"), f"/bills/{period}", \
-                "subscriber_id", "charged_count"
+            client, path, id_key, units_key = self.partner.kss_rest(actor="ksim-certify", verify=default_tls()), \
+                f"/bills/{period}", "subscriber_id", "charged_count"
         with client:
             response = self.sim_call(f"read the vendor's bill {period}", client.get, path)
         if response.is_error:

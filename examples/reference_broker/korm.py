@@ -7,6 +7,7 @@ becomes a :class:`KormRefused` carrying the vendor's stable ``code``, never retr
 """
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from typing import Any
@@ -29,11 +30,15 @@ class KormUnavailable(Exception):
     """Every attempt failed on the transport or with a 5xx: the outcome at the vendor is unknown."""
 
 
+# httpx's default TLS context, made once (building one loads the CA bundle: ~10 ms per client otherwise).
+default_tls = functools.lru_cache(maxsize=1)(httpx.create_ssl_context)
+
+
 class KormClient:
     def __init__(self, base_url: str, token: str, *, actor: str = "reference-broker", timeout: float = 10.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.http = httpx.Client(
-            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
+            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport, verify=default_tls(),
             headers={"Authorization": f"Bearer {token}", "X-Ksim-Actor": actor, "Accept": "application/json"},
         )
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from examples.reference_broker import billing
 from examples.reference_broker import defects as defect_list
 from examples.reference_broker.billing import HARD, KSS, LEGACY, PAUSED, PAYG, SOFT, STARTED, YEARLY, Snapshot
-from examples.reference_broker.korm import KormClient, KormRefused, KormUnavailable
+from examples.reference_broker.korm import KormClient, KormRefused, KormUnavailable, default_tls
 from examples.reference_broker.kss import KssClient, KssTransactionRefused, KssUnavailable, Unit, UnitResult
 from examples.reference_broker.store import (
     Store,
@@ -166,7 +166,8 @@ class BrokerService:
                                   "product_id": p["product_id"]} for p in korm.products()}
             if programme is None or billing_period is None:  # what the vendor has on file for us
                 answer = httpx.get(f"{kss_rest_url}/bills/{billing.period_of(now.astimezone(zone).date())}",
-                                   headers={"Authorization": f"Bearer {body['korm_token']}"}, timeout=10)
+                                   headers={"Authorization": f"Bearer {body['korm_token']}"}, timeout=10,
+                                   verify=default_tls())
                 answer.raise_for_status()
                 programme = programme or answer.json()["programme"]
                 billing_period = billing_period or answer.json()["billing_period"]
