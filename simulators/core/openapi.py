@@ -266,7 +266,7 @@ class Contract:
         return [{"in": param.where, "path": where, "message": f"{param.name}: {message}"}
                 for message in self._parameter_messages(param.pointer, param.types, text)]
 
-    @functools.lru_cache(maxsize=4096)  # a pure function of the schema and the text; ids and keys repeat
+    @functools.lru_cache(maxsize=1024)  # a pure function of the schema and the text; ids repeat (keys do not)
     def _parameter_messages(self, pointer: str, types: tuple[str, ...], text: str) -> tuple[str, ...]:
         value = _read_as(text, types)
         return tuple(error.message for error in self._schema_validator(pointer).iter_errors(value))
