@@ -66,3 +66,11 @@ def test_peers_list() -> None:
     proc = subprocess.run([sys.executable, str(PEERS), "--list"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0
     assert {"wiremock", "prism", "mountebank"} <= {line.split(":")[0] for line in proc.stdout.splitlines()}
+
+
+def test_cpu_per_call_script() -> None:
+    """bench/cpu.py (CPU per call through the test client) runs every workload without a wrong answer."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "cpu.py"), "-n", "5"], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert [line.split()[0] for line in proc.stdout.splitlines()] == ["get", "post", "quantity", "activate", "getinfo"]
