@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import operator
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -175,6 +176,7 @@ def run_due(conn: Connection, window: Window) -> int:
     """
     count = 0
     _queues[id(conn)] = []
+    _memos[id(conn)] = {}
     try:
         for due in due_events(conn, window):
             if due.rank == CLOSE:
@@ -184,11 +186,13 @@ def run_due(conn: Connection, window: Window) -> int:
         flush(conn)
     finally:
         _queues.pop(id(conn), None)
+        _memos.pop(id(conn), None)
     return count
 
 
 # The rows queued while a connection runs due events, by the connection's id (it is alive while they run).
 _queues: dict[int, list[tuple[sa.Table, dict[str, Any]]]] = {}
+_memos: dict[int, dict[Any, dict[int, Any]]] = {}  # the bulk writers' processed values, per run of due events
 _FLUSH_AT = 20_000
 _inserts: dict[sa.Table, Any] = {}
 
@@ -219,8 +223,9 @@ def flush(conn: Connection) -> None:
     for table, row in queue:
         per_table.setdefault(table, []).append(row)
     queue.clear()
+    memos = _memos.setdefault(id(conn), {})
     for table, rows in per_table.items():
-        _BulkWriter.of(table, conn.dialect).write(conn, rows)
+        _BulkWriter.of(table, conn.dialect).write(conn, rows, memos)
 
 
 class _BulkWriter:
@@ -251,27 +256,29 @@ class _BulkWriter:
             self._compiled[names] = sa.insert(self.table).compile(dialect=self.dialect, column_keys=list(names))
         return self._compiled[names]
 
-    def write(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+    def write(self, conn: Connection, rows: list[dict[str, Any]], memos: dict[Any, dict[int, Any]]) -> None:
+        """``memos``: processed values by column, kept for a whole run of due events (each holds its value, so no
+        id is reused while it lives)."""
         names = tuple(rows[0])
         compiled = self._statement(names)
         binds = [compiled.binds[key].key for key in compiled.positiontup] if compiled.positional else list(names)
         if sorted(binds) != sorted(names):  # not the plain statement this writer expects: let SQLAlchemy do it all
             conn.execute(sa.insert(self.table), rows)
             return
-        columns = [(name, self.processors.get(name), {}) for name in binds]
+        pick = operator.itemgetter(*binds)
+        processed = [(i, proc, memos.setdefault((self.table, name), {}))
+                     for i, name in enumerate(binds) if (proc := self.processors.get(name))]
         out: list[Any] = []
         for row in rows:
-            values = []
-            for name, proc, memo in columns:
-                value = row[name]
-                if proc is not None:
-                    # By identity: the rows keep every value alive while they are written, so an id is never
-                    # reused here, and one object (an instant, a state's start time, None) is processed once.
-                    found = memo.get(id(value), memo)
-                    if found is memo:
-                        found = memo[id(value)] = proc(value)
-                    value = found
-                values.append(value)
+            values = list(pick(row)) if len(binds) > 1 else [row[binds[0]]]
+            for i, proc, memo in processed:
+                # By identity: the memo keeps every value it saw alive, so an id is never reused while it lives,
+                # and one object (an instant, a state's start time, a shared details dict) is processed once.
+                value = values[i]
+                found = memo.get(id(value))
+                if found is None:
+                    found = memo[id(value)] = (value, proc(value))
+                values[i] = found[1]
             out.append(tuple(values) if compiled.positional else dict(zip(binds, values)))
         conn.exec_driver_sql(compiled.string, out)
 

@@ -665,6 +665,8 @@ _SNAPSHOT = ("status", "license_count", "product_id", "start_time", "end_time", 
 
 
 _SLICE = dt.timedelta(days=32)
+# The audit details of vendor events, shared by equal states (never changed once made: audit entries only read them).
+_details: dict[tuple[str, int, str], dict[str, Any]] = {}
 _updates: dict[tuple[str, ...], Any] = {}
 
 
@@ -736,10 +738,16 @@ def _apply_due(conn: Connection, partner: Partner, state: dict[str, Any], at: dt
         "partner_id": partner.id, "subscriber_id": subscriber_id, "effective": at, "recorded_at": at,
         "source": "vendor", "event": event, **row,
     })
+    shown = (row["status"], row["license_count"], row["product_id"])
+    details = _details.get(shown)
+    if details is None:  # one dict per distinct state: written as JSON once per flush (simulators.core.clock)
+        details = _details[shown] = {"status": shown[0], "license_count": shown[1], "product_id": shown[2]}
+        if len(_details) > 4096:
+            _details.clear()
+            _details[shown] = details
     audit.record(
         conn, partner.id, clock, actor=VENDOR, service="kss", action=event,
-        object_type="subscription", object_id=subscriber_id,
-        details={"status": row["status"], "license_count": row["license_count"], "product_id": row["product_id"]},
+        object_type="subscription", object_id=subscriber_id, details=details,
     )
 
 
