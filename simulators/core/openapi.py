@@ -18,13 +18,13 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator, FormatChecker
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from typing import TYPE_CHECKING, Any
 
 from simulators.core.yamlfile import load_yaml
+
+if TYPE_CHECKING:  # imported when the first validator is built: a server starts without them (docs/benchmarks.md)
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
 
 _URI = "urn:ksim:contract"
 _UNPARSED = object()
@@ -129,7 +129,6 @@ class Contract:
         self.path = path
         self.text = path.read_text(encoding="utf-8")
         self.spec: dict[str, Any] = _parsed(path, self.text)
-        self._registry = Registry().with_resource(_URI, Resource(contents=self.spec, specification=DRAFT202012))
         self._pointers: dict[str, str] = {}
         for route, item in self.spec.get("paths", {}).items():
             for method, op in item.items():
@@ -205,8 +204,17 @@ class Contract:
         wanted = "GET" if method.upper() == "HEAD" else method.upper()
         return next((op for op in route if op.method == wanted), None), route
 
+    @functools.cached_property
+    def _registry(self) -> Registry:
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT202012
+
+        return Registry().with_resource(_URI, Resource(contents=self.spec, specification=DRAFT202012))
+
     @functools.cache
     def _schema_validator(self, pointer: str) -> Draft202012Validator:
+        from jsonschema import Draft202012Validator, FormatChecker
+
         return Draft202012Validator({"$ref": f"{_URI}#{pointer}"}, registry=self._registry, format_checker=FormatChecker())
 
     def request_violations(
@@ -301,9 +309,7 @@ class Contract:
     @functools.cache
     def _validator(self, operation_id: str) -> Draft202012Validator | None:
         pointer = self._pointers.get(operation_id)
-        if pointer is None:
-            return None
-        return Draft202012Validator({"$ref": f"{_URI}#{pointer}"}, registry=self._registry, format_checker=FormatChecker())
+        return None if pointer is None else self._schema_validator(pointer)
 
     def raw_body_errors(self, operation_id: str, raw: bytes, value: Any = _UNPARSED) -> list[dict[str, str]]:
         """``body_errors`` of the JSON body ``raw`` (``value``: ``json.loads(raw)``, if the caller has it; else it

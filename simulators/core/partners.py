@@ -9,7 +9,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
-from faker import Faker
 from sqlalchemy.engine import Connection
 
 from simulators.core.clock import Clock, iso_utc, system_now
@@ -103,6 +102,8 @@ def create_partner(
         raise unprocessable("VALIDATION_ERROR", f"unknown time zone {timezone!r}") from None
     serialize(conn, "ksim partners")  # one seq per partner, also with several processes on one PostgreSQL
     seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(partners.c.seq), 0))).scalar_one() + 1
+    from faker import Faker  # here, not at the top: a server that only serves never pays for its import
+
     fake = Faker()
     fake.seed_instance(faker_seed * 1_000_003 + seq)  # repeatable names for repeatable runs
     start = (now or system_now())
@@ -143,13 +144,18 @@ def list_partners_json(conn: Connection) -> list[dict[str, Any]]:
     return [_row_json(r) for r in conn.execute(_select().order_by(partners.c.seq))]
 
 
+# The lookups of every request, built once (bound parameters; SQLAlchemy caches their compiled form).
+_BY_TOKEN = lock_partner(sa.select(partners).where(partners.c.token == sa.bindparam("p_token")))
+_BY_KSS_USER = lock_partner(sa.select(partners).where(partners.c.kss_username == sa.bindparam("p_user")))
+
+
 def partner_by_token(conn: Connection, token: str) -> Partner | None:
-    row = conn.execute(lock_partner(sa.select(partners).where(partners.c.token == token))).first()
+    row = conn.execute(_BY_TOKEN, {"p_token": token}).first()
     return None if row is None else Partner.from_row(row)
 
 
 def partner_by_kss_credentials(conn: Connection, username: str, password: str) -> Partner | None:
-    row = conn.execute(lock_partner(sa.select(partners).where(partners.c.kss_username == username))).first()
+    row = conn.execute(_BY_KSS_USER, {"p_user": username}).first()
     if row is None or not secrets.compare_digest(row.kss_password.encode(), password.encode()):
         return None
     return Partner.from_row(row)
