@@ -43,7 +43,7 @@ from simulators.core.errors import Problem
 from simulators.core.faults import Fault
 from simulators.core.openapi import Violation
 from simulators.core.partners import on_reset, partner_by_token
-from simulators.core.store import fault_rules, journal as journal_table, partner_settings
+from simulators.core.store import fault_rules, journal as journal_table, lock_partner, partner_settings, partners
 from simulators.core.web import bearer_token, problem_response, runtime
 
 log = logging.getLogger("ksim.harness")
@@ -342,6 +342,9 @@ def _record(ex: Exchange, response: Response, sent: bytes | None, answer_status:
         return
     values = _row(ex, partner_id, response, sent, answer_status)
     with runtime().store.begin() as conn:
+        # In the partner's turn, like every transaction of a partner (store.py): its prune and a call's cannot
+        # take the same journal rows in opposite orders on PostgreSQL.
+        conn.execute(lock_partner(sa.select(partners.c.id).where(partners.c.id == partner_id)))
         journal.insert(conn, values, settings.journal_limit)
 
 
