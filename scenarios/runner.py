@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from scenarios.brokers.base import Broker, Charge, LegacySubscription, StepResult, TenantSetup
-from scenarios.brokers.http import default_tls
+from scenarios.brokers.http import tls_transport
 from scenarios.model import CodeCheck, Scenario, Step, first_of_next_month, to_instant
 from simulators.client import KsimAdmin, KsimError, PartnerHandle
 
@@ -310,7 +310,9 @@ class _Run:
     def run(self) -> ScenarioResult:
         began = time.monotonic()
         try:
-            self.admin = KsimAdmin(self.sim.url, self.sim.admin_token, timeout=self.sim.timeout)
+            # Each client its own transport (closing a client closes its transport), all one TLS context.
+            self.admin = KsimAdmin(self.sim.url, self.sim.admin_token, timeout=self.sim.timeout,
+                                   transport=tls_transport())
             self.setup()
             self.steps()
             self.finish()
@@ -529,7 +531,7 @@ class _Run:
         assert self.partner is not None
         now = self.clock
         if self.scenario.service == "korm":
-            with self.partner.korm(actor="ksim-certify", verify=default_tls()) as korm:
+            with self.partner.korm(actor="ksim-certify", transport=tls_transport()) as korm:
                 response = self.sim_call("list KORM subscriptions", korm.get, "/subscriptions",
                                          params={"include_deleted": "true"})
                 if response.is_error:
@@ -551,7 +553,7 @@ class _Run:
             if not page["items"] or offset >= page["total"]:
                 break
         subs = []
-        with self.partner.kss_rest(actor="ksim-certify", verify=default_tls()) as kss:
+        with self.partner.kss_rest(actor="ksim-certify", transport=tls_transport()) as kss:
             for sid in subscriber_ids:
                 response = self.sim_call(f"read KSS subscriber {sid}", kss.get, f"/subscriptions/{quote(sid, safe='')}")
                 if response.status_code == 404:
@@ -664,10 +666,10 @@ class _Run:
         """vendor id -> {units, amount, customer} summed over the vendor's lines of the period."""
         assert self.partner is not None
         if self.scenario.service == "korm":
-            client, path, id_key, units_key = self.partner.korm(actor="ksim-certify", verify=default_tls()), \
+            client, path, id_key, units_key = self.partner.korm(actor="ksim-certify", transport=tls_transport()), \
                 f"/billing/{period}", "subscription_id", "units"
         else:
-            client, path, id_key, units_key = self.partner.kss_rest(actor="ksim-certify", verify=default_tls()), \
+            client, path, id_key, units_key = self.partner.kss_rest(actor="ksim-certify", transport=tls_transport()), \
                 f"/bills/{period}", "subscriber_id", "charged_count"
         with client:
             response = self.sim_call(f"read the vendor's bill {period}", client.get, path)

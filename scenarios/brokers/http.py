@@ -430,6 +430,11 @@ def default_tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def tls_transport() -> httpx.HTTPTransport:
+    """A new httpx transport with the shared default TLS context (for clients that take a transport, not ``verify``)."""
+    return httpx.HTTPTransport(verify=default_tls())
+
+
 class HttpBroker:
     """One tenant of a broker reached over HTTP, as an adapter file describes (see :class:`HttpAdapter`)."""
 
