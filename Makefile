@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test demo serve clean bench bench-quick reliability
+.PHONY: install test demo serve clean bench bench-quick bench-scale reliability
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "ksim needs Python 3.11 or 3.12"; exit 1; }
@@ -36,6 +36,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
+
+# Scale (bench/scale.py): 100k KORM subscriptions' statement, 10k KSS and KORM subscriptions moved 12 months, ksim certify.
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py
 
 # The long reliability runs (docs/reliability.md), on SQLite and on a PostgreSQL server started beside them
 # (scripts/postgres-test-server): bigger concurrent loads, several SIGKILLs, 200 schemathesis examples per
