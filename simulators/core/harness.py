@@ -178,10 +178,6 @@ def _switches(conn: Connection, partner_id: str) -> tuple[bool, bool]:
     return (runtime().settings.strict_contract if own is None else bool(own)), bool(has_rules)
 
 
-def _strict(conn: Connection, partner_id: str) -> bool:
-    return _switches(conn, partner_id)[0]
-
-
 def serve(identify: Callable[[Connection], CallContext],
           work: Callable[[Connection, CallContext, Fault | None], Response]) -> Response:
     """One call of a simulated service, in one transaction: who calls, the fault, strict mode, the work."""

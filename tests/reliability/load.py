@@ -19,7 +19,7 @@ import httpx
 from lxml import etree
 
 from tests.reliability.servers import ADMIN
-from tests.wire.conftest import ENDPOINT, EXT, KSS, SAFE, SOAP_ACTION, envelope
+from tests.wire.conftest import ENDPOINT, KSS, SAFE, SOAP_ACTION, envelope
 
 KORM_SKU = "KESB-SELECT-PAYG-500-999"  # a wide licence band: many distinct quantities on one subscription
 KORM_FIRST = 500
@@ -174,4 +174,4 @@ def parse_time(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-__all__ = ["EXT", "Outcome", "Partner", "audit", "hammer", "parse_time", "settled_state", "setup_partner", "soap"]
+__all__ = ["Outcome", "Partner", "audit", "hammer", "parse_time", "settled_state", "setup_partner", "soap"]
