@@ -62,10 +62,22 @@ def status_of(row: Any, today: dt.date) -> str:
     return "pending" if row.activation_date > today else "active"
 
 
+# The hot reads and writes, built once (building a statement per call costs about as much as running it).
+_HISTORY_OF = (
+    sa.select(history.c.effective_date, history.c.change, history.c.quantity, history.c.sku, history.c.at)
+    .where(history.c.subscription_id == sa.bindparam("s_id"))
+    .order_by(history.c.id)
+)
+_OWNED = sa.select(subscriptions).where(
+    subscriptions.c.id == sa.bindparam("s_id"), subscriptions.c.partner_id == sa.bindparam("p_id")
+)
+_INSERT_HISTORY = sa.insert(history)
+_INSERT_SUBSCRIPTION = sa.insert(subscriptions)
+_SET_QUANTITY = sa.update(subscriptions).where(subscriptions.c.id == sa.bindparam("s_id"))
+
+
 def to_json(conn: Connection, row: Any, today: dt.date) -> dict[str, Any]:
-    entries = conn.execute(
-        sa.select(history).where(history.c.subscription_id == row.id).order_by(history.c.id)
-    ).all()
+    entries = conn.execute(_HISTORY_OF, {"s_id": row.id}).all()
     anniversary = None
     if row.billing_model == YEARLY and row.stopped_on is None:
         anniversary = next_anniversary(row.activation_date, max(today, row.activation_date)).isoformat()
@@ -102,11 +114,7 @@ def to_json(conn: Connection, row: Any, today: dt.date) -> dict[str, Any]:
 
 def _owned(conn: Connection, ctx: CallContext, subscription_id: str) -> Any:
     """The partner's subscription; another partner's id is indistinguishable from an unknown one (SIM-AUTH-1)."""
-    row = conn.execute(
-        sa.select(subscriptions).where(
-            subscriptions.c.id == subscription_id, subscriptions.c.partner_id == ctx.partner_id
-        )
-    ).first()
+    row = conn.execute(_OWNED, {"s_id": subscription_id, "p_id": ctx.partner_id}).first()
     if row is None:
         raise not_found("SUBSCRIPTION_NOT_FOUND", f"no subscription {subscription_id!r}", rule="SIM-AUTH-1")
     return row
@@ -199,18 +207,16 @@ def _effective_today(ctx: CallContext, row: Any, effective_date: dt.date | None)
 
 
 def _record(conn: Connection, ctx: CallContext, row_id: str, day: dt.date, change: str, model: str, sku: str, qty: int) -> None:
-    conn.execute(
-        sa.insert(history).values(
-            subscription_id=row_id,
-            partner_id=ctx.partner_id,
-            effective_date=day,
-            change=change,
-            billing_model=model,
-            sku=sku,
-            quantity=qty,
-            at=ctx.clock.now,
-        )
-    )
+    conn.execute(_INSERT_HISTORY, {
+        "subscription_id": row_id,
+        "partner_id": ctx.partner_id,
+        "effective_date": day,
+        "change": change,
+        "billing_model": model,
+        "sku": sku,
+        "quantity": qty,
+        "at": ctx.clock.now,
+    })
 
 
 def _audit(conn: Connection, ctx: CallContext, action: str, object_id: str, **details: Any) -> None:
@@ -230,24 +236,22 @@ def _create(
     external_ref: str | None = None,
 ) -> str:
     subscription_id = "sub_" + secrets.token_hex(8)
-    conn.execute(
-        sa.insert(subscriptions).values(
-            id=subscription_id,
-            partner_id=ctx.partner_id,
-            customer_id=customer_id,
-            sku=sku.sku,
-            product_id=sku.product_id,
-            billing_model=model,
-            quantity=quantity,
-            activation_code=issue_code(conn, ctx.partner_id, "korm"),  # always fresh (KORM-STOP-2)
-            activation_date=activation,
-            approval_code=approval_code,
-            discount_percent=discount,
-            external_ref=external_ref,
-            created_at=ctx.clock.now,
-            updated_at=ctx.clock.now,
-        )
-    )
+    conn.execute(_INSERT_SUBSCRIPTION, {
+        "id": subscription_id,
+        "partner_id": ctx.partner_id,
+        "customer_id": customer_id,
+        "sku": sku.sku,
+        "product_id": sku.product_id,
+        "billing_model": model,
+        "quantity": quantity,
+        "activation_code": issue_code(conn, ctx.partner_id, "korm"),  # always fresh (KORM-STOP-2)
+        "activation_date": activation,
+        "approval_code": approval_code,
+        "discount_percent": discount,
+        "external_ref": external_ref,
+        "created_at": ctx.clock.now,
+        "updated_at": ctx.clock.now,
+    })
     _record(conn, ctx, subscription_id, activation, change, model, sku.sku, quantity)
     return subscription_id
 
@@ -324,11 +328,7 @@ def change_quantity(
         )
     _in_band(sku, quantity)
     if quantity != row.quantity:
-        conn.execute(
-            sa.update(subscriptions)
-            .where(subscriptions.c.id == row.id)
-            .values(quantity=quantity, updated_at=ctx.clock.now)
-        )
+        conn.execute(_SET_QUANTITY, {"s_id": row.id, "quantity": quantity, "updated_at": ctx.clock.now})
         _record(conn, ctx, row.id, day, "quantity", row.billing_model, row.sku, quantity)
         _audit(conn, ctx, "change_quantity", row.id, old=row.quantity, new=quantity, effective_date=day.isoformat())
     return _reload(conn, ctx, row.id)

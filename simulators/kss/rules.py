@@ -98,16 +98,36 @@ class Call:
 
 # ---------------------------------------------------------------- the container
 
+# The statements of every call, built once (building a statement per call costs about as much as running it).
+_SEEN = sa.select(transactions.c.at).where(
+    transactions.c.partner_id == sa.bindparam("p_id"), transactions.c.transaction_id == sa.bindparam("t_id")
+)
+_INSERT_TRANSACTION = sa.insert(transactions)
+_ROW = sa.select(subscriptions).where(
+    subscriptions.c.partner_id == sa.bindparam("p_id"), subscriptions.c.subscriber_id == sa.bindparam("s_id")
+)
+_PREPAID_HELD = sa.select(sa.func.coalesce(sa.func.sum(prepaid.c.licence_count), 0)).where(
+    prepaid.c.partner_id == sa.bindparam("p_id"),
+    prepaid.c.customer_id == sa.bindparam("c_id"),
+    prepaid.c.product_id == sa.bindparam("product"),
+    prepaid.c.expires_on > sa.bindparam("today"),
+)
+_LAST_CHANGE = sa.select(sa.func.max(history.c.effective)).where(
+    history.c.partner_id == sa.bindparam("p_id"),
+    history.c.subscriber_id == sa.bindparam("s_id"),
+    history.c.source == "partner",
+)
+_INSERT_SNAPSHOT = sa.insert(history)
+_POOL = sa.select(code_pools.c.remaining).where(code_pools.c.partner_id == sa.bindparam("p_id"))
+_INSERT_SUBSCRIPTION = sa.insert(subscriptions)
+
+
 
 def process(
     conn: Connection, ctx: CallContext, container: RequestContainer, *, start_tolerance_seconds: int = 600
 ) -> ResponseContainer:
     answer = ResponseContainer(timestamp=ctx.clock.now, transaction_id=container.transaction_id)
-    seen = conn.execute(
-        sa.select(transactions.c.at).where(
-            transactions.c.partner_id == ctx.partner_id, transactions.c.transaction_id == container.transaction_id
-        )
-    ).first()
+    seen = conn.execute(_SEEN, {"p_id": ctx.partner_id, "t_id": container.transaction_id}).first()
     if seen is not None:  # SIM-IDEM-1: the real service refuses a repeat; it does not replay the first answer
         answer.transaction_error = TransactionError(
             6, f"duplicated order: TransactionId {container.transaction_id!r} was received at {iso_utc(seen.at)}"
@@ -118,11 +138,10 @@ def process(
         twice = sorted({u for u in units if units.count(u) > 1})
         answer.transaction_error = TransactionError(708, f"UnitId {twice[0]} appears more than once in the container")
         return answer
-    conn.execute(
-        sa.insert(transactions).values(
-            partner_id=ctx.partner_id, transaction_id=container.transaction_id, at=ctx.clock.now, units=len(units)
-        )
-    )
+    conn.execute(_INSERT_TRANSACTION, {
+        "partner_id": ctx.partner_id, "transaction_id": container.transaction_id, "at": ctx.clock.now,
+        "units": len(units),
+    })
     call = Call(conn, ctx, dt.timedelta(seconds=start_tolerance_seconds))
     for item in container.items:
         try:
@@ -137,11 +156,7 @@ def process(
 
 
 def _row(call: Call, subscriber_id: str) -> Any:
-    return call.conn.execute(
-        sa.select(subscriptions).where(
-            subscriptions.c.partner_id == call.ctx.partner_id, subscriptions.c.subscriber_id == subscriber_id
-        )
-    ).first()
+    return call.conn.execute(_ROW, {"p_id": call.ctx.partner_id, "s_id": subscriber_id}).first()
 
 
 def _known(call: Call, subscriber_id: str) -> Any:
@@ -186,14 +201,9 @@ def _product(call: Call, product_id: str) -> KssProduct:
 
 
 def _no_prepaid(call: Call, customer_id: str, product_id: str) -> None:
-    held = call.conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(prepaid.c.licence_count), 0)).where(
-            prepaid.c.partner_id == call.ctx.partner_id,
-            prepaid.c.customer_id == customer_id,
-            prepaid.c.product_id == product_id,
-            prepaid.c.expires_on > call.ctx.clock.today,
-        )
-    ).scalar_one()
+    held = call.conn.execute(_PREPAID_HELD, {
+        "p_id": call.ctx.partner_id, "c_id": customer_id, "product": product_id, "today": call.ctx.clock.today,
+    }).scalar_one()
     if held:
         raise KssError(
             703, f"customer {customer_id!r} still holds {held} active prepaid licence(s) of {product_id}", "KSS-PREPAID-1"
@@ -222,13 +232,7 @@ def _trial_end(ctx: CallContext, start: dt.datetime, days: int) -> dt.datetime:
 
 
 def _last_change(call: Call, subscriber_id: str) -> dt.datetime | None:
-    return call.conn.execute(
-        sa.select(sa.func.max(history.c.effective)).where(
-            history.c.partner_id == call.ctx.partner_id,
-            history.c.subscriber_id == subscriber_id,
-            history.c.source == "partner",
-        )
-    ).scalar_one()
+    return call.conn.execute(_LAST_CHANGE, {"p_id": call.ctx.partner_id, "s_id": subscriber_id}).scalar_one()
 
 
 def _not_before_last_change(call: Call, subscriber_id: str, moment: dt.datetime) -> dt.datetime:
@@ -247,24 +251,22 @@ def _not_too_old(call: Call, moment: dt.datetime, what: str) -> None:
 
 def _snapshot(conn: Connection, partner_id: str, row: Any, *, event: str, effective: dt.datetime,
               recorded_at: dt.datetime, source: str) -> None:
-    conn.execute(
-        sa.insert(history).values(
-            partner_id=partner_id,
-            subscriber_id=row.subscriber_id,
-            effective=effective,
-            recorded_at=recorded_at,
-            source=source,
-            event=event,
-            status=row.status,
-            license_count=row.license_count,
-            product_id=row.product_id,
-            start_time=row.start_time,
-            end_time=row.end_time,
-            trial_end=row.trial_end,
-            paused_at=row.paused_at,
-            pause_until=row.pause_until,
-        )
-    )
+    conn.execute(_INSERT_SNAPSHOT, {
+        "partner_id": partner_id,
+        "subscriber_id": row.subscriber_id,
+        "effective": effective,
+        "recorded_at": recorded_at,
+        "source": source,
+        "event": event,
+        "status": row.status,
+        "license_count": row.license_count,
+        "product_id": row.product_id,
+        "start_time": row.start_time,
+        "end_time": row.end_time,
+        "trial_end": row.trial_end,
+        "paused_at": row.paused_at,
+        "pause_until": row.pause_until,
+    })
 
 
 def _change(call: Call, row: Any, event: str, effective: dt.datetime, **values: Any) -> Any:
@@ -291,9 +293,7 @@ def _audit(call: Call, action: str, row: Any, effective: dt.datetime, details: d
 
 def _draw_code(call: Call) -> str:
     """A fresh code, unless the partner's pool is limited and empty (8)."""
-    pool = call.conn.execute(
-        sa.select(code_pools.c.remaining).where(code_pools.c.partner_id == call.ctx.partner_id)
-    ).first()
+    pool = call.conn.execute(_POOL, {"p_id": call.ctx.partner_id}).first()
     if pool is not None:
         if pool.remaining <= 0:
             raise KssError(8, "the activation-code pool of this provider is empty")
@@ -359,7 +359,7 @@ def _activate_new(call: Call, item: Activate, customer: str, trial_days: int) ->
         "created_at": now,
         "updated_at": now,
     }
-    call.conn.execute(sa.insert(subscriptions).values(**values))
+    call.conn.execute(_INSERT_SUBSCRIPTION, values)
     row = _row(call, item.subscriber_id)
     _snapshot(call.conn, call.ctx.partner_id, row, event="activate", effective=start, recorded_at=now, source="partner")
     _audit(call, "activate", row, start, {
