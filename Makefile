@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test demo serve clean bench bench-quick bench-scale reliability
+.PHONY: install test test-install demo serve clean bench bench-quick bench-scale reliability
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "ksim needs Python 3.11 or 3.12"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip uninstall --quiet --yes ksim 2>/dev/null || true  # the distribution's name before 0.2.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
@@ -20,6 +21,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+
+# The wheel in a fresh virtualenv of a separate project (tests/install; also part of `make test`).
+test-install: $(STAMP)
+	$(BIN)/python -m pytest -m install tests/install
 
 # The walk-through, then the certification of the reference broker: out/report.html, out/summary.json, out/junit.xml.
 demo: $(STAMP)

@@ -28,8 +28,8 @@ SOAP = {"Content-Type": "text/xml; charset=utf-8"}
 
 
 def workloads() -> dict[str, Callable[[], None]]:
-    from simulators.app import create_app
-    from simulators.core.settings import Settings
+    from ksimkit.simulators.app import create_app
+    from ksimkit.simulators.core.settings import Settings
 
     app = create_app(Settings(database_url=f"sqlite:///{tempfile.mkdtemp(prefix='ksim-cpu-')}/state.db",
                               admin_token=ADMIN))

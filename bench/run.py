@@ -84,7 +84,7 @@ def ksim_command() -> list[str]:
     exe = Path(sys.executable).parent / "ksim"
     if exe.exists():
         return [str(exe)]
-    return [sys.executable, "-c", "import sys; from simulators.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from ksimkit.simulators.cli import main; sys.exit(main())"]
 
 
 def summarize(values: list[float]) -> dict[str, float]:

@@ -3,7 +3,7 @@
 Each figure is the median of ``--reps`` runs (3; ``--quick``: 1) on a fresh SQLite file in a temporary directory:
 
 - ``korm_statement``: a partner with 100,000 KORM SS subscriptions; the wall time of the month statement
-  (``simulators.korm.billing.statement``, the function ``GET /korm/v1/billing/{period}`` calls), for the last
+  (``ksimkit.simulators.korm.billing.statement``, the function ``GET /korm/v1/billing/{period}`` calls), for the last
   month of the data set (2026-03, closed). Target <= 2 s.
 - ``kss_jump``: a partner with 10,000 KSS subscriptions; ``move_clock`` 12 months forward (renewals, trial and
   pause ends, ends, the monthly bills closed). Target <= 10 s.
@@ -22,10 +22,10 @@ How the data is built (setup time is reported separately, never in the figures):
   Yearly and legacy subscriptions activated over 13 months, quantity changes, plan switches, Yearly increases,
   stops, approval discounts. What the bulk insert leaves out is what the vendor's clock writes while it moves
   (``anniversary`` and ``statement_closed`` audit entries, which no statement reads): the partner's clock is set
-  to the plan's last day directly. ``--korm-setup rules`` builds the same plan through ``simulators.korm.rules``
+  to the plan's last day directly. ``--korm-setup rules`` builds the same plan through ``ksimkit.simulators.korm.rules``
   (the clock moved to each day of the plan with ``move_clock``): slow, for small sizes;
   tests/bench/test_scale_smoke.py checks that both give the same statements.
-- KSS: always through the rules (``simulators.kss.rules.process``, containers of 200 units): activations
+- KSS: always through the rules (``ksimkit.simulators.kss.rules.process``, containers of 200 units): activations
   (some backdated, some with a trial, some with a fixed end), pauses with a resume time, soft cancels, licence
   count changes. The file is built once and copied for each repetition.
 
@@ -60,17 +60,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from simulators.core.catalog import Profile, load_profile  # noqa: E402
-from simulators.core.clock import move_clock, system_now  # noqa: E402
-from simulators.core.codes import _candidate  # noqa: E402
-from simulators.core.context import CallContext  # noqa: E402
-from simulators.core.partners import create_partner, load_partner  # noqa: E402
-from simulators.core.store import Store, activation_codes, audit_log, partners  # noqa: E402
-from simulators.korm import billing as korm_billing  # noqa: E402
-from simulators.korm import rules as korm_rules  # noqa: E402
-from simulators.korm.tables import approval_codes, history as korm_history, subscriptions as korm_subs  # noqa: E402
-from simulators.kss import model as kss_model  # noqa: E402
-from simulators.kss import rules as kss_rules  # noqa: E402
+from ksimkit.simulators.core.catalog import Profile, load_profile  # noqa: E402
+from ksimkit.simulators.core.clock import move_clock, system_now  # noqa: E402
+from ksimkit.simulators.core.codes import _candidate  # noqa: E402
+from ksimkit.simulators.core.context import CallContext  # noqa: E402
+from ksimkit.simulators.core.partners import create_partner, load_partner  # noqa: E402
+from ksimkit.simulators.core.store import Store, activation_codes, audit_log, partners  # noqa: E402
+from ksimkit.simulators.korm import billing as korm_billing  # noqa: E402
+from ksimkit.simulators.korm import rules as korm_rules  # noqa: E402
+from ksimkit.simulators.korm.tables import approval_codes, history as korm_history, subscriptions as korm_subs  # noqa: E402
+from ksimkit.simulators.kss import model as kss_model  # noqa: E402
+from ksimkit.simulators.kss import rules as kss_rules  # noqa: E402
 
 UTC = dt.timezone.utc
 TARGETS = {"korm_statement": 2.0, "kss_jump": 10.0, "certify": 30.0}
@@ -177,7 +177,7 @@ def korm_partner(store: Store) -> str:
 
 
 def build_korm_rules(store: Store, plan: list[KormSub]) -> str:
-    """The plan through simulators.korm.rules, the clock moved to each day of it (small sizes only)."""
+    """The plan through ksimkit.simulators.korm.rules, the clock moved to each day of it (small sizes only)."""
     partner_id = korm_partner(store)
     ids: dict[int, str] = {}
     for day, ordered, changed in korm_days(plan):
@@ -298,7 +298,7 @@ KSS_PRODUCTS = ("KAV", "KIS", "KTS", "KISA", "KSK", "KSOS", "KSEC")
 
 def build_kss(store: Store, n: int, *, programme: str = "xsp", billing_period: str = "calendar_month",
               container: int = 200, timezone: str = "UTC") -> str:
-    """``n`` subscriptions through simulators.kss.rules: 70% open-ended, 10% with a trial, 5% fixed term, 5% paused
+    """``n`` subscriptions through ksimkit.simulators.kss.rules: 70% open-ended, 10% with a trial, 5% fixed term, 5% paused
     for a term, 5% soft-cancelled, 5% with a licence count change."""
     with store.begin() as conn:
         partner_id = create_partner(conn, faker_seed=0, default_timezone="UTC", name="bench-kss", programme=programme,
@@ -416,7 +416,7 @@ def measure_korm_statement(tmp: Path, n: int, reps: int, setup: str) -> dict[str
 
 def measure_certify(tmp: Path, reps: int) -> dict[str, Any]:
     ksim = Path(sys.executable).parent / "ksim"
-    cmd = [str(ksim)] if ksim.exists() else [sys.executable, "-m", "simulators.cli"]
+    cmd = [str(ksim)] if ksim.exists() else [sys.executable, "-m", "ksimkit.simulators.cli"]
     runs, cpu, summary = [], [], {}
     for rep in range(reps):
         out = tmp / f"certify-{rep}"

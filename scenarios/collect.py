@@ -2,19 +2,21 @@
 plugin's simulator (``ksim_server``) and the broker named by ``--ksim-broker``.
 
 This module is a pytest plugin (hooks and fixtures). ksim's plugin loads it with
-``pytest_plugins = ["scenarios.collect"]``; on its own: ``pytest -p scenarios.collect``.
+``pytest_plugins = ["ksimkit.scenarios.collect"]``; on its own: ``pytest -p ksimkit.scenarios.collect``.
 
 ```sh
-pytest scenarios/suites --ksim-broker my-broker.yaml            # your broker, through its adapter file
-pytest scenarios/suites/korm --ksim-broker reference             # the reference broker, in-process
-pytest scenarios/suites --ksim-broker reference --ksim-broker-defects payg_reduction_whole_month
-pytest scenarios/suites -n auto --ksim-broker my-broker.yaml     # in parallel (each scenario has its own partner)
+pytest --pyargs ksimkit.scenarios.suites --ksim-broker my-broker.yaml   # the packaged suites, from an install
+pytest --pyargs ksimkit.scenarios.suites.korm --ksim-broker reference   # one suite, the reference broker in-process
+pytest scenarios/suites --ksim-broker reference --ksim-broker-defects payg_reduction_whole_month   # in a clone
+pytest --pyargs ksimkit.scenarios.suites -n auto --ksim-broker my-broker.yaml   # in parallel (a partner each)
 ```
 
-Which files: YAML files matching the ini option ``ksim_scenarios`` (globs relative to the rootdir, default
-``scenarios/suites/**/*.yaml``) or ``--ksim-scenarios GLOB``. Without ``--ksim-broker`` the items are
-skipped. A scenario the broker cannot run is skipped (not applicable); a failed one fails with the
-runner's explanations; a file that does not validate is a collection error naming ``file:line``.
+Which files: only with ``--ksim-broker`` (or ``$KSIM_BROKER``) are YAML files collected at all, so a project
+that merely has ksim installed never sees its own YAML files taken for scenarios. Then: every YAML file of the
+packaged suites (``ksimkit/scenarios/suites``), and files matching the ini option ``ksim_scenarios`` (globs
+relative to the rootdir, default ``scenarios/suites/**/*.yaml``) or ``--ksim-scenarios GLOB``. A scenario the
+broker cannot run is skipped (not applicable); a failed one fails with the runner's explanations; a file that
+does not validate is a collection error naming ``file:line``.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from scenarios.model import Scenario, ScenarioFileError, load_scenario
+from ksimkit.scenarios.model import SUITES_DIR, Scenario, ScenarioFileError, load_scenario
 
 __all__ = ["ScenarioFile", "ScenarioFileInvalid", "is_scenario_file"]
 
@@ -77,8 +79,10 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def is_scenario_file(path: Path, config: pytest.Config) -> bool:
-    if path.suffix not in (".yaml", ".yml"):
+    if path.suffix not in (".yaml", ".yml") or not config.getoption("ksim_broker", None):
         return False
+    if path.resolve().is_relative_to(SUITES_DIR.resolve()):
+        return True
     globs = list(config.getini("ksim_scenarios") or []) + list(config.getoption("ksim_scenarios", None) or [])
     absolute = path.resolve().as_posix()
     return any(_glob_regex(pattern).match(absolute) for pattern in globs)
@@ -109,7 +113,7 @@ class ScenarioFile(pytest.File):
 
 def _scenario_test(scenario: Scenario) -> Any:
     def test_scenario(ksim_server: Any, ksim_scenario_broker: Any, request: pytest.FixtureRequest) -> None:
-        from scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, Simulator, run_scenario
+        from ksimkit.scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, Simulator, run_scenario
 
         sim = Simulator(ksim_server.url, request.config.getoption("ksim_admin_token", None) or "ksim-admin")
         result = run_scenario(scenario, ksim_scenario_broker, sim)
@@ -132,14 +136,14 @@ def _scenario_test(scenario: Scenario) -> Any:
 @pytest.fixture(scope="session")
 def ksim_scenario_broker(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A broker factory for the scenario items: the ``--ksim-broker`` adapter, or the reference broker in-process."""
-    from scenarios.brokers.http import AdapterError, HttpAdapter
+    from ksimkit.scenarios.brokers.http import AdapterError, HttpAdapter
 
     name = request.config.getoption("ksim_broker")
     url = request.config.getoption("ksim_broker_url")
     if not name:
         pytest.skip("no broker to drive: pass --ksim-broker ADAPTER.yaml (or --ksim-broker reference)")
     if name == "reference":
-        from scenarios.brokers.reference import ReferenceBrokerUnavailable, reference_broker
+        from ksimkit.scenarios.brokers.reference import ReferenceBrokerUnavailable, reference_broker
 
         defects = [d.strip() for d in (request.config.getoption("ksim_broker_defects") or "").split(",") if d.strip()]
         try:

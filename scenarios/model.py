@@ -1,7 +1,7 @@
 """The scenario file format: YAML in, validated dataclasses out, every error naming ``file:line``.
 
 ```python
-from scenarios.model import load_scenario, load_suite, ScenarioFileError
+from ksimkit.scenarios.model import load_scenario, load_suite, ScenarioFileError
 
 scenario = load_scenario("scenarios/suites/korm/korm-payg-reduction-mid-month.yaml")
 scenarios = load_suite(["scenarios/suites/korm"])      # files and directories, *.yaml / *.yml
@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from scenarios import rules as rule_catalog
+from ksimkit.scenarios import rules as rule_catalog
 
 __all__ = [
     "ApprovalCodeSeed",

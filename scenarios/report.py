@@ -1,7 +1,7 @@
 """The certification outputs: ``report.html`` (for a person), ``summary.json`` (for a program), ``junit.xml`` (for CI).
 
 ```python
-from scenarios.report import ReportMeta, write_reports
+from ksimkit.scenarios.report import ReportMeta, write_reports
 
 paths = write_reports(results, "out", ReportMeta(broker="my-broker", simulator="http://127.0.0.1:8080"))
 ```
@@ -23,8 +23,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from scenarios import rules as rule_catalog
-from scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, PASSED, ScenarioResult, Timeline
+from ksimkit.scenarios import rules as rule_catalog
+from ksimkit.scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, PASSED, ScenarioResult, Timeline
 
 __all__ = ["ReportMeta", "overall_verdict", "render_html", "render_junit", "rule_matrix", "summary", "write_reports"]
 

@@ -1,7 +1,7 @@
 """Run scenarios against a broker and a ksim simulator; compare what happened with what the scenario expects.
 
 ```python
-from scenarios.runner import Simulator, run_scenario, run_scenarios
+from ksimkit.scenarios.runner import Simulator, run_scenario, run_scenarios
 
 sim = Simulator("http://127.0.0.1:8080", "ksim-admin")
 result = run_scenario(scenario, broker_factory, sim)          # broker_factory() -> a new Broker
@@ -39,10 +39,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from scenarios.brokers.base import Broker, Charge, LegacySubscription, StepResult, TenantSetup
-from scenarios.brokers.http import tls_transport
-from scenarios.model import CodeCheck, Scenario, Step, first_of_next_month, to_instant
-from simulators.client import KsimAdmin, KsimError, PartnerHandle
+from ksimkit.scenarios.brokers.base import Broker, Charge, LegacySubscription, StepResult, TenantSetup
+from ksimkit.scenarios.brokers.http import tls_transport
+from ksimkit.scenarios.model import CodeCheck, Scenario, Step, first_of_next_month, to_instant
+from ksimkit.simulators.client import KsimAdmin, KsimError, PartnerHandle
 
 __all__ = [
     "BrokerFactory",

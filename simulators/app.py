@@ -1,15 +1,15 @@
 """``create_app(settings)``: one WSGI app serving /korm/v1, /_sim (and the KSS endpoints)."""
 from __future__ import annotations
 
-import contracts
+from ksimkit import contracts
 from flask import Flask
 
-from simulators.core import harness
-from simulators.core.catalog import load_profile
-from simulators.core.openapi import Contract
-from simulators.core.settings import Settings, load_settings
-from simulators.core.store import Store
-from simulators.core.web import Runtime, install_error_handlers
+from ksimkit.simulators.core import harness
+from ksimkit.simulators.core.catalog import load_profile
+from ksimkit.simulators.core.openapi import Contract
+from ksimkit.simulators.core.settings import Settings, load_settings
+from ksimkit.simulators.core.store import Store
+from ksimkit.simulators.core.web import Runtime, install_error_handlers
 
 REST_CONTRACTS = ("korm-ss.openapi.yaml", "admin.openapi.yaml", "kss-rest.openapi.yaml")
 
@@ -29,11 +29,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     install_error_handlers(app)
     harness.install(app)  # fault injection, strict contract mode, the request journal (docs/harness.md)
-    from simulators.admin.api import bp as admin_bp
-    from simulators.admin.harness import bp as admin_harness_bp
-    from simulators.korm.api import bp as korm_bp
-    from simulators.kss.api import bp as kss_bp
-    from simulators.kss.soap import bp as kss_soap_bp
+    from ksimkit.simulators.admin.api import bp as admin_bp
+    from ksimkit.simulators.admin.harness import bp as admin_harness_bp
+    from ksimkit.simulators.korm.api import bp as korm_bp
+    from ksimkit.simulators.kss.api import bp as kss_bp
+    from ksimkit.simulators.kss.soap import bp as kss_soap_bp
 
     app.register_blueprint(korm_bp)
     app.register_blueprint(admin_bp)

@@ -9,13 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulators.core.settings import Settings, load_settings
+from ksimkit import __version__
+from ksimkit.simulators.core.settings import Settings, load_settings
 
 SUITE_NAMES = ("korm", "kss", "all")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ksim", description="Kaspersky subscription services simulator")
+    parser.add_argument("--version", action="version", version=f"ksim {__version__}")
     parser.add_argument("--config", help="path of ksim.toml (default ./ksim.toml or $KSIM_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve KORM SS, KSS and the control plane under gunicorn")
@@ -56,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in vars(args).items() if k in ("host", "port", "workers", "database_url") and v is not None}
     settings = settings.replace(**overrides)
     if args.command == "serve":
-        from simulators.server import run_gunicorn
+        from ksimkit.simulators.server import run_gunicorn
 
         run_gunicorn(settings)
         return 0
     if args.command == "demo":
-        from simulators.demo import run_demo
+        from ksimkit.simulators.demo import run_demo
 
         return run_demo(settings, fresh_database=args.database_url is None)
     if args.command == "certify":
@@ -99,7 +101,7 @@ class CertifyOptions:
 
 def suite_paths(suites: list[str]) -> list[Path]:
     """``korm``/``kss``/``all`` are the packaged suites (scenarios/suites/...); anything else is a path."""
-    from scenarios.model import SUITES_DIR
+    from ksimkit.scenarios.model import SUITES_DIR
 
     paths: list[Path] = []
     for suite in suites:
@@ -118,9 +120,9 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
 
     from rich.console import Console
 
-    from scenarios.brokers.http import AdapterError, HttpAdapter
-    from scenarios.model import ScenarioFileError, load_suite
-    from scenarios.report import ReportMeta, overall_verdict, write_reports
+    from ksimkit.scenarios.brokers.http import AdapterError, HttpAdapter
+    from ksimkit.scenarios.model import ScenarioFileError, load_suite
+    from ksimkit.scenarios.report import ReportMeta, overall_verdict, write_reports
 
     console = console or Console()
     err = Console(stderr=True, soft_wrap=True)  # file:line messages stay on one line
@@ -150,7 +152,7 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
         notes: list[str] = []
         try:
             if options.reference_broker:
-                from scenarios.brokers.reference import ReferenceBrokerUnavailable, reference_broker
+                from ksimkit.scenarios.brokers.reference import ReferenceBrokerUnavailable, reference_broker
 
                 try:
                     adapter = stack.enter_context(reference_broker(options.defects))
@@ -177,7 +179,7 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
         admin_token = options.admin_token or settings.admin_token
         if options.ksim_url:
             sim_url = options.ksim_url.rstrip("/")
-            from simulators.client import KsimAdmin
+            from ksimkit.simulators.client import KsimAdmin
 
             try:
                 with KsimAdmin(sim_url, admin_token) as admin:
@@ -186,8 +188,8 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
                 err.print(f"[red]ksim certify: {exc}[/]")
                 return 1
         else:
-            from simulators.app import create_app
-            from simulators.server import InProcessServer
+            from ksimkit.simulators.app import create_app
+            from ksimkit.simulators.server import InProcessServer
 
             db = out / "ksim-state.db"
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -208,7 +210,7 @@ def _run_with_progress(console: Any, scenarios: list[Any], adapter: Any, sim_url
                        jobs: int) -> list[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from scenarios.runner import Simulator, run_scenarios
+    from ksimkit.scenarios.runner import Simulator, run_scenarios
 
     colours = {"passed": "green", "failed": "red", "not_applicable": "dim", "error": "yellow"}
     tally = {"passed": 0, "failed": 0, "not_applicable": 0, "error": 0}
@@ -230,7 +232,7 @@ def _run_with_progress(console: Any, scenarios: list[Any], adapter: Any, sim_url
 def _print_summary(console: Any, results: list[Any], verdict: str, paths: dict[str, Path]) -> None:
     from rich.table import Table
 
-    from scenarios.report import LABELS, rule_matrix
+    from ksimkit.scenarios.report import LABELS, rule_matrix
 
     colours = {"passed": "green", "failed": "red", "not_applicable": "dim", "error": "yellow"}
     table = Table(title="vendor rules", title_justify="left")

@@ -1,7 +1,7 @@
 """A small typed client of ksim's control plane (``/_sim``), for tests and scripts.
 
 ```python
-from simulators.client import KsimAdmin
+from ksimkit.simulators.client import KsimAdmin
 
 with KsimAdmin("http://127.0.0.1:8080", "ksim-admin") as ksim:
     partner = ksim.create_partner(programme="msp", now="2026-04-15T09:00:00Z")
@@ -572,8 +572,7 @@ class PartnerHandle:
         """
         import zeep
 
-        import contracts
-
+        from ksimkit import contracts
         client = zeep.Client(
             str(contracts.path("kss-upi.wsdl")),
             transport=zeep.Transport(timeout=timeout or self.admin.timeout, operation_timeout=timeout or self.admin.timeout),

@@ -11,9 +11,9 @@ import zeep
 from rich.console import Console
 from rich.table import Table
 
-from simulators.app import create_app
-from simulators.core.settings import Settings
-from simulators.server import InProcessServer
+from ksimkit.simulators.app import create_app
+from ksimkit.simulators.core.settings import Settings
+from ksimkit.simulators.server import InProcessServer
 
 console = Console(width=None if Console().is_terminal else 130)
 

@@ -4,7 +4,7 @@ Loaded by its entry point (``pytest11``) once ksim is installed; ``-p no:ksim`` 
 
 - ``ksim_server`` (session): the server's base URL holder (``.url``): the real app in-process on a free
   port with a temporary SQLite file (one per xdist worker), or the simulator named by ``--ksim-url``.
-- ``ksim`` (session): a :class:`~simulators.client.KsimAdmin` on it.
+- ``ksim`` (session): a :class:`~ksimkit.simulators.client.KsimAdmin` on it.
 - ``ksim_partner`` (function): a new partner per test, so tests under ``pytest -n auto`` never see each
   other's data; fields from ``@pytest.mark.ksim_partner(programme="msp", now="2026-04-15T09:00:00Z", ...)``.
 - ``korm_client`` (function): an ``httpx.Client`` on ``/korm/v1`` with the partner's token.
@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from simulators.client import KsimAdmin, PartnerHandle
+from ksimkit.simulators.client import KsimAdmin, PartnerHandle
 
 if TYPE_CHECKING:
     import httpx
     import zeep
 
 # The certification scenario files, collected as test items (``--ksim-broker``).
-pytest_plugins = ["scenarios.collect"]
+pytest_plugins = ["ksimkit.scenarios.collect"]
 
 MARKER = "ksim_partner"
 PARTNER_FIELDS = ("name", "programme", "msp_registered", "timezone", "billing_period", "now", "strict_contract")
@@ -90,9 +90,9 @@ def ksim_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     if url:
         yield RunningServer(url.rstrip("/"))
         return
-    from simulators.app import create_app
-    from simulators.core.settings import load_settings
-    from simulators.server import InProcessServer
+    from ksimkit.simulators.app import create_app
+    from ksimkit.simulators.core.settings import load_settings
+    from ksimkit.simulators.server import InProcessServer
 
     database = tmp_path_factory.mktemp("ksim") / "state.db"  # xdist gives each worker its own base temp
     settings = load_settings().replace(

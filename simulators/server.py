@@ -47,7 +47,7 @@ def run_gunicorn(settings: Any) -> None:
     """Serve with gunicorn workers sharing state through the database."""
     from gunicorn.app.base import BaseApplication
 
-    from simulators.app import create_app
+    from ksimkit.simulators.app import create_app
 
     app = create_app(settings)  # built once in the master (schema created once); workers fork from it
 

@@ -10,14 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from simulators.app import create_app
-from simulators.core.catalog import load_profile
-from simulators.core.clock import move_clock, read_clock
-from simulators.core.context import CallContext
-from simulators.core.partners import create_partner, load_partner
-from simulators.core.settings import Settings
-from simulators.core.store import Store
-from simulators.server import InProcessServer
+from ksimkit.simulators.app import create_app
+from ksimkit.simulators.core.catalog import load_profile
+from ksimkit.simulators.core.clock import move_clock, read_clock
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.partners import create_partner, load_partner
+from ksimkit.simulators.core.settings import Settings
+from ksimkit.simulators.core.store import Store
+from ksimkit.simulators.server import InProcessServer
 from tests.databases import backend_params, database_for, empty_tables, fresh_postgres_database
 
 ADMIN = {"Authorization": "Bearer test-admin"}
@@ -35,7 +35,7 @@ def postgres_store() -> Iterator[Store]:
 @pytest.fixture(params=backend_params())
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A real, empty store: a SQLite file, and (tests/databases.py) the same test on PostgreSQL."""
-    import simulators.korm.rules  # noqa: F401  (registers its reset hook)
+    import ksimkit.simulators.korm.rules  # noqa: F401  (registers its reset hook)
 
     if request.param == "postgresql":
         s = request.getfixturevalue("postgres_store")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from simulators.core.store import Store, database_url, metadata
+from ksimkit.simulators.core.store import Store, database_url, metadata
 
 BACKENDS = ("sqlite", "postgresql")
 

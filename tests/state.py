@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from simulators.core.store import Store, metadata
+from ksimkit.simulators.core.store import Store, metadata
 
 NOT_STATE = {"journal"}
 

@@ -1,14 +1,14 @@
-"""``python -m examples.reference_broker --port N --database-url URL --defects a,b``: serve the broker."""
+"""``python -m ksimkit.examples.reference_broker --port N --database-url URL --defects a,b``: serve the broker."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from examples.reference_broker import defects as defect_list
+from ksimkit.examples.reference_broker import defects as defect_list
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m examples.reference_broker",
+    parser = argparse.ArgumentParser(prog="python -m ksimkit.examples.reference_broker",
                                      description="ksim's reference broker (a real broker to certify)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     from werkzeug.serving import make_server
 
-    from examples.reference_broker.app import create_app
+    from ksimkit.examples.reference_broker.app import create_app
 
     app = create_app(args.database_url, args.defects)
     server = make_server(args.host, args.port, app, threaded=True)

@@ -14,9 +14,9 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from examples.reference_broker import defects as defect_list
-from examples.reference_broker.service import BrokerError, BrokerService, Step, parse_moment
-from examples.reference_broker.store import Store
+from ksimkit.examples.reference_broker import defects as defect_list
+from ksimkit.examples.reference_broker.service import BrokerError, BrokerService, Step, parse_moment
+from ksimkit.examples.reference_broker.store import Store
 
 
 def _json(body: Any, status: int = 200, mimetype: str = "application/json") -> Response:

@@ -1,4 +1,4 @@
-"""The broker's invoices to its customers, one per calendar month, by the vendor's rules (../shared/RULES.md).
+"""The broker's invoices to its customers, one per calendar month, by the vendor's rules (docs/rules.md).
 
 Every line has what the customer pays (``amount``, at the tenant's price list) and what the broker expects the
 vendor to bill it for the same line (``vendor_cost``, at the vendor's list price, less the KORM approval discount

@@ -18,7 +18,7 @@ ENV = "REFERENCE_BROKER_DEFECTS"
 class Defect:
     name: str
     wrong: str  # what the broker does wrong
-    rule: str  # the vendor rule it breaks (RULES.md)
+    rule: str  # the vendor rule it breaks (docs/rules.md)
 
 
 DEFECTS: Mapping[str, Defect] = {d.name: d for d in (

@@ -22,12 +22,12 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from examples.reference_broker import billing
-from examples.reference_broker import defects as defect_list
-from examples.reference_broker.billing import HARD, KSS, LEGACY, PAUSED, PAYG, SOFT, STARTED, YEARLY, Snapshot
-from examples.reference_broker.korm import KormClient, KormRefused, KormUnavailable, default_tls
-from examples.reference_broker.kss import KssClient, KssTransactionRefused, KssUnavailable, Unit, UnitResult
-from examples.reference_broker.store import (
+from ksimkit.examples.reference_broker import billing
+from ksimkit.examples.reference_broker import defects as defect_list
+from ksimkit.examples.reference_broker.billing import HARD, KSS, LEGACY, PAUSED, PAYG, SOFT, STARTED, YEARLY, Snapshot
+from ksimkit.examples.reference_broker.korm import KormClient, KormRefused, KormUnavailable, default_tls
+from ksimkit.examples.reference_broker.kss import KssClient, KssTransactionRefused, KssUnavailable, Unit, UnitResult
+from ksimkit.examples.reference_broker.store import (
     Store,
     changes,
     invoice_lines,
@@ -222,7 +222,7 @@ class BrokerService:
         row = conn.execute(sa.select(tenants).where(tenants.c.id == tenant_id)).first()
         if row is None:
             raise BrokerError(404, "TENANT_NOT_FOUND", f"no tenant {tenant_id!r}")
-        from simulators.core.catalog import load_profile  # the vendor's packaged profile: KSS prices, MSP tiers
+        from ksimkit.simulators.core.catalog import load_profile  # the vendor's packaged profile: KSS prices, MSP tiers
 
         profile = load_profile()
         prices = billing.Prices(

@@ -1,7 +1,7 @@
 """A generic Broker over HTTP, configured by a YAML adapter file: your broker's own REST API, unchanged.
 
 ```python
-from scenarios.brokers.http import HttpAdapter
+from ksimkit.scenarios.brokers.http import HttpAdapter
 
 adapter = HttpAdapter.load("my-broker.yaml")          # validated; AdapterError names what is wrong
 broker = adapter.broker()                             # one per scenario (one tenant each)
@@ -46,7 +46,7 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-from scenarios.brokers.base import Charge, StepResult, TenantSetup
+from ksimkit.scenarios.brokers.base import Charge, StepResult, TenantSetup
 
 __all__ = ["AdapterError", "BrokerCallError", "HttpAdapter", "HttpBroker", "MethodSpec", "ResultSpec"]
 

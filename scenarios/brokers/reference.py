@@ -1,28 +1,27 @@
-"""ksim's reference broker (``examples/reference_broker``) in-process, driven through its own adapter file.
+"""ksim's reference broker (``ksimkit.examples.reference_broker``) in-process, driven through its own adapter file.
 
 ```python
-from scenarios.brokers.reference import reference_broker
+from ksimkit.scenarios.brokers.reference import reference_broker
 
 with reference_broker(defects=["payg_reduction_whole_month"]) as adapter:   # an HttpAdapter
     results = run_scenarios(scenarios, adapter, sim)
 ```
 
-The example package is imported only here and only when asked for: ksim works without it.
+The example package is imported only here and only when asked for.
 """
 from __future__ import annotations
 
 import importlib
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from scenarios.brokers.http import HttpAdapter
+from ksimkit.scenarios.brokers.http import HttpAdapter
 
 __all__ = ["ReferenceBrokerUnavailable", "adapter_path", "reference_broker"]
 
-PACKAGE = "examples.reference_broker"
+PACKAGE = "ksimkit.examples.reference_broker"
 
 
 class ReferenceBrokerUnavailable(RuntimeError):
@@ -32,19 +31,8 @@ class ReferenceBrokerUnavailable(RuntimeError):
 def _package() -> object:
     try:
         return importlib.import_module(PACKAGE)
-    except ImportError:
-        pass
-    # `examples/` is not an installed package: find it in the source tree (an editable install) or the cwd.
-    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
-        if (root / "examples" / "reference_broker" / "__init__.py").is_file() and str(root) not in sys.path:
-            sys.path.append(str(root))
-    try:
-        return importlib.import_module(PACKAGE)
-    except ImportError as exc:
-        raise ReferenceBrokerUnavailable(
-            f"the reference broker ({PACKAGE}) cannot be imported: {exc}. It ships in the ksim source tree "
-            "(examples/reference_broker); run from a checkout, or certify your own broker with --broker ADAPTER.yaml"
-        ) from exc
+    except ImportError as exc:  # a broken install: the package ships in every ksimkit wheel
+        raise ReferenceBrokerUnavailable(f"the reference broker ({PACKAGE}) cannot be imported: {exc}") from exc
 
 
 def adapter_path() -> Path:
@@ -66,7 +54,7 @@ def reference_broker(defects: Iterable[str] = (), *, database_url: str | None = 
     if create_app is None:
         raise ReferenceBrokerUnavailable(f"{PACKAGE} has no create_app")
     path = adapter_path()
-    from simulators.server import InProcessServer
+    from ksimkit.simulators.server import InProcessServer
 
     with tempfile.TemporaryDirectory(prefix="ksim-reference-broker-") as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'reference-broker.db'}"

@@ -12,16 +12,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
-import simulators
-from simulators.core import audit, partners
-from simulators.core.clock import move_clock, read_clock
-from simulators.core.context import CallContext
-from simulators.core.errors import Problem, conflict
-from simulators.core.store import audit_log
-from simulators.core.store import partners as partners_table
-from simulators.core.web import json_body, json_response, require_admin, runtime
-from simulators.korm import rules as korm_rules
-from simulators.kss import rules as kss_rules
+import ksimkit
+from ksimkit.simulators.core import audit, partners
+from ksimkit.simulators.core.clock import move_clock, read_clock
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.errors import Problem, conflict
+from ksimkit.simulators.core.store import audit_log
+from ksimkit.simulators.core.store import partners as partners_table
+from ksimkit.simulators.core.web import json_body, json_response, require_admin, runtime
+from ksimkit.simulators.korm import rules as korm_rules
+from ksimkit.simulators.kss import rules as kss_rules
 
 CONTRACT = "admin.openapi.yaml"
 bp = Blueprint("admin", __name__, url_prefix="/_sim")
@@ -61,7 +61,7 @@ def _admin_context(conn: Any, partner_id: str) -> CallContext:
 
 @bp.get("/health")
 def health() -> Response:
-    return json_response({"status": "ok", "version": simulators.__version__})
+    return json_response({"status": "ok", "version": ksimkit.__version__})
 
 
 @bp.get("/openapi.yaml")

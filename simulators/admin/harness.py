@@ -9,9 +9,9 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from simulators.core import faults, harness, journal, partners
-from simulators.core.errors import Problem
-from simulators.core.web import json_body, json_response, require_admin, runtime
+from ksimkit.simulators.core import faults, harness, journal, partners
+from ksimkit.simulators.core.errors import Problem
+from ksimkit.simulators.core.web import json_body, json_response, require_admin, runtime
 
 CONTRACT = "admin.openapi.yaml"
 bp = Blueprint("admin_harness", __name__, url_prefix="/_sim")

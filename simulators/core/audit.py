@@ -6,8 +6,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from simulators.core.clock import Clock, flush, insert, iso_utc, system_now
-from simulators.core.store import audit_log
+from ksimkit.simulators.core.clock import Clock, flush, insert, iso_utc, system_now
+from ksimkit.simulators.core.store import audit_log
 
 
 def record(

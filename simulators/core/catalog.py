@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from simulators.core.yamlfile import load_yaml
+from ksimkit.simulators.core.yamlfile import load_yaml
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "data" / "profile.yaml"
 

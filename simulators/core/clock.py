@@ -31,9 +31,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from simulators.core.catalog import Profile, load_profile
-from simulators.core.errors import Problem, not_found
-from simulators.core.store import lock_partner, partners
+from ksimkit.simulators.core.catalog import Profile, load_profile
+from ksimkit.simulators.core.errors import Problem, not_found
+from ksimkit.simulators.core.store import lock_partner, partners
 
 UTC = dt.timezone.utc
 

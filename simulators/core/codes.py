@@ -7,8 +7,8 @@ import secrets
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from simulators.core.clock import system_now
-from simulators.core.store import activation_codes
+from ksimkit.simulators.core.clock import system_now
+from ksimkit.simulators.core.store import activation_codes
 
 # No 0/O or 1/I: codes are read aloud and typed by end users.
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"

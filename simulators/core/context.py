@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulators.core.catalog import Profile
-from simulators.core.clock import Clock
-from simulators.core.partners import Partner
+from ksimkit.simulators.core.catalog import Profile
+from ksimkit.simulators.core.clock import Clock
+from ksimkit.simulators.core.partners import Partner
 
 
 @dataclass(frozen=True)

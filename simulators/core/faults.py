@@ -5,7 +5,7 @@ fires: the next ``times`` matching requests, each with ``probability`` (drawn fr
 count, so the same requests fire on every run), or every matching request while it exists. Rules are tried in
 creation order; the first that fires is the request's fault. ``when`` says whether the request's work is rolled
 back (``before``, the default: nothing changes) or committed before the bad answer goes out (``after``: the lost
-answer). This module stores and picks rules; ``simulators.core.harness`` applies them on the wire.
+answer). This module stores and picks rules; ``ksimkit.simulators.core.harness`` applies them on the wire.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from simulators.core.clock import iso_utc, system_now
-from simulators.core.errors import Problem, not_found
-from simulators.core.store import fault_rules
+from ksimkit.simulators.core.clock import iso_utc, system_now
+from ksimkit.simulators.core.errors import Problem, not_found
+from ksimkit.simulators.core.store import fault_rules
 
 SERVICES = ("korm", "kss", "kss-rest")
 KINDS = ("delay", "status", "soap_fault", "transaction_error", "unit_error", "malformed", "truncated", "drop")

@@ -36,15 +36,15 @@ from flask import Flask, Request, Response, g, request
 from sqlalchemy.engine import Connection
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from simulators.core import faults, journal
-from simulators.core.clock import iso_utc, system_now
-from simulators.core.context import CallContext
-from simulators.core.errors import Problem
-from simulators.core.faults import Fault
-from simulators.core.openapi import Violation
-from simulators.core.partners import on_reset, partner_by_token
-from simulators.core.store import fault_rules, journal as journal_table, lock_partner, partner_settings, partners
-from simulators.core.web import bearer_token, problem_response, runtime
+from ksimkit.simulators.core import faults, journal
+from ksimkit.simulators.core.clock import iso_utc, system_now
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.errors import Problem
+from ksimkit.simulators.core.faults import Fault
+from ksimkit.simulators.core.openapi import Violation
+from ksimkit.simulators.core.partners import on_reset, partner_by_token
+from ksimkit.simulators.core.store import fault_rules, journal as journal_table, lock_partner, partner_settings, partners
+from ksimkit.simulators.core.web import bearer_token, problem_response, runtime
 
 log = logging.getLogger("ksim.harness")
 

@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from simulators.core.clock import iso_utc
-from simulators.core.store import journal
+from ksimkit.simulators.core.clock import iso_utc
+from ksimkit.simulators.core.store import journal
 
 SEEN_MAX = 20  # entries shown by a failed verification
 

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
-from simulators.core.errors import unprocessable
+from ksimkit.simulators.core.errors import unprocessable
 
 CENT = Decimal("0.01")
 PERIOD = re.compile(r"(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])", re.ASCII)

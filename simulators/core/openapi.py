@@ -1,7 +1,7 @@
 """Requests are validated against the contract itself, so the contract stays the single source of truth.
 
 ``body_errors`` is what the front ends use to refuse a bad body. ``match`` and ``request_violations`` are the
-test harness's contract verdict (simulators.core.harness): the whole request (route, path and query
+test harness's contract verdict (ksimkit.simulators.core.harness): the whole request (route, path and query
 parameters, headers, Content-Type and body) checked against the operation the contract declares for it,
 every violation listed, including those the server tolerates.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simulators.core.yamlfile import load_yaml
+from ksimkit.simulators.core.yamlfile import load_yaml
 
 if TYPE_CHECKING:  # imported when the first validator is built: a server starts without them (docs/benchmarks.md)
     from jsonschema import Draft202012Validator

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from simulators.core.clock import Clock, iso_utc, system_now
-from simulators.core.errors import not_found, unprocessable
-from simulators.core.store import audit_log, idempotency, lock_partner, partner_settings, partners, serialize
+from ksimkit.simulators.core.clock import Clock, iso_utc, system_now
+from ksimkit.simulators.core.errors import not_found, unprocessable
+from ksimkit.simulators.core.store import audit_log, idempotency, lock_partner, partner_settings, partners, serialize
 
 PROGRAMMES = ("xsp", "reseller", "msp")
 BILLING_PERIODS = ("calendar_month", "30_days")

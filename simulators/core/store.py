@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 metadata = sa.MetaData()
 
 # Service modules that add their tables to ``metadata``; imported before ``create_all``.
-TABLE_MODULES = ("simulators.korm.tables", "simulators.kss.tables")
+TABLE_MODULES = ("ksimkit.simulators.korm.tables", "ksimkit.simulators.kss.tables")
 
 
 class UTCDateTime(sa.TypeDecorator[dt.datetime]):
@@ -119,7 +119,7 @@ idempotency = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
-# The test harness (simulators.core.harness, docs/harness.md): per-partner switches, fault rules, request journal.
+# The test harness (ksimkit.simulators.core.harness, docs/harness.md): per-partner switches, fault rules, request journal.
 # New tables only (no new columns on old ones), so a state file of an earlier ksim still opens.
 partner_settings = sa.Table(
     "partner_settings",

@@ -14,14 +14,14 @@ from flask import Flask, Response, current_app, has_app_context, request
 from sqlalchemy.engine import Connection
 from werkzeug.exceptions import HTTPException
 
-from simulators.core.catalog import Profile
-from simulators.core.clock import profile_source, system_now
-from simulators.core.context import CallContext
-from simulators.core.errors import Problem
-from simulators.core.openapi import Contract
-from simulators.core.partners import Partner, partner_by_token
-from simulators.core.settings import Settings
-from simulators.core.store import Store, idempotency
+from ksimkit.simulators.core.catalog import Profile
+from ksimkit.simulators.core.clock import profile_source, system_now
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.errors import Problem
+from ksimkit.simulators.core.openapi import Contract
+from ksimkit.simulators.core.partners import Partner, partner_by_token
+from ksimkit.simulators.core.settings import Settings
+from ksimkit.simulators.core.store import Store, idempotency
 
 PROBLEM_JSON = "application/problem+json"
 

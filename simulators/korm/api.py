@@ -6,13 +6,13 @@ from typing import Any
 
 from flask import Blueprint, Response, request, url_for
 
-from simulators.core import harness
-from simulators.core.context import CallContext
-from simulators.core.errors import Problem
-from simulators.core.web import (
+from ksimkit.simulators.core import harness
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.errors import Problem
+from ksimkit.simulators.core.web import (
     authenticate_partner, call_context, idempotent, json_body, json_response, parse_date, runtime,
 )
-from simulators.korm import billing, rules
+from ksimkit.simulators.korm import billing, rules
 
 CONTRACT = "korm-ss.openapi.yaml"
 bp = Blueprint("korm", __name__, url_prefix="/korm/v1")

@@ -1,6 +1,6 @@
 """KORM SS due events: what the vendor does when a partner's clock passes a date (SIM-CLOCK-1).
 
-Registered with ``simulators.core.clock.on_due``; each is audited with service ``korm`` and actor ``ksim-vendor``,
+Registered with ``ksimkit.simulators.core.clock.on_due``; each is audited with service ``korm`` and actor ``ksim-vendor``,
 dated 00:00 (partner's zone) of its day:
 
 - ``anniversary`` (KORM-YEAR-4): each anniversary of a Yearly subscription not stopped by then; the year's fee
@@ -29,14 +29,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from simulators.core import audit
-from simulators.core.clock import CLOSE, Due, Window, on_due
-from simulators.core.context import CallContext
-from simulators.core.money import month_bounds
-from simulators.core.partners import load_partner
-from simulators.korm import billing
-from simulators.korm.rules import YEARLY, add_years
-from simulators.korm.tables import history, subscriptions
+from ksimkit.simulators.core import audit
+from ksimkit.simulators.core.clock import CLOSE, Due, Window, on_due
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.money import month_bounds
+from ksimkit.simulators.core.partners import load_partner
+from ksimkit.simulators.korm import billing
+from ksimkit.simulators.korm.rules import YEARLY, add_years
+from ksimkit.simulators.korm.tables import history, subscriptions
 
 SERVICE = "korm"
 VENDOR = "ksim-vendor"  # the actor of what the clock does

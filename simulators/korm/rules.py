@@ -14,14 +14,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from simulators.core import audit
-from simulators.core.catalog import Sku
-from simulators.core.clock import iso_utc
-from simulators.core.codes import issue_code
-from simulators.core.context import CallContext
-from simulators.core.errors import Problem, conflict, not_found, unprocessable
-from simulators.core.partners import on_reset
-from simulators.korm.tables import approval_codes, history, subscriptions
+from ksimkit.simulators.core import audit
+from ksimkit.simulators.core.catalog import Sku
+from ksimkit.simulators.core.clock import iso_utc
+from ksimkit.simulators.core.codes import issue_code
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.errors import Problem, conflict, not_found, unprocessable
+from ksimkit.simulators.core.partners import on_reset
+from ksimkit.simulators.korm.tables import approval_codes, history, subscriptions
 
 PAYG, YEARLY, LEGACY = "payg", "yearly", "legacy"
 
@@ -488,4 +488,4 @@ def _reset(conn: Connection, partner_id: str) -> None:
 
 # The clock's due events (KORM-YEAR-4 anniversaries, statement closings) live in their own module; importing it
 # registers them wherever KORM's rules are used. Last, because it imports this module.
-from simulators.korm import events as _events  # noqa: E402,F401
+from ksimkit.simulators.korm import events as _events  # noqa: E402,F401

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from simulators.core.store import DecimalText, UTCDateTime, metadata
+from ksimkit.simulators.core.store import DecimalText, UTCDateTime, metadata
 
 subscriptions = sa.Table(
     "korm_subscriptions",

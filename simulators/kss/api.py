@@ -12,11 +12,11 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from simulators.core import audit, harness
-from simulators.core.context import CallContext
-from simulators.core.errors import Problem
-from simulators.core.web import authenticate_partner, call_context, json_response, runtime
-from simulators.kss import billing, rules
+from ksimkit.simulators.core import audit, harness
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.errors import Problem
+from ksimkit.simulators.core.web import authenticate_partner, call_context, json_response, runtime
+from ksimkit.simulators.kss import billing, rules
 
 CONTRACT = "kss-rest.openapi.yaml"
 MAX_ID = 200  # a SubscriberId is stored in up to 200 characters

@@ -38,11 +38,11 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from simulators.core.clock import iso_utc, system_now
-from simulators.core.context import CallContext
-from simulators.core.money import money, month_bounds
-from simulators.core.partners import Partner
-from simulators.kss.tables import history, subscriptions
+from ksimkit.simulators.core.clock import iso_utc, system_now
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.money import money, month_bounds
+from ksimkit.simulators.core.partners import Partner
+from ksimkit.simulators.kss.tables import history, subscriptions
 
 UTC = dt.timezone.utc
 PERIOD_DAYS = 30

@@ -3,7 +3,7 @@
 ``process`` applies one request container: a seen TransactionId answers 6 and a repeated UnitId 708, both
 changing nothing; otherwise the TransactionId is stored and each item is applied in document order on its own
 SAVEPOINT, so a refused unit leaves no trace and the others still apply (partial success). A unit is refused by
-raising ``KssError`` with a code of WIRE.md or of ours (7xx, contracts/kss-ext.xsd).
+raising ``KssError`` with a code of docs/kss-wire.md (the public ones) or of ours (7xx, contracts/kss-ext.xsd).
 
 Every change writes a snapshot row to ``kss_history`` (billing's input) and an audit entry (KSS-AUDIT-1).
 Times come from the partner's clock only (SIM-CLOCK-1); its due events (section "time" below) apply what
@@ -46,20 +46,20 @@ from urllib.parse import quote, urlencode
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from simulators.core import audit
-from simulators.core.catalog import KssProduct
-from simulators.core.clock import CLOSE, Clock, Due, Window, insert, iso_utc, on_due
-from simulators.core.codes import issue_code
-from simulators.core.context import CallContext
-from simulators.core.errors import not_found, unprocessable
-from simulators.core.partners import Partner, load_partner, on_reset
-from simulators.kss import billing
-from simulators.kss.model import (
+from ksimkit.simulators.core import audit
+from ksimkit.simulators.core.catalog import KssProduct
+from ksimkit.simulators.core.clock import CLOSE, Clock, Due, Window, insert, iso_utc, on_due
+from ksimkit.simulators.core.codes import issue_code
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.errors import not_found, unprocessable
+from ksimkit.simulators.core.partners import Partner, load_partner, on_reset
+from ksimkit.simulators.kss import billing
+from ksimkit.simulators.kss.model import (
     Activate, ChangeLicenseCount, ChangeProduct, DownloadLink, GetDownloadLinks, GetInfo, HardCancel, ItemError,
     ItemResult, Pause, RequestContainer, Renew, ResponseContainer, Resume, SoftCancel,
     SubscriptionInfo, TransactionError, UsageInfo, kind,
 )
-from simulators.kss.tables import code_pools, history, prepaid, subscriptions, transactions
+from ksimkit.simulators.kss.tables import code_pools, history, prepaid, subscriptions, transactions
 
 UTC = dt.timezone.utc
 NOT_STARTED, STARTED, PAUSED, SOFT, HARD = "NotStarted", "Started", "Paused", "SoftCancelled", "HardCancelled"
@@ -565,7 +565,7 @@ HANDLERS: dict[type, Callable[[Call, Any], ItemResult]] = {
 
 # ---------------------------------------------------------------- time (SIM-CLOCK-1)
 #
-# What the vendor does when the partner's clock moves, as due events (simulators.core.clock.on_due): each
+# What the vendor does when the partner's clock moves, as due events (ksimkit.simulators.core.clock.on_due): each
 # subscription's start, pause end, trial end, renewal per billing period (KSS-RENEW-1) and end; and each monthly
 # collective bill closed (KSS-BILL-1). All are audited with the actor ``ksim-vendor``.
 
@@ -740,7 +740,7 @@ def _apply_due(conn: Connection, partner: Partner, state: dict[str, Any], at: dt
     })
     shown = (row["status"], row["license_count"], row["product_id"])
     details = _details.get(shown)
-    if details is None:  # one dict per distinct state: written as JSON once per flush (simulators.core.clock)
+    if details is None:  # one dict per distinct state: written as JSON once per flush (ksimkit.simulators.core.clock)
         details = _details[shown] = {"status": shown[0], "license_count": shown[1], "product_id": shown[2]}
         if len(_details) > 4096:
             _details.clear()

@@ -23,11 +23,11 @@ What gets what (docs/kss-wire.md, "Faults and refusals"):
   Per unit (HTTP 200): the rules' codes, and 602 for a Renew without EndTime (decided here: the model has no
     "missing" end time; ``None`` means indefinite).
 
-Every authenticated call runs through the test harness (simulators.core.harness, docs/harness.md): its fault
+Every authenticated call runs through the test harness (ksimkit.simulators.core.harness, docs/harness.md): its fault
 rules (the KSS-shaped kinds, a SOAP fault, a TransactionError, per-unit errors, are answered here) and strict
 contract mode (TransactionError 709 for a request the contract verdict finds wanting).
 
-Why not spyne (DESIGN.md asks for spyne where it can serve exactly the contract's shape). Tried with spyne
+Why not spyne (the design first chose spyne, where it can serve exactly the contract's shape). Tried with spyne
 2.14: a service with ``__in_header__ = AnyXml`` and ``@rpc(AnyXml, _body_style="bare",
 _in_message_name="SubscriptionRequestContainer", _returns=AnyXml)``:
   - the method receives only the container's first child (``Timestamp``), not the container, so the body
@@ -40,7 +40,7 @@ _in_message_name="SubscriptionRequestContainer", _returns=AnyXml)``:
   - its generated WSDL cannot be our contract (an unbounded xs:choice of items, the EndTime union, the ext
     attributes) and caches the address from the first request, so ?wsdl would be served by us too.
 Input, output, parsing, faults and the WSDL would all be overridden, leaving spyne nothing but WSGI plumbing
-that Flask already does; so the envelope is handled with lxml here (simulators.kss.xml) and spyne stays out.
+that Flask already does; so the envelope is handled with lxml here (ksimkit.simulators.kss.xml) and spyne stays out.
 """
 from __future__ import annotations
 
@@ -52,15 +52,15 @@ from flask import Blueprint, Request, Response, g, request
 from sqlalchemy.engine import Connection
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from simulators.core import harness
-from simulators.core.clock import system_now
-from simulators.core.context import CallContext
-from simulators.core.faults import Fault
-from simulators.core.partners import partner_by_kss_credentials
-from simulators.core.web import call_context, runtime
-from simulators.kss import rules
-from simulators.kss import xml as kxml
-from simulators.kss.model import (
+from ksimkit.simulators.core import harness
+from ksimkit.simulators.core.clock import system_now
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.faults import Fault
+from ksimkit.simulators.core.partners import partner_by_kss_credentials
+from ksimkit.simulators.core.web import call_context, runtime
+from ksimkit.simulators.kss import rules
+from ksimkit.simulators.kss import xml as kxml
+from ksimkit.simulators.kss.model import (
     ItemError, ItemResult, RequestContainer, ResponseContainer, Resume, TransactionError, kind,
 )
 
@@ -163,7 +163,7 @@ def _read_body() -> bytes:
 
 
 def _post() -> Response:
-    """Through the test harness (simulators.core.harness): it picks the fault and refuses in strict mode."""
+    """Through the test harness (ksimkit.simulators.core.harness): it picks the fault and refuses in strict mode."""
     _check_headers()
     raw = _read_body()
     envelope = kxml.read_envelope(raw)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from simulators.core.store import UTCDateTime, metadata
+from ksimkit.simulators.core.store import UTCDateTime, metadata
 
 # One subscription per SubscriberId per partner: another partner's SubscriberId is another subscription (SIM-AUTH-1).
 subscriptions = sa.Table(

@@ -1,7 +1,7 @@
 """KSS XML on the wire: a hardened parser, the SOAP 1.1 envelope, the contract's XSD, model values in, answers out.
 
-No rule is decided here. This module turns bytes into ``simulators.kss.model`` values and answers back into
-bytes, exactly in the shape of contracts/kss-upi.xsd and contracts/kss-ext.xsd; ``simulators.kss.soap`` wires
+No rule is decided here. This module turns bytes into ``ksimkit.simulators.kss.model`` values and answers back into
+bytes, exactly in the shape of contracts/kss-upi.xsd and contracts/kss-ext.xsd; ``ksimkit.simulators.kss.soap`` wires
 it to HTTP and the rules.
 
 - ``read_envelope``: bytes -> ``Envelope`` (header entries, the body's payload element), or ``Fault``.
@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
-import contracts
-from simulators.core.clock import iso_utc
-from simulators.kss.model import (
+from ksimkit import contracts
+from ksimkit.simulators.core.clock import iso_utc
+from ksimkit.simulators.kss.model import (
     Activate, ChangeLicenseCount, ChangeProduct, GetDownloadLinks, GetInfo, HardCancel, Item, ItemError, ItemResult,
     Pause, Renew, ResponseContainer, Resume, SoftCancel, SubscriptionInfo,
 )

@@ -1,5 +1,5 @@
 """A seconds-long smoke of bench/scale.py at tiny sizes (no timing asserted), and the check that its bulk KORM
-setup writes what the rules write: the same statements as the same plan built through simulators.korm.rules."""
+setup writes what the rules write: the same statements as the same plan built through ksimkit.simulators.korm.rules."""
 from __future__ import annotations
 
 import json

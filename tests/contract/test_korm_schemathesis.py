@@ -17,10 +17,10 @@ import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 
-from simulators.app import create_app
-from simulators.core.partners import create_partner, reset_partner
-from simulators.core.settings import Settings
-from simulators.core.web import Runtime
+from ksimkit.simulators.app import create_app
+from ksimkit.simulators.core.partners import create_partner, reset_partner
+from ksimkit.simulators.core.settings import Settings
+from ksimkit.simulators.core.web import Runtime
 from tests.reliability.figures import record
 from tests.state import CallCounter, digest
 

@@ -43,7 +43,7 @@ ERROR_KINDS_20 = [f"{k}Error" for k in REQUEST_KINDS_20]
 
 pytestmark = pytest.mark.contract
 
-# A parser that never loads DTDs, entities or anything from the network (DESIGN.md: Practices).
+# A parser that never loads DTDs, entities or anything from the network (docs/kss-wire.md: hostile XML).
 SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 
 
@@ -562,7 +562,7 @@ def test_suds_public_client_patterns(schema: etree.XMLSchema) -> None:
     """The public suds-based client's own idioms work on our WSDL: lists per kind, HardCancel sent
     before Activate, errors read as error[0], GetInfo read as info['Subscription'][0].
     Runs only where suds is installed (pip install suds)."""
-    suds_client = pytest.importorskip("suds.client")
+    import suds.client as suds_client
     client = suds_client.Client(WSDL.as_uri(), nosend=True)
     request = client.factory.create("SubscriptionRequestItemCollection")
     token = client.factory.create("AccessInfo")

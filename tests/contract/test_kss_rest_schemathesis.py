@@ -19,16 +19,16 @@ import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 
-from simulators.app import create_app
-from simulators.core.clock import move_clock
-from simulators.core.context import CallContext
-from simulators.core.partners import create_partner, load_partner, reset_partner
-from simulators.core.settings import Settings
-from simulators.core.web import Runtime
+from ksimkit.simulators.app import create_app
+from ksimkit.simulators.core.clock import move_clock
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.partners import create_partner, load_partner, reset_partner
+from ksimkit.simulators.core.settings import Settings
+from ksimkit.simulators.core.web import Runtime
 from tests.reliability.figures import record
 from tests.state import CallCounter
-from simulators.kss import rules
-from simulators.kss.model import Activate, ChangeLicenseCount, RequestContainer, SoftCancel
+from ksimkit.simulators.kss import rules
+from ksimkit.simulators.kss.model import Activate, ChangeLicenseCount, RequestContainer, SoftCancel
 
 pytestmark = pytest.mark.contract
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from lxml import etree
 
-from simulators.client import Clock, KsimAdmin, KsimError, PartnerHandle
-from simulators.server import InProcessServer
+from ksimkit.simulators.client import Clock, KsimAdmin, KsimError, PartnerHandle
+from ksimkit.simulators.server import InProcessServer
 
 pytest_plugins = ["pytester"]
 
@@ -286,14 +286,12 @@ def test_wait_until_ready_gives_up_on_a_closed_port() -> None:
 
 # pytester runs get only the plugins they name: faster (this venv autoloads hypothesis, schemathesis, ...), and the
 # plugin is loaded by module name whether or not its entry point is installed (loading it twice would fail).
-PLUGIN_ARGS = ["-p", "simulators.pytest_plugin", "-p", "no:cacheprovider"]
+PLUGIN_ARGS = ["-p", "ksimkit.simulators.pytest_plugin", "-p", "no:cacheprovider"]
 
 
 def test_the_entry_point_names_the_plugin() -> None:
-    found = [ep for ep in entry_points(group="pytest11") if ep.value.startswith("simulators.")]
-    if not found:
-        pytest.skip("ksim's pytest11 entry point is not installed in this environment yet")
-    assert [(ep.name, ep.value) for ep in found] == [("ksim", "simulators.pytest_plugin")]
+    found = [ep for ep in entry_points(group="pytest11") if ep.name == "ksim" or ep.value.startswith("ksimkit.")]
+    assert [(ep.name, ep.value) for ep in found] == [("ksim", "ksimkit.simulators.pytest_plugin")]
 
 
 USER_TESTS = '''
@@ -393,7 +391,7 @@ def test_plugin_under_xdist_against_one_running_server(pytester: pytest.Pytester
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "simulators.cli", "serve", "--port", str(port), "--workers", "1",
+    cmd = [sys.executable, "-m", "ksimkit.simulators.cli", "serve", "--port", str(port), "--workers", "1",
            "--database-url", f"sqlite:///{tmp_path / 'shared.db'}"]
     proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.reference_broker.app import create_app as create_broker
-from simulators.app import create_app as create_simulator
-from simulators.client import KsimAdmin, PartnerHandle
-from simulators.core.settings import Settings
-from simulators.server import InProcessServer
+from ksimkit.examples.reference_broker.app import create_app as create_broker
+from ksimkit.simulators.app import create_app as create_simulator
+from ksimkit.simulators.client import KsimAdmin, PartnerHandle
+from ksimkit.simulators.core.settings import Settings
+from ksimkit.simulators.server import InProcessServer
 
 ADMIN_TOKEN = "test-admin"
 

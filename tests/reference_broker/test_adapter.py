@@ -15,8 +15,8 @@ BROKER_METHODS = ("start", "stop_tenant", "order", "change_quantity", "switch_pl
                   "hard_cancel", "advance_clock", "charges", "activation_code")
 UTC = dt.timezone.utc
 
-http = pytest.importorskip("scenarios.brokers.http")
-base = pytest.importorskip("scenarios.brokers.base")
+from ksimkit.scenarios.brokers import http
+from ksimkit.scenarios.brokers import base
 
 
 def test_the_adapter_maps_every_broker_method() -> None:

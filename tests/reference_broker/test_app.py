@@ -6,9 +6,9 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.reference_broker import __main__ as main
-from examples.reference_broker.app import create_app
-from examples.reference_broker.defects import DEFECTS, ENV
+from ksimkit.examples.reference_broker import __main__ as main
+from ksimkit.examples.reference_broker.app import create_app
+from ksimkit.examples.reference_broker.defects import DEFECTS, ENV
 
 
 def test_broker_refusals_are_problem_json_with_an_outcome(world: Any, broker: Any) -> None:

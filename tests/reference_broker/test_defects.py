@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from examples.reference_broker.defects import DEFECTS
+from ksimkit.examples.reference_broker.defects import DEFECTS
 
 PAYG = "KESB-SELECT-PAYG-20-49"  # 2.82 per licence per month
 YEARLY = "KESB-ADV-YEARLY-20-49"  # 39.50 per licence per year

@@ -35,7 +35,7 @@ class ServeProcess:
 
     def start(self, timeout: float = 60) -> "ServeProcess":
         env = {**os.environ, "KSIM_ADMIN_TOKEN": ADMIN_TOKEN, "KSIM_CONFIG": str(self.workdir / "none.toml")}
-        cmd = [sys.executable, "-m", "simulators.cli", "serve", "--port", str(self.port),
+        cmd = [sys.executable, "-m", "ksimkit.simulators.cli", "serve", "--port", str(self.port),
                "--workers", str(self.workers), "--database-url", self.database_url]
         log = open(self.workdir / f"serve-{self.port}.log", "ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

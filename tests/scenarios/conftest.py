@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.model import Scenario, load_scenario
-from scenarios.runner import Simulator
-from simulators.server import InProcessServer
+from ksimkit.scenarios.model import Scenario, load_scenario
+from ksimkit.scenarios.runner import Simulator
+from ksimkit.simulators.server import InProcessServer
 from tests.scenarios import http_broker_app
 
 ADMIN_TOKEN = "test-admin"  # the token of tests/conftest.py's `server`

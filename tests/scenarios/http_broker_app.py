@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
-from scenarios.brokers.base import LegacySubscription, TenantSetup
+from ksimkit.scenarios.brokers.base import LegacySubscription, TenantSetup
 from tests.scenarios.scripted_broker import ScriptedBroker
 
 ADAPTER_YAML = """

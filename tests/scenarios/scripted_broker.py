@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from scenarios.brokers.base import Charge, StepResult, TenantSetup, UnsupportedBroker
+from ksimkit.scenarios.brokers.base import Charge, StepResult, TenantSetup, UnsupportedBroker
 
 KSS = "{http://schemas.kaspersky.com/services/subscription/2.0/}"
 EXT = "{http://ksim.dev/kss/3.0/ext}"

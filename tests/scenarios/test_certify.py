@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from simulators.cli import main
-from simulators.server import InProcessServer
+from ksimkit.simulators.cli import main
+from ksimkit.simulators.server import InProcessServer
 from tests.scenarios import http_broker_app
 from tests.scenarios.conftest import ADMIN_TOKEN
 
@@ -143,9 +143,9 @@ def test_bad_input_exits_2(tiny_adapter_file: Path, suite: Path, tmp_path: Path,
 
 def test_an_unreachable_simulator(tiny_adapter_file: Path, suite: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import simulators.client
+    import ksimkit.simulators.client
 
-    monkeypatch.setattr(simulators.client.KsimAdmin, "wait_until_ready",
+    monkeypatch.setattr(ksimkit.simulators.client.KsimAdmin, "wait_until_ready",
                         lambda self, timeout=10.0, interval=0.05: (_ for _ in ()).throw(TimeoutError("no ksim here")))
     assert main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite),
                  "--ksim-url", "http://127.0.0.1:9"]) == 1

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from simulators.server import InProcessServer
+from ksimkit.simulators.server import InProcessServer
 from tests.scenarios import http_broker_app
 from tests.scenarios.conftest import ADMIN_TOKEN
 from tests.scenarios.test_certify import KORM, KSS
@@ -43,7 +43,7 @@ def run(server: InProcessServer) -> Any:
     the simulator's tables a second time)."""
 
     def go(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-        return pytester.runpytest("-p", "scenarios.collect", "-p", "no:cacheprovider", "-p", "no:xdist",
+        return pytester.runpytest("-p", "ksimkit.scenarios.collect", "-p", "no:cacheprovider", "-p", "no:xdist",
                                              "--ksim-url", server.url, "--ksim-admin-token", ADMIN_TOKEN, *args)
 
     return go
@@ -64,10 +64,18 @@ def test_a_failing_scenario_fails_with_the_runners_explanations(run: Any, projec
                                  "*expected refused (SUBSCRIPTION_DELETED), the broker told its customer done*"])
 
 
-def test_without_a_broker_the_scenarios_are_skipped(run: Any, project: pytest.Pytester) -> None:
-    result = run(project, "-rs")
-    result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(["*no broker to drive: pass --ksim-broker ADAPTER.yaml*"])
+def test_without_a_broker_no_yaml_file_is_collected(run: Any, project: pytest.Pytester) -> None:
+    """A project that merely has ksim installed keeps its own YAML files: nothing is taken for a scenario."""
+    result = run(project, "--co", "scenarios")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.no_fnmatch_line("*korm-one*")
+
+
+def test_the_packaged_suites_by_pyargs(run: Any, project: pytest.Pytester, tiny_adapter_file: Path) -> None:
+    result = run(project, "--ksim-broker", str(tiny_adapter_file), "--co", "-q", "--pyargs",
+                 "ksimkit.scenarios.suites.korm")
+    result.stdout.fnmatch_lines(["*korm-payg-reduction-mid-month.yaml::korm-payg-reduction-mid-month*"])
+    assert sum(".yaml::" in line for line in result.stdout.lines) == 50
 
 
 def test_an_invalid_scenario_file_is_a_collection_error_with_file_and_line(run: Any, project: pytest.Pytester,

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-import scenarios
-from scenarios.brokers.reference import reference_broker
-from scenarios.model import load_suite
-from scenarios.runner import FAILED, Simulator, run_scenarios
+from ksimkit import scenarios
+from ksimkit.scenarios.brokers.reference import reference_broker
+from ksimkit.scenarios.model import load_suite
+from ksimkit.scenarios.runner import FAILED, Simulator, run_scenarios
 
-pytest.importorskip("examples.reference_broker")
-from examples.reference_broker.defects import DEFECTS  # noqa: E402
+import ksimkit.examples.reference_broker  # noqa: F401  (the broker the suites must catch)
+from ksimkit.examples.reference_broker.defects import DEFECTS  # noqa: E402
 
 SUITE = load_suite([Path(scenarios.__file__).parent / "suites"])
 

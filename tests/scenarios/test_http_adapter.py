@@ -12,8 +12,8 @@ import httpx
 import pytest
 from flask import Flask, jsonify, request
 
-from scenarios.brokers.base import Charge, LegacySubscription, StepResult, TenantSetup
-from scenarios.brokers.http import AdapterError, BrokerCallError, HttpAdapter, render
+from ksimkit.scenarios.brokers.base import Charge, LegacySubscription, StepResult, TenantSetup
+from ksimkit.scenarios.brokers.http import AdapterError, BrokerCallError, HttpAdapter, render
 
 UTC = dt.timezone.utc
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from scenarios import rules
-from scenarios.model import (
+from ksimkit.scenarios import rules
+from ksimkit.scenarios.model import (
     SUITES_DIR, CodeCheck, ScenarioFileError, load_scenario, load_suite, parse_scenario,
 )
 

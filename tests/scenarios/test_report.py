@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
-from scenarios.report import ReportMeta, overall_verdict, render_html, rule_matrix, timeline_svg, write_reports
-from scenarios.runner import (
+from ksimkit.scenarios.report import ReportMeta, overall_verdict, render_html, rule_matrix, timeline_svg, write_reports
+from ksimkit.scenarios.runner import (
     ERROR, FAILED, NOT_APPLICABLE, PASSED, ChargeRow, CheckRecord, ReconRow, ScenarioResult, StepRecord, Timeline,
 )
 

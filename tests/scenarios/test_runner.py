@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from scenarios.brokers.base import StepResult, TenantSetup
-from scenarios.model import Scenario
-from scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, PASSED, Simulator, fault_rule, run_scenario, run_scenarios
+from ksimkit.scenarios.brokers.base import StepResult, TenantSetup
+from ksimkit.scenarios.model import Scenario
+from ksimkit.scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, PASSED, Simulator, fault_rule, run_scenario, run_scenarios
 from tests.scenarios.scripted_broker import KormOnlyBroker, ScriptedBroker
 
 PAYG_REDUCTION = """

@@ -1,4 +1,4 @@
-"""KSS fixtures: a partner on a real store, driven through simulators.kss.rules with model values."""
+"""KSS fixtures: a partner on a real store, driven through ksimkit.simulators.kss.rules with model values."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import simulators.kss.rules  # noqa: F401  (registers the KSS clock and reset hooks)
-from simulators.core import audit
-from simulators.core.clock import move_clock
-from simulators.kss import billing, rules
-from simulators.kss.model import (
+import ksimkit.simulators.kss.rules  # noqa: F401  (registers the KSS clock and reset hooks)
+from ksimkit.simulators.core import audit
+from ksimkit.simulators.core.clock import move_clock
+from ksimkit.simulators.kss import billing, rules
+from ksimkit.simulators.kss.model import (
     Activate, Item, ItemError, ItemResult, RequestContainer, ResponseContainer, SubscriptionInfo, GetInfo,
 )
-from simulators.kss.tables import subscriptions
+from ksimkit.simulators.kss.tables import subscriptions
 from tests.conftest import World
 
 UTC = dt.timezone.utc

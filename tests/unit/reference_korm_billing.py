@@ -18,12 +18,12 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from simulators.core.catalog import Profile
-from simulators.core.clock import iso_utc, system_now
-from simulators.core.context import CallContext
-from simulators.core.money import CENT, money, month_bounds
-from simulators.korm.rules import LEGACY, PAYG, YEARLY, add_years
-from simulators.korm.tables import history, subscriptions
+from ksimkit.simulators.core.catalog import Profile
+from ksimkit.simulators.core.clock import iso_utc, system_now
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.money import CENT, money, month_bounds
+from ksimkit.simulators.korm.rules import LEGACY, PAYG, YEARLY, add_years
+from ksimkit.simulators.korm.tables import history, subscriptions
 
 @dataclass(frozen=True)
 class Segment:

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from simulators.core.clock import move_clock
-from simulators.core.store import audit_log
-from simulators.korm.tables import subscriptions
-from simulators.kss.tables import history as kss_history, subscriptions as kss_subscriptions
+from ksimkit.simulators.core.clock import move_clock
+from ksimkit.simulators.core.store import audit_log
+from ksimkit.simulators.korm.tables import subscriptions
+from ksimkit.simulators.kss.tables import history as kss_history, subscriptions as kss_subscriptions
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from werkzeug.datastructures import Headers
 
-import contracts
-from simulators.core import faults, journal
-from simulators.core.errors import Problem
-from simulators.core.openapi import Contract
-from simulators.core.settings import load_settings
-from simulators.kss import xml as kxml
+from ksimkit import contracts
+from ksimkit.simulators.core import faults, journal
+from ksimkit.simulators.core.errors import Problem
+from ksimkit.simulators.core.openapi import Contract
+from ksimkit.simulators.core.settings import load_settings
+from ksimkit.simulators.kss import xml as kxml
 
 KORM = Contract(contracts.path("korm-ss.openapi.yaml"))
 JSON = Headers({"Content-Type": "application/json"})

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from simulators.core.catalog import load_profile
-from simulators.core.errors import Problem
-from simulators.korm import billing, rules
-from simulators.korm.rules import Order
-from simulators.korm.tables import subscriptions
+from ksimkit.simulators.core.catalog import load_profile
+from ksimkit.simulators.core.errors import Problem
+from ksimkit.simulators.korm import billing, rules
+from ksimkit.simulators.korm.rules import Order
+from ksimkit.simulators.korm.tables import subscriptions
 
 PAYG_20 = "KESB-SELECT-PAYG-20-49"
 PAYG_50 = "KESB-SELECT-PAYG-50-99"

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from simulators.korm import billing, rules
-from simulators.korm.rules import Order
+from ksimkit.simulators.korm import billing, rules
+from ksimkit.simulators.korm.rules import Order
 from tests.unit import reference_korm_billing as reference
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from simulators.core.clock import move_clock
-from simulators.kss import billing
+from ksimkit.simulators.core.clock import move_clock
+from ksimkit.simulators.kss import billing
 from tests.unit import reference_kss_billing as reference
 
 ROOT = Path(__file__).resolve().parents[2]

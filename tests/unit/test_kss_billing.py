@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from simulators.core.errors import Problem
-from simulators.kss import billing
-from simulators.kss.model import ChangeLicenseCount, HardCancel, Pause, SoftCancel
+from ksimkit.simulators.core.errors import Problem
+from ksimkit.simulators.kss import billing
+from ksimkit.simulators.kss.model import ChangeLicenseCount, HardCancel, Pause, SoftCancel
 from tests.unit.conftest import T, Kss, act
 
 UTC = dt.timezone.utc

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from simulators.core.catalog import load_profile
-from simulators.kss import rules
-from simulators.kss.model import (
+from ksimkit.simulators.core.catalog import load_profile
+from ksimkit.simulators.kss import rules
+from ksimkit.simulators.kss.model import (
     Activate, ChangeLicenseCount, ChangeProduct, GetDownloadLinks, GetInfo, HardCancel, ItemError, ItemResult,
     Pause, Renew, Resume, SoftCancel, UsageInfo,
 )
-from simulators.kss.tables import code_pools, history, transactions
+from ksimkit.simulators.kss.tables import code_pools, history, transactions
 from tests.unit.conftest import T, Kss, act
 
 CODE_PATTERN = r"^[A-Z0-9]{5}(-[A-Z0-9]{5}){3}$"
@@ -500,7 +500,7 @@ def test_clamps_an_accepted_change_is_never_undone(kss: Kss) -> None:
 
 
 def test_control_plane_validation(kss: Kss) -> None:
-    from simulators.core.errors import Problem
+    from ksimkit.simulators.core.errors import Problem
 
     for fn, args, code in [
         (rules.seed_prepaid, ("c1", "NOPE", 1, dt.date(2027, 1, 1)), "UNKNOWN_PRODUCT"),
@@ -514,7 +514,7 @@ def test_control_plane_validation(kss: Kss) -> None:
 
 
 def test_reset_deletes_the_partners_kss_data(make_kss: Any) -> None:
-    from simulators.core.partners import reset_partner
+    from ksimkit.simulators.core.partners import reset_partner
 
     kss, other = make_kss(), make_kss()
     kss.ok(act("s1"), txn="T1")

@@ -32,13 +32,13 @@ from typing import Any
 
 import pytest
 
-from simulators.core import audit
-from simulators.core.clock import CLOSE, Window, due_events, move_clock, read_clock
-from simulators.core.errors import Problem
-from simulators.core.partners import reset_partner
-from simulators.korm import rules as korm
-from simulators.korm.rules import Order
-from simulators.kss.model import Pause, SoftCancel
+from ksimkit.simulators.core import audit
+from ksimkit.simulators.core.clock import CLOSE, Window, due_events, move_clock, read_clock
+from ksimkit.simulators.core.errors import Problem
+from ksimkit.simulators.core.partners import reset_partner
+from ksimkit.simulators.korm import rules as korm
+from ksimkit.simulators.korm.rules import Order
+from ksimkit.simulators.kss.model import Pause, SoftCancel
 from tests.conftest import World
 from tests.unit.conftest import Kss, T, act
 

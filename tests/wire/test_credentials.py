@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from simulators.client import KsimAdmin, KsimError
+from ksimkit.simulators.client import KsimAdmin, KsimError
 from tests.wire.conftest import ENDPOINT, SOAP_ACTION, envelope
 
 pytestmark = pytest.mark.wire

@@ -20,10 +20,10 @@ import requests
 import zeep
 from lxml import etree
 
-from simulators.app import create_app
-from simulators.client import KsimAdmin, KsimError, KsimVerificationError, PartnerHandle
-from simulators.core.settings import Settings
-from simulators.server import InProcessServer
+from ksimkit.simulators.app import create_app
+from ksimkit.simulators.client import KsimAdmin, KsimError, KsimVerificationError, PartnerHandle
+from ksimkit.simulators.core.settings import Settings
+from ksimkit.simulators.server import InProcessServer
 from tests.wire.conftest import KSS, SAFE, KssPartner, q, read_answer, read_fault, zeep_call, zeep_units
 
 pytestmark = pytest.mark.wire
@@ -572,7 +572,7 @@ def _free_port() -> int:
 def test_drop_and_journal_under_gunicorn_workers(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "KSIM_ADMIN_TOKEN": "serve-admin", "KSIM_CONFIG": str(tmp_path / "none.toml")}
-    cmd = [sys.executable, "-m", "simulators.cli", "serve", "--port", str(port), "--workers", "2",
+    cmd = [sys.executable, "-m", "ksimkit.simulators.cli", "serve", "--port", str(port), "--workers", "2",
            "--database-url", f"sqlite:///{tmp_path / 'state.db'}"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

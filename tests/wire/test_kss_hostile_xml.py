@@ -216,7 +216,7 @@ def test_SIM_ERR_1_other_methods_get_a_fault(victim: KssPartner, method: str, qu
 def test_SIM_ERR_1_an_unexpected_error_is_a_server_fault_and_rolls_back(
         victim: KssPartner, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """The rules applied a unit, then something broke: the whole request is undone and logged."""
-    import simulators.kss.soap as soap
+    import ksimkit.simulators.kss.soap as soap
 
     real = soap.rules.process
 

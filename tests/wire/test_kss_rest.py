@@ -1,6 +1,6 @@
 """The KSS partner-portal REST API (/kss/v1) and the KSS control-plane calls, over a real socket with httpx.
 
-Subscriptions are made by driving ``simulators.kss.rules.process`` with model values inside the server's own
+Subscriptions are made by driving ``ksimkit.simulators.kss.rules.process`` with model values inside the server's own
 store (as the SOAP front end does); clocks move through the control plane. The bill and report figures are
 computed by hand below. Prices (packaged profile, per licence per billing period): KESB-SELECT 3.00,
 KSMS 1.50, KESC 2.50, KSOS 2.20.
@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 import pytest
 
-from simulators.core.context import CallContext
-from simulators.core.partners import load_partner
-from simulators.kss import rules
-from simulators.kss.model import (
+from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.partners import load_partner
+from ksimkit.simulators.kss import rules
+from ksimkit.simulators.kss.model import (
     Activate,
     ChangeLicenseCount,
     HardCancel,

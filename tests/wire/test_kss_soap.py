@@ -425,7 +425,7 @@ def test_wsdl_served_is_the_contract_but_for_its_address(server: Any) -> None:
 
 
 def test_wsdl_address_is_computed_per_request_not_cached(server: Any) -> None:
-    """DESIGN.md's spyne pitfall: the address must follow each request, not the first one."""
+    """The known spyne pitfall: the address must follow each request, not the first one."""
     port = server.url.rsplit(":", 1)[1]
     first = _wsdl(httpx.get(server.url + ENDPOINT + "?wsdl", headers={"Host": "kss.example.test:8443"}))
     assert _address(first).get("location") == "http://kss.example.test:8443/kss/soap/upi"

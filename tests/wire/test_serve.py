@@ -23,7 +23,7 @@ def free_port() -> int:
 def test_ksim_serve_runs_workers_that_share_state(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "KSIM_ADMIN_TOKEN": "serve-admin", "KSIM_CONFIG": str(tmp_path / "none.toml")}
-    cmd = [sys.executable, "-m", "simulators.cli", "serve", "--port", str(port), "--workers", "2",
+    cmd = [sys.executable, "-m", "ksimkit.simulators.cli", "serve", "--port", str(port), "--workers", "2",
            "--database-url", f"sqlite:///{tmp_path / 'state.db'}"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -1,0 +1,1 @@
+"""The packaged korm certification suite (scenario files; importable for ``pytest --pyargs``)."""

@@ -1,0 +1,1 @@
+"""The packaged kss certification suite (scenario files; importable for ``pytest --pyargs``)."""

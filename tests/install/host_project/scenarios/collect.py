@@ -1,0 +1,2 @@
+"""The host's own module of the name ksim's plugin once imported as a top-level ``scenarios.collect``."""
+OWNER = "host"
