@@ -27,20 +27,8 @@ Every authenticated call runs through the test harness (ksimkit.simulators.core.
 rules (the KSS-shaped kinds, a SOAP fault, a TransactionError, per-unit errors, are answered here) and strict
 contract mode (TransactionError 709 for a request the contract verdict finds wanting).
 
-Why not spyne (the design first chose spyne, where it can serve exactly the contract's shape). Tried with spyne
-2.14: a service with ``__in_header__ = AnyXml`` and ``@rpc(AnyXml, _body_style="bare",
-_in_message_name="SubscriptionRequestContainer", _returns=AnyXml)``:
-  - the method receives only the container's first child (``Timestamp``), not the container, so the body
-    would have to be fished out of ``ctx.in_body_doc`` anyway;
-  - the returned AnyXml is wrapped in a second ``SubscriptionResponseContainer`` (double wrap on the wire);
-  - a body with a DOCTYPE and entity declarations is accepted (HTTP 200, an unexpanded ``_Entity`` handed to
-    the method), so the hardened parse and DOCTYPE refusal must run before spyne in any case;
-  - SOAPAction is ignored (a wrong one answers 200), a SOAP 1.2 envelope gets ``Client.SoapError`` instead of
-    ``VersionMismatch``, and fault codes come as ``soap11env:Client.XMLSyntaxError`` with an empty faultactor;
-  - its generated WSDL cannot be our contract (an unbounded xs:choice of items, the EndTime union, the ext
-    attributes) and caches the address from the first request, so ?wsdl would be served by us too.
-Input, output, parsing, faults and the WSDL would all be overridden, leaving spyne nothing but WSGI plumbing
-that Flask already does; so the envelope is handled with lxml here (ksimkit.simulators.kss.xml) and spyne stays out.
+The envelope is read and written with lxml (ksimkit.simulators.kss.xml), not spyne: why, in
+docs/decisions/0001-soap-front-in-lxml-not-spyne.md.
 """
 from __future__ import annotations
 
