@@ -1,7 +1,8 @@
-"""The fast KORM statement (simulators/korm/billing.py: one pass per subscription, only the rows and columns that
-can make a line) gives the very statements of the straightforward one it replaced, kept verbatim in
-tests/unit/reference_korm_billing.py: every line, every figure, to the cent (KORM-PAYG-2, KORM-PAYG-3,
-KORM-YEAR-3, KORM-YEAR-4, KORM-LEG-1, KORM-LEG-2, KORM-MIG-1, KORM-APPR-1, KORM-STOP-1).
+"""KORM statements over five years give the golden figures (tests/unit/golden/korm-*.txt), recorded from the
+straightforward statement code that the fast one (simulators/korm/billing.py: one pass per subscription, only the
+rows and columns that can make a line) replaced: every line, every figure, to the cent (KORM-PAYG-2, KORM-PAYG-3,
+KORM-YEAR-3, KORM-YEAR-4, KORM-LEG-1, KORM-LEG-2, KORM-MIG-1, KORM-APPR-1, KORM-STOP-1). An intended change of
+a rule is recorded anew (tests/unit/golden.py) and reviewed as a diff of figures.
 
 Data: bench/scale.py's plan (PAYG, Yearly and legacy subscriptions over 13 months with quantity changes, plan
 switches, Yearly increases, stops, approval discounts, bulk-written as the rules write them; tests/bench checks
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from ksimkit.simulators.korm import billing, rules
 from ksimkit.simulators.korm.rules import Order
-from tests.unit import reference_korm_billing as reference
+from ksimkit.simulators.korm.tables import history
+from tests.unit import golden
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -32,13 +35,22 @@ finally:
 MONTHS = [f"{y}-{m:02d}" for y in (2024, 2025, 2026, 2027, 2028) for m in range(1, 13)]
 
 
-def _same(world: Any, period: str, book: Any = None, ref_book: Any = None) -> None:
+PLAN_SIZE = 80
+
+
+def _labels(conn: Any, partner_id: str) -> dict[str, str]:
+    """Subscription ids are random: name each by the order its first history row was written."""
+    first = sa.func.min(history.c.id).label("first")
+    rows = conn.execute(sa.select(history.c.subscription_id, first).where(history.c.partner_id == partner_id)
+                        .group_by(history.c.subscription_id).order_by(first))
+    return {row.subscription_id: f"S{n:04d}" for n, row in enumerate(rows)} | {partner_id: "PARTNER"}
+
+
+def _statements(world: Any, book: Any = None) -> str:
     with world.store.begin() as conn:
         ctx = world.ctx(conn)
-        fast = billing.statement(conn, ctx, period, book=book)
-        slow = reference.statement(conn, ctx, period, book=ref_book)
-    fast.pop("generated_at"), slow.pop("generated_at")
-    assert fast == slow, period
+        documents = [(period, billing.statement(conn, ctx, period, book=book)) for period in MONTHS]
+        return golden.render(documents, _labels(conn, world.partner_id))
 
 
 def _extra(world: Any) -> None:
@@ -70,8 +82,9 @@ def korm_world(make_world: Any) -> Any:
     return world
 
 
-def test_same_statements_as_the_reference_for_every_month(korm_world: Any, store: Any) -> None:
-    plan = scale.korm_plan(400, scale.load_profile())
+def test_same_statements_as_the_golden_figures_for_every_month(korm_world: Any, store: Any) -> None:
+    golden.check("korm-rules.txt", _statements(korm_world))
+    plan = scale.korm_plan(PLAN_SIZE, scale.load_profile())
     bulk = scale.build_korm_bulk(store, plan)
 
     class Bulk:  # the bench partner, read the same way
@@ -81,16 +94,11 @@ def test_same_statements_as_the_reference_for_every_month(korm_world: Any, store
         def ctx(self, conn: Any) -> Any:
             return scale.context(conn, self.partner_id)
 
-    for world in (korm_world, Bulk()):
-        for period in MONTHS:
-            _same(world, period)
+    golden.check("korm-plan.txt", _statements(Bulk()))
 
 
 def test_same_statements_from_one_book_for_many_months(korm_world: Any) -> None:
     """What a clock move does when it closes many months: one book, read for each (simulators/korm/events.py)."""
-    end = dt.date(2029, 1, 1)
     with korm_world.store.begin() as conn:
-        book = billing.load_book(conn, korm_world.partner_id, end)
-        ref_book = reference.load_book(conn, korm_world.partner_id, end)
-    for period in MONTHS:
-        _same(korm_world, period, book, ref_book)
+        book = billing.load_book(conn, korm_world.partner_id, dt.date(2029, 1, 1))
+    golden.check("korm-rules.txt", _statements(korm_world, book))
