@@ -5,8 +5,14 @@
     python bench/run.py --quick    # a minute or two (make bench-quick): 2 repetitions, 1 worker
     python bench/run.py --install-peers   # npm install WireMock, Prism, Mountebank into bench/.peers first
     python bench/run.py --quick --peers none --workloads korm_get,kss_activate --soak 0   # a focused check
+    python bench/run.py --scaling --workers 1,2,4,8 --server-cores per-worker --load-cores 12-15 \
+        --database-url postgresql://ksim@127.0.0.1:55432/postgres     # req/s and p99 against workers
 
-The server (ksim or a peer) is pinned to core 0 and wrk to core 1 (taskset). Every workload is warmed up, then
+The server (ksim or a peer) is pinned to ``--server-cores`` (default core 0; ``per-worker``: cores 0..N-1 for N
+workers) and wrk to ``--load-cores`` (default core 1), with taskset. ``--database-url`` runs ksim on a PostgreSQL
+server (a fresh database per server start) instead of a fresh SQLite file. ``--scaling`` measures ksim alone for
+each worker count and prints req/s, p99 and the server's busy cores against workers, with the speed-up over one
+worker. Every workload is warmed up, then
 measured ``--reps`` times for ``--duration`` seconds; the table shows the median and min-max of requests/s and
 the medians of p50/p99 latency. Then, for the first worker count, a sustained load (``--soak`` seconds, 120; quick
 30: the workloads in turn, 10 s each) with the workers' RSS sampled every second: the memory trace. Results go to
@@ -73,11 +79,57 @@ def http_request(port: int, method: str, path: str, headers: dict[str, str] | No
         conn.close()
 
 
-def pin(core: int) -> list[str]:
-    """taskset prefix when there are at least two cores to keep server and load apart."""
+def pin(cores: int | str) -> list[str]:
+    """taskset prefix (a core or a list such as ``0-3``) when there are at least two cores to keep server and load
+    apart."""
     if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        return ["taskset", "-c", str(core)]
+        return ["taskset", "-c", str(cores)]
     return []
+
+
+def server_cores(opts: argparse.Namespace, workers: int) -> str:
+    """The cores the server runs on: ``per-worker`` is 0..N-1 for N workers."""
+    return f"0-{workers - 1}" if opts.server_cores == "per-worker" else opts.server_cores
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres(url: str, statement: str) -> Any:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE) on the server of ``url``; its base URL."""
+    import sqlalchemy as sa
+
+    base = sa.make_url(url.replace("postgres://", "postgresql://", 1))
+    if base.drivername == "postgresql":
+        base = base.set(drivername="postgresql+psycopg")
+    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(statement)
+    engine.dispose()
+    return base
+
+
+def fresh_postgres_database(url: str) -> str:
+    """A new, empty database on the PostgreSQL server of ``url``; its URL (each server start gets its own)."""
+    name = f"ksim_bench_{os.getpid()}_{time.time_ns()}"
+    return _postgres(url, f'CREATE DATABASE "{name}"').set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str) -> None:
+    import sqlalchemy as sa
+
+    target = sa.make_url(url)
+    _postgres(target.set(database="postgres").render_as_string(hide_password=False),
+              f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
 
 
 def ksim_command() -> list[str]:
@@ -95,20 +147,23 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 
 class KsimServer:
-    def __init__(self, workers: int, core: int = 0) -> None:
+    def __init__(self, workers: int, core: int | str = 0, database_url: str | None = None) -> None:
         self.workers = workers
         self.core = core
+        self.database_url = database_url
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="ksim-bench-"))
         self.proc: subprocess.Popen[Any] | None = None
         self.start_seconds: float | None = None
+        self.created_database: str | None = None
 
     def start(self, timeout: float = 30) -> float:
-        """Start ``ksim serve`` on a fresh SQLite file; seconds from spawn to the first 200 of /_sim/health."""
+        """Start ``ksim serve`` on a fresh SQLite file (or a fresh PostgreSQL database); seconds from spawn to the
+        first 200 of /_sim/health."""
         env = {**os.environ, "KSIM_ADMIN_TOKEN": ADMIN_TOKEN, "KSIM_LOG_LEVEL": "warning"}
         env.pop("KSIM_CONFIG", None)
         cmd = [*pin(self.core), *ksim_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-               "--workers", str(self.workers), "--database-url", f"sqlite:///{self.dir / 'state.db'}"]
+               "--workers", str(self.workers), "--database-url", self._database()]
         log = open(self.dir / "serve.log", "wb")
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, env=env,
@@ -126,6 +181,16 @@ class KsimServer:
         self.start_seconds = time.monotonic() - t0
         return self.start_seconds
 
+    def _database(self) -> str:
+        if not self.database_url:
+            return f"sqlite:///{self.dir / 'state.db'}"
+        self.created_database = fresh_postgres_database(self.database_url)
+        return self.created_database
+
+    def pids(self) -> list[int]:
+        assert self.proc is not None
+        return peers_mod.tree_pids(self.proc.pid)
+
     def worker_pids(self) -> list[int]:
         assert self.proc is not None
         return [p for p in peers_mod.tree_pids(self.proc.pid) if p != self.proc.pid]
@@ -138,6 +203,8 @@ class KsimServer:
     def stop(self) -> None:
         if self.proc is not None:
             peers_mod.stop_process(self.proc)
+        if self.created_database:
+            drop_postgres_database(self.created_database)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # setup through the real API
@@ -213,7 +280,7 @@ def run_wrk(url: str, workload: str, env: dict[str, str], seconds: float, opts: 
         fh.write((LUA / "report.lua").read_text() + "\n" + (LUA / script).read_text())
         lua = fh.name
     try:
-        cmd = [*pin(1), "wrk", "-t", str(opts.threads), "-c", str(opts.connections), "-d", f"{max(1, round(seconds))}s",
+        cmd = [*pin(opts.load_cores), "wrk", "-t", str(opts.threads), "-c", str(opts.connections), "-d", f"{max(1, round(seconds))}s",
                "--timeout", "5s", "-s", lua, url]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
                               env={**os.environ, **env, **extra, "BENCH_RUN": run_id})
@@ -229,13 +296,19 @@ def run_wrk(url: str, workload: str, env: dict[str, str], seconds: float, opts: 
 
 
 def measure(port: int, path: str, workload: str, env: dict[str, str], opts: argparse.Namespace, label: str,
-            warmup: float) -> dict[str, Any]:
+            warmup: float, server_pids: list[int] | None = None) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}{path}"
     stamp = f"{label}-{time.time_ns()}"
     if warmup > 0:
         run_wrk(url, workload, env, warmup, opts, f"{stamp}-w")
-    runs = [run_wrk(url, workload, env, opts.duration, opts, f"{stamp}-{i}") for i in range(opts.reps)]
+    runs = []
+    for i in range(opts.reps):
+        cpu0, t0 = cpu_seconds(server_pids or []), time.monotonic()
+        run = run_wrk(url, workload, env, opts.duration, opts, f"{stamp}-{i}")
+        run["server_cores_busy"] = (cpu_seconds(server_pids or []) - cpu0) / (time.monotonic() - t0)
+        runs.append(run)
     out = {"rps": summarize([r["rps"] for r in runs]),
+           "server_cores_busy": summarize([r["server_cores_busy"] for r in runs]),
            "p50_ms": summarize([r["p50_us"] / 1000 for r in runs]),
            "p99_ms": summarize([r["p99_us"] / 1000 for r in runs]),
            "requests": sum(r["requests"] for r in runs), "errors": sum(r["errors"] for r in runs), "runs": runs}
@@ -292,17 +365,19 @@ def soak(server: "KsimServer", fixtures: dict[str, Any], opts: argparse.Namespac
 
 def bench_ksim(workers: int, opts: argparse.Namespace, have_wrk: bool, trace: bool = False) -> dict[str, Any]:
     label = f"ksim ({workers} worker{'s' if workers > 1 else ''})"
+    cores = server_cores(opts, workers)
     print(f"{label}: start-up x{opts.startup_reps}", flush=True)
     starts = []
     for _ in range(opts.startup_reps):
-        server = KsimServer(workers)
+        server = KsimServer(workers, cores, opts.database_url)
         try:
             starts.append(server.start())
         finally:
             server.stop()
-    result: dict[str, Any] = {"label": label, "workers": workers, "start_seconds": summarize(starts),
-                              "workloads": {}}
-    server = KsimServer(workers)
+    result: dict[str, Any] = {"label": label, "workers": workers, "server_cores": cores,
+                              "database": "postgresql" if opts.database_url else "sqlite",
+                              "start_seconds": summarize(starts) if starts else None, "workloads": {}}
+    server = KsimServer(workers, cores, opts.database_url)
     try:
         server.start()
         fixtures = server.setup(QUANTITY_SUBSCRIPTIONS if "korm_quantity" in opts.workloads else 1)
@@ -311,7 +386,7 @@ def bench_ksim(workers: int, opts: argparse.Namespace, have_wrk: bool, trace: bo
         if have_wrk:
             for workload in opts.workloads:
                 result["workloads"][workload] = measure(server.port, fixtures["paths"][workload], workload,
-                                                        fixtures["env"], opts, label, opts.warmup)
+                                                        fixtures["env"], opts, label, opts.warmup, server.pids())
             result["loaded_memory"] = server.memory()
             if trace and opts.soak > 0 and opts.workloads:
                 result["soak"] = soak(server, fixtures, opts, label)
@@ -327,7 +402,7 @@ def bench_peer(name: str, fixtures: dict[str, Any], opts: argparse.Namespace) ->
     result: dict[str, Any] = {"label": name, "workloads": {}}
     if not workloads:
         return result
-    peer = cls(free_port(), pin(0), {**fixtures, "free_port": free_port})
+    peer = cls(free_port(), pin(server_cores(opts, 1)), {**fixtures, "free_port": free_port})
     try:
         peer.start(http_request)
         result["start_seconds"] = peer.start_seconds
@@ -378,7 +453,8 @@ def markdown(report: dict[str, Any]) -> str:
     for entry in report["ksim"]:
         idle = entry.get("idle_memory", {}).get("workers", [])
         loaded = entry.get("loaded_memory", {}).get("workers", [])
-        lines.append(f"| {entry['label']} | {fmt_range(entry['start_seconds'], 3)} | "
+        start = fmt_range(entry["start_seconds"], 3) if entry.get("start_seconds") else "–"
+        lines.append(f"| {entry['label']} | {start} | "
                      + ", ".join(f"{w['rss_kib'] / 1024:.1f} / {w['pss_kib'] / 1024:.1f}" for w in idle)
                      + " | " + (", ".join(f"{w['rss_kib'] / 1024:.1f}" for w in loaded) or "–") + " |")
     for entry in report["peers"].values():
@@ -397,8 +473,29 @@ def markdown(report: dict[str, Any]) -> str:
                          f"({m['min_kib'] / 1024:.1f}–{m['max_kib'] / 1024:.1f}) | {m['max_deviation'] * 100:.1f}% | "
                          f"{m['drift'] * 100:+.1f}% | {'yes' if m['flat'] else '**no**'} | {m['requests']} | "
                          f"{m['errors']} |")
+    lines += scaling_table(report["ksim"])
     lines += ["", "Targets: start ≤ 0.5 s; idle memory ≤ 80 MB per worker; memory flat (±5%) under sustained load."]
     return "\n".join(lines) + "\n"
+
+
+def scaling_table(entries: list[dict[str, Any]]) -> list[str]:
+    """req/s, p99 and busy server cores against workers, with the speed-up over the first worker count."""
+    if len(entries) < 2:
+        return []
+    lines = ["", "| workload | database | workers | server cores | req/s | × first | p99 ms | server cores busy |",
+             "|---|---|---|---|---|---|---|---|"]
+    for workload in dict.fromkeys(w for e in entries for w in e["workloads"]):
+        base = entries[0]["workloads"].get(workload)
+        for entry in entries:
+            m = entry["workloads"].get(workload)
+            if not m:
+                continue
+            speedup = m["rps"]["median"] / base["rps"]["median"] if base and base["rps"]["median"] else 0.0
+            busy = m.get("server_cores_busy", {}).get("median", 0.0)
+            lines.append(f"| {WORKLOAD_TITLES[workload]} | {entry.get('database', 'sqlite')} | {entry['workers']} | "
+                         f"{entry.get('server_cores', '0')} | {m['rps']['median']:.0f} | {speedup:.2f}× | "
+                         f"{m['p99_ms']['median']:.1f} | {busy:.2f} |")
+    return lines
 
 
 def machine() -> dict[str, Any]:
@@ -432,7 +529,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds of sustained load with the memory trace, first worker count only (120; "
                              "quick 30; 0: none)")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (all on core 1)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (all on --load-cores)")
+    parser.add_argument("--server-cores", default="0",
+                        help="taskset cores of the server (0; e.g. 0-3), or per-worker: cores 0..N-1 for N workers")
+    parser.add_argument("--load-cores", default="1", help="taskset cores of wrk (1; e.g. 12-15)")
+    parser.add_argument("--database-url", help="run ksim on this PostgreSQL server (a fresh database per start) "
+                                               "instead of a fresh SQLite file")
+    parser.add_argument("--scaling", action="store_true",
+                        help="ksim alone (no peers, no soak, one start-up), for each --workers count: the scaling table")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, of {', '.join(WORKLOADS)}")
     parser.add_argument("--peers", default="auto",
                         help="comma-separated of wiremock,prism,mountebank; 'auto' (those installed) or 'none'")
@@ -447,6 +551,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if getattr(opts, key) is None:
             setattr(opts, key, value)
     opts.workers = [int(w) for w in str(opts.workers).split(",") if w]
+    if opts.scaling:
+        opts.peers, opts.soak, opts.startup_reps = "none", 0.0, 1
     opts.workloads = [w for w in opts.workloads.split(",") if w]
     unknown = set(opts.workloads) - set(WORKLOADS)
     if unknown:
@@ -476,7 +582,8 @@ def main(argv: list[str] | None = None) -> int:
                               "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
                               "machine": machine(), "settings": {k: getattr(opts, k) for k in (
                                   "reps", "duration", "warmup", "jvm_warmup", "workers", "startup_reps", "soak",
-                                  "connections", "threads", "workloads")},
+                                  "connections", "threads", "workloads", "server_cores", "load_cores", "scaling")}
+                              | {"database": "postgresql" if opts.database_url else "sqlite"},
                               "ksim": [], "peers": {}, "ratios": []}
     for i, workers in enumerate(opts.workers):
         report["ksim"].append(bench_ksim(workers, opts, have_wrk, trace=i == 0))

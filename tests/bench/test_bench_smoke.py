@@ -74,3 +74,18 @@ def test_cpu_per_call_script() -> None:
                           text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert [line.split()[0] for line in proc.stdout.splitlines()] == ["get", "post", "quantity", "activate", "getinfo"]
+
+
+def test_run_scaling_table_against_workers(tmp_path: Path) -> None:
+    """``--scaling``: ksim alone for each worker count, the server on its own cores; busy cores are counted."""
+    report = run_bench(tmp_path, "--scaling", "--workers", "1,2", "--server-cores", "per-worker", "--load-cores", "1",
+                       "--workloads", "korm_get")
+    assert [entry["workers"] for entry in report["ksim"]] == [1, 2]
+    assert [entry["server_cores"] for entry in report["ksim"]] == ["0-0", "0-1"]
+    assert report["peers"] == {} and report["settings"]["scaling"] is True
+    if shutil.which("wrk") is None:
+        return
+    for entry in report["ksim"]:
+        m = entry["workloads"]["korm_get"]
+        assert m["requests"] > 0 and m["errors"] == 0
+        assert m["server_cores_busy"]["median"] > 0
