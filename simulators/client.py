@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+import ssl
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -148,6 +150,7 @@ class KsimAdmin:
             headers={"Authorization": f"Bearer {admin_token}"},
             timeout=timeout,
             transport=transport,
+            verify=default_tls(),
         )
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -547,6 +550,7 @@ class PartnerHandle:
         client_kwargs.setdefault("timeout", self.admin.timeout)
         if self.admin.transport is not None:
             client_kwargs.setdefault("transport", self.admin.transport)
+        client_kwargs.setdefault("verify", default_tls())
         return httpx.Client(base_url=self.base_url + path, headers=headers, **client_kwargs)
 
     def kss_access_info(self) -> etree._Element:
@@ -591,3 +595,10 @@ def _journal_filters(service: str | None, operation: str | None, method: str | N
     filters = {"service": service, "operation": operation, "method": method and method.upper(), "path": path,
                "status": status, "conforms": conforms, "faulted": faulted}
     return {k: v for k, v in filters.items() if v is not None}
+
+
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """httpx's default TLS context (verification on), made once: each new one loads the CA bundle (tens of ms), and
+    the plugin opens a client per test."""
+    return httpx.create_ssl_context()

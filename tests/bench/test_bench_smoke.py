@@ -89,3 +89,11 @@ def test_run_scaling_table_against_workers(tmp_path: Path) -> None:
         m = entry["workloads"]["korm_get"]
         assert m["requests"] > 0 and m["errors"] == 0
         assert m["server_cores_busy"]["median"] > 0
+
+
+def test_plugin_cost_script() -> None:
+    """bench/plugin_cost.py (a test's partner made, one call, the partner gone) runs in-process without an error."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "plugin_cost.py"), "-n", "5", "--where", "in-process"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.startswith("in-process  5 tests: median ")
