@@ -237,7 +237,7 @@ def _with(**changes: Any) -> dict[str, Any]:
     (_with(methods__stop__url="/x/{tenant}/{sku}"), "methods.stop.url: unknown placeholder {sku}"),
     (_with(methods__order__colour=1), "methods.order.colour: unknown key"),
     ({"base_url": "http://b.test", "methods": {"charges": {"url": "/i/{period}"}}}, "methods: no step method: an adapter drives at least one of order,"),
-    (_with(methods__order__command="broker order"), "methods.order.command: must be a list of arguments"),
+    (_with(methods__order={"command": "broker order"}), "methods.order.command: must be a list of arguments"),
     (_with(methods__order__command=["b", "order"]), "methods.order: has both url and command"),
     (_with(methods__migrate={"url": "/m", "id": "/id"}), "methods.migrate.id: captures the broker's id of a step's ref"),
     (_with(capabilities={"teleport": True}), "capabilities.teleport: unknown capability"),
