@@ -401,6 +401,8 @@ class _Run:
         wanted = {"programme": s.programme, "timezone": s.timezone, "billing_period": s.billing_period,
                   "msp_registered": s.programme == "msp" if s.msp_registered is None else s.msp_registered}
         changes = {k: v for k, v in wanted.items() if getattr(handle, k) != v}
+        if "programme" in changes:  # the server derives msp_registered from a new programme unless it is sent
+            changes["msp_registered"] = wanted["msp_registered"]
         if changes:
             handle = self.sim_call("set the pooled partner's settings", handle.update, **changes)
         if not getattr(self.broker, "resets_state", True):
@@ -443,6 +445,7 @@ class _Run:
             legacy=tuple(legacy), programme=partner.programme, billing_period=partner.billing_period,
             msp_registered=partner.msp_registered, terms=self.sim_call("read the partner's terms", partner.terms),
             partner_id=partner.id, pooled=self.member is not None,
+            broker_tenant=(self.member.tenant or "") if self.member is not None else "",
         )
         self.broker_call("start (a new tenant)", self.broker.start, tenant)
         self.started = True

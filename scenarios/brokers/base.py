@@ -56,6 +56,7 @@ class TenantSetup:
     terms: dict[str, Any] = field(default_factory=dict)
     partner_id: str = ""  # the simulator partner (a pooled partner's id when ksim certify runs on a pool)
     pooled: bool = False  # True: the partner is one of a fixed pool the broker is configured with (no tenant API)
+    broker_tenant: str = ""  # the pool entry's `tenant`: the broker's own name for what uses this partner
 
 
 @dataclass(frozen=True)

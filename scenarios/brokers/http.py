@@ -38,6 +38,7 @@ import os
 import ssl
 import re
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -94,11 +95,11 @@ TENANT_FIELDS = ("scenario_id", "korm_url", "korm_token", "kss_wsdl_url", "kss_u
                  "timezone", "prices", "legacy", "kss_url", "kss_rest_url", "ksim_url")
 # What decides a bill, usable in every method: the partner's vendor terms (GET /_sim/partners/{id}/terms).
 CONTEXT_FIELDS = ("programme", "billing_period", "msp_registered", "timezone", "prices", "terms", "kss_prices",
-                  "msp_tiers", "currency", "partner", "time_url", "ksim_url", "kss_rest_url")
+                  "msp_tiers", "currency", "partner", "time_url", "ksim_url", "kss_rest_url", "base_url", "python")
 OTHER_METHODS: dict[str, tuple[str, ...]] = {
     "start": TENANT_FIELDS,
     "stop_tenant": (),
-    "reset": (),  # pooled partners: reset the broker's own state between scenarios (optional)
+    "reset": ("now",),  # no tenant API: reset the broker's own state before a scenario (optional)
     "advance_clock": ("to", "now"),
     "run_billing": ("to", "now"),  # after a clock move: run what the broker runs on a schedule (optional)
     "charges": ("period",),
@@ -656,6 +657,11 @@ class HttpBroker:
         return self.adapter.billing
 
     @property
+    def resets_state(self) -> bool:
+        """Whether each scenario starts on fresh broker state (a tenant per scenario, or a reset call)."""
+        return "start" in self.adapter.methods or "reset" in self.adapter.methods
+
+    @property
     def relays_codes(self) -> bool:
         """Whether the adapter reads a code from the broker's answers (else the runner reads the vendor's from its
         journal)."""
@@ -679,7 +685,8 @@ class HttpBroker:
         return spec
 
     def _variables(self, extra: Mapping[str, Any]) -> dict[str, Any]:
-        variables: dict[str, Any] = dict(self.adapter.variables)
+        variables: dict[str, Any] = {"base_url": self.adapter.base_url, "python": sys.executable,
+                                     **self.adapter.variables}
         setup = self.tenant_setup
         if setup is not None:
             variables.update(context_values(setup))
@@ -816,9 +823,9 @@ class HttpBroker:
     def start(self, tenant: TenantSetup) -> None:
         self.tenant_setup = tenant
         if "start" not in self.adapter.methods:  # no tenant API: the broker is configured with (pooled) partners
-            self.tenant = tenant.partner_id or tenant.scenario_id
+            self.tenant = tenant.broker_tenant or tenant.partner_id or tenant.scenario_id
             if "reset" in self.adapter.methods:
-                _, response = self._call("reset", {})
+                _, response = self._call("reset", {"now": tenant.now})
                 self._check("reset", response)
             return
         korm_base = tenant.korm_url.rsplit("/korm/", 1)[0]
