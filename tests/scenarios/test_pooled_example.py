@@ -1,0 +1,39 @@
+"""The second example broker (examples/pooled_broker) certified as it is, by ``ksim certify --pooled-example``: pooled
+partners with fixed credentials, its own order numbers and error codes, a clock moved by its CLI, its own invoice
+shape, no legacy takeover. A few packaged scenarios here; all of them: ``make certify-pooled``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+from ksimkit.scenarios.model import SUITES_DIR
+from ksimkit.simulators.cli import main
+
+PICKED = [
+    "korm/korm-stop-reactivate-refused.yaml",  # a vendor refusal its own code hides: read from ksim's journal
+    "korm/korm-payg-reduction-mid-month.yaml",  # ids captured per ref, invoices in its own shape
+    "korm/korm-legacy-free-first-month.yaml",  # needs legacy takeover, which it does not declare: not applicable
+    "kss/kss-count-unchanged-refused.yaml",  # KSS 707 behind its E-NO-CHANGE
+    "kss/kss-msp-volume-tier-across-customers.yaml",  # a pooled partner switched to msp for the scenario
+]
+
+
+def test_the_pooled_example_broker_is_certified_on_its_pool(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["certify", "--pooled-example", "--jobs", "2", "--out", str(out), "--suite",
+                 *[str(SUITES_DIR / name) for name in PICKED]])
+    summary = json.loads((out / "summary.json").read_text())
+    verdicts = {s["scenario_id"]: s["verdict"] for s in summary["scenarios"]}
+    assert code == 0, [(s["scenario_id"], s["failures"] or s["reason"]) for s in summary["scenarios"]]
+    assert verdicts == {"korm-stop-reactivate-refused": "passed", "korm-payg-reduction-mid-month": "passed",
+                        "korm-legacy-free-first-month": "not_applicable", "kss-count-unchanged-refused": "passed",
+                        "kss-msp-volume-tier-across-customers": "passed"}
+    by_id = {s["scenario_id"]: s for s in summary["scenarios"]}
+    refused = by_id["korm-stop-reactivate-refused"]["steps"][-1]
+    assert refused["code"] == "SUBSCRIPTION_DELETED (the vendor's, from ksim's journal)"
+    assert by_id["korm-stop-reactivate-refused"]["levels"] == {"vendor_side": "passed", "full": "passed"}
+    assert "legacy" in by_id["korm-legacy-free-first-month"]["reason"]
+    assert {s["partner_id"] for s in summary["scenarios"] if s["partner_id"]} <= {
+        "ptn_00000000e001", "ptn_00000000e002", "ptn_00000000e003", "ptn_00000000e004"}
+    assert all(row["ok"] for s in summary["scenarios"] for row in s["charges"] + s["reconciliation"])
