@@ -172,3 +172,23 @@ def test_a_bad_pool_file_says_what_is_wrong(tmp_path: Any) -> None:
     path.write_text("partners: []\n")
     with pytest.raises(PoolError, match="a list of at least one partner"):
         load_pool(path)
+
+
+def test_the_report_shows_both_levels_and_what_was_not_checked() -> None:
+    from ksimkit.scenarios.report import ReportMeta, level_verdicts, render_html, summary
+    from ksimkit.scenarios.runner import ScenarioResult
+
+    def result(sid: str, verdict: str, levels: dict[str, str], not_checked: list[str] | None = None) -> ScenarioResult:
+        return ScenarioResult(scenario_id=sid, title=sid, service="korm", rules=["KORM-PAYG-1"], source=f"{sid}.yaml",
+                              verdict=verdict, levels=levels, not_checked=not_checked or [])
+
+    vendor_only = [result("a", PASSED, {VENDOR_SIDE: PASSED, FULL: NOT_CHECKED}, ["customer charges: none"]),
+                   result("b", NOT_APPLICABLE, {})]
+    assert level_verdicts(vendor_only) == {VENDOR_SIDE: PASSED, FULL: NOT_CHECKED}
+    invoices_wrong = [result("a", FAILED, {VENDOR_SIDE: PASSED, FULL: FAILED})]
+    assert level_verdicts(invoices_wrong) == {VENDOR_SIDE: PASSED, FULL: FAILED}
+    meta = ReportMeta(broker="b")
+    assert summary(vendor_only, meta)["levels"] == {VENDOR_SIDE: PASSED, FULL: NOT_CHECKED}
+    html = render_html(vendor_only, meta)
+    assert "vendor-side (calls to the vendor) certified · full (plus invoices and reconciliation) not checked" in html
+    assert "<h3>Not checked</h3><ul><li>customer charges: none</li></ul>" in html
