@@ -37,3 +37,13 @@ def test_the_pooled_example_broker_is_certified_on_its_pool(tmp_path: Path) -> N
     assert {s["partner_id"] for s in summary["scenarios"] if s["partner_id"]} <= {
         "ptn_00000000e001", "ptn_00000000e002", "ptn_00000000e003", "ptn_00000000e004"}
     assert all(row["ok"] for s in summary["scenarios"] for row in s["charges"] + s["reconciliation"])
+
+
+def test_a_bad_pool_file_is_exit_status_2_with_the_reason(tmp_path: Path, capsys: object) -> None:
+    pool = tmp_path / "pool.yaml"
+    pool.write_text("partners:\n  - {id: ptn_00000000a001, token: short, kss_username: u1, kss_password: secret123}\n")
+    code = main(["certify", "--pooled-example", "--pool", str(pool), "--out", str(tmp_path / "out"), "--suite",
+                 str(SUITES_DIR / PICKED[0])])
+    assert code == 2
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert "--pool:" in err and "partners[0].token: must be 16 to 200 characters" in err
