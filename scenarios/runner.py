@@ -16,6 +16,13 @@ through the partner portal ``/kss/v1``), the broker's invoices and the vendor's 
 compares. A broker's ref is not the vendor's id: a ref is matched to the vendor's subscription by the
 activation code the broker stored for it (``broker.activation_code(ref)``).
 
+Brokers as they are: a scenario needing a capability the broker does not declare is not applicable; on a pool
+(``Simulator(..., pool=PartnerPool)``) each scenario borrows a pooled partner with fixed credentials, reset to the
+scenario's start (with fresh customer and ref names when the broker keeps its state); the vendor's refusal code is
+read from ksim's request journal when the broker does not relay it; invoice data the broker does not expose (or
+that its declared billing policy and units make incomparable) is reported in ``not_checked``. Each result carries
+its verdict per certification level (``levels``: vendor_side, full); ``level=`` chooses the one the verdict is at.
+
 Verdicts: ``passed``; ``failed`` (the broker did something the vendor rules or the scenario do not allow:
 a wrong outcome, a wrong charge, a reconciliation difference, an error of the broker); ``not_applicable``
 (the broker raised ``NotImplementedError`` for a step it does not support); ``error`` (the harness could not
@@ -721,10 +728,13 @@ class _Run:
             if found is None and not code:
                 if ref in self.legacy_vendor:
                     found = by_id.get(self.legacy_vendor[ref]["id"])
-                elif self.scenario.service == "korm":
-                    found = next((v for v in vendor if v.external_ref == self.alias(ref)), None)
-                else:
-                    found = by_id.get(self.alias(ref))
+                else:  # the broker's key at the vendor: the ref, or its own id for the ref (captured by `id:`)
+                    keys = [self.alias(ref), (getattr(self.broker, "ids", None) or {}).get(self.alias(ref))]
+                    for key in filter(None, keys):
+                        found = (next((v for v in vendor if v.external_ref == key), None)
+                                 if self.scenario.service == "korm" else by_id.get(key))
+                        if found is not None:
+                            break
             if found is not None:
                 out[ref] = found
         return out

@@ -47,3 +47,45 @@ def test_a_bad_pool_file_is_exit_status_2_with_the_reason(tmp_path: Path, capsys
     assert code == 2
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert "--pool:" in err and "partners[0].token: must be 16 to 200 characters" in err
+
+
+KSS_BY_ID = """
+id: kss-matched-by-the-brokers-id
+title: Without an activation-code call, the vendor's subscription is found by the broker's own id
+rules: [KSS-QTY-2]
+service: kss
+setup:
+  start: 2026-03-01T09:00:00Z
+  programme: xsp
+steps:
+  - activate: {ref: home, customer: smith, product: KIS, count: 3}
+  - advance: 2026-03-10
+  - change_count: {ref: home, count: 5}
+expect:
+  vendor:
+    - {ref: home, count: 5, status: Started}
+  charges:
+    - {period: 2026-03, ref: home, units: 5, amount: "14.95"}
+  reconcile: [2026-03]
+"""
+
+
+def test_the_vendors_subscription_is_matched_by_the_brokers_own_id(tmp_path: Path, server: object) -> None:
+    import dataclasses
+
+    from ksimkit.scenarios.brokers.pooled_example import pooled_example_broker
+    from ksimkit.scenarios.model import parse_scenario
+    from ksimkit.scenarios.runner import PASSED, Simulator, run_scenario
+    from tests.scenarios.conftest import ADMIN_TOKEN
+
+    scenario = parse_scenario(KSS_BY_ID, file="by-id.yaml")
+    with pooled_example_broker() as (adapter, pool):
+        methods = {k: v for k, v in adapter.methods.items() if k != "activation_code"}
+        no_codes = dataclasses.replace(adapter, methods=methods)
+        from ksimkit.simulators.client import KsimAdmin
+
+        with KsimAdmin(server.url, ADMIN_TOKEN) as admin:  # type: ignore[attr-defined]
+            pool.provision(admin)
+        result = run_scenario(scenario, no_codes, Simulator(server.url, ADMIN_TOKEN, pool=pool))  # type: ignore[attr-defined]
+    assert result.verdict == PASSED, result.failures or result.reason
+    assert [c.ok for c in result.vendor_checks] == [True, True] and result.reconciliation[0].vendor_id.startswith("SO-")
