@@ -27,6 +27,13 @@ A template string that is exactly ``"{name}"`` is replaced by the value itself (
 number, ``prices`` stays an object, a missing optional value is ``null``); inside a longer string the
 value is written as text (URL-encoded in ``url``). A method not in ``methods`` raises
 ``NotImplementedError``: the scenarios that need it are reported *not applicable*.
+
+A method may be a command instead of an HTTP call (``command: [argv...]``, its JSON answer on stdout); a step's
+``id:`` captures the broker's own id for its ref (``{id}`` later); ``result.outcomes``/``result.codes`` map the
+broker's own answers and codes; ``capabilities`` and ``billing`` declare what it supports and how it bills its
+customers. ``start`` (a tenant API), ``advance_clock`` and ``charges`` are optional: without ``start`` the broker
+runs on pooled partners (``reset`` empties its books), without ``advance_clock`` it reads ksim's time, without
+``charges`` it earns a vendor-side certificate only.
 """
 from __future__ import annotations
 
@@ -660,12 +667,6 @@ class HttpBroker:
     def resets_state(self) -> bool:
         """Whether each scenario starts on fresh broker state (a tenant per scenario, or a reset call)."""
         return "start" in self.adapter.methods or "reset" in self.adapter.methods
-
-    @property
-    def relays_codes(self) -> bool:
-        """Whether the adapter reads a code from the broker's answers (else the runner reads the vendor's from its
-        journal)."""
-        return any(spec.result.code is not None for n, spec in self.adapter.methods.items() if n in STEP_METHODS)
 
     def supports(self, method: str) -> bool:
         return method in self.adapter.methods
