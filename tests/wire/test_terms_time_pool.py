@@ -125,3 +125,39 @@ def test_SIM_CLOCK_1_reset_to_a_new_start_reuses_a_partner(server: Any) -> None:
             assert korm.get("/subscriptions").json()["items"] == []
         partner.advance(days=1)
         assert partner.reset().now.isoformat().startswith("2025-01-10T08:00:00")  # the new start stays the start
+
+
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(LIBFAKETIME) or not __import__("shutil").which("curl"),
+                    reason="libfaketime (apt-get install libfaketime) and curl are needed for the recipe")
+def test_SIM_CLOCK_1_the_documented_libfaketime_recipe_follows_the_partner_clock(server: Any, tmp_path: Any) -> None:
+    """docs/certify-your-broker.md: the adapter's clock step writes the time endpoint's faketime form into the file a
+    broker running under libfaketime reads; the broker's system clock is then the partner's."""
+    import datetime as dt
+    import os
+    import subprocess
+
+    from ksimkit.scenarios.brokers.base import TenantSetup
+    from ksimkit.scenarios.brokers.http import HttpAdapter
+
+    clock_file = tmp_path / "broker-clock"
+    with KsimAdmin(server.url, "test-admin") as admin:
+        partner = admin.create_partner(now="2026-04-15T09:00:00Z")
+        adapter = HttpAdapter.from_dict({"methods": {
+            "advance_clock": {"command": ["sh", "-c", "curl -sf '{time_url}?format=faketime' "
+                                          f"-H 'Authorization: Bearer test-admin' > {clock_file}"]},
+            "stop": {"command": ["true"]}}}, source="faketime.yaml")
+        broker = adapter.broker()
+        broker.start(TenantSetup(scenario_id="ft", korm_url=partner.korm_url, korm_token=partner.token,
+                                 kss_wsdl_url=partner.kss_soap_url + "?wsdl", kss_username=partner.kss_username,
+                                 kss_password=partner.kss_password, now=dt.datetime(2026, 4, 15, 9, tzinfo=dt.timezone.utc),
+                                 timezone="UTC", partner_id=partner.id))
+        partner.advance(to="2026-06-01")
+        broker.advance_clock(dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc))
+    assert clock_file.read_text() == "@2026-06-01 00:00:00\n"
+    env = {**os.environ, "LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": str(clock_file),
+           "FAKETIME_NO_CACHE": "1", "TZ": "UTC"}
+    seen = subprocess.run(["date", "-u", "+%F"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert seen == "2026-06-01"
