@@ -135,6 +135,31 @@ def test_KORM_PAYG_2_own_billing_policy_skips_customer_charges_but_reconciles_st
     assert off.failures[0].startswith("reconciliation 2026-04 s1: the broker expects a vendor cost of 37.61")
 
 
+class NoCostNoUnits(KormOnlyBroker):
+    """Invoices with amounts only: no units, no expected vendor cost on its lines."""
+
+    def charges(self, period: str) -> list[Charge]:
+        return [dataclasses.replace(c, units=None, vendor_cost=None) for c in super().charges(period)]
+
+
+def test_KORM_PAYG_2_invoices_without_units_or_vendor_cost_check_the_amounts_only(
+        scenarios: dict[str, Scenario], sim: Simulator) -> None:
+    result = run_scenario(scenarios["payg-reduction"], NoCostNoUnits(), sim)
+    assert result.verdict == PASSED, result.failures
+    assert [(c.ok, c.amount) for c in result.charges] == [(True, "37.60"), (True, "60.49")]
+    assert result.not_checked == ["units: the broker's invoice lines carry none",
+                                  "reconciliation of costs: the broker's invoice lines carry no vendor cost (what it "
+                                  "expects to pay)"]
+    assert result.levels == {VENDOR_SIDE: PASSED, FULL: PASSED}
+
+    class WrongAmount(NoCostNoUnits):
+        def charges(self, period: str) -> list[Charge]:
+            return [dataclasses.replace(c, amount=c.amount + 1) for c in super().charges(period)]
+
+    wrong = run_scenario(scenarios["payg-reduction"], WrongAmount(), sim)
+    assert wrong.verdict == FAILED and wrong.failures[0].startswith("charge 2026-04 s1 (line")
+
+
 def test_SIM_IDEM_1_pooled_partners_run_one_scenario_each_and_fresh_names_when_state_is_kept(
         scenarios: dict[str, Scenario], server: Any, tmp_path: Any) -> None:
     import secrets
