@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import httpx
 import yaml
 
 from ksimkit.simulators.client import KsimAdmin, KsimError, PartnerHandle
@@ -116,10 +117,16 @@ class PartnerPool:
         for member in self.members:
             try:
                 admin.partner(member.id)
-                continue  # already there (a shared simulator): its credentials are the pool's
             except KsimError as exc:
                 if exc.status != 404:
                     raise PoolError(f"pooled partner {member.id}: {exc}") from exc
+            else:  # already there (a shared simulator): adopted if its token is still the pool's
+                answer = httpx.get(f"{admin.base_url}/korm/v1/products", timeout=10,
+                                   headers={"Authorization": f"Bearer {member.token}"})
+                if answer.status_code == 401:
+                    raise PoolError(f"pooled partner {member.id} exists on the simulator with other credentials "
+                                    "(rotated?): reset them there, or give the pool another id")
+                continue
             try:
                 admin.create_partner(name=member.name or member.tenant or member.id, partner_id=member.id,
                                      token=member.token, kss_username=member.kss_username,

@@ -252,6 +252,12 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+def _arg_text(value: Any) -> str:
+    """A command argument or environment value: objects and lists (``{prices}``, ``{terms}``) as JSON text."""
+    value = _jsonable(value)
+    return json.dumps(value) if isinstance(value, (dict, list)) else _as_text(value)
+
+
 def render(template: Any, variables: Mapping[str, Any], *, url: bool = False, omit_null: bool = True) -> Any:
     """Fill a template: ``"{name}"`` alone gives the value itself; inside text it gives its text form."""
     if isinstance(template, str):
@@ -725,8 +731,8 @@ class HttpBroker:
     def _run(self, name: str, spec: MethodSpec, variables: Mapping[str, Any]) -> Answer:
         """Run the method's command: argv rendered (each argument as text), env added to ksim's own environment."""
         assert spec.command is not None
-        argv = [_as_text(render(str(arg), variables)) for arg in spec.command]
-        env = {**os.environ, **{k: _as_text(render(str(v), variables)) for k, v in spec.env.items()}}
+        argv = [_arg_text(render(str(arg), variables)) for arg in spec.command]
+        env = {**os.environ, **{k: _arg_text(render(str(v), variables)) for k, v in spec.env.items()}}
         stdin = None
         if spec.stdin is not None:
             stdin = json.dumps(render(spec.stdin, variables, omit_null=spec.omit_null))

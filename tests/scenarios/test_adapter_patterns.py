@@ -156,7 +156,7 @@ def test_commands_take_argv_templates_and_answer_json_on_stdout(tmp_path: Path) 
                       "env": {"BROKER_COMPANY": "{tenant}"}},
             "stop": {"command": ["{python}", script, "cancel", "{id}"], "refused_exit": [3],
                      "stdin": {"order": "{id}"}},
-            "advance_clock": {"command": ["{python}", script, "clock", "--to", "{to}"]},
+            "advance_clock": {"command": ["{python}", script, "clock", "--to", "{to}", "{prices}"]},
             "hard_cancel": {"command": ["{python}", script, "crash"]},
         },
     }
@@ -173,7 +173,7 @@ def test_commands_take_argv_templates_and_answer_json_on_stdout(tmp_path: Path) 
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert calls[0] == {"args": ["order", "acme", "25"], "stdin": "", "env": "north"}
     assert calls[1]["args"] == ["cancel", "CLI-25"] and json.loads(calls[1]["stdin"]) == {"order": "CLI-25"}
-    assert calls[2]["args"] == ["clock", "--to", "2026-05-01T00:00:00Z"]
+    assert calls[2]["args"] == ["clock", "--to", "2026-05-01T00:00:00Z", '{"KSOS": "2.50"}']  # objects as JSON
     broker.close()
 
 

@@ -172,6 +172,14 @@ def test_SIM_IDEM_1_pooled_partners_run_one_scenario_each_and_fresh_names_when_s
         pool.provision(admin)
         pool.provision(admin)  # adopted the second time
         assert {m.id for m in members} <= {p["id"] for p in admin.partners()}
+        PartnerPool.handle(admin, members[1]).rotate_credentials()
+        with pytest.raises(PoolError, match=f"pooled partner {members[1].id} exists on the simulator with other"):
+            pool.provision(admin)
+    members[1] = dataclasses.replace(members[1], id=f"ptn_{tag}99", token=f"pool-{tag}-token-99",
+                                     kss_username=f"pool-{tag}-99")
+    pool = PartnerPool(members)
+    with KsimAdmin(server.url, "test-admin") as admin:
+        pool.provision(admin)
 
     class KeepsState(KormOnlyBroker):
         resets_state = False
