@@ -956,7 +956,10 @@ class HttpBroker:
                 ref = refs_by_id.get(broker_id) or (str(get("ref", broker_id)) if spec.fields.get("ref") else broker_id)
             else:
                 ref = str(get("ref"))
-            out.append(Charge(period=str(get("period", period)), customer=str(get("customer", "")),
+            line_period = str(get("period", period))
+            if re.match(r"^\d{4}-\d{2}-\d{2}", line_period):  # a line dated, not labelled: its calendar month
+                line_period = line_period[:7]
+            out.append(Charge(period=line_period, customer=str(get("customer", "")),
                               ref=ref, units=units, amount=amount, vendor_cost=vendor_cost))
         return out
 

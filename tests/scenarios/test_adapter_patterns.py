@@ -46,7 +46,8 @@ OWN_API: dict[str, Any] = {
                   "id": "/order/number"},
         "stop": {"url": "/companies/{tenant}/orders/{id}/cancel"},
         "charges": {"url": "/companies/{tenant}/invoices", "params": {"month": "{period}"}, "items": "/invoice/rows",
-                    "fields": {"id": "/order", "amount": "/total", "units": None, "vendor_cost": None}},
+                    "fields": {"id": "/order", "amount": "/total", "units": None, "vendor_cost": None,
+                               "period": "/date"}},
         "activation_code": {"url": "/companies/{tenant}/orders/{id}", "value": "/order/key"},
     },
 }
@@ -111,9 +112,10 @@ def test_invoices_are_mapped_by_the_brokers_id_without_units_or_vendor_cost(reco
     recorder.answers[("POST", "/companies/north/orders")] = ({"status": "ACCEPTED", "order": {"number": "SO-9"}}, 200)
     broker.order("s1", "acme", "KESB", 25)
     recorder.answers[("GET", "/companies/north/invoices")] = (
-        {"invoice": {"rows": [{"order": "SO-9", "total": "75.00"}, {"order": "SO-OTHER", "total": "1.00"}]}}, 200)
+        {"invoice": {"rows": [{"order": "SO-9", "total": "75.00"}, {"order": "SO-OTHER", "total": "1.00",
+                                                                       "date": "2026-05-15T00:00:00Z"}]}}, 200)
     assert broker.charges("2026-04") == [Charge("2026-04", "", "s1", None, Decimal("75.00"), None),
-                                         Charge("2026-04", "", "SO-OTHER", None, Decimal("1.00"), None)]
+                                         Charge("2026-05", "", "SO-OTHER", None, Decimal("1.00"), None)]
 
 
 def test_a_clock_move_runs_the_billing_step_and_an_absent_clock_is_no_call(recorder: Recorder) -> None:
