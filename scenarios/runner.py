@@ -364,7 +364,6 @@ class _Run:
         finally:
             if self.result.verdict == FAILED and not self.result.levels:
                 self.result.levels = {VENDOR_SIDE: FAILED, FULL: FAILED}
-            borrowed.close()
             try:
                 if self.started:
                     self.broker.stop_tenant()
@@ -374,6 +373,7 @@ class _Run:
                 pass
             if self.admin is not None:
                 self.admin.close()
+            borrowed.close()  # the pooled partner goes back only once the broker is done with it
             self.result.duration_s = round(time.monotonic() - began, 3)
         return self.result
 
@@ -810,8 +810,7 @@ class _Run:
         return out
 
     def _as_checked(self, charge: Charge) -> Charge:
-        """The charge under the scenario's names, without what the broker's declared policy makes incomparable:
-        units other than the vendor's, and, under its own customer billing policy, the customer's amount."""
+        """The charge under the scenario's names, without units other than the vendor's (incomparable)."""
         billing = getattr(self.broker, "billing", None)
         units = charge.units if billing is None or billing.units == "vendor" else None
         return dataclasses.replace(charge, ref=self.unalias(charge.ref), customer=self.unalias(charge.customer),
@@ -936,7 +935,8 @@ class _Run:
                                broker_cost=_money(mine["vendor_cost"]) or "0.00",
                                vendor_amount=_money(bill["amount"]) or "0.00")
                 problems = []
-                if sub is None and (mine["units"] or mine["vendor_cost"]):
+                unexposed = mine["units"] is None and mine["vendor_cost"] is None  # only its amounts: judge by them
+                if sub is None and (mine["units"] or mine["vendor_cost"] or (unexposed and mine.get("amount"))):
                     code = self.final_codes.get(ref)
                     problems.append(f"the broker bills {ref} but the vendor holds no subscription with its activation "
                                     f"code ({code or 'none stored'})")
