@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test test-install demo serve clean bench bench-quick bench-scale reliability
+.PHONY: install test test-install demo serve clean bench bench-quick bench-scale reliability certify-pooled
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "ksim needs Python 3.11 or 3.12"; exit 1; }
@@ -33,6 +33,11 @@ demo: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/ksim serve
+
+# The second example broker (examples/pooled_broker: pooled partners, its own ids, codes, CLI clock and invoices)
+# certified on every packaged scenario, one per pooled partner at a time: out/pooled/report.html.
+certify-pooled: $(STAMP)
+	$(BIN)/ksim certify --pooled-example --jobs 4 --out out/pooled
 
 # Benchmarks (bench/run.py, docs/benchmarks.md): ksim under wrk, side by side with the peers installed in
 # bench/.peers (python bench/peers.py --install). Needs wrk (apt-get install wrk). Results: bench/results/.

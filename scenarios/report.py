@@ -26,7 +26,8 @@ from typing import Any
 from ksimkit.scenarios import rules as rule_catalog
 from ksimkit.scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, PASSED, ScenarioResult, Timeline
 
-__all__ = ["ReportMeta", "overall_verdict", "render_html", "render_junit", "rule_matrix", "summary", "write_reports"]
+__all__ = ["ReportMeta", "level_verdicts", "overall_verdict", "render_html", "render_junit", "rule_matrix", "summary",
+           "write_reports"]
 
 LABELS = {PASSED: "pass", FAILED: "fail", NOT_APPLICABLE: "n/a", ERROR: "error"}
 PALETTE = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626", "#4b5563"]
@@ -60,6 +61,19 @@ def overall_verdict(results: Sequence[ScenarioResult], *, strict: bool = False) 
     if strict and NOT_APPLICABLE in verdicts:
         return FAILED
     return PASSED
+
+
+def level_verdicts(results: Sequence[ScenarioResult]) -> dict[str, str]:
+    """The run per certification level: ``vendor_side`` (the broker's calls to the vendor) and ``full`` (plus its
+    invoices and the reconciliation): passed, failed, error, or for ``full`` not_checked when the broker exposes no
+    invoices. Scenarios that were not applicable do not count."""
+    ran = [r for r in results if r.verdict != NOT_APPLICABLE]
+    if any(r.verdict == ERROR for r in ran):
+        return {"vendor_side": ERROR, "full": ERROR}
+    vendor = [r.levels.get("vendor_side", r.verdict) for r in ran]
+    full = [r.levels.get("full", r.verdict) for r in ran]
+    return {"vendor_side": FAILED if FAILED in vendor else PASSED,
+            "full": FAILED if FAILED in full else ("not_checked" if "not_checked" in full else PASSED)}
 
 
 def rule_matrix(results: Sequence[ScenarioResult]) -> dict[str, dict[str, Any]]:
@@ -102,6 +116,7 @@ def summary(results: Sequence[ScenarioResult], meta: ReportMeta, *, strict: bool
         "notes": meta.notes,
         "verdict": overall_verdict(results, strict=strict),
         "totals": {"scenarios": len(results), **{v: counts[v] for v in (PASSED, FAILED, NOT_APPLICABLE, ERROR)}},
+        "levels": level_verdicts(results),
         "rules": rule_matrix(results),
         "scenarios": [r.to_dict() for r in results],
     }
@@ -234,6 +249,12 @@ def render_html(results: Sequence[ScenarioResult], meta: ReportMeta, *, strict: 
     for note in meta.notes:
         parts.append(f'<div class="meta">{_e(note)}</div>')
     parts.append(f'<div class="banner {verdict}">{_e(banner)}</div>')
+    levels = level_verdicts(results)
+    level_words = {PASSED: "certified", FAILED: "not certified", ERROR: "incomplete",
+                   "not_checked": "not checked (the broker exposes no invoices)"}
+    parts.append('<div class="meta">certification levels: vendor-side (calls to the vendor) '
+                 f"{_e(level_words[levels['vendor_side']])} · full (plus invoices and reconciliation) "
+                 f"{_e(level_words[levels['full']])}</div>")
     parts.append('<div class="cards">' + "".join(
         f'<div class="card"><b>{n}</b>{label}</div>' for n, label in (
             (len(results), "scenarios"), (counts[PASSED], "passed"), (counts[FAILED], "failed"),
@@ -296,6 +317,8 @@ def _scenario_html(result: ScenarioResult) -> str:
     if result.failures:
         out.append("<h3>What went wrong</h3><ul class=\"failures\">"
                    + "".join(f"<li>{_e(f)}</li>" for f in result.failures) + "</ul>")
+    if result.not_checked:
+        out.append("<h3>Not checked</h3><ul>" + "".join(f"<li>{_e(n)}</li>" for n in result.not_checked) + "</ul>")
     if result.timeline is not None and (result.timeline.series or result.timeline.periods):
         out.append("<h3>Timeline</h3>")
         out.append(timeline_svg(result.timeline, result))

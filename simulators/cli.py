@@ -39,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
                        help="the HTTP adapter file describing your broker's API (docs/certify-your-broker.md)")
     which.add_argument("--reference-broker", action="store_true",
                        help="start ksim's reference broker (examples/reference_broker) in-process and certify it")
+    which.add_argument("--pooled-example", action="store_true",
+                       help="start ksim's second example broker (examples/pooled_broker: pooled partners, its own ids, "
+                            "codes, clock command and invoices) in-process and certify it on its pool")
+    certify.add_argument("--pool", metavar="POOL.yaml",
+                         help="run on a pool of partners with fixed credentials (a broker without a tenant API)")
+    certify.add_argument("--level", choices=("vendor_side", "full"), default="full",
+                         help="the certification level the verdict is at (default full; vendor_side: the broker's "
+                              "calls to the vendor only, no invoices needed)")
     certify.add_argument("--defects", metavar="A,B", default="",
                          help="with --reference-broker: seeded defects to switch on (comma-separated)")
     certify.add_argument("--broker-url", metavar="URL", help="override the adapter file's base_url")
@@ -75,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             adapter=args.broker, reference_broker=args.reference_broker,
             defects=[d.strip() for d in args.defects.split(",") if d.strip()], broker_url=args.broker_url,
             suites=args.suite, jobs=args.jobs, out=args.out, ksim_url=args.ksim_url, admin_token=args.admin_token,
-            strict=args.strict, select=args.select,
+            strict=args.strict, select=args.select, pool=args.pool, level=args.level,
+            pooled_example=args.pooled_example,
         ))
     parser.error(f"unknown command {args.command}")
     return 2
@@ -97,6 +106,9 @@ class CertifyOptions:
     admin_token: str | None = None
     strict: bool = False
     select: str | None = None
+    pool: str | None = None  # a pool file: pooled partners with fixed credentials
+    level: str = "full"  # vendor_side | full
+    pooled_example: bool = False
 
 
 def suite_paths(suites: list[str]) -> list[Path]:
@@ -150,6 +162,7 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
     with ExitStack() as stack:
         # the broker
         notes: list[str] = []
+        pool: Any = None
         try:
             if options.reference_broker:
                 from ksimkit.scenarios.brokers.reference import ReferenceBrokerUnavailable, reference_broker
@@ -168,6 +181,17 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
                     adapter = HttpAdapter.load(adapter.source, base_url=options.broker_url)
                 broker_name = "reference broker"
                 notes.append("reference broker with seeded defects: " + (", ".join(options.defects) or "none"))
+            elif options.pooled_example:
+                from ksimkit.scenarios.brokers.pooled_example import pooled_example_broker
+
+                from ksimkit.scenarios.pool import PoolError
+
+                try:
+                    adapter, pool = stack.enter_context(pooled_example_broker(options.pool))
+                except PoolError as exc:
+                    err.print(f"[red]ksim certify: --pool: {exc}[/]", highlight=False)
+                    return 2
+                broker_name = adapter.name
             else:
                 assert options.adapter is not None
                 adapter = HttpAdapter.load(options.adapter, base_url=options.broker_url)
@@ -196,7 +220,15 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
                 Path(f"{db}{suffix}").unlink(missing_ok=True)
             sim_settings = settings.replace(database_url=f"sqlite:///{db.resolve()}", admin_token=admin_token)
             sim_url = stack.enter_context(InProcessServer(create_app(sim_settings))).url
-        results = _run_with_progress(console, scenarios, adapter, sim_url, admin_token, options.jobs)
+        pool = _certify_pool(options, pool, sim_url, admin_token, err)
+        if pool is False:
+            return 2
+        if pool is not None:
+            notes.append(f"on {len(pool)} pooled partner(s): " + ", ".join(m.id for m in pool.members))
+        if options.level != "full":
+            notes.append("certification level asked: vendor-side (the broker's invoices do not decide the verdict)")
+        results = _run_with_progress(console, scenarios, adapter, sim_url, admin_token, options.jobs, pool,
+                                     options.level)
 
     meta = ReportMeta(broker=broker_name, simulator=options.ksim_url or f"in-process ({sim_url})",
                       suites=[str(s) for s in options.suites], started_at=started, notes=notes)
@@ -206,8 +238,26 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
     return 0 if verdict == "passed" else 1
 
 
+def _certify_pool(options: CertifyOptions, pool: Any, sim_url: str, admin_token: str, err: Any) -> Any:
+    """The partner pool of the run (None: a new partner per scenario), provisioned on the simulator; False when the
+    pool file or the simulator refuses it (said on ``err``)."""
+    from ksimkit.scenarios.pool import PartnerPool, PoolError
+    from ksimkit.simulators.client import KsimAdmin
+
+    try:
+        if pool is None and options.pool:
+            pool = PartnerPool.load(options.pool)
+        if pool is not None:
+            with KsimAdmin(sim_url, admin_token) as admin:
+                pool.provision(admin)
+    except PoolError as exc:
+        err.print(f"[red]ksim certify: --pool: {exc}[/]", highlight=False)
+        return False
+    return pool
+
+
 def _run_with_progress(console: Any, scenarios: list[Any], adapter: Any, sim_url: str, admin_token: str,
-                       jobs: int) -> list[Any]:
+                       jobs: int, pool: Any = None, level: str = "full") -> list[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ksimkit.scenarios.runner import Simulator, run_scenarios
@@ -226,7 +276,8 @@ def _run_with_progress(console: Any, scenarios: list[Any], adapter: Any, sim_url
                 progress.console.print(f"  [{colours[result.verdict]}]{result.verdict}[/] {result.scenario_id}",
                                        highlight=False)
 
-        return run_scenarios(scenarios, adapter, Simulator(sim_url, admin_token), jobs=jobs, on_result=on_result)
+        return run_scenarios(scenarios, adapter, Simulator(sim_url, admin_token, pool=pool), jobs=jobs,
+                             on_result=on_result, level=level)
 
 
 def _print_summary(console: Any, results: list[Any], verdict: str, paths: dict[str, Path]) -> None:

@@ -205,8 +205,15 @@ class KsimAdmin:
         billing_period: str | None = None,
         now: dt.datetime | str | None = None,
         strict_contract: bool | None = None,
+        partner_id: str | None = None,
+        token: str | None = None,
+        kss_username: str | None = None,
+        kss_password: str | None = None,
     ) -> PartnerHandle:
         """A new partner with its own credentials, clock and data. Omitted fields take the server's defaults.
+
+        ``partner_id``, ``token``, ``kss_username``, ``kss_password`` fix what is otherwise random (a pooled partner
+        a broker's configuration holds; ``KsimError`` 409 ``CREDENTIALS_IN_USE`` when taken).
 
         ``programme``: ``xsp``, ``reseller`` (default) or ``msp``; ``timezone``: IANA name; ``billing_period``:
         ``calendar_month`` or ``30_days``; ``now``: where its clock starts (aware datetime or RFC 3339);
@@ -222,6 +229,13 @@ class KsimAdmin:
         }
         if now is not None:
             body["now"] = _timestamp(now)
+        if partner_id is not None:
+            body["id"] = partner_id
+        if token is not None:
+            body["token"] = token
+        kss = {k: v for k, v in (("username", kss_username), ("password", kss_password)) if v is not None}
+        if kss:
+            body["kss"] = kss
         return PartnerHandle.from_json(self, self.request("POST", "/partners", json=body))
 
     def partners(self) -> list[dict[str, Any]]:
@@ -303,9 +317,22 @@ class PartnerHandle:
             body = {"to": _timestamp(to) if isinstance(to, dt.datetime) else _date(to)}
         return Clock.from_json(self._call("POST", "/clock/advance", json=body))
 
-    def reset(self) -> Clock:
-        """Delete the partner's data and put its clock back to its start; credentials stay."""
-        return Clock.from_json(self._call("POST", "/reset"))
+    def reset(self, now: dt.datetime | str | None = None) -> Clock:
+        """Delete the partner's data and put its clock back to its start (or to ``now``, the new start: a pooled
+        partner reused); credentials stay."""
+        if now is None:
+            return Clock.from_json(self._call("POST", "/reset"))
+        return Clock.from_json(self._call("POST", "/reset", json={"now": _timestamp(now)}))
+
+    def terms(self) -> dict[str, Any]:
+        """The partner's vendor terms: programme, billing period, time zone, KORM and KSS prices, MSP tiers."""
+        result: dict[str, Any] = self._call("GET", "/terms")
+        return result
+
+    @property
+    def time_url(self) -> str:
+        """The partner's time endpoint (a broker's clock source; the partner's own token reads it)."""
+        return f"{self.base_url}/_sim/partners/{self.id}/time"
 
     def rotate_credentials(self) -> PartnerHandle:
         """New bearer token and KSS password; the old ones are refused from now on, as expired vendor credentials

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = ["Broker", "Charge", "LegacySubscription", "StepResult", "TenantSetup", "UnsupportedBroker"]
 
@@ -48,6 +48,15 @@ class TenantSetup:
     # year (Yearly); missing keys = the vendor list price (GET /korm/v1/products, profile kss prices).
     prices: dict[str, Decimal] = field(default_factory=dict)
     legacy: tuple[LegacySubscription, ...] = ()  # addition: KORM legacy subscriptions seeded at the vendor
+    # What else decides a bill (the partner's vendor terms): KSS programme, KSS billing period, MSP registration,
+    # and the whole machine-readable terms document (GET /_sim/partners/{id}/terms: prices, MSP tiers, ...).
+    programme: str = "reseller"
+    billing_period: str = "calendar_month"
+    msp_registered: bool = False
+    terms: dict[str, Any] = field(default_factory=dict)
+    partner_id: str = ""  # the simulator partner (a pooled partner's id when ksim certify runs on a pool)
+    pooled: bool = False  # True: the partner is one of a fixed pool the broker is configured with (no tenant API)
+    broker_tenant: str = ""  # the pool entry's `tenant`: the broker's own name for what uses this partner
 
 
 @dataclass(frozen=True)
@@ -65,9 +74,12 @@ class Charge:
     period: str  # YYYY-MM
     customer: str
     ref: str  # the scenario's name for the subscription
-    units: int  # licence-days (KORM PAYG), charged count (KSS, legacy), licences (yearly fee/increase)
+    # licence-days (KORM PAYG), charged count (KSS, legacy), licences (yearly fee/increase); None: the broker's
+    # invoice has no units (or other ones): the checks that need them are reported "not checked"
+    units: int | None
     amount: Decimal  # what the customer pays (at the tenant's prices)
-    vendor_cost: Decimal  # what the broker expects the vendor to bill it for this line (reconciliation)
+    # what the broker expects the vendor to bill it for this line (reconciliation); None: not exposed
+    vendor_cost: Decimal | None
 
 
 @runtime_checkable

@@ -27,15 +27,25 @@ A template string that is exactly ``"{name}"`` is replaced by the value itself (
 number, ``prices`` stays an object, a missing optional value is ``null``); inside a longer string the
 value is written as text (URL-encoded in ``url``). A method not in ``methods`` raises
 ``NotImplementedError``: the scenarios that need it are reported *not applicable*.
+
+A method may be a command instead of an HTTP call (``command: [argv...]``, its JSON answer on stdout); a step's
+``id:`` captures the broker's own id for its ref (``{id}`` later); ``result.outcomes``/``result.codes`` map the
+broker's own answers and codes; ``capabilities`` and ``billing`` declare what it supports and how it bills its
+customers. ``start`` (a tenant API), ``advance_clock`` and ``charges`` are optional: without ``start`` the broker
+runs on pooled partners (``reset`` empties its books), without ``advance_clock`` it reads ksim's time, without
+``charges`` it earns a vendor-side certificate only.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import functools
+import json
 import os
 import ssl
 import re
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -48,7 +58,7 @@ import yaml
 
 from ksimkit.scenarios.brokers.base import Charge, StepResult, TenantSetup
 
-__all__ = ["AdapterError", "BrokerCallError", "HttpAdapter", "HttpBroker", "MethodSpec", "ResultSpec"]
+__all__ = ["AdapterError", "BillingPolicy", "BrokerCallError", "HttpAdapter", "HttpBroker", "MethodSpec", "ResultSpec"]
 
 UTC = dt.timezone.utc
 
@@ -71,40 +81,49 @@ class BrokerCallError(RuntimeError):
         super().__init__(f"{message}{where}{tail}")
 
 
-# What each method's templates may use (besides `tenant`, `scenario_id` and the adapter's `vars`).
+# What each method's templates may use (besides `tenant`, `scenario_id`, the CONTEXT values and the adapter's
+# `vars`). `id` is the broker's own id for the step's ref, captured from an earlier answer (a method's `id:`).
 STEP_METHODS: dict[str, tuple[str, ...]] = {
-    "order": ("ref", "customer", "sku", "quantity", "approval_code"),
-    "change_quantity": ("ref", "quantity"),
-    "switch_plan": ("ref", "sku", "quantity"),
-    "stop": ("ref",),
-    "reactivate": ("ref",),
+    "order": ("ref", "id", "customer", "sku", "quantity", "approval_code"),
+    "change_quantity": ("ref", "id", "quantity"),
+    "switch_plan": ("ref", "id", "sku", "quantity"),
+    "stop": ("ref", "id"),
+    "reactivate": ("ref", "id"),
     "migrate": (),
-    "activate": ("ref", "customer", "product", "count", "trial_days"),
-    "change_count": ("ref", "count"),
-    "change_product": ("ref", "product"),
-    "pause": ("ref", "until"),
-    "resume": ("ref",),
-    "cancel_at_month_end": ("ref", "month", "end"),
-    "hard_cancel": ("ref",),
+    "activate": ("ref", "id", "customer", "product", "count", "trial_days"),
+    "change_count": ("ref", "id", "count"),
+    "change_product": ("ref", "id", "product"),
+    "pause": ("ref", "id", "until"),
+    "resume": ("ref", "id"),
+    "cancel_at_month_end": ("ref", "id", "month", "end"),
+    "hard_cancel": ("ref", "id"),
 }
 TENANT_FIELDS = ("scenario_id", "korm_url", "korm_token", "kss_wsdl_url", "kss_username", "kss_password", "now",
                  "timezone", "prices", "legacy", "kss_url", "kss_rest_url", "ksim_url")
+# What decides a bill, usable in every method: the partner's vendor terms (GET /_sim/partners/{id}/terms).
+CONTEXT_FIELDS = ("programme", "billing_period", "msp_registered", "timezone", "prices", "terms", "kss_prices",
+                  "msp_tiers", "currency", "partner", "time_url", "ksim_url", "kss_rest_url", "base_url", "python")
 OTHER_METHODS: dict[str, tuple[str, ...]] = {
     "start": TENANT_FIELDS,
     "stop_tenant": (),
+    "reset": ("now",),  # no tenant API: reset the broker's own state before a scenario (optional)
     "advance_clock": ("to", "now"),
+    "run_billing": ("to", "now"),  # after a clock move: run what the broker runs on a schedule (optional)
     "charges": ("period",),
-    "activation_code": ("ref",),
+    "activation_code": ("ref", "id"),
 }
 ALL_METHODS = {**STEP_METHODS, **OTHER_METHODS}
-REQUIRED_METHODS = ("start", "advance_clock", "charges")
-CHARGE_FIELDS = ("period", "customer", "ref", "units", "amount", "vendor_cost")
+CHARGE_FIELDS = ("period", "customer", "ref", "id", "units", "amount", "vendor_cost")
+OPTIONAL_CHARGE_FIELDS = ("units", "vendor_cost")  # may be mapped to null: the checks needing them are not done
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+POLICIES = ("pass_through", "own")
+UNITS = ("vendor", "licence_days", "licences", "licence_months", "none")
 
-_TOP_KEYS = {"name", "base_url", "timeout", "headers", "result", "methods", "vars", "omit_null", "verify"}
+_TOP_KEYS = {"name", "base_url", "timeout", "headers", "result", "methods", "vars", "omit_null", "verify",
+             "capabilities", "billing"}
 _METHOD_KEYS = {"method", "url", "body", "params", "headers", "result", "tenant_id", "items", "fields", "value",
-                "missing_status", "timeout", "omit_null"}
-_RESULT_KEYS = {"outcome", "done", "refused", "code", "message", "activation_code"}
+                "missing_status", "timeout", "omit_null", "command", "cwd", "env", "stdin", "refused_exit", "id"}
+_RESULT_KEYS = {"outcome", "done", "refused", "code", "message", "activation_code", "outcomes", "codes"}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 MISSING = object()
@@ -125,6 +144,25 @@ class ResultSpec:
     code: str | None = "code"
     message: str | None = "message"
     activation_code: str | None = "activation_code"
+    # The broker's own answers and codes as outcomes: value at `outcome` (or at `code`) -> done | refused.
+    outcomes: Mapping[str, str] = field(default_factory=dict)
+    # The broker's own codes as the vendor's (`E-GONE: SUBSCRIPTION_DELETED`); unmapped codes are kept as they are.
+    codes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BillingPolicy:
+    """How the broker bills its own customers (``billing:`` in the adapter file).
+
+    ``pass_through``: the vendor's model at the broker's customer prices (what the suites' charge expectations
+    assume); ``own``: the broker's own policy (whole periods in advance, ...), so customer invoices are not
+    judged by the vendor's formula and only the reconciliation against the vendor's bill is checked.
+    ``units``: what the broker's invoice lines count; only ``vendor`` (licence-days for KORM PAYG, licences for
+    Yearly and KSS) can be compared with the scenarios' units.
+    """
+
+    policy: str = "pass_through"
+    units: str = "vendor"
 
 
 @dataclass(frozen=True)
@@ -143,6 +181,18 @@ class MethodSpec:
     missing_status: tuple[int, ...] = (404,)  # activation_code: statuses meaning "the broker has none"
     timeout: float | None = None
     omit_null: bool = True
+    # A command instead of an HTTP call: argv templates, its JSON answer on stdout; exit 0 reads as HTTP 200,
+    # an exit status in refused_exit as 422 (refused unless the answer says otherwise), any other as 500.
+    command: tuple[Any, ...] | None = None
+    cwd: str | None = None
+    env: Mapping[str, Any] = field(default_factory=dict)
+    stdin: Any = None  # a JSON template written to the command's standard input
+    refused_exit: tuple[int, ...] = ()
+    id_path: str | None = None  # where the broker's own id for the step's ref is in the answer (`id:`)
+
+    @property
+    def is_command(self) -> bool:
+        return self.command is not None
 
 
 def _expand_env(value: Any, where: str, source: str) -> Any:
@@ -202,6 +252,12 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+def _arg_text(value: Any) -> str:
+    """A command argument or environment value: objects and lists (``{prices}``, ``{terms}``) as JSON text."""
+    value = _jsonable(value)
+    return json.dumps(value) if isinstance(value, (dict, list)) else _as_text(value)
+
+
 def render(template: Any, variables: Mapping[str, Any], *, url: bool = False, omit_null: bool = True) -> Any:
     """Fill a template: ``"{name}"`` alone gives the value itself; inside text it gives its text form."""
     if isinstance(template, str):
@@ -229,13 +285,18 @@ def render(template: Any, variables: Mapping[str, Any], *, url: bool = False, om
 
 
 def dig(data: Any, path: str | None) -> Any:
-    """The value at a dotted path (``a.b.0.c``; ``""`` or ``"."`` = ``data``), or ``MISSING``."""
+    """The value at a dotted path (``a.b.0.c``; ``""`` or ``"."`` = ``data``) or at a JSON pointer (RFC 6901,
+    ``/a/b/0/c``; ``"/"`` alone is the key ``""``), or ``MISSING``."""
     if path is None:
         return MISSING
     if path in ("", "."):
         return data
+    if path.startswith("/"):
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+    else:
+        parts = path.split(".")
     current = data
-    for part in path.split("."):
+    for part in parts:
         if isinstance(current, Mapping) and part in current:
             current = current[part]
         elif isinstance(current, list) and part.lstrip("-").isdigit() and -len(current) <= int(part) < len(current):
@@ -257,6 +318,8 @@ class HttpAdapter:
     variables: Mapping[str, Any] = field(default_factory=dict)
     verify: bool = True
     source: str = "<adapter>"
+    capabilities: frozenset[str] | None = None  # None: no `capabilities` key, everything is assumed
+    billing: BillingPolicy = field(default_factory=BillingPolicy)
 
     @classmethod
     def load(cls, path: str | Path, *, base_url: str | None = None) -> HttpAdapter:
@@ -281,6 +344,8 @@ class HttpAdapter:
 
         if not isinstance(data, dict):
             raise AdapterError(f"{source}: an adapter file is a mapping with base_url and methods")
+        if "base_url" not in data and base_url is None and _commands_only(data.get("methods")):
+            data = {**data, "base_url": "http://127.0.0.1"}  # a broker driven only by commands needs no URL
         unknown = sorted(set(data) - _TOP_KEYS)
         if unknown:
             raise fail(unknown[0], f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
@@ -304,6 +369,8 @@ class HttpAdapter:
         if not isinstance(verify, bool):
             raise fail("verify", "must be true or false")
         default_result = _result_spec(data.get("result"), ResultSpec(), "result", fail)
+        capabilities = _capabilities(data.get("capabilities", MISSING), fail)
+        billing = _billing(data.get("billing"), fail)
 
         methods_data = data.get("methods")
         if not isinstance(methods_data, dict) or not methods_data:
@@ -325,12 +392,21 @@ class HttpAdapter:
             if http_method not in HTTP_METHODS:
                 raise fail(f"{where}.method", f"must be one of {', '.join(HTTP_METHODS)}, not {spec.get('method')!r}")
             url_template = spec.get("url")
-            if not isinstance(url_template, str) or not url_template:
-                raise fail(f"{where}.url", "missing: the path (or full URL) of the call, e.g. /tenants/{tenant}/orders")
-            allowed = set(ALL_METHODS[name]) | set(variables) | {"scenario_id"}
+            command = spec.get("command")
+            if command is not None and url_template is not None:
+                raise fail(where, "has both url and command: a method is one HTTP call or one command")
+            if command is not None:
+                if isinstance(command, str) or not isinstance(command, list) or not command \
+                        or not all(isinstance(a, (str, int, float)) for a in command):
+                    raise fail(f"{where}.command", "must be a list of arguments (argv), e.g. [mybroker, order, '{ref}']")
+                url_template = ""
+            elif not isinstance(url_template, str) or not url_template:
+                raise fail(f"{where}.url", "missing: the path (or full URL) of the call, e.g. /tenants/{tenant}/orders"
+                                           " (or a command: [argv...])")
+            allowed = set(ALL_METHODS[name]) | set(variables) | {"scenario_id"} | set(CONTEXT_FIELDS)
             if name != "start":
                 allowed.add("tenant")
-            for key in ("url", "body", "params", "headers"):
+            for key in ("url", "body", "params", "headers", "command", "env", "stdin", "cwd"):
                 used = _placeholders(spec.get(key))
                 if key == "headers":
                     used |= set().union(*(_placeholders(v) for v in headers.values())) if headers else set()
@@ -342,6 +418,34 @@ class HttpAdapter:
                 if spec.get(key) is not None and not isinstance(spec[key], dict):
                     raise fail(f"{where}.{key}", "must be a mapping")
             kwargs: dict[str, Any] = {}
+            if command is not None:
+                env = spec.get("env") or {}
+                if not isinstance(env, dict):
+                    raise fail(f"{where}.env", "must map environment variable names to values")
+                cwd = spec.get("cwd")
+                if cwd is not None and not isinstance(cwd, str):
+                    raise fail(f"{where}.cwd", "must be a directory")
+                refused_exit = spec.get("refused_exit", [])
+                refused_exit = [refused_exit] if isinstance(refused_exit, int) else refused_exit
+                if not isinstance(refused_exit, list) or not all(isinstance(c, int) and not isinstance(c, bool)
+                                                                 for c in refused_exit):
+                    raise fail(f"{where}.refused_exit", "must be an exit status or a list of them")
+                kwargs.update(command=tuple(command), env={str(k): v for k, v in env.items()}, cwd=cwd,
+                              stdin=spec.get("stdin"), refused_exit=tuple(refused_exit))
+            for key in ("method", "params", "headers", "body"):
+                if command is not None and key in spec and key != "method":
+                    raise fail(f"{where}.{key}", "is for HTTP calls; a command takes its values in its argv, env or stdin")
+            if command is None:
+                for key in ("env", "cwd", "stdin", "refused_exit"):
+                    if key in spec:
+                        raise fail(f"{where}.{key}", "is for commands (command: [argv...])")
+            id_path = spec.get("id")
+            if id_path is not None:
+                if name not in STEP_METHODS or "ref" not in STEP_METHODS[name]:
+                    raise fail(f"{where}.id", "captures the broker's id of a step's ref: only steps with a ref have it")
+                if not isinstance(id_path, str) or not id_path:
+                    raise fail(f"{where}.id", "must be a JSON pointer (/data/id) or a dotted path into the answer")
+                kwargs["id_path"] = id_path
             if name == "start":
                 tenant_id = spec.get("tenant_id")
                 if tenant_id is not None and not isinstance(tenant_id, str):
@@ -357,12 +461,24 @@ class HttpAdapter:
                 bad = sorted(set(fields) - set(CHARGE_FIELDS))
                 if bad:
                     raise fail(f"{where}.fields.{bad[0]}", f"not a Charge field (known: {', '.join(CHARGE_FIELDS)})")
+                for key, path_ in fields.items():
+                    if path_ is None and key not in OPTIONAL_CHARGE_FIELDS + ("id", "ref"):
+                        raise fail(f"{where}.fields.{key}", f"is required (only {', '.join(OPTIONAL_CHARGE_FIELDS)} "
+                                                            "may be null: not on the broker's invoice)")
+                    if path_ is not None and not isinstance(path_, str):
+                        raise fail(f"{where}.fields.{key}", "must be a JSON pointer or a dotted path in a line")
+                if "id" in fields and "ref" not in fields:
+                    fields = {**fields, "ref": None}  # the line names the broker's id, mapped back to the ref
+                if fields.get("ref", "ref") is None and fields.get("id") is None:
+                    raise fail(f"{where}.fields", "needs ref (the scenario's ref) or id (the broker's own id, "
+                                                  "captured by the steps' id:)")
                 kwargs["items"] = items
-                kwargs["fields"] = {f: str(fields.get(f, f)) for f in CHARGE_FIELDS}
+                kwargs["fields"] = {f: (None if f in fields and fields[f] is None else str(fields.get(f, f)))
+                                    for f in CHARGE_FIELDS if f != "id" or fields.get("id")}
             if name == "activation_code":
                 value = spec.get("value", "activation_code")
                 if not isinstance(value, str):
-                    raise fail(f"{where}.value", "must be a dotted path to the activation code")
+                    raise fail(f"{where}.value", "must be a JSON pointer or dotted path to the activation code")
                 kwargs["value"] = value
                 missing = spec.get("missing_status", [404])
                 missing = [missing] if isinstance(missing, int) else missing
@@ -377,19 +493,19 @@ class HttpAdapter:
             if not isinstance(method_omit, bool):
                 raise fail(f"{where}.omit_null", "must be true or false")
             methods[name] = MethodSpec(
-                name=name, method=http_method, url=url_template, body=spec.get("body"), params=spec.get("params"),
+                name=name, method="RUN" if command is not None else http_method, url=url_template,
+                body=spec.get("body"), params=spec.get("params"),
                 headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
                 result=_result_spec(spec.get("result"), default_result, f"{where}.result", fail),
                 timeout=float(method_timeout) if method_timeout is not None else None, omit_null=method_omit,
                 **kwargs,
             )
-        missing_methods = [m for m in REQUIRED_METHODS if m not in methods]
-        if missing_methods:
-            raise fail("methods", f"missing {', '.join(missing_methods)} (every adapter needs start, advance_clock "
-                                  "and charges)")
+        if not any(m in methods for m in STEP_METHODS):
+            raise fail("methods", f"no step method: an adapter drives at least one of {', '.join(STEP_METHODS)} "
+                                  "(start, advance_clock and charges are optional)")
         return cls(name=str(data.get("name") or Path(source).stem), base_url=url.rstrip("/"), methods=methods,
                    timeout=float(timeout), headers={str(k): str(v) for k, v in headers.items()}, variables=variables,
-                   verify=verify, source=source)
+                   verify=verify, source=source, capabilities=capabilities, billing=billing)
 
     def supports(self, method: str) -> bool:
         return method in self.methods
@@ -398,6 +514,45 @@ class HttpAdapter:
         return HttpBroker(self, transport=transport)
 
     __call__ = broker  # an adapter is a broker factory
+
+
+def _commands_only(methods: Any) -> bool:
+    return isinstance(methods, dict) and bool(methods) and all(
+        spec is None or (isinstance(spec, dict) and "command" in spec) for spec in methods.values())
+
+
+def _capabilities(data: Any, fail: Any) -> frozenset[str] | None:
+    from ksimkit.scenarios.capabilities import CAPABILITIES
+
+    if data is MISSING:
+        return None
+    if isinstance(data, list):
+        data = {name: True for name in data}
+    if not isinstance(data, dict):
+        raise fail("capabilities", "must map capability names to true/false (or list the supported ones)")
+    for name, value in data.items():
+        if name not in CAPABILITIES:
+            raise fail(f"capabilities.{name}", f"unknown capability (known: {', '.join(CAPABILITIES)})")
+        if not isinstance(value, bool):
+            raise fail(f"capabilities.{name}", "must be true or false")
+    return frozenset(name for name, value in data.items() if value)
+
+
+def _billing(data: Any, fail: Any) -> BillingPolicy:
+    if data is None:
+        return BillingPolicy()
+    if not isinstance(data, dict):
+        raise fail("billing", "must be a mapping (policy, units)")
+    bad = sorted(set(data) - {"policy", "units"})
+    if bad:
+        raise fail(f"billing.{bad[0]}", "unknown key (known: policy, units)")
+    policy = data.get("policy", "pass_through")
+    if policy not in POLICIES:
+        raise fail("billing.policy", f"must be one of {', '.join(POLICIES)}, not {policy!r}")
+    units = data.get("units", "vendor")
+    if units not in UNITS:
+        raise fail("billing.units", f"must be one of {', '.join(UNITS)}, not {units!r}")
+    return BillingPolicy(policy=policy, units=units)
 
 
 def _result_spec(data: Any, base: ResultSpec, where: str, fail: Any) -> ResultSpec:
@@ -420,7 +575,32 @@ def _result_spec(data: Any, base: ResultSpec, where: str, fail: Any) -> ResultSp
         if key in data:
             listed = data[key] if isinstance(data[key], list) else [data[key]]
             values[key] = tuple(listed)
+    for key in ("outcomes", "codes"):
+        if key in data:
+            table = data[key]
+            if not isinstance(table, dict):
+                raise fail(f"{where}.{key}", "must be a table: the broker's value -> " +
+                           ("done or refused" if key == "outcomes" else "the vendor's code"))
+            if key == "outcomes":
+                wrong = [k for k, v in table.items() if v not in ("done", "refused")]
+                if wrong:
+                    raise fail(f"{where}.outcomes.{wrong[0]}", "must be done or refused")
+            values[key] = {str(k): str(v) for k, v in table.items()}
     return dataclasses.replace(base, **values)
+
+
+def context_values(setup: TenantSetup) -> dict[str, Any]:
+    """The CONTEXT_FIELDS of a run: the partner's vendor terms and where ksim is, for every method's templates."""
+    korm_base = setup.korm_url.rsplit("/korm/", 1)[0]
+    terms = setup.terms or {}
+    return {
+        "scenario_id": setup.scenario_id, "programme": setup.programme, "billing_period": setup.billing_period,
+        "msp_registered": setup.msp_registered, "timezone": setup.timezone, "prices": setup.prices, "terms": terms,
+        "kss_prices": (terms.get("kss") or {}).get("prices"), "msp_tiers": (terms.get("kss") or {}).get("msp_tiers"),
+        "currency": terms.get("currency"), "partner": setup.partner_id, "ksim_url": korm_base,
+        "kss_rest_url": korm_base + "/kss/v1",
+        "time_url": f"{korm_base}/_sim/partners/{setup.partner_id}/time" if setup.partner_id else None,
+    }
 
 
 @functools.lru_cache(maxsize=1)
@@ -435,15 +615,67 @@ def tls_transport() -> httpx.HTTPTransport:
     return httpx.HTTPTransport(verify=default_tls())
 
 
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one call of the broker answered: an HTTP response, or a command's exit status and standard output
+    (exit 0 reads as 200, an exit status in ``refused_exit`` as 422, any other as 500)."""
+
+    status_code: int
+    content: bytes
+    request: _Request
+
+    @classmethod
+    def of(cls, response: httpx.Response) -> Answer:
+        return cls(response.status_code, response.content, _Request(response.request.method, str(response.request.url)))
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def is_error(self) -> bool:
+        return self.status_code >= 400
+
+
 class HttpBroker:
-    """One tenant of a broker reached over HTTP, as an adapter file describes (see :class:`HttpAdapter`)."""
+    """One tenant of a broker reached over HTTP or by commands, as an adapter file describes (see :class:`HttpAdapter`)."""
 
     def __init__(self, adapter: HttpAdapter, *, transport: httpx.BaseTransport | None = None) -> None:
         self.adapter = adapter
         self.tenant: str | None = None
         self.tenant_setup: TenantSetup | None = None
+        self.ids: dict[str, str] = {}  # ref -> the broker's own id for it (captured by a method's `id:`)
         self._http = httpx.Client(base_url=adapter.base_url, headers=dict(adapter.headers), timeout=adapter.timeout,
                                   transport=transport, verify=default_tls() if adapter.verify else False)
+
+    @property
+    def capabilities(self) -> frozenset[str] | None:
+        return self.adapter.capabilities
+
+    @property
+    def billing(self) -> BillingPolicy:
+        return self.adapter.billing
+
+    @property
+    def resets_state(self) -> bool:
+        """Whether each scenario starts on fresh broker state (a tenant per scenario, or a reset call)."""
+        return "start" in self.adapter.methods or "reset" in self.adapter.methods
+
+    def supports(self, method: str) -> bool:
+        return method in self.adapter.methods
 
     def __repr__(self) -> str:
         return f"HttpBroker({self.adapter.name!r}, tenant={self.tenant!r})"
@@ -460,16 +692,23 @@ class HttpBroker:
         return spec
 
     def _variables(self, extra: Mapping[str, Any]) -> dict[str, Any]:
-        variables: dict[str, Any] = dict(self.adapter.variables)
-        if self.tenant_setup is not None:
-            variables["scenario_id"] = self.tenant_setup.scenario_id
+        variables: dict[str, Any] = {"base_url": self.adapter.base_url, "python": sys.executable,
+                                     **self.adapter.variables}
+        setup = self.tenant_setup
+        if setup is not None:
+            variables.update(context_values(setup))
         variables["tenant"] = self.tenant
+        ref = extra.get("ref")
+        if ref is not None:
+            variables["id"] = self.ids.get(str(ref))
         variables.update(extra)
         return variables
 
-    def _call(self, name: str, extra: Mapping[str, Any]) -> tuple[MethodSpec, httpx.Response]:
+    def _call(self, name: str, extra: Mapping[str, Any]) -> tuple[MethodSpec, Answer]:
         spec = self._spec(name)
         variables = self._variables(extra)
+        if spec.is_command:
+            return spec, self._run(name, spec, variables)
         url = render(spec.url, variables, url=True)
         kwargs: dict[str, Any] = {}
         if spec.body is not None:
@@ -487,10 +726,35 @@ class HttpBroker:
         except httpx.HTTPError as exc:
             raise BrokerCallError(f"{name}: the broker did not answer: {type(exc).__name__}: {exc}",
                                   method=spec.method, url=str(url)) from exc
-        return spec, response
+        return spec, Answer.of(response)
+
+    def _run(self, name: str, spec: MethodSpec, variables: Mapping[str, Any]) -> Answer:
+        """Run the method's command: argv rendered (each argument as text), env added to ksim's own environment."""
+        assert spec.command is not None
+        argv = [_arg_text(render(str(arg), variables)) for arg in spec.command]
+        env = {**os.environ, **{k: _arg_text(render(str(v), variables)) for k, v in spec.env.items()}}
+        stdin = None
+        if spec.stdin is not None:
+            stdin = json.dumps(render(spec.stdin, variables, omit_null=spec.omit_null))
+        cwd = _as_text(render(spec.cwd, variables)) if spec.cwd else None
+        shown = " ".join(argv)
+        try:
+            done = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, cwd=cwd,
+                                  timeout=spec.timeout or self.adapter.timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BrokerCallError(f"{name}: the command did not run: {type(exc).__name__}: {exc}", method="RUN",
+                                  url=shown) from exc
+        if done.returncode == 0:
+            status = 200
+        elif done.returncode in spec.refused_exit:
+            status = 422
+        else:
+            raise BrokerCallError(f"{name}: the command exited with status {done.returncode}", method="RUN", url=shown,
+                                  status=done.returncode, body=(done.stderr or done.stdout).strip()[-300:])
+        return Answer(status, done.stdout.encode(), _Request("RUN", shown))
 
     @staticmethod
-    def _json(name: str, response: httpx.Response, required: bool = True) -> Any:
+    def _json(name: str, response: Answer, required: bool = True) -> Any:
         if not response.content:
             if required:
                 raise BrokerCallError(f"{name}: the answer has no body", method=response.request.method,
@@ -506,7 +770,7 @@ class HttpBroker:
             return None
 
     @staticmethod
-    def _check(name: str, response: httpx.Response) -> None:
+    def _check(name: str, response: Answer) -> None:
         if response.is_error:
             raise BrokerCallError(f"{name}: the broker answered {response.status_code}",
                                   method=response.request.method, url=str(response.request.url),
@@ -521,10 +785,15 @@ class HttpBroker:
         body = self._json(name, response, required=False)
         rs = spec.result
         by_status = "done" if response.is_success else "refused"
-        if rs.outcome == "http_status":
+        found = MISSING if rs.outcome == "http_status" else dig(body, rs.outcome)
+        raw_code = dig(body, rs.code)
+        if rs.outcomes and found is not MISSING and found is not None and str(found) in rs.outcomes:
+            outcome = rs.outcomes[str(found)]
+        elif rs.outcomes and raw_code is not MISSING and raw_code is not None and str(raw_code) in rs.outcomes:
+            outcome = rs.outcomes[str(raw_code)]
+        elif rs.outcome == "http_status":
             outcome = by_status
         else:
-            found = dig(body, rs.outcome)
             if found is MISSING or found is None:
                 outcome = by_status
             elif found in rs.done:
@@ -542,13 +811,30 @@ class HttpBroker:
             value = dig(body, path)
             return None if value is MISSING or value is None else str(value)
 
-        return StepResult(outcome=outcome, code=text(rs.code), message=text(rs.message),  # type: ignore[arg-type]
+        code = text(rs.code)
+        if code is not None:
+            code = rs.codes.get(code, code)
+        ref = fields.get("ref")
+        if spec.id_path and ref is not None and outcome == "done":
+            captured = dig(body, spec.id_path)
+            if captured is MISSING or captured in (None, ""):
+                raise BrokerCallError(f"{name}: the answer has no id at {spec.id_path!r} (methods.{name}.id)",
+                                      method=response.request.method, url=response.request.url,
+                                      status=response.status_code, body=response.text)
+            self.ids[str(ref)] = str(captured)
+        return StepResult(outcome=outcome, code=code, message=text(rs.message),  # type: ignore[arg-type]
                           activation_code=text(rs.activation_code))
 
     # -- the Broker protocol --
 
     def start(self, tenant: TenantSetup) -> None:
         self.tenant_setup = tenant
+        if "start" not in self.adapter.methods:  # no tenant API: the broker is configured with (pooled) partners
+            self.tenant = tenant.broker_tenant or tenant.partner_id or tenant.scenario_id
+            if "reset" in self.adapter.methods:
+                _, response = self._call("reset", {"now": tenant.now})
+                self._check("reset", response)
+            return
         korm_base = tenant.korm_url.rsplit("/korm/", 1)[0]
         fields = {f.name: getattr(tenant, f.name) for f in dataclasses.fields(tenant)}
         fields.update(ksim_url=korm_base, kss_url=tenant.kss_wsdl_url.split("?", 1)[0], kss_rest_url=korm_base + "/kss/v1")
@@ -621,8 +907,12 @@ class HttpBroker:
         return dt.datetime.combine(first, dt.time(0, 0), zone).astimezone(UTC)
 
     def advance_clock(self, to: dt.datetime) -> None:
-        _, response = self._call("advance_clock", {"to": to, "now": to})
-        self._check("advance_clock", response)
+        """Move the broker's clock (nothing when the adapter has no advance_clock: the broker reads its time from
+        ksim's time endpoint), then run its scheduled billing (run_billing) when the adapter has one."""
+        for name in ("advance_clock", "run_billing"):
+            if name in self.adapter.methods:
+                _, response = self._call(name, {"to": to, "now": to})
+                self._check(name, response)
 
     def charges(self, period: str) -> list[Charge]:
         spec, response = self._call("charges", {"period": period})
@@ -638,8 +928,11 @@ class HttpBroker:
             raise BrokerCallError(f"charges: {spec.items!r} is not a list", method=spec.method,
                                   url=str(response.request.url), body=response.text)
         out = []
+        refs_by_id = {v: k for k, v in self.ids.items()}
         for index, line in enumerate(lines):
             def get(name: str, default: Any = MISSING, line: Any = line, index: int = index) -> Any:
+                if spec.fields.get(name, name) is None:  # mapped to null: not on this broker's invoices
+                    return None
                 value = dig(line, spec.fields[name])
                 if value is MISSING or value is None:
                     if default is not MISSING:
@@ -650,17 +943,30 @@ class HttpBroker:
                 return value
 
             try:
-                units = int(get("units"))
+                raw_units = get("units")
+                units = None if raw_units is None else int(raw_units)
                 amount = Decimal(str(get("amount")))
-                vendor_cost = Decimal(str(get("vendor_cost")))
+                raw_cost = get("vendor_cost")
+                vendor_cost = None if raw_cost is None else Decimal(str(raw_cost))
             except (TypeError, ValueError, InvalidOperation) as exc:
                 raise BrokerCallError(f"charges: line {index} has a value that is not a number: {exc}",
                                       method=spec.method, url=str(response.request.url), body=str(line)) from exc
-            out.append(Charge(period=str(get("period", period)), customer=str(get("customer", "")),
-                              ref=str(get("ref")), units=units, amount=amount, vendor_cost=vendor_cost))
+            if spec.fields.get("id"):
+                broker_id = str(get("id"))
+                ref = refs_by_id.get(broker_id) or (str(get("ref", broker_id)) if spec.fields.get("ref") else broker_id)
+            else:
+                ref = str(get("ref"))
+            line_period = str(get("period", period))
+            if re.match(r"^\d{4}-\d{2}-\d{2}", line_period):  # a line dated, not labelled: its calendar month
+                line_period = line_period[:7]
+            out.append(Charge(period=line_period, customer=str(get("customer", "")),
+                              ref=ref, units=units, amount=amount, vendor_cost=vendor_cost))
         return out
 
     def activation_code(self, ref: str) -> str | None:
+        spec = self._spec("activation_code")
+        if "id" in _placeholders(spec.url) | _placeholders(list(spec.command or ())) and ref not in self.ids:
+            return None  # the broker never gave an id for this ref: it holds nothing for it
         spec, response = self._call("activation_code", {"ref": ref})
         if response.status_code in spec.missing_status:
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -13,13 +14,13 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
 import ksimkit
-from ksimkit.simulators.core import audit, partners
+from ksimkit.simulators.core import audit, partners, terms
 from ksimkit.simulators.core.clock import move_clock, read_clock
 from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.errors import Problem, conflict
 from ksimkit.simulators.core.store import audit_log
 from ksimkit.simulators.core.store import partners as partners_table
-from ksimkit.simulators.core.web import json_body, json_response, require_admin, runtime
+from ksimkit.simulators.core.web import bearer_token, json_body, json_response, require_admin, runtime, unauthorized
 from ksimkit.simulators.korm import rules as korm_rules
 from ksimkit.simulators.kss import rules as kss_rules
 
@@ -29,7 +30,7 @@ bp = Blueprint("admin", __name__, url_prefix="/_sim")
 
 @bp.before_request
 def _admin_only() -> None:
-    if request.endpoint not in ("admin.health", "admin.get_contract"):
+    if request.endpoint not in ("admin.health", "admin.get_contract", "admin.get_time"):
         require_admin()
 
 
@@ -85,6 +86,10 @@ def create_partner() -> Response:
             billing_period=body.get("billing_period", "calendar_month"),
             now=_datetime(body["now"]) if "now" in body else None,
             strict_contract=body.get("strict_contract"),
+            partner_id=body.get("id"),
+            token=body.get("token"),
+            kss_username=(body.get("kss") or {}).get("username"),
+            kss_password=(body.get("kss") or {}).get("password"),
         )
     return json_response(created, 201, {"Location": f"/_sim/partners/{created['id']}"})
 
@@ -172,6 +177,35 @@ def advance_clock(partner_id: str) -> Response:
             raise Problem(422, "VALIDATION_ERROR", "the clock cannot move past the year 9999") from None
 
 
+@bp.get("/partners/<partner_id>/terms")
+def get_terms(partner_id: str) -> Response:
+    """The partner's vendor terms: programme, billing period, time zone, KORM and KSS prices, MSP tiers."""
+    with runtime().store.begin() as conn:
+        return json_response(terms.vendor_terms(runtime().profile, partners.load_partner(conn, partner_id)))
+
+
+@bp.get("/partners/<partner_id>/time")
+def get_time(partner_id: str) -> Response:
+    """The partner's clock as a broker's clock source: readable with the admin token or the partner's own token.
+    ``?format=faketime`` answers libfaketime's absolute form (``@2026-04-15 09:00:00``, UTC) as text."""
+    token = bearer_token()
+    with runtime().store.begin() as conn:
+        own = partners.partner_by_token(conn, token) if token else None
+        is_admin = token is not None and secrets.compare_digest(token.encode(), runtime().settings.admin_token.encode())
+        if not is_admin and (own is None or own.id != partner_id):
+            raise unauthorized("the partner's time needs the admin token or the partner's own token")
+        clock = read_clock(conn, partner_id)
+    fmt = request.args.get("format", "json")
+    if fmt not in ("json", "faketime"):
+        raise Problem(422, "VALIDATION_ERROR", "format is json or faketime",
+                      errors=[{"path": "/query/format", "message": "json or faketime"}])
+    now = clock.now.astimezone(dt.timezone.utc)
+    faketime = now.strftime("@%Y-%m-%d %H:%M:%S")
+    if fmt == "faketime":
+        return Response(faketime + "\n", mimetype="text/plain")
+    return json_response({**clock.to_json(), "epoch": int(now.timestamp()), "faketime": faketime})
+
+
 @bp.post("/partners/<partner_id>/credentials")
 def rotate_credentials(partner_id: str) -> Response:
     with runtime().store.begin() as conn:
@@ -180,8 +214,10 @@ def rotate_credentials(partner_id: str) -> Response:
 
 @bp.post("/partners/<partner_id>/reset")
 def reset_partner(partner_id: str) -> Response:
+    body = json_body(CONTRACT, "resetPartner", optional=True)
+    start = _datetime(body["now"]) if "now" in body else None
     with runtime().store.begin() as conn:
-        return json_response(partners.reset_partner(conn, partner_id).to_json())
+        return json_response(partners.reset_partner(conn, partner_id, start).to_json())
 
 
 @bp.get("/partners/<partner_id>/audit")

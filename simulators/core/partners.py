@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ksimkit.simulators.core.clock import Clock, iso_utc, system_now
-from ksimkit.simulators.core.errors import not_found, unprocessable
+from ksimkit.simulators.core.errors import conflict, not_found, unprocessable
 from ksimkit.simulators.core.store import audit_log, idempotency, lock_partner, partner_settings, partners, serialize
 
 PROGRAMMES = ("xsp", "reseller", "msp")
@@ -90,7 +90,13 @@ def create_partner(
     billing_period: str = "calendar_month",
     now: dt.datetime | None = None,
     strict_contract: bool | None = None,
+    partner_id: str | None = None,
+    token: str | None = None,
+    kss_username: str | None = None,
+    kss_password: str | None = None,
 ) -> dict[str, Any]:
+    """A new partner. ``partner_id``, ``token``, ``kss_username`` and ``kss_password`` fix what is otherwise drawn at
+    random: a pooled partner whose credentials a broker's test configuration holds (409 when one is taken)."""
     if programme not in PROGRAMMES:
         raise unprocessable("VALIDATION_ERROR", f"programme must be one of {PROGRAMMES}")
     if billing_period not in BILLING_PERIODS:
@@ -110,7 +116,11 @@ def create_partner(
     if start.tzinfo is None:
         start = start.replace(tzinfo=zone)
     start = start.astimezone(dt.timezone.utc)
-    partner_id = "ptn_" + secrets.token_hex(6)
+    partner_id = partner_id or "ptn_" + secrets.token_hex(6)
+    for column, value, what in ((partners.c.id, partner_id, "partner id"), (partners.c.token, token, "token"),
+                                (partners.c.kss_username, kss_username, "KSS user name")):
+        if value is not None and conn.execute(sa.select(partners.c.id).where(column == value)).first() is not None:
+            raise conflict("CREDENTIALS_IN_USE", f"the {what} is already another partner's")
     values = {
         "id": partner_id,
         "seq": seq,
@@ -119,9 +129,9 @@ def create_partner(
         "msp_registered": programme == "msp" if msp_registered is None else msp_registered,
         "timezone": timezone,
         "billing_period": billing_period,
-        "token": "ksim_" + secrets.token_urlsafe(24),
-        "kss_username": f"{partner_id}-kss",
-        "kss_password": secrets.token_urlsafe(16),
+        "token": token or "ksim_" + secrets.token_urlsafe(24),
+        "kss_username": kss_username or f"{partner_id}-kss",
+        "kss_password": kss_password or secrets.token_urlsafe(16),
         "contact": {"email": fake.company_email(), "country": fake.country_code()},
         "clock_start": start,
         "clock_now": start,
@@ -179,8 +189,9 @@ def rotate_credentials(conn: Connection, partner_id: str) -> dict[str, Any]:
     return {"token": token, "kss": {"username": row.kss_username, "password": password}}
 
 
-def reset_partner(conn: Connection, partner_id: str) -> Clock:
-    """Delete everything the partner did and put its clock back to its start; credentials stay.
+def reset_partner(conn: Connection, partner_id: str, start: dt.datetime | None = None) -> Clock:
+    """Delete everything the partner did and put its clock back to its start (or to a new ``start``: a pooled
+    partner reused by the next scenario); credentials stay.
 
     Issued activation codes stay reserved: a code is never issued twice (KORM-STOP-2).
     """
@@ -191,6 +202,12 @@ def reset_partner(conn: Connection, partner_id: str) -> Clock:
         hook(conn, partner_id)
     conn.execute(sa.delete(audit_log).where(audit_log.c.partner_id == partner_id))
     conn.execute(sa.delete(idempotency).where(idempotency.c.partner_id == partner_id))
+    if start is not None:
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=ZoneInfo(row.timezone))
+        start = start.astimezone(dt.timezone.utc)
+        conn.execute(sa.update(partners).where(partners.c.id == partner_id).values(clock_start=start, clock_now=start))
+        return Clock(start, row.timezone)
     conn.execute(sa.update(partners).where(partners.c.id == partner_id).values(clock_now=row.clock_start))
     return Clock(row.clock_start, row.timezone)
 

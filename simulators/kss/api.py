@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from ksimkit.simulators.core import audit, harness
+from ksimkit.simulators.core import audit, harness, terms
 from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.core.web import authenticate_partner, call_context, json_response, runtime
@@ -55,6 +55,12 @@ def _query_id(name: str) -> str | None:
 @bp.get("/openapi.yaml")
 def get_contract() -> Response:
     return Response(runtime().contracts[CONTRACT].text, mimetype="application/yaml")
+
+
+@bp.get("/prices")
+def get_prices() -> Response:
+    """A ksim convenience: the partner's KSS price list and MSP tiers (the vendor's service has no such call)."""
+    return _run(lambda conn, ctx: json_response(terms.kss_price_list(ctx.profile, ctx.partner)))
 
 
 @bp.get("/bills/<period>")

@@ -364,10 +364,12 @@ ADMIN_CREDENTIALS = ["partner-token", "kss-password", "missing", "basic-admin-to
 
 @pytest.mark.parametrize("cred", ADMIN_CREDENTIALS)
 @pytest.mark.parametrize("op", [pytest.param(op, id=f"SIM-AUTH-1-admin-{op['id']}") for op in ADMIN_OPS if op["secured"]])
-def test_SIM_AUTH_1_the_control_plane_refuses_partner_tokens(server: Any, unchanged: Partner,
+def test_SIM_AUTH_1_the_control_plane_refuses_partner_tokens(server: Any, unchanged: Partner, alice: Partner,
                                                               op: dict[str, Any], cred: str) -> None:
     b = unchanged
-    headers = {"partner-token": {"Authorization": f"Bearer {b.token}"},
+    # getTime is a partner's clock source: its own token reads it (docs/control-plane.md), another partner's may not
+    token = alice.token if op["id"] == "getTime" else b.token
+    headers = {"partner-token": {"Authorization": f"Bearer {token}"},
                "kss-password": {"Authorization": f"Bearer {b.password}"}, "missing": {},
                "basic-admin-token": {"Authorization": "Basic test-admin"}}[cred]
     values = {"partner_id": b.id, "fault_id": "flt_0"}
