@@ -63,9 +63,20 @@ def host(tmp_path: Path) -> Path:
     return project
 
 
+def _source_packages() -> set[str]:
+    """Every package of the repository's mapped folders, as the wheel must name it."""
+    found = {"ksimkit"}
+    for folder in ("simulators", "scenarios", "contracts", "examples"):
+        for init in (ROOT / folder).rglob("__init__.py"):
+            found.add("ksimkit/" + init.parent.relative_to(ROOT).as_posix())
+    return found
+
+
 def test_the_wheel_installs_one_namespace(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
+        packages = {name.rsplit("/", 1)[0] for name in names if name.endswith("/__init__.py")}
+        assert packages == _source_packages(), "pyproject.toml's package list differs from the source tree"
         top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
         assert top == {"ksimkit"}
         assert "ksimkit/py.typed" in names
