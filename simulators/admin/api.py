@@ -172,6 +172,14 @@ def advance_clock(partner_id: str) -> Response:
             raise Problem(422, "VALIDATION_ERROR", "the clock cannot move past the year 9999") from None
 
 
+@bp.delete("/partners/<partner_id>")
+def delete_partner(partner_id: str) -> Response:
+    """The partner and all of its data, journal and audit go; other partners are untouched."""
+    with runtime().store.begin() as conn:
+        partners.delete_partner(conn, partner_id)
+    return Response(status=204)
+
+
 @bp.post("/partners/<partner_id>/credentials")
 def rotate_credentials(partner_id: str) -> Response:
     with runtime().store.begin() as conn:

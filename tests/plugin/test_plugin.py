@@ -364,6 +364,7 @@ def _records(directory: Path) -> list[dict[str, Any]]:
 def plugin_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("KSIM_URL", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)  # the outer run's, when it runs under xdist itself
+    (tmp_path / "no-ksim.toml").write_text("[ksim]\n")  # no settings of the outer run's ksim.toml
     monkeypatch.setenv("KSIM_CONFIG", str(tmp_path / "no-ksim.toml"))
     monkeypatch.setenv("KSIM_ADMIN_TOKEN", "plugin-admin")
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
