@@ -1,6 +1,7 @@
 """Running the app on a real socket: in-process (tests, demo) or under gunicorn (``ksim serve``)."""
 from __future__ import annotations
 
+import json
 import threading
 from types import TracebackType
 from typing import Any
@@ -12,6 +13,30 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass  # the request journal is the record; no access log on stderr
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What Python's HTTP server refuses before the app sees it (over 100 headers, a request line over 64 kB,
+        a malformed request line) is problem+json too, never its HTML page (SIM-ERR-1)."""
+        from ksimkit.simulators.core.errors import Problem
+
+        problem = Problem(code, "BAD_REQUEST" if code == 400 else "HTTP_ERROR", explain or message or "refused",
+                          rule="SIM-ERR-1")
+        if code == 431:
+            problem = Problem(431, "REQUEST_HEADER_FIELDS_TOO_LARGE", explain or message or "", rule="SIM-ERR-1")
+        elif code == 414:
+            problem = Problem(414, "URI_TOO_LONG", explain or message or "", rule="SIM-ERR-1")
+        body = json.dumps(problem.to_dict()).encode()
+        self.close_connection = True
+        try:
+            self.send_response(code, message)
+            self.send_header("Content-Type", "application/problem+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                self.wfile.write(body)
+        except OSError:
+            pass  # the client is gone
 
 
 class InProcessServer:

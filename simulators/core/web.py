@@ -113,7 +113,9 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.after_request
     def _close_if_asked(response: Response) -> Response:
-        if g.get("ksim_close") or response.status_code == 413:
+        # werkzeug's own server closes every connection and says so itself
+        werkzeug = request.environ.get("SERVER_SOFTWARE", "").startswith("Werkzeug")
+        if (g.get("ksim_close") or response.status_code == 413) and not werkzeug:
             response.headers["Connection"] = "close"
         return response
 
@@ -126,7 +128,10 @@ def install_error_handlers(app: Flask) -> None:
         status = exc.code or 500
         code = _HTTP_CODES.get(status, "HTTP_ERROR")
         headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
-        return problem_response(Problem(status, code, exc.description or exc.name, headers=headers))
+        detail = exc.description or exc.name
+        if status == 413:
+            detail = f"the request body is larger than {runtime().settings.max_body_bytes} bytes (setting max_body_bytes)"
+        return problem_response(Problem(status, code, detail, headers=headers))
 
     @app.errorhandler(Exception)
     def _crash(exc: Exception) -> Response:
