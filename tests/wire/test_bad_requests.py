@@ -147,7 +147,7 @@ def _rows_of(server: Any, partner_id: str) -> dict[str, int]:
     return counts
 
 
-def test_delete_partner_removes_its_data_journal_and_audit_and_leaves_others(
+def test_KORM_STOP_2_delete_partner_removes_its_data_and_keeps_its_codes_reserved(
         server: Any, admin: httpx.Client, new_partner: Any) -> None:
     gone, kept = new_partner(), new_partner()
     for who in (gone, kept):
