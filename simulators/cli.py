@@ -34,6 +34,8 @@ def _suggest(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
     """``did you mean --port?`` for an unknown flag close to one the command takes."""
     known = [flag for action in parser._actions for flag in action.option_strings]
     for arg in unknown:
+        if arg.split("=", 1)[0] in ("--config", "--debug"):
+            return f" ({arg.split('=', 1)[0]} goes before the command: ksim {arg.split('=', 1)[0]} ... {parser.prog.split()[-1]})"
         if arg.startswith("-"):
             close = difflib.get_close_matches(arg.split("=", 1)[0], known, n=1)
             if close:
@@ -41,7 +43,9 @@ def _suggest(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
     return ""
 
 
-SERVE_FLAGS = ("host", "port", "workers", "database_url", "access_log")
+# The settings a flag of ``ksim serve`` (or ``demo``) overrides, and the flag: an error about one names it.
+FLAG_OF = {"host": "--host", "port": "--port", "workers": "--workers", "database_url": "--database-url",
+           "access_log": "--access-log"}
 
 
 def _serve_parser(sub: Any) -> argparse.ArgumentParser:
@@ -123,10 +127,8 @@ def _main(argv: list[str] | None) -> int:
         chosen = sub.choices[args.command]
         chosen.error(f"unrecognized arguments: {' '.join(unknown)}{_suggest(chosen, unknown)}")
     settings = load_settings(args.config)
-    flags = {"host": "--host", "port": "--port", "workers": "--workers", "database_url": "--database-url",
-             "access_log": "--access-log"}
-    overrides = {k: v for k, v in vars(args).items() if k in flags and v is not None}
-    settings = settings.override(flags.__getitem__, **overrides)
+    overrides = {k: v for k, v in vars(args).items() if k in FLAG_OF and v is not None}
+    settings = settings.override(FLAG_OF.__getitem__, **overrides)
     if args.command == "serve":
         return _serve(settings)
     if args.command == "demo":

@@ -117,6 +117,9 @@ def install_error_handlers(app: Flask) -> None:
         werkzeug = request.environ.get("SERVER_SOFTWARE", "").startswith("Werkzeug")
         if (g.get("ksim_close") or response.status_code == 413) and not werkzeug:
             response.headers["Connection"] = "close"
+        if 300 <= response.status_code < 400 and response.mimetype == "text/html":  # werkzeug's trailing-slash redirect
+            response.set_data(json.dumps({"location": response.headers.get("Location")}))
+            response.mimetype = "application/json"
         return response
 
     @app.errorhandler(Problem)

@@ -78,6 +78,12 @@ def test_SIM_ERR_1_nul_in_the_path_or_query_is_a_422(korm: httpx.Client, path: s
     assert body["rule"] == "SIM-ERR-1" and "NUL" in body["detail"] and "\x00" not in body["detail"]
 
 
+def test_SIM_ERR_1_a_doubled_slash_is_redirected_without_an_html_page(korm: httpx.Client) -> None:
+    response = korm.get("/subscriptions//sub_x")  # werkzeug merges the slashes with a redirect (found by the fuzzer)
+    assert response.status_code == 308 and response.headers["content-type"] == "application/json"
+    assert response.json() == {"location": str(korm.base_url).rstrip("/") + "/subscriptions/sub_x"}
+
+
 def test_SIM_ERR_1_a_huge_header_is_a_431_problem(korm: httpx.Client) -> None:
     body = problem(korm.get("/subscriptions", headers={"Authorization": "Bearer " + "x" * 10_000}), 431)
     assert body["code"] == "REQUEST_HEADER_FIELDS_TOO_LARGE" and str(MAX_HEADER_BYTES) in body["detail"]
