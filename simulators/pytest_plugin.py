@@ -91,13 +91,15 @@ def ksim_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         yield RunningServer(url.rstrip("/"))
         return
     from ksimkit.simulators.app import create_app
-    from ksimkit.simulators.core.settings import load_settings
+    from ksimkit.simulators.core.settings import SettingError, load_settings
     from ksimkit.simulators.server import InProcessServer
 
     database = tmp_path_factory.mktemp("ksim") / "state.db"  # xdist gives each worker its own base temp
-    settings = load_settings().replace(
-        database_url=f"sqlite:///{database}", admin_token=request.config.getoption("ksim_admin_token")
-    )
+    try:
+        loaded = load_settings()
+    except SettingError as exc:  # one line, as ksim itself says it (docs/settings.md)
+        pytest.fail(f"ksim: {exc}", pytrace=False)
+    settings = loaded.replace(database_url=f"sqlite:///{database}", admin_token=request.config.getoption("ksim_admin_token"))
     with InProcessServer(create_app(settings)) as server:
         yield server
 

@@ -437,6 +437,17 @@ def test_SIM_ERR_1_plugin_ksim_url_of_a_server_that_is_down_is_one_clear_line(
     assert "Traceback" not in text and "httpcore" not in text and len(text.splitlines()) < 40, text
 
 
+def test_setting_errors_reach_the_plugin_as_one_line(pytester: pytest.Pytester, plugin_env: None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KSIM_JOURNAL_LIMIT", "lots")
+    pytester.makepyfile(test_user=USER_TESTS.format(records=str(pytester.path / "records")))
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-k", "test_a")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*ksim: journal_limit (environment variable KSIM_JOURNAL_LIMIT): expected a whole "
+                                 "number, got 'lots'*"])
+    assert "Traceback" not in result.stdout.str()
+
+
 HARNESS_TESTS = '''
 import httpx
 import pytest
