@@ -14,11 +14,10 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 class JsonLimitError(ValueError):
     """The body is JSON that ksim does not take: ``path`` (JSON pointer) says where, ``message`` why."""
 
-    def __init__(self, path: str, message: str, *, too_deep: bool = False) -> None:
+    def __init__(self, path: str, message: str) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message
-        self.too_deep = too_deep
 
 
 def unstorable(text: str) -> str | None:
@@ -40,8 +39,7 @@ def loads(raw: bytes) -> Any:
     try:
         value = json.loads(raw)
     except RecursionError:
-        raise JsonLimitError("/", f"the body nests arrays and objects deeper than {MAX_DEPTH} levels",
-                             too_deep=True) from None
+        raise JsonLimitError("/", f"the body nests arrays and objects deeper than {MAX_DEPTH} levels") from None
     if deep or b"\\u" in raw or b"\xed" in raw:
         _check(value)
     return value
@@ -58,14 +56,13 @@ def _check(value: Any) -> None:
                 raise JsonLimitError(path or "/", f"the string {problem}")
         elif isinstance(node, (dict, list)):
             if depth >= MAX_DEPTH:
-                raise JsonLimitError(path or "/", f"the body nests arrays and objects deeper than {MAX_DEPTH} levels",
-                                     too_deep=True)
+                raise JsonLimitError("/", f"the body nests arrays and objects deeper than {MAX_DEPTH} levels")
             items = node.items() if isinstance(node, dict) else enumerate(node)
             for key, child in items:
                 pointer = f"{path}/{str(key).replace('~', '~0').replace('/', '~1')}"
                 if isinstance(key, str):
                     problem = unstorable(key)
                     if problem:
-                        raise JsonLimitError(pointer.encode("utf-8", "backslashreplace").decode(),
-                                             f"the member name {problem}")
+                        shown = _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", pointer)
+                        raise JsonLimitError(shown, f"the member name {problem}")
                 stack.append((child, pointer, depth + 1))
