@@ -40,4 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(admin_harness_bp)
     app.register_blueprint(kss_bp)
     app.register_blueprint(kss_soap_bp)
+    from ksimkit.simulators.endpoints import bp as index_bp
+
+    app.register_blueprint(index_bp)  # GET /: what is served here
     return app

@@ -4,29 +4,95 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ksimkit import __version__
-from ksimkit.simulators.core.settings import Settings, load_settings
+from ksimkit.simulators.core.database_check import check_database
+from ksimkit.simulators.core.settings import Settings, SettingError, coerce_setting, load_settings
 
 SUITE_NAMES = ("korm", "kss", "all")
 
 
+def _setting_type(name: str, flag: str) -> Callable[[str], Any]:
+    """An argparse type that checks a flag's value as the setting it overrides (one line, exit 2)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return coerce_setting(name, text, flag)
+        except SettingError as exc:
+            raise argparse.ArgumentTypeError(exc.expected) from None
+
+    return convert
+
+
+def _suggest(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """``did you mean --port?`` for an unknown flag close to one the command takes."""
+    known = [flag for action in parser._actions for flag in action.option_strings]
+    for arg in unknown:
+        if arg.split("=", 1)[0] in ("--config", "--debug"):
+            return f" ({arg.split('=', 1)[0]} goes before the command: ksim {arg.split('=', 1)[0]} ... {parser.prog.split()[-1]})"
+        if arg.startswith("-"):
+            close = difflib.get_close_matches(arg.split("=", 1)[0], known, n=1)
+            if close:
+                return f" (did you mean {close[0]}?)"
+    return ""
+
+
+# The settings a flag of ``ksim serve`` (or ``demo``) overrides, and the flag: an error about one names it.
+FLAG_OF = {"host": "--host", "port": "--port", "workers": "--workers", "database_url": "--database-url",
+           "access_log": "--access-log"}
+
+
+def _serve_parser(sub: Any) -> argparse.ArgumentParser:
+    defaults = Settings()
+    serve = sub.add_parser(
+        "serve", help="serve KORM SS, KSS and the control plane under gunicorn",
+        description="Serve KORM SS (/korm/v1), KSS (/kss/soap/upi, /kss/v1) and the control plane (/_sim) under "
+                    "gunicorn. Each flag overrides its setting (ksim.toml [ksim], KSIM_<NAME>; docs/settings.md).",
+    )
+    serve.add_argument("--host", type=_setting_type("host", "--host"),
+                       help=f"address to bind (setting host; default {defaults.host})")
+    serve.add_argument("--port", type=_setting_type("port", "--port"),
+                       help=f"port to bind (setting port; default {defaults.port})")
+    serve.add_argument("--workers", type=_setting_type("workers", "--workers"),
+                       help=f"gunicorn worker processes, 4 threads each (setting workers; default {defaults.workers})")
+    serve.add_argument("--database-url", metavar="URL", type=_setting_type("database_url", "--database-url"),
+                       help=f"where state lives: sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB "
+                            f"(setting database_url; default {defaults.database_url})")
+    serve.add_argument("--access-log", action="store_true", default=None,
+                       help="log every request on stdout (setting access_log; default off)")
+    return serve
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``ksim``: a user's mistake on the command line or in the settings is one line naming the setting and
+    where it came from, exit status 2 (``--debug`` adds the traceback)."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv)
+    except SettingError as exc:
+        if debug:
+            raise
+        print(f"ksim: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="ksim", description="Kaspersky subscription services simulator")
     parser.add_argument("--version", action="version", version=f"ksim {__version__}")
-    parser.add_argument("--config", help="path of ksim.toml (default ./ksim.toml or $KSIM_CONFIG)")
+    parser.add_argument("--config", metavar="PATH",
+                        help="path of ksim.toml; it must exist (default ./ksim.toml if present, or $KSIM_CONFIG)")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve KORM SS, KSS and the control plane under gunicorn")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
-    serve.add_argument("--database-url")
+    _serve_parser(sub)
     demo = sub.add_parser("demo", help="a scripted walk-through against a real in-process server")
-    demo.add_argument("--database-url", help="default: a fresh SQLite file under .ksim/")
+    demo.add_argument("--database-url", type=_setting_type("database_url", "--database-url"),
+                      help="default: a fresh SQLite file under .ksim/")
     certify = sub.add_parser(
         "certify", help="drive a broker through the scenario suites; write report.html, summary.json, junit.xml",
         description="Drive a broker through the certification scenarios against the simulator, compare what it "
@@ -61,18 +127,23 @@ def main(argv: list[str] | None = None) -> int:
                          help="scenarios the broker cannot run (not applicable) also make the run fail")
     certify.add_argument("-k", dest="select", metavar="TEXT",
                          help="run only the scenarios whose id contains TEXT (or names a rule containing it)")
-    args = parser.parse_args(argv)
+    certify.add_argument("--keep-state", action="store_true",
+                         help="keep the in-process simulator's database as DIR/ksim-state.db "
+                              "(default: a temporary file, removed after the run)")
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        chosen = sub.choices[args.command]
+        chosen.error(f"unrecognized arguments: {' '.join(unknown)}{_suggest(chosen, unknown)}")
     settings = load_settings(args.config)
-    overrides = {k: v for k, v in vars(args).items() if k in ("host", "port", "workers", "database_url") and v is not None}
-    settings = settings.replace(**overrides)
+    overrides = {k: v for k, v in vars(args).items() if k in FLAG_OF and v is not None}
+    settings = settings.override(FLAG_OF.__getitem__, **overrides)
     if args.command == "serve":
-        from ksimkit.simulators.server import run_gunicorn
-
-        run_gunicorn(settings)
-        return 0
+        return _serve(settings)
     if args.command == "demo":
         from ksimkit.simulators.demo import run_demo
 
+        if args.database_url is not None:
+            check_database(settings.database_url, settings.source("database_url"))
         return run_demo(settings, fresh_database=args.database_url is None)
     if args.command == "certify":
         if args.defects and not args.reference_broker:
@@ -84,10 +155,61 @@ def main(argv: list[str] | None = None) -> int:
             defects=[d.strip() for d in args.defects.split(",") if d.strip()], broker_url=args.broker_url,
             suites=args.suite, jobs=args.jobs, out=args.out, ksim_url=args.ksim_url, admin_token=args.admin_token,
             strict=args.strict, select=args.select, pool=args.pool, level=args.level,
-            pooled_example=args.pooled_example,
+            pooled_example=args.pooled_example, keep_state=args.keep_state,
         ))
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def check_serve_settings(settings: Settings) -> None:
+    """What ``ksim serve`` needs before it starts, each mistake a ``SettingError``: the database, the vendor
+    profile, the time zone, and a free address."""
+    from zoneinfo import ZoneInfo
+
+    from ksimkit.simulators.core.catalog import load_profile
+
+    check_database(settings.database_url, settings.source("database_url"))
+    try:
+        load_profile(settings.profile_path)
+    except Exception as exc:  # a missing file, bad YAML, a profile that does not validate: all the user's
+        raise SettingError("profile_path", settings.source("profile_path"), f"cannot be loaded: {exc}") from None
+    try:
+        ZoneInfo(settings.default_timezone)
+    except (ValueError, KeyError, OSError):
+        raise SettingError("default_timezone", settings.source("default_timezone"),
+                           f"expected an IANA time zone name such as Europe/Berlin, got {settings.default_timezone!r}") from None
+    _check_address(settings)
+
+
+def _check_address(settings: Settings) -> None:
+    """A taken port is one line here, not gunicorn retrying for five seconds."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise SettingError("host", settings.source("host"), f"cannot resolve {settings.host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SettingError("port", settings.source("port"),
+                                   f"{settings.host}:{settings.port} is in use by another process; "
+                                   "choose another port (--port)") from None
+            raise SettingError("host", settings.source("host"),
+                               f"cannot bind {settings.host}:{settings.port}: {exc.strerror}") from None
+
+
+def _serve(settings: Settings) -> int:
+    from ksimkit.simulators.server import run_gunicorn
+
+    check_serve_settings(settings)
+    run_gunicorn(settings)
+    return 0
 
 
 # -- ksim certify -------------------------------------------------------------------------------------
@@ -109,6 +231,7 @@ class CertifyOptions:
     pool: str | None = None  # a pool file: pooled partners with fixed credentials
     level: str = "full"  # vendor_side | full
     pooled_example: bool = False
+    keep_state: bool = False  # the in-process simulator's database stays in ``out`` (else a temporary file)
 
 
 def suite_paths(suites: list[str]) -> list[Path]:
@@ -136,7 +259,8 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
     from ksimkit.scenarios.model import ScenarioFileError, load_suite
     from ksimkit.scenarios.report import ReportMeta, overall_verdict, write_reports
 
-    console = console or Console()
+    # Off a terminal (CI logs) rich would cut lines at 80 columns; scenario ids must stay whole for a -k rerun.
+    console = console or Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     err = Console(stderr=True, soft_wrap=True)  # file:line messages stay on one line
     missing = [str(p) for p in suite_paths(options.suites) if not p.exists()]
     if missing:
@@ -203,23 +327,26 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
         admin_token = options.admin_token or settings.admin_token
         if options.ksim_url:
             sim_url = options.ksim_url.rstrip("/")
-            from ksimkit.simulators.client import KsimAdmin
-
-            try:
-                with KsimAdmin(sim_url, admin_token) as admin:
-                    admin.wait_until_ready(timeout=10)
-            except TimeoutError as exc:
-                err.print(f"[red]ksim certify: {exc}[/]")
-                return 1
+            problem = _simulator_problem(sim_url, admin_token)
+            if problem:
+                err.print(f"[red]ksim certify: {problem}[/]; no scenario was run", highlight=False)
+                return 2
         else:
             from ksimkit.simulators.app import create_app
             from ksimkit.simulators.server import InProcessServer
 
-            db = out / "ksim-state.db"
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{db}{suffix}").unlink(missing_ok=True)
+            kept = out / "ksim-state.db"
+            for suffix in ("", "-wal", "-shm", "-journal"):  # a previous run's state is never reused
+                Path(f"{kept}{suffix}").unlink(missing_ok=True)
+            # The state stays out of the report folder (published as an artifact) unless asked for.
+            db = kept if options.keep_state else Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="ksim-certify-"))) / "ksim-state.db"
             sim_settings = settings.replace(database_url=f"sqlite:///{db.resolve()}", admin_token=admin_token)
             sim_url = stack.enter_context(InProcessServer(create_app(sim_settings))).url
+        problem = _broker_problem(adapter)
+        if problem:
+            err.print(f"[red]ksim certify: {problem}[/]; no scenario was run", highlight=False)
+            return 2
         pool = _certify_pool(options, pool, sim_url, admin_token, err)
         if pool is False:
             return 2
@@ -254,6 +381,45 @@ def _certify_pool(options: CertifyOptions, pool: Any, sim_url: str, admin_token:
         err.print(f"[red]ksim certify: --pool: {exc}[/]", highlight=False)
         return False
     return pool
+REACH_TIMEOUT_S = 5.0
+
+
+def _simulator_problem(url: str, admin_token: str) -> str | None:
+    """Why the ``--ksim-url`` simulator cannot be used (down, not ksim, wrong admin token), or ``None``."""
+    import httpx
+
+    from ksimkit.simulators.client import KsimAdmin, KsimError
+
+    with KsimAdmin(url, admin_token, timeout=REACH_TIMEOUT_S) as admin:
+        try:
+            admin.health()
+        except httpx.TransportError as exc:
+            return f"the simulator at {url} cannot be reached ({type(exc).__name__}: {exc or 'no answer'})"
+        except (KsimError, ValueError) as exc:
+            return f"{url} does not answer as a ksim simulator (GET /_sim/health: {exc})"
+        try:
+            admin.request("GET", "/partners/ptn_certify_token_check")  # any answer but 401 shows the token works
+        except KsimError as exc:
+            if exc.status == 401:
+                return f"the simulator at {url} refuses the admin token (--admin-token, setting admin_token)"
+        except httpx.TransportError as exc:
+            return f"the simulator at {url} cannot be reached ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _broker_problem(adapter: Any) -> str | None:
+    """Why the broker cannot be reached at all (any HTTP answer counts as reachable), or ``None``."""
+    import httpx
+
+    base_url = getattr(adapter, "base_url", None)
+    if not base_url:
+        return None
+    try:
+        httpx.get(base_url, timeout=REACH_TIMEOUT_S, verify=getattr(adapter, "verify", True))
+    except httpx.TransportError as exc:
+        return (f"the broker at {base_url} cannot be reached ({type(exc).__name__}: {exc or 'no answer'}); "
+                "start it, or point --broker-url or the adapter's base_url at it")
+    return None
 
 
 def _run_with_progress(console: Any, scenarios: list[Any], adapter: Any, sim_url: str, admin_token: str,
@@ -274,7 +440,7 @@ def _run_with_progress(console: Any, scenarios: list[Any], adapter: Any, sim_url
             progress.update(task, advance=1, tally=text)
             if result.verdict in ("failed", "error"):
                 progress.console.print(f"  [{colours[result.verdict]}]{result.verdict}[/] {result.scenario_id}",
-                                       highlight=False)
+                                       highlight=False, soft_wrap=True)
 
         return run_scenarios(scenarios, adapter, Simulator(sim_url, admin_token, pool=pool), jobs=jobs,
                              on_result=on_result, level=level)
@@ -299,7 +465,8 @@ def _print_summary(console: Any, results: list[Any], verdict: str, paths: dict[s
     bad = [r for r in results if r.verdict in ("failed", "error")]
     if bad:
         failures = Table(title="scenarios that did not pass", title_justify="left")
-        failures.add_column("scenario", no_wrap=True, overflow="ellipsis", max_width=min(44, console.width // 3))
+        # ids whole, never cut: a -k rerun needs them
+        failures.add_column("scenario", no_wrap=True, min_width=max(len(r.scenario_id) for r in bad))
         failures.add_column("verdict", no_wrap=True, min_width=7)
         failures.add_column("first problem", overflow="fold", ratio=1)
         for result in bad:

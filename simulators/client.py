@@ -248,6 +248,10 @@ class KsimAdmin:
         result: dict[str, Any] = self.request("GET", f"/partners/{partner_id}")
         return result
 
+    def delete_partner(self, partner_id: str) -> None:
+        """Delete a partner with all its data, journal and audit; ``KsimError`` 404 ``PARTNER_NOT_FOUND`` if unknown."""
+        self.request("DELETE", f"/partners/{partner_id}")
+
 
 @dataclass(frozen=True)
 class PartnerHandle:
@@ -286,6 +290,11 @@ class PartnerHandle:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.admin.request(method, f"/partners/{self.id}{path}", **kwargs)
+
+    def delete(self) -> None:
+        """Delete this partner with all its data, journal and audit (other partners are untouched); its
+        credentials are refused from now on."""
+        self.admin.delete_partner(self.id)
 
     # -- clock ------------------------------------------------------------------------------------
 

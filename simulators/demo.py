@@ -28,17 +28,19 @@ class Walkthrough:
     def step(self, title: str) -> None:
         console.rule(f"[bold]{title}")
 
-    def show(self, response: httpx.Response, expect: int) -> dict[str, Any]:
+    def show(self, response: httpx.Response, expect: int, rule: str | None = None) -> dict[str, Any]:
+        """Print the answer; stop unless it has the expected status (and, for a refusal, the expected rule)."""
         body = response.json()
-        ok = response.status_code == expect
+        ok = response.status_code == expect and (rule is None or body.get("rule") == rule)
         colour = "green" if ok else "red"
         request = response.request
-        summary = body.get("code") or body.get("status") or ""
+        summary = " ".join(str(x) for x in (body.get("code") or body.get("status"), body.get("rule")) if x)
         console.print(f"  {request.method} {request.url.path} -> [{colour}]{response.status_code}[/] {summary}")
         if body.get("detail"):
             console.print(f"    [dim]{body['detail']}[/]")
         if not ok:
-            raise SystemExit(f"demo: expected {expect}, got {response.status_code}: {response.text}")
+            raise SystemExit(f"demo: expected {expect}{' ' + rule if rule else ''}, got {response.status_code}: "
+                             f"{response.text}")
         return body
 
     def advance(self, day: str) -> None:
@@ -76,7 +78,8 @@ class Walkthrough:
         console.print(f"  subscription {sub['id']}, activation code [bold]{sub['activation_code']}[/]")
         replay = korm.post("/subscriptions", json=order, headers={"Idempotency-Key": "demo-order-1"})
         console.print(f"  retried with the same Idempotency-Key -> {replay.status_code}, same id: {replay.json()['id'] == sub['id']}")
-        self.show(korm.post("/subscriptions", json={**order, "approval_code": None, "trial": True}), 422)
+        trial = {k: v for k, v in order.items() if k != "approval_code"} | {"trial": True}
+        self.show(korm.post("/subscriptions", json=trial), 422, rule="KORM-TRIAL-1")
 
         self.step("3. 10 May: reduce to 20; 20 May: out of band refused, then switch to band 50-99")
         self.advance("2026-05-10")

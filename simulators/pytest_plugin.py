@@ -91,15 +91,42 @@ def ksim_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         yield RunningServer(url.rstrip("/"))
         return
     from ksimkit.simulators.app import create_app
-    from ksimkit.simulators.core.settings import load_settings
+    from ksimkit.simulators.core.settings import SettingError, load_settings
     from ksimkit.simulators.server import InProcessServer
 
     database = tmp_path_factory.mktemp("ksim") / "state.db"  # xdist gives each worker its own base temp
-    settings = load_settings().replace(
-        database_url=f"sqlite:///{database}", admin_token=request.config.getoption("ksim_admin_token")
-    )
+    try:
+        loaded = load_settings()
+    except SettingError as exc:  # one line, as ksim itself says it (docs/settings.md)
+        pytest.fail(f"ksim: {exc}", pytrace=False)
+    settings = loaded.replace(database_url=f"sqlite:///{database}", admin_token=request.config.getoption("ksim_admin_token"))
     with InProcessServer(create_app(settings)) as server:
         yield server
+
+
+REACH_TIMEOUT_S = 5.0
+
+
+def _check_running_server(admin: KsimAdmin) -> None:
+    """A ``--ksim-url`` server that is down, not ksim, or refuses the admin token: one clear line (the tests that
+    need it error with it), not a chain of tracebacks."""
+    import httpx
+
+    from ksimkit.simulators.client import KsimError
+
+    try:
+        admin.wait_until_ready(timeout=REACH_TIMEOUT_S)
+    except TimeoutError as exc:
+        cause = exc.__cause__
+        reason = f"{type(cause).__name__}: {cause}" if isinstance(cause, (httpx.TransportError, KsimError)) else str(exc)
+        pytest.fail(f"ksim: no simulator answers at --ksim-url {admin.base_url} ({reason}); start one "
+                    "(ksim serve) or drop --ksim-url to run one in-process", pytrace=False)
+    try:
+        admin.request("GET", "/partners/ptn_plugin_token_check")  # any answer but 401 shows the token works
+    except KsimError as exc:
+        if exc.status == 401:
+            pytest.fail(f"ksim: the simulator at {admin.base_url} refuses the admin token (--ksim-admin-token, "
+                        "$KSIM_ADMIN_TOKEN)", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +134,7 @@ def ksim(request: pytest.FixtureRequest, ksim_server: Any) -> Iterator[KsimAdmin
     """The control plane of the session's simulator."""
     with KsimAdmin(ksim_server.url, request.config.getoption("ksim_admin_token")) as admin:
         if isinstance(ksim_server, RunningServer):
-            admin.wait_until_ready(timeout=10.0)
+            _check_running_server(admin)
         yield admin
 
 
@@ -126,9 +153,19 @@ def _partner_fields(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ksim_partner(request: pytest.FixtureRequest, ksim: KsimAdmin) -> PartnerHandle:
-    """A new partner for this test (own credentials, clock and data); see the ``ksim_partner`` marker."""
-    return ksim.create_partner(**_partner_fields(request))
+def ksim_partner(request: pytest.FixtureRequest, ksim: KsimAdmin, ksim_server: Any) -> Iterator[PartnerHandle]:
+    """A new partner for this test (own credentials, clock and data); see the ``ksim_partner`` marker. On a shared
+    simulator (``--ksim-url``) it is deleted when the test ends, so the server does not gain a partner per test."""
+    partner = ksim.create_partner(**_partner_fields(request))
+    yield partner
+    if isinstance(ksim_server, RunningServer):
+        from ksimkit.simulators.client import KsimError
+
+        try:
+            partner.delete()
+        except KsimError as exc:
+            if exc.status != 404:  # the test deleted it itself
+                raise
 
 
 @pytest.fixture

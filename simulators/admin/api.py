@@ -204,6 +204,12 @@ def get_time(partner_id: str) -> Response:
     if fmt == "faketime":
         return Response(faketime + "\n", mimetype="text/plain")
     return json_response({**clock.to_json(), "epoch": int(now.timestamp()), "faketime": faketime})
+@bp.delete("/partners/<partner_id>")
+def delete_partner(partner_id: str) -> Response:
+    """The partner and all of its data, journal and audit go; other partners are untouched."""
+    with runtime().store.begin() as conn:
+        partners.delete_partner(conn, partner_id)
+    return Response(status=204)
 
 
 @bp.post("/partners/<partner_id>/credentials")

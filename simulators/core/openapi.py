@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ksimkit.simulators.core import jsontext
 from ksimkit.simulators.core.yamlfile import load_yaml
 
 if TYPE_CHECKING:  # imported when the first validator is built: a server starts without them (docs/benchmarks.md)
@@ -65,6 +66,59 @@ def _parsed(path: Path, text: str) -> Any:
         except OSError:
             continue
     return spec
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as JSON (``null``, ``true``, ``"text"``), cut short when long."""
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _types_text(kind: Any) -> str:
+    return " or ".join(kind) if isinstance(kind, list) else str(kind)
+
+
+def closest_error(error: Any) -> Any:
+    """For a failed ``oneOf``/``anyOf``, the error of the alternative that came closest: the one whose errors lie
+    deepest inside the value (a limit passed, rather than another shape), then the one with the fewest errors."""
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        branches: dict[Any, list[Any]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.schema_path[0], []).append(sub)
+        closest = min(branches.values(), key=lambda errs: (sum(1 for e in errs if not e.relative_path), len(errs)))
+        error = max(closest, key=lambda e: len(e.relative_path))
+    return error
+
+
+def json_message(error: Any) -> str:
+    """A schema violation in JSON's terms (``null``, not Python's ``None``) naming the limit that was passed
+    (of the closest alternative of a ``oneOf``/``anyOf``). Other keywords keep jsonschema's message."""
+    error = closest_error(error)
+    kind, value, limit = error.validator, error.instance, error.validator_value
+    if kind == "oneOf":
+        return f"{_shown(value)} matches more than one of the alternatives; it must match exactly one"
+    messages = {
+        "type": lambda: f"{_shown(value)} is not of type {_types_text(limit)}",
+        "enum": lambda: f"{_shown(value)} is not one of {', '.join(_shown(v) for v in limit)}",
+        "const": lambda: f"{_shown(value)} is not {_shown(limit)}",
+        "required": lambda: "missing required property " + ", ".join(
+            _shown(name) for name in limit if isinstance(value, dict) and name not in value),
+        "additionalProperties": lambda: "unknown property " + ", ".join(
+            _shown(k) for k in value if k not in error.schema.get("properties", {})),
+        "minimum": lambda: f"{_shown(value)} is less than the minimum of {limit}",
+        "maximum": lambda: f"{_shown(value)} is more than the maximum of {limit}",
+        "exclusiveMinimum": lambda: f"{_shown(value)} must be more than {limit}",
+        "exclusiveMaximum": lambda: f"{_shown(value)} must be less than {limit}",
+        "minLength": lambda: f"{_shown(value)} is shorter than the minimum of {limit} characters",
+        "maxLength": lambda: f"{_shown(value)} is longer than the maximum of {limit} characters",
+        "minItems": lambda: f"the array has fewer than the minimum of {limit} items",
+        "maxItems": lambda: f"the array has more than the maximum of {limit} items",
+        "pattern": lambda: f"{_shown(value)} does not match the pattern {limit}",
+        "format": lambda: f"{_shown(value)} is not a valid {limit}",
+        "multipleOf": lambda: f"{_shown(value)} is not a multiple of {limit}",
+    }
+    render = messages.get(kind)
+    return render() if render is not None else str(error.message)
 
 
 def _escape(segment: str) -> str:
@@ -277,7 +331,7 @@ class Contract:
     @functools.lru_cache(maxsize=1024)  # a pure function of the schema and the text; ids repeat (keys do not)
     def _parameter_messages(self, pointer: str, types: tuple[str, ...], text: str) -> tuple[str, ...]:
         value = _read_as(text, types)
-        return tuple(error.message for error in self._schema_validator(pointer).iter_errors(value))
+        return tuple(json_message(error) for error in self._schema_validator(pointer).iter_errors(value))
 
     def _body_violations(self, op: Operation, headers: Mapping[str, str], body: bytes | None) -> list[Violation]:
         if body is None:
@@ -302,6 +356,8 @@ class Contract:
                      "message": f"Content-Type {mimetype or content_type!r}: the operation takes {', '.join(op.body_media)}"}]
         try:
             errors = self.raw_body_errors(op.operation_id, body)
+        except jsontext.JsonLimitError as exc:
+            return [{"in": "body", "path": exc.path, "message": exc.message}]
         except (ValueError, UnicodeDecodeError) as exc:
             return [{"in": "body", "path": "/", "message": f"the body is not valid JSON: {exc}"}]
         return [{"in": "body", **error} for error in errors]
@@ -323,7 +379,7 @@ class Contract:
             if known is not None:
                 return [{"path": path, "message": message} for path, message in known]
         if value is _UNPARSED:
-            value = json.loads(raw)
+            value = jsontext.loads(raw)
         errors = self.body_errors(operation_id, value)
         if len(raw) <= _REMEMBER_BODY_BYTES:
             with self._body_memo_lock:
@@ -337,8 +393,8 @@ class Contract:
         validator = self._validator(operation_id)
         if validator is None:
             return []
-        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+        errors = sorted((closest_error(e) for e in validator.iter_errors(body)), key=lambda e: list(e.absolute_path))
         return [
-            {"path": "/" + "/".join(str(p) for p in error.absolute_path), "message": error.message}
+            {"path": "/" + "/".join(str(p) for p in error.absolute_path), "message": json_message(error)}
             for error in errors
         ]

@@ -13,7 +13,9 @@ from sqlalchemy.engine import Connection
 
 from ksimkit.simulators.core.clock import Clock, iso_utc, system_now
 from ksimkit.simulators.core.errors import conflict, not_found, unprocessable
-from ksimkit.simulators.core.store import audit_log, idempotency, lock_partner, partner_settings, partners, serialize
+from ksimkit.simulators.core.store import (
+    activation_codes, audit_log, idempotency, lock_partner, metadata, partner_settings, partners, serialize,
+)
 
 PROGRAMMES = ("xsp", "reseller", "msp")
 BILLING_PERIODS = ("calendar_month", "30_days")
@@ -211,3 +213,19 @@ def reset_partner(conn: Connection, partner_id: str, start: dt.datetime | None =
     conn.execute(sa.update(partners).where(partners.c.id == partner_id).values(clock_now=row.clock_start))
     return Clock(row.clock_start, row.timezone)
 
+
+
+def delete_partner(conn: Connection, partner_id: str) -> None:
+    """The partner and everything of it: its services' data, journal, fault rules, audit, settings. Other partners
+    are untouched. The activation codes it was issued stay reserved, as after a reset: a code is never issued
+    twice (KORM-STOP-2)."""
+    row = conn.execute(lock_partner(sa.select(partners.c.id).where(partners.c.id == partner_id))).first()
+    if row is None:
+        raise not_found("PARTNER_NOT_FOUND", f"no partner {partner_id!r}")
+    for hook in _reset_hooks:
+        hook(conn, partner_id)
+    # Whatever else names the partner (tables the hooks do not know), children before parents.
+    for table in reversed(metadata.sorted_tables):
+        if "partner_id" in table.c and table is not activation_codes:
+            conn.execute(sa.delete(table).where(table.c.partner_id == partner_id))
+    conn.execute(sa.delete(partners).where(partners.c.id == partner_id))

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, Response, current_app, has_app_context, request
+from flask import Flask, Response, current_app, g, has_app_context, request
 from sqlalchemy.engine import Connection
 from werkzeug.exceptions import HTTPException
 
+from ksimkit.simulators.core import jsontext
 from ksimkit.simulators.core.catalog import Profile
 from ksimkit.simulators.core.clock import profile_source, system_now
 from ksimkit.simulators.core.context import CallContext
@@ -59,9 +60,67 @@ def problem_response(problem: Problem) -> Response:
 
 _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
 
+# ksim's own limits on the request head (SIM-ERR-1; docs/korm.md, "Limits"). gunicorn's are set far higher
+# (server.py), so these answer in problem+json instead of gunicorn's HTML page.
+MAX_URL_BYTES = 8190  # path and query
+MAX_HEADER_BYTES = 8190  # one header: name and value
+MAX_HEADER_FIELDS = 100
+
+
+def close_connection() -> None:
+    """Answer this request with ``Connection: close``: its body was refused unread (over the size limit), so
+    the connection cannot carry another request."""
+    g.ksim_close = True
+
+
+def _refuse_unusable_head() -> None:
+    """Before any front end: a request line or header past the limits, or NUL in the path, query or a header
+    (no database stores it), is refused here, the same way on every front end."""
+    environ = request.environ
+    url = environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", "")
+    if len(url.encode("latin-1", "replace")) > MAX_URL_BYTES:
+        raise Problem(414, "URI_TOO_LONG", f"the path and query are longer than {MAX_URL_BYTES} bytes",
+                      rule="SIM-ERR-1")
+    if len(request.headers) > MAX_HEADER_FIELDS:
+        raise Problem(431, "REQUEST_HEADER_FIELDS_TOO_LARGE",
+                      f"the request has {len(request.headers)} header fields; at most {MAX_HEADER_FIELDS} are taken",
+                      rule="SIM-ERR-1")
+    for name, value in request.headers.items():
+        if len(name) + len(value) > MAX_HEADER_BYTES:
+            raise Problem(431, "REQUEST_HEADER_FIELDS_TOO_LARGE",
+                          f"the header {name} is {len(name) + len(value)} bytes long; at most {MAX_HEADER_BYTES} "
+                          "bytes per header are taken", rule="SIM-ERR-1")
+        if "\x00" in value:
+            raise _nul(f"/headers/{name}")
+    if "\x00" in request.path:
+        raise _nul("/path")
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            raise _nul(f"/query/{name}")
+
+
+def _nul(where: str) -> Problem:
+    """NUL (%00) where no stored text can hold it (PostgreSQL refuses it; SQLite alike, so both answer the same)."""
+    where = where.replace("\x00", "\\u0000")
+    return Problem(422, "VALIDATION_ERROR", f"{where}: contains NUL (%00), which no text holds", rule="SIM-ERR-1",
+                   errors=[{"path": where, "message": "contains NUL (\\u0000)"}])
+
 
 def install_error_handlers(app: Flask) -> None:
-    """Every error is problem+json, never an HTML page."""
+    """Every error is problem+json, never an HTML page; limits on the request head; ``Connection: close``
+    after a body refused unread."""
+    app.before_request(_refuse_unusable_head)
+
+    @app.after_request
+    def _close_if_asked(response: Response) -> Response:
+        # werkzeug's own server closes every connection and says so itself
+        werkzeug = request.environ.get("SERVER_SOFTWARE", "").startswith("Werkzeug")
+        if (g.get("ksim_close") or response.status_code == 413) and not werkzeug:
+            response.headers["Connection"] = "close"
+        if 300 <= response.status_code < 400 and response.mimetype == "text/html":  # werkzeug's trailing-slash redirect
+            response.set_data(json.dumps({"location": response.headers.get("Location")}))
+            response.mimetype = "application/json"
+        return response
 
     @app.errorhandler(Problem)
     def _problem(problem: Problem) -> Response:
@@ -72,7 +131,10 @@ def install_error_handlers(app: Flask) -> None:
         status = exc.code or 500
         code = _HTTP_CODES.get(status, "HTTP_ERROR")
         headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
-        return problem_response(Problem(status, code, exc.description or exc.name, headers=headers))
+        detail = exc.description or exc.name
+        if status == 413:
+            detail = f"the request body is larger than {runtime().settings.max_body_bytes} bytes (setting max_body_bytes)"
+        return problem_response(Problem(status, code, detail, headers=headers))
 
     @app.errorhandler(Exception)
     def _crash(exc: Exception) -> Response:
@@ -121,7 +183,10 @@ def json_body(contract: str, operation_id: str, *, optional: bool = False) -> di
         if mimetype and not (mimetype == "application/json" or mimetype.endswith("+json")):
             raise Problem(415, "UNSUPPORTED_MEDIA_TYPE", f"send application/json, not {mimetype}", rule="SIM-ERR-1")
         try:
-            body = json.loads(raw)
+            body = jsontext.loads(raw)
+        except jsontext.JsonLimitError as exc:
+            raise Problem(422, "VALIDATION_ERROR", str(exc), rule="SIM-ERR-1",
+                          errors=[{"path": exc.path, "message": exc.message}]) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise Problem(400, "MALFORMED_JSON", f"the body is not valid JSON: {exc}", rule="SIM-ERR-1") from None
     if body is None and not optional:

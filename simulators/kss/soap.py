@@ -45,7 +45,8 @@ from ksimkit.simulators.core.clock import system_now
 from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.faults import Fault
 from ksimkit.simulators.core.partners import partner_by_kss_credentials
-from ksimkit.simulators.core.web import call_context, runtime
+from ksimkit.simulators.core.errors import Problem
+from ksimkit.simulators.core.web import call_context, close_connection, runtime
 from ksimkit.simulators.kss import rules
 from ksimkit.simulators.kss import xml as kxml
 from ksimkit.simulators.kss.model import (
@@ -54,6 +55,12 @@ from ksimkit.simulators.kss.model import (
 
 log = logging.getLogger("ksim.kss.soap")
 bp = Blueprint("kss_soap", __name__, url_prefix="/kss/soap")
+
+
+@bp.errorhandler(Problem)
+def _problem(problem: Problem) -> Response:
+    """A refusal of the request head (core/web.py: size limits, NUL) is a SOAP fault here, not problem+json."""
+    return _fault(kxml.CLIENT, problem.detail, 500, dict(problem.headers))
 
 XML_TYPE = "text/xml; charset=utf-8"
 METHODS = ["GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE"]
@@ -129,6 +136,7 @@ def _read_body() -> bytes:
     too_big = kxml.Fault(kxml.CLIENT, f"the request body is larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         harness.note_body(None)
+        close_connection()  # the rest of the body is left unread: the connection cannot carry another request
         raise too_big
     request.max_content_length = limit + 1  # werkzeug then stops a chunked body one byte past our limit
     chunks, size = [], 0
@@ -141,9 +149,11 @@ def _read_body() -> bytes:
             size += len(chunk)
     except RequestEntityTooLarge:
         harness.note_body(None)
+        close_connection()  # the rest of the body is left unread: the connection cannot carry another request
         raise too_big from None
     if size > limit:
         harness.note_body(None)
+        close_connection()  # the rest of the body is left unread: the connection cannot carry another request
         raise too_big
     raw = b"".join(chunks)
     harness.note_body(raw)

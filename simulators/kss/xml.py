@@ -125,6 +125,8 @@ def parse_xml(raw: bytes, *, max_depth: int = MAX_DEPTH) -> etree._Element:
     try:
         root = etree.fromstring(raw, _parser())
     except etree.XMLSyntaxError as exc:
+        if "Excessive depth" in str(exc):  # libxml2's own limit (256) lies past ours: say ours
+            raise Fault(CLIENT, f"the request nests elements more than {max_depth} deep") from None
         raise Fault(CLIENT, f"the request is not well-formed XML: {exc}") from None
     except (ValueError, LookupError) as exc:  # e.g. an unknown encoding in the XML declaration
         raise Fault(CLIENT, f"the request cannot be read as XML: {exc}") from None

@@ -111,3 +111,12 @@ def test_the_packaged_suites_by_pyargs(python: Path, host: Path) -> None:
     out = _ok(_run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "ksimkit.scenarios.suites",
                     "--ksim-broker", "reference", "-k", "customers and apart"], cwd=host))
     assert "2 passed" in out, out
+
+
+def test_setting_database_url_postgresql_without_the_driver_names_the_extra(python: Path, host: Path) -> None:
+    """A plain install has no psycopg: a PostgreSQL URL is one line naming the extra to install, exit status 2."""
+    result = _run([python.parent / "ksim", "serve", "--database-url", "postgresql://ksim@127.0.0.1:1/ksim"], cwd=host)
+    assert result.returncode == 2, result
+    assert result.stderr.strip() == ("ksim: database_url (--database-url): PostgreSQL needs the psycopg driver: "
+                                     "pip install 'ksimkit[postgresql]'"), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

@@ -364,6 +364,7 @@ def _records(directory: Path) -> list[dict[str, Any]]:
 def plugin_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("KSIM_URL", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)  # the outer run's, when it runs under xdist itself
+    (tmp_path / "no-ksim.toml").write_text("[ksim]\n")  # no settings of the outer run's ksim.toml
     monkeypatch.setenv("KSIM_CONFIG", str(tmp_path / "no-ksim.toml"))
     monkeypatch.setenv("KSIM_ADMIN_TOKEN", "plugin-admin")
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
@@ -408,11 +409,12 @@ def test_plugin_under_xdist_against_one_running_server(pytester: pytest.Pytester
             assert {r["url"] for r in found} == {url}
             partners = [r["partner"] for r in found]
             assert len(set(partners)) == len(partners) == 2
-            on_server = {p["id"]: p["name"] for p in admin.partners()}
-            assert {r["partner"]: r["test"] for r in found}.items() <= on_server.items()  # all on ONE server
-            for r in found:  # no cross-talk: each partner holds exactly its own order
+            assert [r["seen"] for r in found] == [[r["ordered"]] for r in found]  # no cross-talk
+            # A shared server does not gain a partner per test: each test's partner is deleted at its teardown.
+            assert not {p["id"] for p in admin.partners()} & set(partners)
+            for r in found:
                 with httpx.Client(base_url=url + "/korm/v1", headers={"Authorization": f"Bearer {r['token']}"}) as korm:
-                    assert [s["id"] for s in korm.get("/subscriptions").json()["items"]] == [r["ordered"]]
+                    assert korm.get("/subscriptions").status_code == 401
     finally:
         proc.terminate()
         try:
@@ -420,6 +422,30 @@ def test_plugin_under_xdist_against_one_running_server(pytester: pytest.Pytester
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_SIM_ERR_1_plugin_ksim_url_of_a_server_that_is_down_is_one_clear_line(
+        pytester: pytest.Pytester, plugin_env: None) -> None:
+    with socket.socket() as s:  # bound, never listening, closed: nothing answers there
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    pytester.makepyfile(test_user=USER_TESTS.format(records=str(pytester.path / "records")))
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "--ksim-url", url, "-k", "test_a or test_b")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([f"*ksim: no simulator answers at --ksim-url {url} (ConnectError*start one (ksim serve)*"])
+    text = result.stdout.str()
+    assert "Traceback" not in text and "httpcore" not in text and len(text.splitlines()) < 40, text
+
+
+def test_setting_errors_reach_the_plugin_as_one_line(pytester: pytest.Pytester, plugin_env: None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KSIM_JOURNAL_LIMIT", "lots")
+    pytester.makepyfile(test_user=USER_TESTS.format(records=str(pytester.path / "records")))
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-k", "test_a")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*ksim: journal_limit (environment variable KSIM_JOURNAL_LIMIT): expected a whole "
+                                 "number, got 'lots'*"])
+    assert "Traceback" not in result.stdout.str()
 
 
 HARNESS_TESTS = '''

@@ -34,6 +34,7 @@ class ServeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> "ServeProcess":
+        (self.workdir / "none.toml").write_text("[ksim]\n")  # no settings of the outer run's ksim.toml
         env = {**os.environ, "KSIM_ADMIN_TOKEN": ADMIN_TOKEN, "KSIM_CONFIG": str(self.workdir / "none.toml")}
         cmd = [sys.executable, "-m", "ksimkit.simulators.cli", "serve", "--port", str(self.port),
                "--workers", str(self.workers), "--database-url", self.database_url]

@@ -3,6 +3,7 @@ when the source tree has it), the three outputs, and the exit codes."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,7 +87,7 @@ def test_certify_a_broker_that_passes(tiny_adapter_file: Path, suite: Path, tmp_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict"] == "passed" and summary["broker"] == "tiny-broker"
     assert summary["simulator"].startswith("in-process")
-    assert (out / "ksim-state.db").is_file()  # the in-process simulator's fresh SQLite
+    assert not (out / "ksim-state.db").exists()  # the in-process simulator's state stays out of the report folder
     assert '<table class="matrix">' in (out / "report.html").read_text()
     assert ET.parse(out / "junit.xml").getroot().get("tests") == "2"
 
@@ -141,15 +142,70 @@ def test_bad_input_exits_2(tiny_adapter_file: Path, suite: Path, tmp_path: Path,
         main(["certify", "--broker", str(tiny_adapter_file), "--defects", "x"])
 
 
-def test_an_unreachable_simulator(tiny_adapter_file: Path, suite: Path, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import ksimkit.simulators.client
+def test_SIM_ERR_1_an_unreachable_simulator_is_one_error_before_any_scenario(
+        tiny_adapter_file: Path, suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    down = f"http://127.0.0.1:{_closed_port()}"
+    assert main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite), "--out", str(out),
+                 "--ksim-url", down]) == 2
+    captured = capsys.readouterr()
+    assert f"the simulator at {down} cannot be reached" in captured.err and "no scenario was run" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err + captured.out
+    assert not (out / "summary.json").exists()  # no verdicts
 
-    monkeypatch.setattr(ksimkit.simulators.client.KsimAdmin, "wait_until_ready",
-                        lambda self, timeout=10.0, interval=0.05: (_ for _ in ()).throw(TimeoutError("no ksim here")))
-    assert main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite),
-                 "--ksim-url", "http://127.0.0.1:9"]) == 1
-    assert "no ksim here" in capsys.readouterr().err
+
+def test_SIM_ERR_1_a_wrong_admin_token_is_one_error_before_any_scenario(
+        tiny_adapter_file: Path, suite: Path, tmp_path: Path, server: InProcessServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite), "--out", str(out),
+                 "--ksim-url", server.url, "--admin-token", "not-the-token"]) == 2
+    err = capsys.readouterr().err
+    assert "refuses the admin token" in err and not (out / "summary.json").exists()
+
+
+def test_SIM_ERR_1_a_broker_that_is_down_is_one_error_not_red_rules(
+        tiny_adapter_file: Path, suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    down = f"http://127.0.0.1:{_closed_port()}"
+    assert main(["certify", "--broker", str(tiny_adapter_file), "--broker-url", down, "--suite", str(suite),
+                 "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert f"the broker at {down} cannot be reached" in captured.err and "no scenario was run" in captured.err
+    assert "failed" not in captured.out and not (out / "summary.json").exists()
+
+
+def test_certify_keep_state_keeps_the_database_in_out(tiny_adapter_file: Path, suite: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ksim-state.db").write_bytes(b"a previous run's")
+    assert main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite), "--out", str(out),
+                 "-k", "korm-one"]) == 0
+    assert not (out / "ksim-state.db").exists()  # not reused, not left behind
+    assert main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite), "--out", str(out),
+                 "-k", "korm-one", "--keep-state"]) == 0
+    with sqlite3.connect(out / "ksim-state.db") as kept:  # the run's state, to look into
+        assert kept.execute("SELECT count(*) FROM partners").fetchone()[0] >= 1
+
+
+def test_certify_off_a_terminal_never_cuts_scenario_ids(
+        defective_adapter_file: Path, write_scenario: Callable[..., Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    long_id = "korm-a-scenario-id-long-enough-to-be-cut-at-eighty-columns-in-a-ci-log-" + "x" * 30
+    write_scenario(long_id, KORM.replace("id: korm-one", f"id: {long_id}"), tmp_path / "long")
+    assert main(["certify", "--broker", str(defective_adapter_file), "--suite", str(tmp_path / "long"),
+                 "--out", str(tmp_path / "out")]) == 1  # capsys: stdout is not a terminal, as in CI
+    printed = capsys.readouterr().out
+    lines = [line for line in printed.splitlines() if long_id in line]
+    assert len(lines) >= 2, printed  # the progress line and the failures table, each with the whole id
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # bound, never listening, closed: nothing answers there
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _reference_suite() -> Path:

@@ -140,6 +140,7 @@ def test_seeded_firing_and_the_journal_bound(store: Any, world: Any) -> None:
 
 
 def test_harness_settings_from_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "none.toml").write_text("[ksim]\n")
     env = {"KSIM_CONFIG": str(tmp_path / "none.toml"), "KSIM_STRICT_CONTRACT": "true", "KSIM_JOURNAL_LIMIT": "50"}
     settings = load_settings(env=env)
     assert (settings.strict_contract, settings.journal_limit, settings.journal_body_bytes) == (True, 50, 4096)
