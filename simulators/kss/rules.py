@@ -143,15 +143,19 @@ def process(
         "units": len(units),
     })
     call = Call(conn, ctx, dt.timedelta(seconds=start_tolerance_seconds))
-    for step in application_order(container.items):
+    paired = {i.subscriber_id for i in container.items if isinstance(i, HardCancel)} & {
+        i.subscriber_id for i in container.items if isinstance(i, Activate)}
+    known = {sid for sid in paired if _row(call, sid) is not None}
+    for step in application_order(container.items, known):
         if isinstance(step, _Contradiction):
             answer.errors.append(ItemError(kind(step.item), step.item.unit_id, step.item.subscriber_id, 602,
                                            step.message))
-        elif isinstance(step, _LicenceChange) and _licence_change(call, step, answer):
-            pass
+        elif isinstance(step, _LicenceChange):
+            if not _licence_change(call, step, answer):  # not one: cancel first, then the Activate brings it back
+                for item in step.items:
+                    _apply(call, item, answer)
         else:
-            for item in step.items if isinstance(step, _LicenceChange) else (step,):
-                _apply(call, item, answer)
+            _apply(call, step, answer)
     position = {item.unit_id: i for i, item in enumerate(container.items)}  # answers in request order
     answer.results.sort(key=lambda r: position[r.unit_id])
     answer.errors.sort(key=lambda e: position[e.unit_id])
@@ -170,13 +174,16 @@ def _apply(call: Call, item: Item, answer: ResponseContainer) -> None:
 #
 # A client that sets items as lists per kind (suds, most generated clients) sends them grouped by kind in the
 # order its WSDL declares the kinds, which ksim cannot choose for it. So the items of one SubscriberId are applied
-# in an order of their kinds, whatever their wire order (docs/kss-wire.md, "The order of items"): HardCancel,
-# then Activate, then the other changes (in wire order among themselves), then the reads, which see every change.
-# Items of different subscribers keep their wire order. Pairs whose result would still depend on their order
-# (one undoes the other) are refused with 602; HardCancel + Activate of a live subscription is a licence change.
+# in an order of their kinds, whatever their wire order (docs/kss-wire.md, "The order of items"): Activate first
+# (nothing else can apply to a subscriber it creates, and it brings a hard-cancelled one back), then the other
+# changes in wire order among themselves, then the reads, which see every change. A HardCancel and an Activate of
+# a subscription that exists are the public clients' licence change, applied together in the Activate's place.
+# Items of different subscribers keep their wire order. Pairs whose result would still depend on their order (one
+# undoes the other) are refused with 602.
 
-_PHASE: dict[type, int] = {HardCancel: 0, Activate: 1, GetInfo: 3, GetDownloadLinks: 3}  # any other change: 2
-_CONTRADICTIONS: tuple[tuple[type, type], ...] = ((Pause, Resume), (SoftCancel, Renew), (SoftCancel, HardCancel))
+_PHASE: dict[type, int] = {Activate: 0, GetInfo: 2, GetDownloadLinks: 2}  # any other change: 1
+# SoftCancel + HardCancel is not one: either way the subscription ends hard-cancelled (wire order decides the rest).
+_CONTRADICTIONS: tuple[tuple[type, type], ...] = ((Pause, Resume), (SoftCancel, Renew))
 
 
 @dataclass(frozen=True)
@@ -187,7 +194,7 @@ class _Contradiction:
 
 @dataclass(frozen=True)
 class _LicenceChange:
-    """A HardCancel and an Activate of one SubscriberId in one container, in either wire order."""
+    """A HardCancel and an Activate of one existing SubscriberId in one container, in either wire order."""
 
     cancel: HardCancel
     activate: Activate
@@ -200,9 +207,10 @@ class _LicenceChange:
 Step = Item | _Contradiction | _LicenceChange
 
 
-def application_order(items: tuple[Item, ...]) -> list[Step]:
+def application_order(items: tuple[Item, ...], known: set[str] = frozenset()) -> list[Step]:  # type: ignore[assignment]
     """The container's items as they are applied: each subscriber's items sorted by ``_PHASE`` into the places its
-    items held on the wire, contradictory pairs refused, a HardCancel + Activate pair as one licence change."""
+    items held on the wire, contradictory pairs refused, a HardCancel + Activate pair of a subscriber in ``known``
+    (one that exists) as one licence change."""
     by_subscriber: dict[str, list[int]] = {}
     for i, item in enumerate(items):
         by_subscriber.setdefault(item.subscriber_id, []).append(i)
@@ -210,7 +218,7 @@ def application_order(items: tuple[Item, ...]) -> list[Step]:
     for places in by_subscriber.values():
         if len(places) < 2:
             continue
-        mine = sorted((items[i] for i in places), key=lambda it: _PHASE.get(type(it), 2))  # stable: wire order kept
+        mine = sorted((items[i] for i in places), key=lambda it: _PHASE.get(type(it), 1))  # stable: wire order kept
         kinds = {type(it) for it in mine}
         clash = {k for pair in _CONTRADICTIONS if set(pair) <= kinds for k in pair}
         steps: list[Step] = []
@@ -224,9 +232,9 @@ def application_order(items: tuple[Item, ...]) -> list[Step]:
                 steps.append(it)
         cancels = [s for s in steps if isinstance(s, HardCancel)]
         activations = [s for s in steps if isinstance(s, Activate)]
-        if len(cancels) == 1 and len(activations) == 1:
+        if len(cancels) == 1 and len(activations) == 1 and cancels[0].subscriber_id in known:
             pair = _LicenceChange(cancels[0], activations[0])
-            steps = [pair if s is cancels[0] else s for s in steps if s is not activations[0]]
+            steps = [pair if s is activations[0] else s for s in steps if s is not cancels[0]]
         for place, step in zip(places, steps):
             slots[place] = step
         for place in places[len(steps):]:  # a pair takes one place
