@@ -156,7 +156,8 @@ def set_clock(partner_id: str) -> Response:
 def set_clock_mode(partner_id: str) -> Response:
     body = json_body(CONTRACT, "setClockMode")
     with runtime().store.begin() as conn:
-        return json_response(clock_mode.set_mode(conn, partner_id, body["mode"]).to_json())
+        offset = dt.timedelta(seconds=body["offset_seconds"]) if "offset_seconds" in body else None
+        return json_response(clock_mode.set_mode(conn, partner_id, body["mode"], offset).to_json())
 
 
 @bp.post("/partners/<partner_id>/clock/advance")
