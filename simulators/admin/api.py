@@ -268,8 +268,6 @@ def activate_kss_device(partner_id: str, subscriber_id: str) -> Response:
         ctx = _admin_context(conn, partner_id)
         ctx = clock_mode.caught_up(conn, ctx)
         at = _datetime(body["at"], "at") if "at" in body else None
-        if at is not None and at.tzinfo is None:
-            at = at.replace(tzinfo=ctx.clock.zone)
         return json_response(kss_rules.activate_device(conn, ctx, subscriber_id, at), 201)
 
 
