@@ -179,3 +179,22 @@ def test_SIM_ERR_1_generated_at_is_a_date_time() -> None:
     for name, key in (("korm-ss.openapi.yaml", "StatementMay2026"), ("kss-rest.openapi.yaml", "BillApril2026")):
         value = example(name, key)["generated_at"]
         assert dt.datetime.fromisoformat(value.replace("Z", "+00:00")).utcoffset() == dt.timedelta(0)
+
+
+def test_KORM_RANGE_1_KORM_YEAR_2_a_yearly_plan_never_leaves_its_band(server: Any, partner: dict[str, Any]) -> None:
+    """docs/korm.md's band rule: 25 × KESB-SELECT-YEARLY-20-49 can grow to 49, never to 50, never below 25, never
+    switch; the answers are the contract's problems."""
+    with korm(server, partner["token"]) as api:
+        sub = api.post("/subscriptions", json={"customer_id": "c-b", "sku": "KESB-SELECT-YEARLY-20-49",
+                                               "quantity": 25}).json()
+        quantity = f"/subscriptions/{sub['id']}/quantity"
+        assert api.post(quantity, json={"quantity": 49}).status_code == 200
+        over = api.post(quantity, json={"quantity": 50})
+        assert (over.status_code, over.json()["code"], over.json()["licence_min"], over.json()["licence_max"]) == (
+            422, "OUT_OF_RANGE", 20, 49)
+        under = api.post(quantity, json={"quantity": 24})
+        assert (under.status_code, under.json()["code"]) == (409, "DECREASE_NOT_ALLOWED")
+        switch = api.post(f"/subscriptions/{sub['id']}/switch-plan",
+                          json={"sku": "KESB-SELECT-YEARLY-50-99", "quantity": 60})
+        assert (switch.status_code, switch.json()["code"]) == (409, "SWITCH_NOT_ALLOWED")
+        assert api.get(f"/subscriptions/{sub['id']}").json()["quantity"] == 49
