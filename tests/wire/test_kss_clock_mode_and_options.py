@@ -138,3 +138,51 @@ def test_KSS_CODE_1_first_activation_time_only_after_a_device_activation(kss_par
     partner.send('<HardCancel UnitId="1" SubscriberId="s-1"/>')
     assert partner.device("s-1").status_code == 409
 
+
+
+# ---------------------------------------------------------------- tolerated forms, and what the harness says of them
+
+
+def test_SIM_ERR_1_spaced_times_and_empty_optional_attributes_are_read_but_journaled_as_not_the_contracts(
+        kss_partner: Any) -> None:
+    """Read as their schema forms (a spaced dateTime, with a zone or without; an empty optional attribute as
+    absent); the journal's verdict still says the request is not the contract's, and strict mode refuses it."""
+    partner: KssPartner = kss_partner(now="2026-04-15T09:00:00Z")
+    answer = partner.send(
+        '<Activate UnitId="1" SubscriberId="s-1" StartTime="2026-04-15 09:00:00" '
+        'EndTime="2026-06-01 12:00:35.107539" ProductId="KIS" LicenseCount="" ActivationType=""/>'
+        '<Activate UnitId="2" SubscriberId="s-2" StartTime="2026-04-15 08:00:00+00:00" EndTime="indefinite" '
+        'ProductId="KIS"/>', timestamp="2026-04-15 09:00:00")
+    assert answer.order == [("ok", 1), ("ok", 2)], answer.order
+    info = partner.info("s-1")
+    assert (info["StartTime"], info["EndTime"], info["LicenseCount"]) == (
+        "2026-04-15T09:00:00Z", "2026-06-01T12:00:35.107539Z", "1")
+    assert partner.info("s-2")["StartTime"] == "2026-04-15T08:00:00Z"
+    renewed = partner.send('<Renew UnitId="3" SubscriberId="s-1" EndTime="2027-06-01 12:00:35.107539"/>'
+                           '<HardCancel UnitId="4" SubscriberId="s-2" EndTime=""/>')
+    assert renewed.order == [("ok", 3), ("ok", 4)]
+    assert partner.info("s-1")["EndTime"] == "2027-06-01T12:00:35.107539Z"
+    journal = partner.admin.get(f"/partners/{partner.id}/journal", params={"service": "kss"}).json()["items"]
+    tolerated = [e for e in journal if "Renew" in e["items"] or e["items"] == ["Activate", "Activate"]]
+    assert len(tolerated) == 2 and all(not e["verdict"]["conforms"] for e in tolerated)
+    partner.admin.patch(f"/partners/{partner.id}", json={"strict_contract": True})
+    strict = partner.send('<Renew UnitId="5" SubscriberId="s-1" EndTime="2028-06-01 12:00:00"/>')
+    assert strict.transaction_error is not None and strict.transaction_error[0] == 709
+    assert partner.info("s-1")["EndTime"] == "2027-06-01T12:00:35.107539Z"  # nothing changed
+
+
+def test_SIM_CLOCK_1_the_python_client_runs_a_clock_and_activates_a_device(server: Any) -> None:
+    from ksimkit.simulators.client import KsimAdmin
+    from tests.wire.test_kss_rest import activate as rest_activate, ok
+
+    with KsimAdmin(server.url, "test-admin") as admin:
+        handle = admin.create_partner(programme="xsp", now="2026-04-15T09:00:00Z")
+        assert handle.clock().mode == "frozen"
+        running = handle.set_clock_mode("running")
+        assert running.mode == "running" and running.now >= dt.datetime(2026, 4, 15, 9, tzinfo=UTC)
+        frozen = handle.set_clock_mode("frozen")
+        assert frozen.mode == "frozen" and handle.clock() == frozen
+        ok(server, handle.id, rest_activate("cust-1/pool", "cust-1", "KIS", 3, start=iso(frozen.now)[:19]))
+        device = handle.activate_kss_device("cust-1/pool")
+        assert device == {"subscriber_id": "cust-1/pool", "first_activation_time": iso(frozen.now)}
+        assert handle.set_kss_options(ext_answers=True) == {"ext_answers": True}
