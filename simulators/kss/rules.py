@@ -1,8 +1,10 @@
 """KSS 3.0 rules: the subscription state machine and every rule check (no SOAP here).
 
 ``process`` applies one request container: a seen TransactionId answers 6 and a repeated UnitId 708, both
-changing nothing; otherwise the TransactionId is stored and each item is applied in document order on its own
-SAVEPOINT, so a refused unit leaves no trace and the others still apply (partial success). A unit is refused by
+changing nothing; otherwise the TransactionId is stored and each item is applied on its own SAVEPOINT, so a refused
+unit leaves no trace and the others still apply (partial success). Items are applied in document order, except that
+one subscriber's items are put in an order of kinds (``application_order``, docs/kss-wire.md "The order of items");
+the answer lists them in document order. A unit is refused by
 raising ``KssError`` with a code of docs/kss-wire.md (the public ones) or of ours (7xx, contracts/kss-ext.xsd).
 
 Every change writes a snapshot row to ``kss_history`` (billing's input) and an audit entry (KSS-AUDIT-1).
@@ -38,7 +40,7 @@ import functools
 import heapq
 import itertools
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -207,7 +209,7 @@ class _LicenceChange:
 Step = Item | _Contradiction | _LicenceChange
 
 
-def application_order(items: tuple[Item, ...], known: set[str] = frozenset()) -> list[Step]:  # type: ignore[assignment]
+def application_order(items: tuple[Item, ...], known: Collection[str] = ()) -> list[Step]:
     """The container's items as they are applied: each subscriber's items sorted by ``_PHASE`` into the places its
     items held on the wire, contradictory pairs refused, a HardCancel + Activate pair of a subscriber in ``known``
     (one that exists) as one licence change."""
