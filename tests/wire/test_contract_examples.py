@@ -55,7 +55,16 @@ def same(expected: Any, actual: Any, where: str = "", volatile: frozenset[str] =
 COMPARED = {
     "korm-ss.openapi.yaml": {"StatementMay2026", "SkuKesbSelectPayg20to49", "SkuListKesbSelectPayg", "OrderPayg25",
                              "OrderYearly10", "QuantityChange20", "SubscriptionPaygOrdered", "SubscriptionPaygReduced",
-                             "SubscriptionPaygStopped", "SubscriptionListOne"},
+                             "SubscriptionPaygStopped", "SubscriptionListOne",
+                             *(f"Problem_{c}" for c in (
+                                 "MALFORMED_JSON", "UNAUTHORIZED", "NOT_FOUND", "SUBSCRIPTION_NOT_FOUND", "SKU_NOT_FOUND",
+                                 "METHOD_NOT_ALLOWED", "DECREASE_NOT_ALLOWED", "SWITCH_NOT_ALLOWED", "NOT_YET_ACTIVE",
+                                 "SUBSCRIPTION_ACTIVE", "MIGRATION_NOT_ALLOWED", "IDEMPOTENCY_KEY_REUSED",
+                                 "SUBSCRIPTION_DELETED", "PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE", "VALIDATION_ERROR",
+                                 "VALIDATION_ERROR_query", "VALIDATION_ERROR_empty",
+                                 "UNKNOWN_SKU", "OUT_OF_RANGE", "TRIAL_NOT_SUPPORTED", "INVALID_APPROVAL_CODE",
+                                 "APPROVAL_CODE_EXPIRED", "APPROVAL_CODE_USED", "INVALID_EFFECTIVE_DATE",
+                                 "INVALID_ACTIVATION_DATE", "SWITCH_TO_OTHER_PRODUCT", "SAME_PLAN", "INVALID_PERIOD"))},
     "kss-rest.openapi.yaml": {"BillApril2026", "BillEmpty", "ReportApril2026", "SubscriptionIncreased"},
     "admin.openapi.yaml": {"ClockJune", "ClockSetJune", "ClockModeRunning", "KssDeviceActivationAt", "KssDeviceActivated",
                            "KssOptionsExt", "HealthOk", "PartnerCreateReseller", "PartnerCredentialsReseller",
@@ -66,7 +75,7 @@ COMPARED = {
 }
 # Not yet driven from their situation (request bodies and problems included): the honest rest of the work.
 NOT_YET = {
-    "korm-ss.openapi.yaml": 33, "kss-rest.openapi.yaml": 8, "admin.openapi.yaml": 30,
+    "korm-ss.openapi.yaml": 4, "kss-rest.openapi.yaml": 8, "admin.openapi.yaml": 30,
 }
 
 
@@ -250,3 +259,87 @@ def test_SIM_AUTH_1_the_partner_examples_are_the_servers_answers(admin: httpx.Cl
     for advance in ("ClockAdvanceHours", "ClockAdvanceDays", "ClockAdvanceToDate"):
         moved = admin.post(f"/partners/{pid}/clock/advance", json=example(a, advance))
         assert moved.status_code == 200, (advance, moved.text)
+
+
+# ---------------------------------------------------------------- KORM problems
+
+PROBLEM_FIELDS = ("type", "title", "status", "code", "rule")
+
+
+def test_SIM_ERR_1_every_korm_problem_example_is_the_servers_problem(server: Any, admin: httpx.Client,
+                                                                     new_partner: Any) -> None:
+    """Each Problem_* example of the KORM contract against the server's answer to a request that causes it: the
+    same type, title, status, code and rule, and the same fields (``detail`` and ``errors`` say it in their words)."""
+    partner = new_partner(now="2026-04-15T09:00:00Z")
+    pid, url = partner["id"], server.url + "/korm/v1"
+    api = korm(server, partner["token"])
+
+    def order(**body: Any) -> httpx.Response:
+        return api.post("/subscriptions", json={"customer_id": "c", "sku": "KESB-SELECT-PAYG-20-49", "quantity": 25,
+                                                **body})
+
+    payg = order().json()["id"]
+    yearly = order(sku="KESB-SELECT-YEARLY-20-49").json()["id"]
+    later = order(activation_date="2026-05-01").json()["id"]
+    stopped = order().json()["id"]
+    api.post(f"/subscriptions/{stopped}/stop", json={})
+    expired = admin.post(f"/partners/{pid}/approval-codes", json={"percent": "10.00", "expires_on": "2026-04-16"}).json()
+    used = admin.post(f"/partners/{pid}/approval-codes", json={"percent": "10.00", "expires_on": "2026-12-31"}).json()
+    order(approval_code=used["code"])
+    api.post("/subscriptions", json={"customer_id": "c", "sku": "KESB-SELECT-PAYG-20-49", "quantity": 25},
+             headers={"Idempotency-Key": "k-1"})
+    causes: dict[str, Any] = {
+        "MALFORMED_JSON": lambda: api.post("/subscriptions", content=b'{"customer_id":',
+                                           headers={"Content-Type": "application/json"}),
+        "UNAUTHORIZED": lambda: httpx.get(url + "/subscriptions"),
+        "NOT_FOUND": lambda: api.get("/nothing-here"),
+        "SUBSCRIPTION_NOT_FOUND": lambda: api.get("/subscriptions/sub_0000000000000000"),
+        "SKU_NOT_FOUND": lambda: api.get("/products/NOPE-PAYG-1-2"),
+        "METHOD_NOT_ALLOWED": lambda: api.delete("/subscriptions"),
+        "DECREASE_NOT_ALLOWED": lambda: api.post(f"/subscriptions/{yearly}/quantity", json={"quantity": 24}),
+        "SWITCH_NOT_ALLOWED": lambda: api.post(f"/subscriptions/{yearly}/switch-plan",
+                                               json={"sku": "KESB-SELECT-YEARLY-50-99", "quantity": 60}),
+        "NOT_YET_ACTIVE": lambda: api.post(f"/subscriptions/{later}/quantity", json={"quantity": 30}),
+        "SUBSCRIPTION_ACTIVE": lambda: api.post(f"/subscriptions/{payg}/reactivate", json={}),
+        "MIGRATION_NOT_ALLOWED": lambda: api.post("/migrations", json={}),
+        "IDEMPOTENCY_KEY_REUSED": lambda: api.post("/subscriptions", headers={"Idempotency-Key": "k-1"}, json={
+            "customer_id": "d", "sku": "KESB-SELECT-PAYG-20-49", "quantity": 26}),
+        "SUBSCRIPTION_DELETED": lambda: api.get(f"/subscriptions/{stopped}"),
+        "PAYLOAD_TOO_LARGE": lambda: api.post("/subscriptions", content=b" " * 1_000_001,
+                                              headers={"Content-Type": "application/json"}),
+        "UNSUPPORTED_MEDIA_TYPE": lambda: api.post("/subscriptions", content=b"quantity=1",
+                                                   headers={"Content-Type": "text/plain"}),
+        "VALIDATION_ERROR": lambda: order(quantity=0, colour="red"),
+        "VALIDATION_ERROR_query": lambda: api.get("/products", params={"billing_model": "monthly"}),
+        "VALIDATION_ERROR_empty": lambda: api.post(f"/subscriptions/{payg}/stop", json={"force": True}),
+        "UNKNOWN_SKU": lambda: order(sku="KESB-SELECT-PAYG-1-2"),
+        "OUT_OF_RANGE": lambda: order(quantity=55),
+        "TRIAL_NOT_SUPPORTED": lambda: order(trial=True),
+        "INVALID_APPROVAL_CODE": lambda: order(approval_code="APR-NOPE0000"),
+        "APPROVAL_CODE_EXPIRED": lambda: order(approval_code=expired["code"]),
+        "APPROVAL_CODE_USED": lambda: order(approval_code=used["code"]),
+        "INVALID_EFFECTIVE_DATE": lambda: api.post(f"/subscriptions/{payg}/quantity",
+                                                   json={"quantity": 30, "effective_date": "2026-04-20"}),
+        "INVALID_ACTIVATION_DATE": lambda: order(activation_date="2026-04-01"),
+        "SWITCH_TO_OTHER_PRODUCT": lambda: api.post(f"/subscriptions/{payg}/switch-plan",
+                                                    json={"sku": "KESB-ADV-PAYG-50-99", "quantity": 60}),
+        "SAME_PLAN": lambda: api.post(f"/subscriptions/{payg}/switch-plan",
+                                      json={"sku": "KESB-SELECT-PAYG-20-49", "quantity": 30}),
+        "INVALID_PERIOD": lambda: api.get("/billing/2026-13"),
+    }
+    admin.post(f"/partners/{pid}/clock/advance", json={"to": "2026-04-17"})  # the first approval code expires
+    examples = {k.removeprefix("Problem_"): v["value"] for k, v in contract("korm-ss.openapi.yaml")["components"][
+        "examples"].items() if k.startswith("Problem_")}
+    # Known drift, not settled here: the contract answers a path parameter over 64 characters with 422
+    # VALIDATION_ERROR (Problem_VALIDATION_ERROR_path); the server answers 404 (an unknown id).
+    assert set(causes) == set(examples) - {"VALIDATION_ERROR_path"}
+    drift = []
+    for name, cause in causes.items():
+        answer = cause()
+        assert answer.headers["content-type"].startswith("application/problem+json"), (name, answer.text)
+        found, shown = answer.json(), examples[name]
+        if {k: found.get(k) for k in PROBLEM_FIELDS} != {k: shown.get(k) for k in PROBLEM_FIELDS} or set(found) != set(
+                shown):
+            drift.append((name, {k: found.get(k) for k in PROBLEM_FIELDS}, sorted(set(found) ^ set(shown))))
+    api.close()
+    assert drift == [], "\n".join(map(str, drift))
