@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 
@@ -104,6 +105,7 @@ class Clock:
     now: dt.datetime
     today: dt.date
     timezone: str
+    mode: str = "frozen"  # frozen | running (follows wall time from an offset)
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Clock:
@@ -111,6 +113,7 @@ class Clock:
             now=dt.datetime.fromisoformat(body["now"].replace("Z", "+00:00")),
             today=dt.date.fromisoformat(body["today"]),
             timezone=body["timezone"],
+            mode=body.get("mode", "frozen"),
         )
 
 
@@ -326,6 +329,14 @@ class PartnerHandle:
             body = {"to": _timestamp(to) if isinstance(to, dt.datetime) else _date(to)}
         return Clock.from_json(self._call("POST", "/clock/advance", json=body))
 
+    def set_clock_mode(self, mode: str, offset_seconds: float | None = None) -> Clock:
+        """``running``: follow wall time from the partner's now, or at wall time + ``offset_seconds`` (0: wall time,
+        for a broker that reads its own clock); ``frozen``: stop where it is (docs/control-plane.md)."""
+        body: dict[str, Any] = {"mode": mode}
+        if offset_seconds is not None:
+            body["offset_seconds"] = offset_seconds
+        return Clock.from_json(self._call("PUT", "/clock/mode", json=body))
+
     def reset(self, now: dt.datetime | str | None = None) -> Clock:
         """Delete the partner's data and put its clock back to its start (or to ``now``, the new start: a pooled
         partner reused); credentials stay."""
@@ -420,6 +431,18 @@ class PartnerHandle:
         """How many new KSS activation codes the partner may still draw (0: ``Activate`` answers 8); ``None``: no limit."""
         pool: dict[str, Any] = self._call("PUT", "/kss/code-pool", json={"remaining": remaining})
         return pool
+
+    def activate_kss_device(self, subscriber_id: str, at: dt.datetime | str | None = None) -> dict[str, Any]:
+        """A device uses the subscription's activation code: the first one sets ``FirstActivationTime``."""
+        body = {} if at is None else {"at": _timestamp(at)}
+        found: dict[str, Any] = self._call("POST", f"/kss/subscriptions/{quote(subscriber_id, safe='')}/device-activations",
+                                           json=body)
+        return found
+
+    def set_kss_options(self, *, ext_answers: bool) -> dict[str, Any]:
+        """``ext_answers``: extension attributes in every KSS answer, not only to requests that use ext."""
+        found: dict[str, Any] = self._call("PUT", "/kss/options", json={"ext_answers": ext_answers})
+        return found
 
     # -- settings ---------------------------------------------------------------------------------
 

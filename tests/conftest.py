@@ -2,6 +2,7 @@
 when a server is given, PostgreSQL (tests/databases.py)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from ksimkit.simulators.app import create_app
+from ksimkit.simulators.core import clock_mode
 from ksimkit.simulators.core.catalog import load_profile
 from ksimkit.simulators.core.clock import move_clock, read_clock
 from ksimkit.simulators.core.context import CallContext
@@ -53,13 +55,19 @@ class World:
 
     def __init__(self, store: Store, **partner: Any) -> None:
         self.store = store
+        self.running = False  # True: the rules see a running clock (SIM-CLOCK-1), still moved only by the test
         partner.setdefault("now", dt.datetime(2026, 4, 15, 9, 0, tzinfo=dt.timezone.utc))
         with store.begin() as conn:
             self.partner_id = create_partner(conn, faker_seed=0, default_timezone="UTC", **partner)["id"]
 
     def ctx(self, conn: Any, actor: str = "tester") -> CallContext:
         partner = load_partner(conn, self.partner_id)
-        return CallContext(partner=partner, clock=partner.clock, profile=load_profile(), actor=actor)
+        ctx = CallContext(partner=partner, clock=partner.clock, profile=load_profile(), actor=actor)
+        ctx = clock_mode.caught_up(conn, ctx)  # as every request does: a running clock moves to wall time first
+        if self.running and not ctx.clock.running:  # what the rules see of a running clock, at a fixed instant
+            clock = dataclasses.replace(ctx.clock, running=True)
+            ctx = dataclasses.replace(ctx, clock=clock, partner=dataclasses.replace(ctx.partner, clock=clock))
+        return ctx
 
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         with self.store.begin() as conn:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, request
 
 import ksimkit
-from ksimkit.simulators.core import audit, partners, terms
+from ksimkit.simulators.core import audit, clock_mode, partners, terms
 from ksimkit.simulators.core.clock import move_clock, read_clock
 from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.errors import Problem, conflict
@@ -148,21 +148,29 @@ def update_partner(partner_id: str) -> Response:
 @bp.get("/partners/<partner_id>/clock")
 def get_clock(partner_id: str) -> Response:
     with runtime().store.begin() as conn:
-        return json_response(read_clock(conn, partner_id).to_json())
+        return json_response(clock_mode.current(conn, partner_id).to_json())
 
 
 @bp.put("/partners/<partner_id>/clock")
 def set_clock(partner_id: str) -> Response:
     body = json_body(CONTRACT, "setClock")
     with runtime().store.begin() as conn:
-        return json_response(move_clock(conn, partner_id, _datetime(body["now"])).to_json())
+        return json_response(clock_mode.jump(conn, partner_id, _datetime(body["now"])).to_json())
+
+
+@bp.put("/partners/<partner_id>/clock/mode")
+def set_clock_mode(partner_id: str) -> Response:
+    body = json_body(CONTRACT, "setClockMode")
+    with runtime().store.begin() as conn:
+        offset = dt.timedelta(seconds=body["offset_seconds"]) if "offset_seconds" in body else None
+        return json_response(clock_mode.set_mode(conn, partner_id, body["mode"], offset).to_json())
 
 
 @bp.post("/partners/<partner_id>/clock/advance")
 def advance_clock(partner_id: str) -> Response:
     body = json_body(CONTRACT, "advanceClock")
     with runtime().store.begin() as conn:
-        clock = read_clock(conn, partner_id)
+        clock = clock_mode.current(conn, partner_id)
         try:
             if "days" in body:
                 target = clock.now + dt.timedelta(days=body["days"])
@@ -172,7 +180,7 @@ def advance_clock(partner_id: str) -> Response:
                 target = _datetime(body["to"], "to")
             else:  # a bare date: the start of that day in the partner's time zone
                 target = dt.datetime.combine(dt.date.fromisoformat(body["to"]), dt.time(), clock.zone)
-            return json_response(move_clock(conn, partner_id, target).to_json())
+            return json_response(clock_mode.jump(conn, partner_id, target).to_json())
         except OverflowError:
             raise Problem(422, "VALIDATION_ERROR", "the clock cannot move past the year 9999") from None
 
@@ -194,7 +202,7 @@ def get_time(partner_id: str) -> Response:
         is_admin = token is not None and secrets.compare_digest(token.encode(), runtime().settings.admin_token.encode())
         if not is_admin and (own is None or own.id != partner_id):
             raise unauthorized("the partner's time needs the admin token or the partner's own token")
-        clock = read_clock(conn, partner_id)
+        clock = clock_mode.current(conn, partner_id)  # a running clock is caught up to wall time first
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "faketime"):
         raise Problem(422, "VALIDATION_ERROR", "format is json or faketime",
@@ -223,7 +231,8 @@ def reset_partner(partner_id: str) -> Response:
     body = json_body(CONTRACT, "resetPartner", optional=True)
     start = _datetime(body["now"]) if "now" in body else None
     with runtime().store.begin() as conn:
-        return json_response(partners.reset_partner(conn, partner_id, start).to_json())
+        partners.reset_partner(conn, partner_id, start)
+        return json_response(clock_mode.current(conn, partner_id).to_json())  # with its mode
 
 
 @bp.get("/partners/<partner_id>/audit")
@@ -292,3 +301,27 @@ def set_kss_code_pool(partner_id: str) -> Response:
     body = json_body(CONTRACT, "setKssCodePool")
     with runtime().store.begin() as conn:
         return json_response(kss_rules.set_code_pool(conn, _admin_context(conn, partner_id), body["remaining"]))
+
+
+@bp.post("/partners/<partner_id>/kss/subscriptions/<path:subscriber_id>/device-activations")
+def activate_kss_device(partner_id: str, subscriber_id: str) -> Response:
+    """A device uses the subscription's activation code: FirstActivationTime is set by the first one."""
+    body = json_body(CONTRACT, "activateKssDevice", optional=True)
+    with runtime().store.begin() as conn:
+        ctx = _admin_context(conn, partner_id)
+        ctx = clock_mode.caught_up(conn, ctx)
+        at = _datetime(body["at"], "at") if "at" in body else None
+        return json_response(kss_rules.activate_device(conn, ctx, subscriber_id, at), 201)
+
+
+@bp.get("/partners/<partner_id>/kss/options")
+def get_kss_options(partner_id: str) -> Response:
+    with runtime().store.begin() as conn:
+        return json_response(kss_rules.kss_options(conn, _admin_context(conn, partner_id)))
+
+
+@bp.put("/partners/<partner_id>/kss/options")
+def set_kss_options(partner_id: str) -> Response:
+    body = json_body(CONTRACT, "setKssOptions")
+    with runtime().store.begin() as conn:
+        return json_response(kss_rules.set_kss_options(conn, _admin_context(conn, partner_id), body["ext_answers"]))

@@ -1,7 +1,9 @@
-"""The vendor's "today", one frozen clock per partner (SIM-CLOCK-1), and what falls due when it moves.
+"""The vendor's "today", one clock per partner (SIM-CLOCK-1), and what falls due when it moves.
 
 Rules never read the system time: they read the partner's clock, which moves only when a test sets or
-advances it, and only forward (a reset of the partner is the one way back). Like a Stripe test clock, a move is
+advances it, and only forward (a reset of the partner is the one way back). A partner may instead have a running
+clock, which follows wall time from an offset (ksimkit.simulators.core.clock_mode): it is moved here too, to
+wall time plus its offset, at the start of each of the partner's requests. Like a Stripe test clock, a move is
 synchronous and unlimited: everything that falls due up to the new time has happened when ``move_clock``
 returns, in one time order across services.
 
@@ -42,6 +44,7 @@ UTC = dt.timezone.utc
 class Clock:
     now: dt.datetime  # aware, UTC
     timezone: str
+    running: bool = False  # follows wall time (ksimkit.simulators.core.clock_mode); False: frozen, moved by tests
 
     @property
     def zone(self) -> ZoneInfo:
@@ -58,14 +61,15 @@ class Clock:
 
     def at(self, now: dt.datetime) -> Clock:
         """The same clock at another instant (what an event's audit entry is dated with)."""
-        return Clock(now, self.timezone)
+        return Clock(now, self.timezone, self.running)
 
     def midnight(self, day: dt.date) -> dt.datetime:
         """00:00 of ``day`` in the partner's zone, as aware UTC: when a dated event falls due."""
         return dt.datetime.combine(day, dt.time(0), tzinfo=self.zone).astimezone(UTC)
 
     def to_json(self) -> dict[str, str]:
-        return {"now": iso_utc(self.now), "today": self.today.isoformat(), "timezone": self.timezone}
+        return {"now": iso_utc(self.now), "today": self.today.isoformat(), "timezone": self.timezone,
+                "mode": "running" if self.running else "frozen"}
 
 
 # ---------------------------------------------------------------- due events

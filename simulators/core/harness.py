@@ -36,7 +36,7 @@ from flask import Flask, Request, Response, g, request
 from sqlalchemy.engine import Connection
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ksimkit.simulators.core import faults, journal
+from ksimkit.simulators.core import clock_mode, faults, journal
 from ksimkit.simulators.core.clock import iso_utc, system_now
 from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.errors import Problem
@@ -185,7 +185,7 @@ def serve(identify: Callable[[Connection], CallContext],
     raised: BaseException | None = None
     journaled = False
     with runtime().store.begin() as conn:
-        ctx = identify(conn)
+        ctx = clock_mode.caught_up(conn, identify(conn))  # a running clock moves to wall time first
         if ex is None:  # not a registered service's request (a unit test calling a view, say)
             return work(conn, ctx, None)
         ex.partner_id, ex.partner_now = ctx.partner_id, ctx.clock.now

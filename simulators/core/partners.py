@@ -200,18 +200,19 @@ def reset_partner(conn: Connection, partner_id: str, start: dt.datetime | None =
     row = conn.execute(lock_partner(sa.select(partners).where(partners.c.id == partner_id))).first()
     if row is None:
         raise not_found("PARTNER_NOT_FOUND", f"no partner {partner_id!r}")
-    for hook in _reset_hooks:
-        hook(conn, partner_id)
-    conn.execute(sa.delete(audit_log).where(audit_log.c.partner_id == partner_id))
-    conn.execute(sa.delete(idempotency).where(idempotency.c.partner_id == partner_id))
     if start is not None:
         if start.tzinfo is None:
             start = start.replace(tzinfo=ZoneInfo(row.timezone))
         start = start.astimezone(dt.timezone.utc)
-        conn.execute(sa.update(partners).where(partners.c.id == partner_id).values(clock_start=start, clock_now=start))
-        return Clock(start, row.timezone)
-    conn.execute(sa.update(partners).where(partners.c.id == partner_id).values(clock_now=row.clock_start))
-    return Clock(row.clock_start, row.timezone)
+    else:
+        start = row.clock_start
+    # The clock first: the services' reset hooks (a running clock's) see the start it goes back to.
+    conn.execute(sa.update(partners).where(partners.c.id == partner_id).values(clock_start=start, clock_now=start))
+    for hook in _reset_hooks:
+        hook(conn, partner_id)
+    conn.execute(sa.delete(audit_log).where(audit_log.c.partner_id == partner_id))
+    conn.execute(sa.delete(idempotency).where(idempotency.c.partner_id == partner_id))
+    return Clock(start, row.timezone)
 
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 metadata = sa.MetaData()
 
 # Service modules that add their tables to ``metadata``; imported before ``create_all``.
-TABLE_MODULES = ("ksimkit.simulators.korm.tables", "ksimkit.simulators.kss.tables")
+TABLE_MODULES = ("ksimkit.simulators.korm.tables", "ksimkit.simulators.kss.tables", "ksimkit.simulators.core.clock_mode")
 
 
 class UTCDateTime(sa.TypeDecorator[dt.datetime]):

@@ -60,6 +60,11 @@ def _clip(seg: Segment, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]
     return (lo, hi) if hi > lo else None
 
 
+# Line kinds whose unit price is derived (a monthly price per day, a yearly price for the days left): shown with
+# exactly 6 decimals, as the contract states; the gross comes from the exact price, rounded once per line.
+DERIVED_PRICES = ("licence_days", "yearly_increase")
+
+
 def _line(row: Any, profile: Profile, *, sku: str, kind: str, units: int, days: int | None, unit_price: Decimal,
           gross: Decimal, start: dt.date, end: dt.date, model: str) -> dict[str, Any]:
     gross = money(gross)
@@ -73,8 +78,8 @@ def _line(row: Any, profile: Profile, *, sku: str, kind: str, units: int, days: 
         "kind": kind,
         "units": units,
         "days": days,
-        "unit_price": f"{unit_price.quantize(Decimal('0.000001'), rounding=ROUND_HALF_UP).normalize():f}"
-        if kind == "licence_days" else f"{unit_price.quantize(CENT, rounding=ROUND_HALF_UP):f}",
+        "unit_price": f"{unit_price.quantize(Decimal('0.000001'), rounding=ROUND_HALF_UP):f}"
+        if kind in DERIVED_PRICES else f"{unit_price.quantize(CENT, rounding=ROUND_HALF_UP):f}",
         "from": start.isoformat(),
         "to": end.isoformat(),
         "gross": f"{gross:.2f}",
@@ -266,7 +271,7 @@ class _Lines:
         found = self._daily.get(sku_id)
         if found is None:
             price = self.profile.skus[sku_id].price
-            shown = f"{(price / self.dim).quantize(Decimal('0.000001'), rounding=ROUND_HALF_UP).normalize():f}"
+            shown = f"{(price / self.dim).quantize(Decimal('0.000001'), rounding=ROUND_HALF_UP):f}"
             found = self._daily[sku_id] = (price, shown)
         return found
 

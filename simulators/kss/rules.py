@@ -1,8 +1,10 @@
 """KSS 3.0 rules: the subscription state machine and every rule check (no SOAP here).
 
 ``process`` applies one request container: a seen TransactionId answers 6 and a repeated UnitId 708, both
-changing nothing; otherwise the TransactionId is stored and each item is applied in document order on its own
-SAVEPOINT, so a refused unit leaves no trace and the others still apply (partial success). A unit is refused by
+changing nothing; otherwise the TransactionId is stored and each item is applied on its own SAVEPOINT, so a refused
+unit leaves no trace and the others still apply (partial success). Items are applied in document order, except that
+one subscriber's items are put in an order of kinds (``application_order``, docs/kss-wire.md "The order of items");
+the answer lists them in document order. A unit is refused by
 raising ``KssError`` with a code of docs/kss-wire.md (the public ones) or of ours (7xx, contracts/kss-ext.xsd).
 
 Every change writes a snapshot row to ``kss_history`` (billing's input) and an audit entry (KSS-AUDIT-1).
@@ -38,7 +40,7 @@ import functools
 import heapq
 import itertools
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -51,15 +53,15 @@ from ksimkit.simulators.core.catalog import KssProduct
 from ksimkit.simulators.core.clock import CLOSE, Clock, Due, Window, insert, iso_utc, on_due
 from ksimkit.simulators.core.codes import issue_code
 from ksimkit.simulators.core.context import CallContext
-from ksimkit.simulators.core.errors import not_found, unprocessable
+from ksimkit.simulators.core.errors import conflict, not_found, unprocessable
 from ksimkit.simulators.core.partners import Partner, load_partner, on_reset
 from ksimkit.simulators.kss import billing
 from ksimkit.simulators.kss.model import (
-    Activate, ChangeLicenseCount, ChangeProduct, DownloadLink, GetDownloadLinks, GetInfo, HardCancel, ItemError,
-    ItemResult, Pause, RequestContainer, Renew, ResponseContainer, Resume, SoftCancel,
+    Activate, ChangeLicenseCount, ChangeProduct, DownloadLink, GetDownloadLinks, GetInfo, HardCancel, Item,
+    ItemError, ItemResult, Pause, RequestContainer, Renew, ResponseContainer, Resume, SoftCancel,
     SubscriptionInfo, TransactionError, UsageInfo, kind,
 )
-from ksimkit.simulators.kss.tables import code_pools, history, prepaid, subscriptions, transactions
+from ksimkit.simulators.kss.tables import code_pools, history, options, prepaid, subscriptions, transactions
 
 UTC = dt.timezone.utc
 NOT_STARTED, STARTED, PAUSED, SOFT, HARD = "NotStarted", "Started", "Paused", "SoftCancelled", "HardCancelled"
@@ -143,13 +145,103 @@ def process(
         "units": len(units),
     })
     call = Call(conn, ctx, dt.timedelta(seconds=start_tolerance_seconds))
-    for item in container.items:
-        try:
-            with conn.begin_nested():  # a refused unit rolls back alone
-                answer.results.append(HANDLERS[type(item)](call, item))
-        except KssError as err:
-            answer.errors.append(ItemError(kind(item), item.unit_id, item.subscriber_id, err.code, err.message))
+    paired = {i.subscriber_id for i in container.items if isinstance(i, HardCancel)} & {
+        i.subscriber_id for i in container.items if isinstance(i, Activate)}
+    known = {sid for sid in paired if _row(call, sid) is not None}
+    for step in application_order(container.items, known):
+        if isinstance(step, _Contradiction):
+            answer.errors.append(ItemError(kind(step.item), step.item.unit_id, step.item.subscriber_id, 602,
+                                           step.message))
+        elif isinstance(step, _LicenceChange):
+            if not _licence_change(call, step, answer):  # not one: cancel first, then the Activate brings it back
+                for item in step.items:
+                    _apply(call, item, answer)
+        else:
+            _apply(call, step, answer)
+    position = {item.unit_id: i for i, item in enumerate(container.items)}  # answers in request order
+    answer.results.sort(key=lambda r: position[r.unit_id])
+    answer.errors.sort(key=lambda e: position[e.unit_id])
     return answer
+
+
+def _apply(call: Call, item: Item, answer: ResponseContainer) -> None:
+    try:
+        with call.conn.begin_nested():  # a refused unit rolls back alone
+            answer.results.append(HANDLERS[type(item)](call, item))
+    except KssError as err:
+        answer.errors.append(ItemError(kind(item), item.unit_id, item.subscriber_id, err.code, err.message))
+
+
+# ---------------------------------------------------------------- the order of one subscriber's items
+#
+# A client that sets items as lists per kind (suds, most generated clients) sends them grouped by kind in the
+# order its WSDL declares the kinds, which ksim cannot choose for it. So the items of one SubscriberId are applied
+# in an order of their kinds, whatever their wire order (docs/kss-wire.md, "The order of items"): Activate first
+# (nothing else can apply to a subscriber it creates, and it brings a hard-cancelled one back), then the other
+# changes in wire order among themselves, then the reads, which see every change. A HardCancel and an Activate of
+# a subscription that exists are the public clients' licence change, applied together in the Activate's place.
+# Items of different subscribers keep their wire order. Pairs whose result would still depend on their order (one
+# undoes the other) are refused with 602.
+
+_PHASE: dict[type, int] = {Activate: 0, GetInfo: 2, GetDownloadLinks: 2}  # any other change: 1
+# SoftCancel + HardCancel is not one: either way the subscription ends hard-cancelled (wire order decides the rest).
+_CONTRADICTIONS: tuple[tuple[type, type], ...] = ((Pause, Resume), (SoftCancel, Renew))
+
+
+@dataclass(frozen=True)
+class _Contradiction:
+    item: Item
+    message: str
+
+
+@dataclass(frozen=True)
+class _LicenceChange:
+    """A HardCancel and an Activate of one existing SubscriberId in one container, in either wire order."""
+
+    cancel: HardCancel
+    activate: Activate
+
+    @property
+    def items(self) -> tuple[Item, Item]:
+        return self.cancel, self.activate
+
+
+Step = Item | _Contradiction | _LicenceChange
+
+
+def application_order(items: tuple[Item, ...], known: Collection[str] = ()) -> list[Step]:
+    """The container's items as they are applied: each subscriber's items sorted by ``_PHASE`` into the places its
+    items held on the wire, contradictory pairs refused, a HardCancel + Activate pair of a subscriber in ``known``
+    (one that exists) as one licence change."""
+    by_subscriber: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        by_subscriber.setdefault(item.subscriber_id, []).append(i)
+    slots: list[Step | None] = list(items)
+    for places in by_subscriber.values():
+        if len(places) < 2:
+            continue
+        mine = sorted((items[i] for i in places), key=lambda it: _PHASE.get(type(it), 1))  # stable: wire order kept
+        kinds = {type(it) for it in mine}
+        clash = {k for pair in _CONTRADICTIONS if set(pair) <= kinds for k in pair}
+        steps: list[Step] = []
+        for it in mine:
+            if type(it) in clash:
+                names = " and ".join(sorted(k.__name__ for k in clash))
+                steps.append(_Contradiction(it, f"{names} of one SubscriberId in one container contradict each other "
+                                                f"(the result would depend on their order): send them in separate "
+                                                f"containers"))
+            else:
+                steps.append(it)
+        cancels = [s for s in steps if isinstance(s, HardCancel)]
+        activations = [s for s in steps if isinstance(s, Activate)]
+        if len(cancels) == 1 and len(activations) == 1 and cancels[0].subscriber_id in known:
+            pair = _LicenceChange(cancels[0], activations[0])
+            steps = [pair if s is activations[0] else s for s in steps if s is not cancels[0]]
+        for place, step in zip(places, steps):
+            slots[place] = step
+        for place in places[len(steps):]:  # a pair takes one place
+            slots[place] = None
+    return [s for s in slots if s is not None]
 
 
 # ---------------------------------------------------------------- reading and checks
@@ -306,7 +398,8 @@ def _draw_code(call: Call) -> str:
 # ---------------------------------------------------------------- items
 
 
-def activate(call: Call, item: Activate) -> ItemResult:
+def _activation_checks(call: Call, item: Activate) -> None:
+    """What an Activate must pass whatever the subscriber's state: dates (602, 103, 101), values (602), product."""
     start, end, now = item.start_time, item.end_time, call.now
     if start < EARLIEST or (end is not None and (end < EARLIEST or end < start)):
         raise KssError(602, "StartTime and EndTime must be on or after 2008-01-01, EndTime not before StartTime")
@@ -317,6 +410,22 @@ def activate(call: Call, item: Activate) -> ItemResult:
     if end is not None and end - start < MIN_TERM:
         raise KssError(101, "EndTime - StartTime is shorter than 28 days")
     _product(call, item.product_id)
+
+
+def _start_of(call: Call, item: Activate) -> Activate:
+    """On a frozen clock a StartTime within the start tolerance after now starts the subscription now (SIM-CLOCK-1):
+    a client that stamps StartTime with its own clock, a little ahead of the partner's, would otherwise be left
+    NotStarted until a test moves the clock. A running clock reaches that StartTime by itself, as the vendor's does:
+    the subscription is NotStarted until then (docs/decisions/0003-running-clock-and-item-order.md)."""
+    if not call.ctx.clock.running and call.now < item.start_time <= call.now + call.tolerance:
+        return replace(item, start_time=call.now)
+    return item
+
+
+def activate(call: Call, item: Activate) -> ItemResult:
+    _activation_checks(call, item)
+    item = _start_of(call, item)
+    start = item.start_time
     row = _row(call, item.subscriber_id)
     customer = row.customer_id if row is not None else (item.customer_id or item.subscriber_id)
     _no_prepaid(call, customer, item.product_id)
@@ -355,7 +464,7 @@ def _activate_new(call: Call, item: Activate, customer: str, trial_days: int) ->
         "end_time": item.end_time,
         "trial_end": _trial_end(call.ctx, start, trial_days) if trial_days else None,
         "trial_used": trial_days > 0,
-        "first_activation_time": start,
+        "first_activation_time": None,  # until the code is used on a device (``activate_device``)
         "created_at": now,
         "updated_at": now,
     }
@@ -368,6 +477,64 @@ def _activate_new(call: Call, item: Activate, customer: str, trial_days: int) ->
         "activation_type": item.activation_type, "activation_code": code,
     })
     return ItemResult("Activate", item.unit_id, item.subscriber_id, activation_code=code)
+
+
+def _licence_change(call: Call, pair: _LicenceChange, answer: ResponseContainer) -> bool:
+    """HardCancel + Activate of one live subscription in one container, in either wire order: the licence change
+    public clients send ("first a hard cancel"), applied as one change that keeps the code (KSS-CODE-1) and takes
+    the Activate's count, product and EndTime from now, billed as ChangeLicenseCount is (KSS-QTY-1..3): one
+    partner snapshot, never a stop. False, with nothing done, where it is not one (an unknown, hard-cancelled,
+    not yet started or ended subscription, or an Activate the rules refuse): the two are then applied one after
+    the other, HardCancel first."""
+    cancel, item = pair.cancel, pair.activate
+    try:
+        with call.conn.begin_nested():
+            row = _live(call, item.subscriber_id)
+            _within_term(call, row)
+            _not_too_old(call, cancel.end_time, "EndTime")
+            _activation_checks(call, item)
+            if item.trial_days:
+                raise KssError(702, "a trial is granted once per subscription, not on a licence change", "KSS-TRIAL-2")
+            if item.customer_id is not None and item.customer_id != row.customer_id:
+                raise KssError(602, f"SubscriberId {item.subscriber_id!r} belongs to customer {row.customer_id!r}")
+            if item.product_id != row.product_id:
+                _no_prepaid(call, row.customer_id, item.product_id)
+            effective = _not_before_last_change(call, row.subscriber_id, call.now)
+            values: dict[str, Any] = {"license_count": item.license_count, "product_id": item.product_id,
+                                      "end_time": item.end_time}
+            if row.status != STARTED:  # an activation runs: a pause or a soft cancel in force ends with it
+                values.update(status=STARTED, status_change_time=effective, paused_at=None, pause_until=None)
+            new = _change(call, row, "licence_change", effective, **values)
+    except KssError:
+        return False
+    answer.results.append(ItemResult("HardCancel", cancel.unit_id, cancel.subscriber_id))
+    answer.results.append(ItemResult("Activate", item.unit_id, item.subscriber_id, activation_code=new.activation_code))
+    return True
+
+
+def activate_device(conn: Connection, ctx: CallContext, subscriber_id: str, at: dt.datetime | None) -> dict[str, Any]:
+    """The control plane's simulated device activation: the subscription's code used on a device at ``at``
+    (default now). The first one sets FirstActivationTime (GetInfo/SubscriptionUsage); later ones change nothing."""
+    row = conn.execute(_ROW, {"p_id": ctx.partner_id, "s_id": subscriber_id}).first()
+    if row is None:
+        raise not_found("SUBSCRIBER_NOT_FOUND", f"no KSS subscriber {subscriber_id!r}", rule="SIM-AUTH-1")
+    at = ctx.clock.now if at is None else at
+    if at > ctx.clock.now:
+        raise unprocessable("VALIDATION_ERROR", f"a device activation at {iso_utc(at)} is after the partner's now "
+                                                f"{iso_utc(ctx.clock.now)}", rule="SIM-CLOCK-1")
+    if row.status in (NOT_STARTED, HARD) or at < row.start_time:
+        raise conflict("CODE_NOT_USABLE", f"the activation code of {subscriber_id!r} cannot be used on a device "
+                                          f"({row.status}, started {iso_utc(row.start_time)}) at {iso_utc(at)}")
+    if row.first_activation_time is None:
+        conn.execute(sa.update(subscriptions).where(
+            subscriptions.c.partner_id == ctx.partner_id, subscriptions.c.subscriber_id == subscriber_id,
+        ).values(first_activation_time=at))
+        audit.record(conn, ctx.partner_id, ctx.clock, actor=ctx.actor, service="admin", action="device_activation",
+                     object_type="subscription", object_id=subscriber_id, details={"at": iso_utc(at)})
+        first = at
+    else:
+        first = row.first_activation_time
+    return {"subscriber_id": subscriber_id, "first_activation_time": iso_utc(first)}
 
 
 def _reactivate(call: Call, item: Activate, row: Any) -> ItemResult:
@@ -890,6 +1057,26 @@ def set_code_pool(conn: Connection, ctx: CallContext, remaining: int | None) -> 
     return {"remaining": remaining}
 
 
+_EXT_ANSWERS = sa.select(options.c.ext_answers).where(options.c.partner_id == sa.bindparam("p_id"))
+
+
+def ext_answers(conn: Connection, partner_id: str) -> bool:
+    """Whether the partner opted in to extension attributes in every answer (default: only to requests in ext)."""
+    return bool(conn.execute(_EXT_ANSWERS, {"p_id": partner_id}).scalar())
+
+
+def kss_options(conn: Connection, ctx: CallContext) -> dict[str, Any]:
+    return {"ext_answers": ext_answers(conn, ctx.partner_id)}
+
+
+def set_kss_options(conn: Connection, ctx: CallContext, ext: bool) -> dict[str, Any]:
+    """A wire setting, like strict contract mode: it may change at any time and is not audited."""
+    conn.execute(sa.delete(options).where(options.c.partner_id == ctx.partner_id))
+    if ext:
+        conn.execute(sa.insert(options).values(partner_id=ctx.partner_id, ext_answers=True))
+    return kss_options(conn, ctx)
+
+
 def get_subscription(conn: Connection, ctx: CallContext, subscriber_id: str) -> dict[str, Any]:
     """A subscription and its history as JSON, for the control plane and scenario checks."""
     row = conn.execute(
@@ -923,7 +1110,7 @@ def get_subscription(conn: Connection, ctx: CallContext, subscriber_id: str) -> 
         "trial_used": row.trial_used,
         "paused_at": opt(row.paused_at),
         "pause_until": opt(row.pause_until),
-        "first_activation_time": iso_utc(row.first_activation_time),
+        "first_activation_time": None if row.first_activation_time is None else iso_utc(row.first_activation_time),
         "max_license_count_this_period": info.max_license_count_this_period,
         "created_at": iso_utc(row.created_at),
         "history": [

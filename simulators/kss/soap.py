@@ -181,7 +181,7 @@ def _post() -> Response:
         except kxml.Refusal as refusal:  # SIM-ERR-1: the TransactionId is not used up
             answer = _refusal(ctx.clock.now, envelope, refusal)
         else:
-            read.payload_valid = True  # read_container checked the schema first
+            read.payload_valid = parsed.exact  # read_container checked the schema first (of a tolerated copy: no)
             answer = _process(conn, ctx, _faulted_units(parsed, fault))
             _fault_results(answer, parsed, fault)
         if fault is not None and fault.kind == "soap_fault":
@@ -190,7 +190,7 @@ def _post() -> Response:
         if fault is not None and fault.kind == "transaction_error":
             answer = ResponseContainer(ctx.clock.now, answer.transaction_id, transaction_error=TransactionError(
                 fault.spec["error_code"], _fault_message(fault)))
-        return _xml(kxml.render_answer(answer))
+        return _xml(kxml.render_answer(answer, ext=_ext_answers(conn, ctx, envelope, answer)))
 
     try:
         return harness.serve(identify, work)
@@ -201,6 +201,13 @@ def _post() -> Response:
         now = ex.partner_now if ex is not None and ex.partner_now is not None else system_now()
         return _refused(now, envelope, kxml.Refusal(
             709, f"strict contract mode: the request does not conform to the contract: {exc}"))
+
+
+def _ext_answers(conn: Connection, ctx: CallContext, envelope: kxml.Envelope, answer: ResponseContainer) -> bool:
+    """Extension attributes in GetInfo answers: to a request that speaks ext, or for a partner that opted in."""
+    if not any(r.subscription is not None for r in answer.results) or kxml.speaks_ext(envelope.payload):
+        return True  # nothing to leave out, or the client reads ext
+    return rules.ext_answers(conn, ctx.partner_id)
 
 
 def _refusal(now: dt.datetime, envelope: kxml.Envelope, refusal: kxml.Refusal) -> ResponseContainer:

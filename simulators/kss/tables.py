@@ -25,7 +25,7 @@ subscriptions = sa.Table(
     sa.Column("trial_used", sa.Boolean, nullable=False),  # once per subscription, for ever (KSS-TRIAL-2)
     sa.Column("paused_at", UTCDateTime, nullable=True),
     sa.Column("pause_until", UTCDateTime, nullable=True),  # NULL while paused = until a Resume
-    sa.Column("first_activation_time", UTCDateTime, nullable=False),
+    sa.Column("first_activation_time", UTCDateTime, nullable=True),  # NULL until the code is used on a device
     sa.Column("created_at", UTCDateTime, nullable=False),  # partner clock: KSS-FREE-1 reads its month
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -84,4 +84,13 @@ prepaid = sa.Table(
     sa.Column("licence_count", sa.Integer, nullable=False),
     sa.Column("expires_on", sa.Date, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# A partner's KSS wire options (the control plane's ``PUT /_sim/partners/{id}/kss/options``); no row = defaults.
+# A setting, like the partner's time zone: a reset keeps it. No foreign key, so removing a partner is not blocked.
+options = sa.Table(
+    "kss_options",
+    metadata,
+    sa.Column("partner_id", sa.String(32), primary_key=True),
+    sa.Column("ext_answers", sa.Boolean, nullable=False),  # extension attributes in every answer, not only to ext
 )

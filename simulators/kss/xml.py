@@ -308,9 +308,62 @@ _DATETIME = re.compile(
 )
 
 
+# What common clients write for a dateTime besides xs:dateTime: a space for the "T" (suds and Python's str() of a
+# datetime, ``2027-06-01 12:00:35.107539``; many SQL-minded clients), with or without a zone.
+_SPACED = re.compile(r"\s*(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?)\s*")
+# The request's dateTime and union (dateTime or "indefinite") attributes, and the optional typed attributes an
+# empty value of which (``EndTime=""``: some generated clients write every attribute) is read as absent.
+TIME_ATTRIBUTES = ("StartTime", "EndTime", "PauseTime", q(EXT, "ResumeTime"))
+_OPTIONAL: dict[str, tuple[str, ...]] = {
+    "Activate": ("LicenseCount", "ActivationType", "UserIgnore", q(EXT, "TrialDays"), q(EXT, "CustomerId")),
+    "Renew": ("EndTime",), "SoftCancel": ("EndTime",), "HardCancel": ("EndTime",),
+    "Pause": ("PauseTime", q(EXT, "ResumeTime")), "GetInfo": ("InfoSection",),
+}
+
+
+def spaced_to_xsd(value: str) -> str | None:
+    """``YYYY-MM-DD HH:MM:SS[.ffffff][zone]`` as xs:dateTime; None for anything else."""
+    match = _SPACED.fullmatch(value)
+    return None if match is None else f"{match[1]}T{match[2]}"
+
+
+def tolerate(container: etree._Element) -> etree._Element | None:
+    """A copy of the container with the forms common clients send instead of the schema's rewritten to the schema's
+    (a spaced dateTime; an empty optional attribute dropped), or None when there are none. Nothing else changes: a
+    value that is neither form still fails the schema (709)."""
+    changes: list[tuple[etree._Element, str, str | None]] = []
+    stamp = container.find(q(KSS, "Timestamp"))
+    holder = container.find(q(KSS, "SubscriptionRequest"))
+    items = [] if holder is None else [el for el in holder if isinstance(el.tag, str)]
+    for el in items:
+        local = etree.QName(el).localname
+        for name in _OPTIONAL.get(local, ()):
+            if (value := el.get(name)) is not None and not value.strip():
+                changes.append((el, name, None))
+        for name in TIME_ATTRIBUTES:
+            if (value := el.get(name)) is not None and (fixed := spaced_to_xsd(value)) is not None:
+                changes.append((el, name, fixed))
+    fixed_stamp = None if stamp is None or len(stamp) else spaced_to_xsd(stamp.text or "")
+    if not changes and fixed_stamp is None:
+        return None
+    copy = etree.fromstring(etree.tostring(container), _parser())
+    copy_items = [] if holder is None else [el for el in copy.find(q(KSS, "SubscriptionRequest"))
+                                            if isinstance(el.tag, str)]
+    for el, name, value in changes:
+        target = copy_items[items.index(el)]
+        if value is None:
+            del target.attrib[name]
+        else:
+            target.set(name, value)
+    if fixed_stamp is not None:
+        copy.find(q(KSS, "Timestamp")).text = fixed_stamp
+    return copy
+
+
 def parse_datetime(value: str, zone: ZoneInfo) -> dt.datetime:
-    """An xs:dateTime as aware UTC; without a zone it is read in ``zone`` (the partner's). ValueError if unusable."""
-    match = _DATETIME.fullmatch(value.strip())
+    """An xs:dateTime (or its spaced form) as aware UTC; without a zone it is read in ``zone`` (the partner's).
+    ValueError if unusable."""
+    match = _DATETIME.fullmatch(spaced_to_xsd(value) or value.strip())
     if match is None:
         raise ValueError(f"{value!r} is not an xs:dateTime")
     year = int(match["year"])
@@ -343,6 +396,7 @@ class Parsed:
     timestamp: dt.datetime
     transaction_id: str
     units: tuple[Item | ItemError, ...]
+    exact: bool = True  # False: read only after ``tolerate`` rewrote a form the schema does not name
 
 
 class _Reader:
@@ -444,6 +498,8 @@ def read_container(container: etree._Element, zone: ZoneInfo, now: dt.datetime) 
     Defaults: LicenseCount 1, ActivationType Standard, InfoSection Subscription; SoftCancel/HardCancel
     without EndTime and Pause without PauseTime: ``now`` (the partner's clock); Renew without EndTime: 602.
     """
+    tolerated = tolerate(container)
+    container = container if tolerated is None else tolerated
     errors = schema_errors(container)
     if errors:
         raise Refusal(709, "the request does not conform to the schema: " + "; ".join(errors))
@@ -459,7 +515,7 @@ def read_container(container: etree._Element, zone: ZoneInfo, now: dt.datetime) 
         reader = _Reader(el, zone, now)
         unit, sid = reader.identity()
         units.append(READERS[el.tag](reader, unit, sid))
-    return Parsed(timestamp, transaction_id, tuple(units))
+    return Parsed(timestamp, transaction_id, tuple(units), exact=tolerated is None)
 
 
 # ====================================================================================== rendering
@@ -483,7 +539,13 @@ def _identity(el: etree._Element, unit_id: int, subscriber_id: str) -> etree._El
     return el
 
 
-def _subscription(parent: etree._Element, info: SubscriptionInfo) -> None:
+def speaks_ext(container: etree._Element) -> bool:
+    """Whether a request uses or declares ksim's extension namespace: only then (or when the partner opts in) do
+    its answers carry extension attributes, so a pure 2.0 client gets pure 2.0 answers."""
+    return any(EXT in el.nsmap.values() for el in container.iter() if isinstance(el.tag, str))
+
+
+def _subscription(parent: etree._Element, info: SubscriptionInfo, ext: bool) -> None:
     el = etree.SubElement(parent, q(KSS, "Subscription"))
     _set(el, "Status", info.status)
     _set(el, "StatusChangeTime", info.status_change_time)
@@ -492,20 +554,22 @@ def _subscription(parent: etree._Element, info: SubscriptionInfo) -> None:
     _set(el, "LicenseCount", info.license_count)
     _set(el, "ProductId", info.product_id)
     _set(el, "ActivationCode", info.activation_code)
+    if not ext:
+        return
     _set(el, q(EXT, "TrialEndTime"), info.trial_end_time)
     _set(el, q(EXT, "PauseEndTime"), info.pause_end_time)
     _set(el, q(EXT, "CustomerId"), info.customer_id)
     _set(el, q(EXT, "MaxLicenseCountThisPeriod"), info.max_license_count_this_period)
 
 
-def _result(parent: etree._Element, result: ItemResult) -> None:
+def _result(parent: etree._Element, result: ItemResult, ext: bool) -> None:
     tag = _EXT_RESULTS.get(result.kind, q(KSS, result.kind))
     el = _identity(etree.SubElement(parent, tag), result.unit_id, result.subscriber_id)
     if result.kind in ("Activate", *_EXT_KINDS):
         _set(el, "ActivationCode", result.activation_code)
     elif result.kind == "GetInfo":
         if result.subscription is not None:
-            _subscription(el, result.subscription)
+            _subscription(el, result.subscription, ext)
         if result.usage is not None:
             usage = etree.SubElement(el, q(KSS, "SubscriptionUsage"))
             _set(usage, "FirstActivationTime", result.usage.first_activation_time)
@@ -527,14 +591,15 @@ def _error(parent: etree._Element, error: ItemError) -> None:
     el.set("ErrorMessage", error.message)
 
 
-def _uses_ext(answer: ResponseContainer) -> bool:
-    return (any(r.kind in _EXT_KINDS or r.subscription is not None for r in answer.results)
+def _uses_ext(answer: ResponseContainer, ext: bool) -> bool:
+    return (any(r.kind in _EXT_KINDS or (ext and r.subscription is not None) for r in answer.results)
             or any(e.kind in _EXT_KINDS for e in answer.errors))
 
 
-def answer_element(answer: ResponseContainer) -> etree._Element:
-    """``kss:SubscriptionResponseContainer``, as kss-upi.xsd declares it; times in UTC with Z."""
-    nsmap = {None: KSS, "ext": EXT} if _uses_ext(answer) else {None: KSS}
+def answer_element(answer: ResponseContainer, *, ext: bool = True) -> etree._Element:
+    """``kss:SubscriptionResponseContainer``, as kss-upi.xsd declares it; times in UTC with Z. ``ext``: GetInfo's
+    extension attributes are written (a request that speaks ext, or a partner that opts in)."""
+    nsmap = {None: KSS, "ext": EXT} if _uses_ext(answer, ext) else {None: KSS}
     root = etree.Element(q(KSS, "SubscriptionResponseContainer"), nsmap=nsmap)
     etree.SubElement(root, q(KSS, "Timestamp")).text = iso_utc(answer.timestamp)
     etree.SubElement(root, q(KSS, "TransactionId")).text = answer.transaction_id
@@ -546,7 +611,7 @@ def answer_element(answer: ResponseContainer) -> etree._Element:
     if answer.results:
         holder = etree.SubElement(root, q(KSS, "SubscriptionResponse"))
         for result in answer.results:
-            _result(holder, result)
+            _result(holder, result, ext)
     if answer.errors:
         holder = etree.SubElement(root, q(KSS, "SubscriptionError"))
         for error in answer.errors:
@@ -560,8 +625,8 @@ def _envelope(payload: etree._Element) -> bytes:
     return etree.tostring(env, xml_declaration=True, encoding="utf-8")
 
 
-def render_answer(answer: ResponseContainer) -> bytes:
-    return _envelope(answer_element(answer))
+def render_answer(answer: ResponseContainer, *, ext: bool = True) -> bytes:
+    return _envelope(answer_element(answer, ext=ext))
 
 
 _NOT_XML_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -372,7 +372,7 @@ def test_SIM_AUTH_1_the_control_plane_refuses_partner_tokens(server: Any, unchan
     headers = {"partner-token": {"Authorization": f"Bearer {token}"},
                "kss-password": {"Authorization": f"Bearer {b.password}"}, "missing": {},
                "basic-admin-token": {"Authorization": "Basic test-admin"}}[cred]
-    values = {"partner_id": b.id, "fault_id": "flt_0"}
+    values = {"partner_id": b.id, "fault_id": "flt_0", "subscriber_id": "sub-0"}
     partners_before = b.admin.get("/partners").json()
     response = httpx.request(op["method"], server.url + op["path"].format(**values), json=op["body"],
                              headers=headers, timeout=30)

@@ -51,17 +51,27 @@ def test_KSS_CODE_1_one_code_for_life(kss: Kss) -> None:
     assert kss.ok(act("s2")).activation_code != code
 
 
-def test_KSS_CODE_1_licence_change_by_hard_cancel_and_activate_in_one_container(kss: Kss) -> None:
+@pytest.mark.parametrize("cancel_first", [True, False], ids=["cancel-first", "activate-first"])
+def test_KSS_CODE_1_licence_change_by_hard_cancel_and_activate_in_one_container(kss: Kss, cancel_first: bool) -> None:
+    """In either wire order (a client sending lists per kind follows its WSDL's order): one licence change, never
+    a stop; the code stays, the subscription never leaves Started, and it is billed as ChangeLicenseCount."""
     code = kss.ok(act("s1", count=10)).activation_code
     kss.go_to("2026-03-20")
-    answer = kss.send(HardCancel(1, "s1", T("2026-03-20T09:00")), act("s1", start="2026-03-20T09:00", count=25))
+    cancel, activation = HardCancel(1, "s1", T("2026-03-20T09:00")), act("s1", start="2026-03-20T09:00", count=25)
+    answer = kss.send(*((cancel, activation) if cancel_first else (activation, cancel)))
     assert answer.errors == []
-    assert [(r.kind, r.activation_code) for r in answer.results] == [("HardCancel", None), ("Activate", code)]
+    wire = [("HardCancel", None), ("Activate", code)]
+    assert [(r.kind, r.activation_code) for r in answer.results] == (wire if cancel_first else wire[::-1])
     info = kss.info("s1")
     assert (info.status, info.license_count, info.activation_code) == ("Started", 25, code)
-    assert info.status_change_time == T("2026-03-20T09:00")
-    assert kss.ok(GetInfo(2, "s1", ("SubscriptionUsage",))).usage == UsageInfo(T("2026-03-01"))
+    assert info.status_change_time == T("2026-03-01")  # never stopped
+    assert kss.ok(GetInfo(2, "s1", ("SubscriptionUsage",))).usage == UsageInfo(None)  # no device used it yet
     # Paid without a gap; March is charged at the maximum, 25 x 2.99 = 74.75.
+    assert kss.lines("2026-03") == [("s1", 31, 25, "74.75")]
+    # A reduction the same way costs from the next period (KSS-QTY-3), as ChangeLicenseCount's does.
+    kss.go_to("2026-03-21")
+    kss.send(act("s1", start="2026-03-21T09:00", count=5), HardCancel(3, "s1", T("2026-03-21T09:00")))
+    assert kss.info("s1").license_count == 5
     assert kss.lines("2026-03") == [("s1", 31, 25, "74.75")]
 
 
@@ -80,7 +90,8 @@ def test_KSS_QTY_1_count_changes_at_any_time_within_the_term(kss: Kss) -> None:
     assert (info.license_count, info.activation_code, info.start_time) == (5, code, T("2026-03-01"))
     kss.go_to("2026-04-02")
     assert kss.code(ChangeLicenseCount(9, "s1", 6)) == 105  # the term is over
-    # Before the start: not yet activated.
+    # Before the start: not yet activated (on a running clock, which reaches a StartTime ahead by itself).
+    kss.world.running = True
     kss.ok(act("s2", start="2026-04-02T09:05"))
     assert kss.code(ChangeLicenseCount(10, "s2", 6)) == 2
     # No new activation was ever made: one activate in the history of s1.
@@ -327,6 +338,7 @@ def test_SIM_AUTH_1_another_partners_subscriber_is_unknown(make_kss: Any) -> Non
 
 def test_SIM_CLOCK_1_status_moves_with_the_partner_clock(make_kss: Any) -> None:
     kss, other = make_kss(), make_kss()
+    kss.world.running = other.world.running = True  # a frozen clock would start "later" at once (below)
     kss.ok(act("later", start="2026-03-01T09:05"))  # a few minutes ahead: allowed, not started yet
     kss.ok(act("fixed", end="2026-04-05"))
     kss.ok(act("paused"))
@@ -370,7 +382,7 @@ def test_partial_success_within_one_container(kss: Kss) -> None:
     ]
     got = answer.results[2]
     assert got.subscription is not None and got.subscription.license_count == 20
-    assert got.usage == UsageInfo(T("2026-03-01"))
+    assert got.usage == UsageInfo(None)  # no device has used the code
     assert answer.results[0].activation_code == got.subscription.activation_code
     assert kss.count_subscriptions() == 1
 
@@ -416,6 +428,7 @@ def test_get_download_links_escape_the_partners_text(kss: Kss) -> None:
 
 
 def test_error_codes_of_the_public_service(kss: Kss) -> None:
+    kss.world.running = True  # "soon" stays NotStarted (a frozen clock starts it at once: test_SIM_CLOCK_1_...)
     kss.ok(act("open"))
     kss.ok(act("fixed", end="2026-06-01"))
     kss.ok(act("soon", start="2026-03-01T09:05"))
@@ -534,9 +547,55 @@ def test_KSS_CODE_1_licence_change_with_the_clients_clock_a_little_behind(kss: K
     answer = kss.send(HardCancel(1, "s1", T("2026-03-01T09:00:05")), act("s1", start="2026-03-01T09:00", count=4))
     assert answer.errors == [] and answer.results[1].activation_code == code
     info = kss.info("s1")
-    assert (info.status, info.license_count, info.start_time, info.end_time) == ("Started", 4, T("2026-03-01T09:00"), None)
-    # The reactivation cannot take effect before the cancel it follows: it is effective at 09:00:05.
-    assert history_events(kss, "s1")[-2:] == [
-        ("2026-03-01T09:00:05Z", "partner", "hard_cancel"), ("2026-03-01T09:00:05Z", "partner", "reactivate"),
-    ]
+    assert (info.status, info.license_count, info.start_time, info.end_time) == ("Started", 4, T("2026-03-01"), None)
+    # One licence change, effective now (as ChangeLicenseCount), never a stop: the subscription keeps its start.
+    assert history_events(kss, "s1")[-1:] == [("2026-03-01T09:00:10Z", "partner", "licence_change")]
     assert kss.lines("2026-03") == [("s1", 31, 4, "11.96")]  # 4 x 2.99, paid without a gap
+
+
+def test_KSS_STOP_1_hard_cancel_and_activate_of_a_hard_cancelled_subscription_reactivate_it(kss: Kss) -> None:
+    """Not a licence change (nothing live to change): HardCancel first answers 4, the Activate brings it back."""
+    code = kss.ok(act("s1", count=3)).activation_code
+    kss.ok(HardCancel(1, "s1", T("2026-03-01T09:00")))
+    answer = kss.send(act("s1", start="2026-03-01T09:00", count=6), HardCancel(3, "s1", T("2026-03-01T09:00")))
+    assert [(e.kind, e.code) for e in answer.errors] == [("HardCancel", 4)]
+    assert [(r.kind, r.activation_code) for r in answer.results] == [("Activate", code)]
+    assert (kss.info("s1").status, kss.info("s1").license_count) == ("Started", 6)
+
+
+def test_KSS_CODE_1_a_refused_activate_of_a_licence_change_leaves_the_hard_cancel_alone(kss: Kss) -> None:
+    """The pair is not a licence change when the Activate is refused: each unit is then judged on its own, cancel
+    first, as ksim documents (docs/kss-wire.md, "The order of items")."""
+    kss.ok(act("s1", count=3))
+    answer = kss.send(act("s1", start="2026-03-01T09:00", product="NOPE", count=6),
+                      HardCancel(2, "s1", T("2026-03-01T09:00")))
+    assert [(e.kind, e.code) for e in answer.errors] == [("Activate", 9)]
+    assert [r.kind for r in answer.results] == ["HardCancel"]
+    assert kss.info("s1").status == "HardCancelled"
+
+
+@pytest.mark.parametrize("first", ["Pause", "Resume"])
+def test_SIM_ERR_1_contradictory_items_of_one_subscriber_are_refused_in_either_order(kss: Kss, first: str) -> None:
+    """Pause + Resume (and SoftCancel + Renew, SoftCancel + HardCancel) of one SubscriberId in one container: the
+    result would depend on their order, so both are refused with 602 and nothing changes."""
+    kss.ok(act("s1"))
+    pause, resume = Pause(1, "s1", T("2026-03-01T09:00")), Resume(2, "s1")
+    answer = kss.send(*((pause, resume) if first == "Pause" else (resume, pause)), GetInfo(3, "s1"))
+    assert sorted((e.kind, e.code) for e in answer.errors) == [("Pause", 602), ("Resume", 602)]
+    assert all("contradict" in e.message for e in answer.errors)
+    assert kss.info("s1").status == "Started"
+    answer = kss.send(Renew(4, "s1", None), SoftCancel(5, "s1", T("2026-04-01")))
+    assert sorted((e.kind, e.code) for e in answer.errors) == [("Renew", 602), ("SoftCancel", 602)]
+
+
+@pytest.mark.parametrize("reads_first", [True, False])
+def test_KSS_QTY_1_reads_of_a_subscriber_see_every_change_in_the_container(kss: Kss, reads_first: bool) -> None:
+    """A client sending lists per kind may put GetInfo before or after the changes: the reads see them either way,
+    and an Activate of a new subscriber comes before the changes to it."""
+    items = [GetInfo(1, "n1"), ChangeLicenseCount(2, "n1", 7), act("n1", count=2)]
+    answer = kss.send(*(items if reads_first else items[::-1]))
+    assert answer.errors == []
+    assert [r.unit_id for r in answer.results] == ([1, 2, items[2].unit_id] if reads_first
+                                                   else [items[2].unit_id, 2, 1])  # answered in request order
+    info = next(r for r in answer.results if r.kind == "GetInfo").subscription
+    assert info is not None and info.license_count == 7

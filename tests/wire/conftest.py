@@ -187,6 +187,10 @@ class KssPartner:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def device(self, subscriber_id: str, **body: Any) -> httpx.Response:
+        """The control plane's simulated device activation of a subscription's code."""
+        return self.admin.post(f"/partners/{self.id}/kss/subscriptions/{subscriber_id}/device-activations", json=body)
+
     def audit_total(self) -> int:
         response = self.admin.get(f"/partners/{self.id}/audit")
         assert response.status_code == 200, response.text

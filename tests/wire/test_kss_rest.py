@@ -321,7 +321,7 @@ def test_KSS_CODE_1_a_subscription_with_its_history(portal: httpx.Client, resell
         "subscriber_id": "acme-1", "customer_id": "acme", "product_id": "KESB-SELECT", "license_count": 15,
         "activation_code": reseller["codes"]["acme-1"], "status": "Started", "start_time": "2026-03-02T09:00:00Z",
         "end_time": None, "trial_end": None, "trial_used": False, "paused_at": None, "pause_until": None,
-        "first_activation_time": "2026-03-02T09:00:00Z", "max_license_count_this_period": 15,
+        "first_activation_time": None, "max_license_count_this_period": 15,
         "created_at": "2026-03-02T09:00:00Z",
     }
     assert [(h["effective"], h["source"], h["event"], h["license_count"]) for h in history] == [
