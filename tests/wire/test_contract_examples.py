@@ -75,7 +75,7 @@ COMPARED = {
 }
 # Not yet driven from their situation (request bodies and problems included): the honest rest of the work.
 NOT_YET = {
-    "korm-ss.openapi.yaml": 4, "kss-rest.openapi.yaml": 8, "admin.openapi.yaml": 30,
+    "korm-ss.openapi.yaml": 4, "kss-rest.openapi.yaml": 8, "admin.openapi.yaml": 31,
 }
 
 
