@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -110,10 +112,7 @@ def create_partner(
         raise unprocessable("VALIDATION_ERROR", f"unknown time zone {timezone!r}") from None
     serialize(conn, "ksim partners")  # one seq per partner, also with several processes on one PostgreSQL
     seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(partners.c.seq), 0))).scalar_one() + 1
-    from faker import Faker  # here, not at the top: a server that only serves never pays for its import
-
-    fake = Faker()
-    fake.seed_instance(faker_seed * 1_000_003 + seq)  # repeatable names for repeatable runs
+    fake_name, contact = _made_up(faker_seed * 1_000_003 + seq, name is None)  # repeatable for repeatable runs
     start = (now or system_now())
     if start.tzinfo is None:
         start = start.replace(tzinfo=zone)
@@ -126,7 +125,7 @@ def create_partner(
     values = {
         "id": partner_id,
         "seq": seq,
-        "name": name or fake.company(),
+        "name": name or fake_name,
         "programme": programme,
         "msp_registered": programme == "msp" if msp_registered is None else msp_registered,
         "timezone": timezone,
@@ -134,7 +133,7 @@ def create_partner(
         "token": token or "ksim_" + secrets.token_urlsafe(24),
         "kss_username": kss_username or f"{partner_id}-kss",
         "kss_password": kss_password or secrets.token_urlsafe(16),
-        "contact": {"email": fake.company_email(), "country": fake.country_code()},
+        "contact": contact,
         "clock_start": start,
         "clock_now": start,
         "created_at": system_now(),
@@ -143,6 +142,25 @@ def create_partner(
     set_strict_contract(conn, partner_id, strict_contract)
     row = conn.execute(_select().where(partners.c.id == partner_id)).one()
     return {**_row_json(row), "token": values["token"], "kss": {"username": values["kss_username"], "password": values["kss_password"]}}
+
+
+_FAKER_LOCK = threading.Lock()
+
+
+@functools.cache
+def _faker() -> Any:
+    from faker import Faker  # here, not at the top: a server that only serves never pays for its import
+
+    return Faker()  # one per process: making one costs milliseconds, every new partner needs its values
+
+
+def _made_up(seed: int, with_name: bool) -> tuple[str | None, dict[str, str]]:
+    """A company name (when asked) and a contact, the same for the same seed."""
+    with _FAKER_LOCK:  # seeding and drawing are one step: the instance is shared by the server's threads
+        fake = _faker()
+        fake.seed_instance(seed)
+        company = fake.company() if with_name else None
+        return company, {"email": fake.company_email(), "country": fake.country_code()}
 
 
 def get_partner_json(conn: Connection, partner_id: str) -> dict[str, Any]:
