@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from ksimkit.scenarios import rules as rule_catalog
+from ksimkit.scenarios.attribution import NOT_REACHED, POLICY, POLICY_TITLE
 from ksimkit.scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, PASSED, ScenarioResult, Timeline
 
 __all__ = ["ReportMeta", "overall_verdict", "render_html", "render_junit", "rule_matrix", "summary", "write_reports"]
 
-LABELS = {PASSED: "pass", FAILED: "fail", NOT_APPLICABLE: "n/a", ERROR: "error"}
+LABELS = {PASSED: "pass", FAILED: "fail", NOT_APPLICABLE: "n/a", ERROR: "error", NOT_REACHED: "not reached"}
+RULE_VERDICTS = (PASSED, FAILED, NOT_REACHED, NOT_APPLICABLE, ERROR)
 PALETTE = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626", "#4b5563"]
 
 
@@ -62,17 +64,25 @@ def overall_verdict(results: Sequence[ScenarioResult], *, strict: bool = False) 
     return PASSED
 
 
-def rule_matrix(results: Sequence[ScenarioResult]) -> dict[str, dict[str, Any]]:
-    """rule ID -> {title, verdict, counts, scenarios: {scenario id: verdict}}, in catalog order, covered rules only.
+def rule_title(rule: str) -> str:
+    """The rule's sentence: the catalog's title, or the broker's billing policy."""
+    return POLICY_TITLE if rule == POLICY else rule_catalog.title(rule)
 
-    A rule fails when any scenario naming it failed (error: errored), passes when at least one passed and none
-    failed, and is not applicable when no scenario naming it could run.
+
+def rule_matrix(results: Sequence[ScenarioResult]) -> dict[str, dict[str, Any]]:
+    """rule ID -> {title, verdict, counts, scenarios: {scenario id: verdict}}, in catalog order (the broker's
+    billing policy last), covered rules only.
+
+    Per scenario a rule has the verdict of its own checks (``ScenarioResult.rule_verdicts``: a failed check of
+    another rule leaves it passed or not reached, never failed). Over the suite a rule fails when it failed in
+    any scenario (error: errored), passes when it passed in at least one, is not reached when every scenario
+    that could check it stopped before its checks held, and is not applicable when none could run.
     """
     per_rule: dict[str, dict[str, str]] = {}
     for result in results:
-        for rule in result.rules:
-            per_rule.setdefault(rule, {})[result.scenario_id] = result.verdict
-    order = list(rule_catalog.all_rules())
+        for rule, verdict in result.rule_verdicts.items():
+            per_rule.setdefault(rule, {})[result.scenario_id] = verdict
+    order = list(rule_catalog.all_rules()) + [POLICY]
     out: dict[str, dict[str, Any]] = {}
     for rule in sorted(per_rule, key=lambda r: (order.index(r) if r in order else len(order), r)):
         scenarios = per_rule[rule]
@@ -83,10 +93,12 @@ def rule_matrix(results: Sequence[ScenarioResult]) -> dict[str, dict[str, Any]]:
             verdict = ERROR
         elif counts[PASSED]:
             verdict = PASSED
+        elif counts[NOT_REACHED]:
+            verdict = NOT_REACHED
         else:
             verdict = NOT_APPLICABLE
-        out[rule] = {"title": rule_catalog.title(rule), "verdict": verdict,
-                     "counts": {v: counts[v] for v in (PASSED, FAILED, NOT_APPLICABLE, ERROR)}, "scenarios": scenarios}
+        out[rule] = {"title": rule_title(rule), "verdict": verdict,
+                     "counts": {v: counts[v] for v in RULE_VERDICTS}, "scenarios": scenarios}
     return out
 
 

@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from ksimkit.scenarios import attribution
 from ksimkit.scenarios.brokers.base import Broker, Charge, LegacySubscription, StepResult, TenantSetup
 from ksimkit.scenarios.brokers.http import tls_transport
 from ksimkit.scenarios.model import CodeCheck, Scenario, Step, first_of_next_month, to_instant
@@ -101,6 +102,7 @@ class StepRecord:
     ok: bool = True
     explanation: str | None = None
     note: str | None = None
+    rule: str = ""  # the rule this step's expectation checks ("" for advance and fault)
 
 
 @dataclass
@@ -111,6 +113,7 @@ class CheckRecord:
     actual: str
     ok: bool
     explanation: str | None = None
+    rule: str = ""
 
 
 @dataclass
@@ -129,6 +132,9 @@ class ChargeRow:
     ok: bool = True
     explanation: str | None = None
     line: int = 0
+    rule: str = attribution.POLICY  # units, amount and customer: the broker's billing policy
+    vendor_rule: str = ""  # the vendor rule of the expected vendor cost
+    split: list[dict[str, Any]] = field(default_factory=list)  # the broker's lines: {sku, units, amount, vendor_cost, customer}
 
 
 @dataclass
@@ -142,6 +148,7 @@ class ReconRow:
     vendor_amount: str = "0.00"
     ok: bool = True
     explanation: str | None = None
+    rule: str = ""
 
 
 @dataclass
@@ -173,6 +180,9 @@ class ScenarioResult:
     failures: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     description: str | None = None
+    timezone: str = "UTC"  # the partner's zone, for local times beside UTC
+    rule_results: dict[str, str] = field(default_factory=dict)  # rule -> passed | failed | not_reached
+    findings: list[attribution.Finding] = field(default_factory=list)  # every check, attributed, in run order
 
     @property
     def passed(self) -> bool:
@@ -180,7 +190,17 @@ class ScenarioResult:
 
     @property
     def rule_verdicts(self) -> dict[str, str]:
+        """rule -> its verdict in this scenario, from its own checks (scenarios/attribution.py); a scenario that
+        could not run (not applicable, error) gives that verdict to every rule it names."""
+        if self.rule_results and self.verdict in (PASSED, FAILED):
+            return dict(self.rule_results)
         return {rule: self.verdict for rule in self.rules}
+
+    @property
+    def first_failure(self) -> attribution.Finding | None:
+        """The earliest failed check: the one that points at the bug."""
+        failed = [f for f in self.findings if not f.ok]
+        return min(failed, key=lambda f: f.position) if failed else None
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
@@ -270,7 +290,9 @@ class _Run:
         self.result = ScenarioResult(
             scenario_id=scenario.id, title=scenario.title, service=scenario.service, rules=list(scenario.rules),
             source=_display_path(scenario), description=scenario.description, broker=_broker_name(broker),
+            timezone=scenario.setup.timezone,
         )
+        self.stopped_at: int | None = None  # the step where a broker error stopped the run
         self.clock = scenario.setup.start
         self.codes: dict[str, list[str]] = defaultdict(list)  # every activation code seen for a ref, in order
         self.final_codes: dict[str, str | None] = {}
@@ -299,8 +321,13 @@ class _Run:
         except Exception as exc:  # noqa: BLE001 - whatever the broker raises is the broker's failure
             raise _BrokerFailure(f"the broker failed on {what}: {type(exc).__name__}: {exc}") from exc
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str, rule: str | None = None, position: int = attribution.END) -> None:
         self.result.failures.append(message)
+        if rule is not None:
+            self.result.findings.append(attribution.Finding(rule, position, False, message))
+
+    def passed_check(self, rule: str, position: int, text: str) -> None:
+        self.result.findings.append(attribution.Finding(rule, position, True, text))
 
     def local_date(self, moment: dt.datetime) -> dt.date:
         return moment.astimezone(self.zone).date()
@@ -321,7 +348,10 @@ class _Run:
             self.result.verdict = NOT_APPLICABLE
             self.result.reason = str(exc)
         except _BrokerFailure as exc:
-            self.fail(str(exc))
+            position = self.stopped_at if self.stopped_at is not None else attribution.END
+            rule = getattr(exc, "rule", None) or attribution.billing_rule(self.scenario.rules)
+            self.stopped_at = position
+            self.fail(str(exc), rule, position)
             self.result.verdict = FAILED
         except _HarnessError as exc:
             self.result.verdict = ERROR
@@ -339,6 +369,10 @@ class _Run:
                 pass
             if self.admin is not None:
                 self.admin.close()
+            if self.result.verdict in (PASSED, FAILED):
+                self.result.rule_results = attribution.rule_verdicts(
+                    self.scenario.rules, self.result.findings, attribution.planned_positions(self.scenario),
+                    stopped_at=self.stopped_at)
             self.result.duration_s = round(time.monotonic() - began, 3)
         return self.result
 
@@ -392,7 +426,10 @@ class _Run:
             except _BrokerFailure as exc:
                 record.outcome, record.ok, record.explanation = "error", False, str(exc)
                 self._skip_rest(steps[position + 1:])
-                raise _BrokerFailure(f"step {step.index} ({step.label()}, line {step.line}): {exc}") from exc
+                self.stopped_at = step.index
+                failure = _BrokerFailure(f"step {step.index} ({step.label()}, line {step.line}): {exc}")
+                failure.rule = record.rule or self._step_rule(step)  # type: ignore[attr-defined]
+                raise failure from exc
             except _HarnessError:
                 record.outcome, record.ok = "error", False
                 self._skip_rest(steps[position + 1:])
@@ -420,6 +457,7 @@ class _Run:
             record.outcome = "ok"
             return
         record.expected = step.expect.describe()
+        record.rule = self._step_rule(step)
         method = getattr(self.broker, step.kind)
         args = {k: v for k, v in step.args.items() if not (v is None and k in ("approval_code", "quantity", "until",
                                                                                   "trial_days"))}
@@ -452,7 +490,14 @@ class _Run:
         if problems:
             record.ok = False
             record.explanation = "; ".join(problems)
-            self.fail(f"step {step.index} ({step.label()}, line {step.line}): {record.explanation}")
+            self.fail(f"step {step.index} ({step.label()}, line {step.line}): {record.explanation}", record.rule,
+                      step.index)
+        else:
+            self.passed_check(record.rule, step.index, f"step {step.index} ({step.label()})")
+
+    def _step_rule(self, step: Step) -> str:
+        return attribution.step_rule(step.kind, self.scenario.rules, code=step.expect.code,
+                                     code_relation=step.expect.activation_code is not None, explicit=step.expect.rule)
 
     def _broker_code(self, ref: str) -> str | None:
         try:
@@ -594,6 +639,8 @@ class _Run:
 
     def check_vendor(self, vendor: list[VendorSubscription], matches: dict[str, VendorSubscription]) -> None:
         for check in self.scenario.expect.vendor:
+            self._rule = attribution.vendor_check_rule(attribution.vendor_fields(check), self.scenario.rules,
+                                                       explicit=check.rule)
             if check.ref is not None:
                 ref = check.ref
                 sub = matches.get(ref)
@@ -647,10 +694,13 @@ class _Run:
                                                      f"{customer}, expected {check.active_subscriptions}")
 
     def _record(self, line: int, subject: str, expected: str, actual: str, ok: bool, explanation: str | None) -> None:
+        rule = self._rule  # set by check_vendor for the item being checked
         self.result.vendor_checks.append(CheckRecord(line=line, subject=subject, expected=expected, actual=actual, ok=ok,
-                                                     explanation=explanation))
+                                                     explanation=explanation, rule=rule))
         if not ok:
-            self.fail(f"vendor check (line {line}) {subject}: {explanation}")
+            self.fail(f"vendor check (line {line}) {subject}: {explanation}", rule)
+        else:
+            self.passed_check(rule, attribution.END, f"vendor check (line {line}) {subject}: {expected}")
 
     def broker_charges(self, period: str) -> list[Charge]:
         charges = self.broker_call(f"charges({period})", self.broker.charges, period)
@@ -708,20 +758,32 @@ class _Run:
                                 units=got["units"], amount=_money(got["amount"]) or "0.00",
                                 vendor_cost=_money(got["vendor_cost"]) or "0.00", lines=got["lines"],
                                 customers=list(got["customers"]), line=exp.line)
-                problems = []
+                row.vendor_rule = attribution.reconcile_rule(self.scenario, period, exp.ref)
+                row.split = _split(broker_charges.get(period, []), exp.ref)
+                problems = []  # the customer's side: the broker's policy
                 if exp.units is not None and got["units"] != exp.units:
                     problems.append(f"units {got['units']}, expected {exp.units}")
                 if exp.amount is not None and got["amount"] != exp.amount:
                     problems.append(f"amount {row.amount}, expected {_money(exp.amount)}")
-                if exp.vendor_cost is not None and got["vendor_cost"] != exp.vendor_cost:
-                    problems.append(f"vendor cost {row.vendor_cost}, expected {_money(exp.vendor_cost)}")
                 if exp.customer is not None and got["lines"] and got["customers"] != [exp.customer]:
                     problems.append(f"billed to {', '.join(got['customers']) or 'nobody'}, expected {exp.customer}")
+                cost_problem = None  # the vendor's side: the line's vendor rule
+                if exp.vendor_cost is not None and got["vendor_cost"] != exp.vendor_cost:
+                    cost_problem = f"vendor cost {row.vendor_cost}, expected {_money(exp.vendor_cost)}"
+                what = "no line" if not got["lines"] else f"{got['lines']} line(s)"
+                where = f"charge {period} {exp.ref} (line {exp.line})"
+                bills = attribution.BILLS
                 if problems:
+                    self.fail(f"{where}: the broker billed {what}: " + "; ".join(problems), row.rule, bills)
+                elif exp.units is not None or exp.amount is not None or exp.customer is not None:
+                    self.passed_check(row.rule, bills, f"{where}: the customer's invoice")
+                if cost_problem:
+                    self.fail(f"{where}: the broker billed {what}: {cost_problem}", row.vendor_rule, bills)
+                elif exp.vendor_cost is not None:
+                    self.passed_check(row.vendor_rule, bills, f"{where}: vendor cost")
+                if problems or cost_problem:
                     row.ok = False
-                    what = "no line" if not got["lines"] else f"{got['lines']} line(s)"
-                    row.explanation = f"the broker billed {what}: " + "; ".join(problems)
-                    self.fail(f"charge {period} {exp.ref} (line {exp.line}): {row.explanation}")
+                    row.explanation = f"the broker billed {what}: " + "; ".join(problems + [cost_problem or ""]).strip("; ")
                 self.result.charges.append(row)
             named = {c.ref for c in wanted}
             for ref, got in actual.items():
@@ -731,8 +793,9 @@ class _Run:
                                 amount=_money(got["amount"]) or "0.00", vendor_cost=_money(got["vendor_cost"]) or "0.00",
                                 lines=got["lines"], customers=list(got["customers"]), ok=False,
                                 explanation=f"the broker billed {ref} in {period} ({got['units']} units, "
-                                            f"{_money(got['amount'])}); the scenario expects no charge")
-                self.fail(f"charge {period} {ref}: {row.explanation}")
+                                            f"{_money(got['amount'])}); the scenario expects no charge",
+                                split=_split(broker_charges.get(period, []), ref))
+                self.fail(f"charge {period} {ref}: {row.explanation}", row.rule, attribution.BILLS)
                 self.result.charges.append(row)
 
     def reconcile(self, broker_charges: dict[str, list[Charge]], vendor_bills: dict[str, dict[str, dict[str, Any]]],
@@ -751,7 +814,8 @@ class _Run:
                     claimed.add(sub.id)
                 row = ReconRow(period=period, ref=ref, vendor_id=sub.id if sub else None, broker_units=mine["units"],
                                vendor_units=bill["units"], broker_cost=_money(mine["vendor_cost"]) or "0.00",
-                               vendor_amount=_money(bill["amount"]) or "0.00")
+                               vendor_amount=_money(bill["amount"]) or "0.00",
+                               rule=attribution.reconcile_rule(self.scenario, period, ref))
                 problems = []
                 if sub is None and (mine["units"] or mine["vendor_cost"]):
                     code = self.final_codes.get(ref)
@@ -766,17 +830,20 @@ class _Run:
                 if problems:
                     row.ok = False
                     row.explanation = "; ".join(problems)
-                    self.fail(f"reconciliation {period} {ref}: {row.explanation}")
+                    self.fail(f"reconciliation {period} {ref}: {row.explanation}", row.rule, attribution.BILLS)
+                else:
+                    self.passed_check(row.rule, attribution.BILLS, f"reconciliation {period} {ref}")
                 self.result.reconciliation.append(row)
             for vendor_id, bill in theirs.items():
                 if vendor_id in claimed or (bill["units"] == 0 and bill["amount"] == 0):
                     continue
                 row = ReconRow(period=period, ref=None, vendor_id=vendor_id, vendor_units=bill["units"],
                                vendor_amount=_money(bill["amount"]) or "0.00", ok=False,
+                               rule=attribution.reconcile_rule(self.scenario, period, None),
                                explanation=f"the vendor bills subscription {vendor_id} (code "
                                            f"{codes.get(vendor_id) or '?'}, customer {bill.get('customer')}) "
                                            f"that no ref of the broker accounts for")
-                self.fail(f"reconciliation {period}: {row.explanation}")
+                self.fail(f"reconciliation {period}: {row.explanation}", row.rule, attribution.BILLS)
                 self.result.reconciliation.append(row)
 
     # -- timeline --
@@ -843,6 +910,12 @@ class _Run:
         if status in ("Started", "SoftCancelled") and (end is None or _parse_ts(end) > end_of_day):
             return int(state.get("license_count") or 0)
         return 0
+
+
+def _split(charges: Iterable[Charge], ref: str) -> list[dict[str, Any]]:
+    """The broker's own lines of one ref in one period, for the per-line and per-SKU tables."""
+    return [{"sku": getattr(c, "sku", None) or "", "kind": getattr(c, "kind", None) or "", "units": int(c.units), "amount": _money(Decimal(c.amount)), "vendor_cost": _money(Decimal(c.vendor_cost)),
+             "customer": c.customer} for c in charges if c.ref == ref]
 
 
 def _parse_ts(value: str) -> dt.datetime:

@@ -68,6 +68,8 @@ class Charge:
     units: int  # licence-days (KORM PAYG), charged count (KSS, legacy), licences (yearly fee/increase)
     amount: Decimal  # what the customer pays (at the tenant's prices)
     vendor_cost: Decimal  # what the broker expects the vendor to bill it for this line (reconciliation)
+    sku: str | None = None  # optional: the SKU (KORM) or product (KSS) billed, for the report's per-SKU table
+    kind: str | None = None  # optional: the broker's kind of line (licence days, yearly fee, ...)
 
 
 @runtime_checkable

@@ -99,6 +99,7 @@ OTHER_METHODS: dict[str, tuple[str, ...]] = {
 ALL_METHODS = {**STEP_METHODS, **OTHER_METHODS}
 REQUIRED_METHODS = ("start", "advance_clock", "charges")
 CHARGE_FIELDS = ("period", "customer", "ref", "units", "amount", "vendor_cost")
+OPTIONAL_CHARGE_FIELDS = ("sku", "kind")  # read only when the adapter file maps them (per-SKU tables of the report)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 _TOP_KEYS = {"name", "base_url", "timeout", "headers", "result", "methods", "vars", "omit_null", "verify"}
@@ -354,11 +355,13 @@ class HttpAdapter:
                 fields = spec.get("fields") or {}
                 if not isinstance(fields, dict):
                     raise fail(f"{where}.fields", "must map Charge fields to dotted paths in a line")
-                bad = sorted(set(fields) - set(CHARGE_FIELDS))
+                bad = sorted(set(fields) - set(CHARGE_FIELDS) - set(OPTIONAL_CHARGE_FIELDS))
                 if bad:
-                    raise fail(f"{where}.fields.{bad[0]}", f"not a Charge field (known: {', '.join(CHARGE_FIELDS)})")
+                    raise fail(f"{where}.fields.{bad[0]}", "not a Charge field (known: "
+                                                           f"{', '.join(CHARGE_FIELDS + OPTIONAL_CHARGE_FIELDS)})")
                 kwargs["items"] = items
-                kwargs["fields"] = {f: str(fields.get(f, f)) for f in CHARGE_FIELDS}
+                kwargs["fields"] = {f: str(fields.get(f, f)) for f in CHARGE_FIELDS} | {
+                    f: str(fields[f]) for f in OPTIONAL_CHARGE_FIELDS if f in fields}
             if name == "activation_code":
                 value = spec.get("value", "activation_code")
                 if not isinstance(value, str):
@@ -640,7 +643,7 @@ class HttpBroker:
         out = []
         for index, line in enumerate(lines):
             def get(name: str, default: Any = MISSING, line: Any = line, index: int = index) -> Any:
-                value = dig(line, spec.fields[name])
+                value = dig(line, spec.fields[name]) if name in spec.fields else MISSING
                 if value is MISSING or value is None:
                     if default is not MISSING:
                         return default
@@ -656,8 +659,10 @@ class HttpBroker:
             except (TypeError, ValueError, InvalidOperation) as exc:
                 raise BrokerCallError(f"charges: line {index} has a value that is not a number: {exc}",
                                       method=spec.method, url=str(response.request.url), body=str(line)) from exc
+            sku, kind = get("sku", None), get("kind", None)
             out.append(Charge(period=str(get("period", period)), customer=str(get("customer", "")),
-                              ref=str(get("ref")), units=units, amount=amount, vendor_cost=vendor_cost))
+                              ref=str(get("ref")), units=units, amount=amount, vendor_cost=vendor_cost,
+                              sku=None if sku is None else str(sku), kind=None if kind is None else str(kind)))
         return out
 
     def activation_code(self, ref: str) -> str | None:
