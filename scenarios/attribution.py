@@ -7,9 +7,9 @@ what it checks: a refusal's vendor code is the refusal of one rule; an activatio
 KSS-CODE-1 / KORM-STOP-2; a vendor-state field, a step kind and a bill each have the rules that govern them,
 most specific first. The first of those the scenario names wins, else the scenario's first rule.
 
-A rule's verdict in a scenario (``rule_verdicts``): **failed** when one of its own checks failed;
-**not_reached** when none of its checks failed but a check of another rule failed at an earlier or the same
-position (a step before, or the run stopped there), so its own checks ran on a state already wrong;
+A rule's verdict in a scenario (``rule_verdicts``): **failed** when one of its own checks failed at the scenario's first point of failure (a step, the vendor's
+state at the end, or the bills, in that order); **not_reached** when its checks come after a failure of
+another rule (or its own later failures follow from an earlier one), so they ran on a state already wrong;
 **passed** otherwise. A named rule with no check of its own is checked by the scenario as a whole: passed
 when nothing failed, not reached otherwise.
 """
@@ -142,9 +142,12 @@ class Finding:
     """One check's outcome, attributed: its rule, where it stands in the run, whether it held."""
 
     rule: str
-    position: int  # a step's index, or END
+    position: int  # a step's index, END (vendor state) or BILLS (charges, reconciliation)
     ok: bool
     text: str = ""
+    ref: str | None = None  # the subscription it is about, when one
+    period: str | None = None  # the month of a bill check
+    line: int = 0  # the scenario file's line of the expectation
 
 
 def rule_verdicts(rules: Sequence[str], findings: Sequence[Finding], planned: Mapping[str, int], *,
@@ -163,11 +166,11 @@ def rule_verdicts(rules: Sequence[str], findings: Sequence[Finding], planned: Ma
     for rule in names:
         own = [f for f in findings if f.rule == rule]
         last = max([f.position for f in own] + [planned.get(rule, -1)])
-        if any(not f.ok for f in own):
-            out[rule] = "failed"
+        if any(not f.ok and f.position <= failed_at for f in own):  # type: ignore[operator]
+            out[rule] = "failed"  # it failed first (with whatever failed at the same point)
         elif failed_at is None:
             out[rule] = "passed"
-        elif last < 0 or last >= failed_at:
+        elif last < 0 or last > failed_at:
             out[rule] = NOT_REACHED  # no check of its own, or its checks ran on a state already wrong
         else:
             out[rule] = "passed"  # every check of its own held before anything went wrong
@@ -244,23 +247,26 @@ def bill_events(scenario: Any, period: str, ref: str) -> list[str]:
             out.append("KSS-PERIOD-1")
         out += ["KSS-BILL-0", "KSS-BILL-1"]
     else:
-        legacy = any(seed.ref == ref for seed in scenario.setup.legacy)
+        seed = next((seed for seed in scenario.setup.legacy if seed.ref == ref), None)
+        migrations = [s for s in scenario.steps if s.kind == "migrate" and s.expect.outcome != "refused"]
+        legacy_now = seed is not None and not any(_month(s.at, zone) <= period for s in migrations)
+        order = next((s for s in mine if s.kind == "order"), None)
+        yearly = "YEARLY" in str(order.args.get("sku", "")) if order is not None else False
         if any(s.kind == "stop" for s in before):
             out.append("KORM-STOP-1")
-        if legacy and not any(s.kind == "migrate" for s in scenario.steps if _month(s.at, zone) <= period):
-            out += ["KORM-LEG-1", "KORM-LEG-2"]
-        if legacy:
-            out.append("KORM-MIG-1")
-        if "switch_plan" in kinds_within:
-            out.append("KORM-PAYG-3")
-        order = next((s for s in mine if s.kind == "order"), None)
-        if order is not None and order.args.get("approval_code"):
-            out.append("KORM-APPR-1")
-        sku = str(order.args.get("sku", "")) if order is not None else ""
-        if "YEARLY" in sku:
-            out += ["KORM-YEAR-3", "KORM-YEAR-4"] if "change_quantity" in {s.kind for s in before} else ["KORM-YEAR-4"]
+        if legacy_now:  # a legacy month: free in the activation month, else charged at its maximum count
+            assert seed is not None
+            out.append("KORM-LEG-1" if seed.activation_date.strftime("%Y-%m") == period else "KORM-LEG-2")
         else:
-            out.append("KORM-PAYG-2")
+            if "switch_plan" in kinds_within:
+                out.append("KORM-PAYG-3")
+            if "change_quantity" in kinds_within or (yearly and "change_quantity" in {s.kind for s in before}):
+                out.append("KORM-YEAR-3" if yearly else "KORM-PAYG-2")
+            if seed is not None and any(_month(s.at, zone) == period for s in migrations):
+                out.append("KORM-MIG-1")
+            if order is not None and order.args.get("approval_code"):
+                out.append("KORM-APPR-1")
+            out.append("KORM-YEAR-4" if yearly else "KORM-PAYG-2")
     return out
 
 

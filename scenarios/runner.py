@@ -42,6 +42,7 @@ import httpx
 from ksimkit.scenarios import attribution
 from ksimkit.scenarios.brokers.base import Broker, Charge, LegacySubscription, StepResult, TenantSetup
 from ksimkit.scenarios.brokers.http import tls_transport
+from ksimkit.scenarios.provenance import display_path
 from ksimkit.scenarios.model import CodeCheck, Scenario, Step, first_of_next_month, to_instant
 from ksimkit.simulators.client import KsimAdmin, KsimError, PartnerHandle
 
@@ -181,6 +182,7 @@ class ScenarioResult:
     duration_s: float = 0.0
     description: str | None = None
     timezone: str = "UTC"  # the partner's zone, for local times beside UTC
+    broker_build: str | None = None  # what the broker reports as its build (an optional ``build()``)
     rule_results: dict[str, str] = field(default_factory=dict)  # rule -> passed | failed | not_reached
     findings: list[attribution.Finding] = field(default_factory=list)  # every check, attributed, in run order
 
@@ -200,7 +202,8 @@ class ScenarioResult:
     def first_failure(self) -> attribution.Finding | None:
         """The earliest failed check: the one that points at the bug."""
         failed = [f for f in self.findings if not f.ok]
-        return min(failed, key=lambda f: f.position) if failed else None
+        # among failures at the same point, a vendor rule's says more than the broker's own policy's
+        return min(failed, key=lambda f: (f.position, f.rule == attribution.POLICY)) if failed else None
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
@@ -321,13 +324,14 @@ class _Run:
         except Exception as exc:  # noqa: BLE001 - whatever the broker raises is the broker's failure
             raise _BrokerFailure(f"the broker failed on {what}: {type(exc).__name__}: {exc}") from exc
 
-    def fail(self, message: str, rule: str | None = None, position: int = attribution.END) -> None:
+    def fail(self, message: str, rule: str | None = None, position: int = attribution.END, **where: Any) -> None:
+        """Record a failed check; ``where``: ``ref``, ``period``, ``line`` of the expectation (for the report)."""
         self.result.failures.append(message)
         if rule is not None:
-            self.result.findings.append(attribution.Finding(rule, position, False, message))
+            self.result.findings.append(attribution.Finding(rule, position, False, message, **where))
 
-    def passed_check(self, rule: str, position: int, text: str) -> None:
-        self.result.findings.append(attribution.Finding(rule, position, True, text))
+    def passed_check(self, rule: str, position: int, text: str, **where: Any) -> None:
+        self.result.findings.append(attribution.Finding(rule, position, True, text, **where))
 
     def local_date(self, moment: dt.datetime) -> dt.date:
         return moment.astimezone(self.zone).date()
@@ -351,7 +355,8 @@ class _Run:
             position = self.stopped_at if self.stopped_at is not None else attribution.END
             rule = getattr(exc, "rule", None) or attribution.billing_rule(self.scenario.rules)
             self.stopped_at = position
-            self.fail(str(exc), rule, position)
+            step = next((s for s in self.scenario.steps if s.index == position), None)
+            self.fail(str(exc), rule, position, ref=step.ref if step else None, line=step.line if step else 0)
             self.result.verdict = FAILED
         except _HarnessError as exc:
             self.result.verdict = ERROR
@@ -409,6 +414,7 @@ class _Run:
         )
         self.broker_call("start (a new tenant)", self.broker.start, tenant)
         self.started = True
+        self.result.broker_build = broker_build(self.broker)
 
     def steps(self) -> None:
         records = self.result.steps
@@ -491,9 +497,10 @@ class _Run:
             record.ok = False
             record.explanation = "; ".join(problems)
             self.fail(f"step {step.index} ({step.label()}, line {step.line}): {record.explanation}", record.rule,
-                      step.index)
+                      step.index, ref=step.ref, line=step.line)
         else:
-            self.passed_check(record.rule, step.index, f"step {step.index} ({step.label()})")
+            self.passed_check(record.rule, step.index, f"step {step.index} ({step.label()})", ref=step.ref,
+                              line=step.line)
 
     def _step_rule(self, step: Step) -> str:
         return attribution.step_rule(step.kind, self.scenario.rules, code=step.expect.code,
@@ -697,10 +704,12 @@ class _Run:
         rule = self._rule  # set by check_vendor for the item being checked
         self.result.vendor_checks.append(CheckRecord(line=line, subject=subject, expected=expected, actual=actual, ok=ok,
                                                      explanation=explanation, rule=rule))
+        ref = subject[4:] if subject.startswith("ref ") else None
         if not ok:
-            self.fail(f"vendor check (line {line}) {subject}: {explanation}", rule)
+            self.fail(f"vendor check (line {line}) {subject}: {explanation}", rule, ref=ref, line=line)
         else:
-            self.passed_check(rule, attribution.END, f"vendor check (line {line}) {subject}: {expected}")
+            self.passed_check(rule, attribution.END, f"vendor check (line {line}) {subject}: {expected}", ref=ref,
+                              line=line)
 
     def broker_charges(self, period: str) -> list[Charge]:
         charges = self.broker_call(f"charges({period})", self.broker.charges, period)
@@ -773,14 +782,15 @@ class _Run:
                 what = "no line" if not got["lines"] else f"{got['lines']} line(s)"
                 where = f"charge {period} {exp.ref} (line {exp.line})"
                 bills = attribution.BILLS
+                at = {"ref": exp.ref, "period": period, "line": exp.line}
                 if problems:
-                    self.fail(f"{where}: the broker billed {what}: " + "; ".join(problems), row.rule, bills)
+                    self.fail(f"{where}: the broker billed {what}: " + "; ".join(problems), row.rule, bills, **at)
                 elif exp.units is not None or exp.amount is not None or exp.customer is not None:
-                    self.passed_check(row.rule, bills, f"{where}: the customer's invoice")
+                    self.passed_check(row.rule, bills, f"{where}: the customer's invoice", **at)
                 if cost_problem:
-                    self.fail(f"{where}: the broker billed {what}: {cost_problem}", row.vendor_rule, bills)
+                    self.fail(f"{where}: the broker billed {what}: {cost_problem}", row.vendor_rule, bills, **at)
                 elif exp.vendor_cost is not None:
-                    self.passed_check(row.vendor_rule, bills, f"{where}: vendor cost")
+                    self.passed_check(row.vendor_rule, bills, f"{where}: vendor cost", **at)
                 if problems or cost_problem:
                     row.ok = False
                     row.explanation = f"the broker billed {what}: " + "; ".join(problems + [cost_problem or ""]).strip("; ")
@@ -795,7 +805,8 @@ class _Run:
                                 explanation=f"the broker billed {ref} in {period} ({got['units']} units, "
                                             f"{_money(got['amount'])}); the scenario expects no charge",
                                 split=_split(broker_charges.get(period, []), ref))
-                self.fail(f"charge {period} {ref}: {row.explanation}", row.rule, attribution.BILLS)
+                self.fail(f"charge {period} {ref}: {row.explanation}", row.rule, attribution.BILLS, ref=ref,
+                          period=period)
                 self.result.charges.append(row)
 
     def reconcile(self, broker_charges: dict[str, list[Charge]], vendor_bills: dict[str, dict[str, dict[str, Any]]],
@@ -830,9 +841,11 @@ class _Run:
                 if problems:
                     row.ok = False
                     row.explanation = "; ".join(problems)
-                    self.fail(f"reconciliation {period} {ref}: {row.explanation}", row.rule, attribution.BILLS)
+                    self.fail(f"reconciliation {period} {ref}: {row.explanation}", row.rule, attribution.BILLS,
+                              ref=ref, period=period)
                 else:
-                    self.passed_check(row.rule, attribution.BILLS, f"reconciliation {period} {ref}")
+                    self.passed_check(row.rule, attribution.BILLS, f"reconciliation {period} {ref}", ref=ref,
+                                      period=period)
                 self.result.reconciliation.append(row)
             for vendor_id, bill in theirs.items():
                 if vendor_id in claimed or (bill["units"] == 0 and bill["amount"] == 0):
@@ -843,7 +856,7 @@ class _Run:
                                explanation=f"the vendor bills subscription {vendor_id} (code "
                                            f"{codes.get(vendor_id) or '?'}, customer {bill.get('customer')}) "
                                            f"that no ref of the broker accounts for")
-                self.fail(f"reconciliation {period}: {row.explanation}", row.rule, attribution.BILLS)
+                self.fail(f"reconciliation {period}: {row.explanation}", row.rule, attribution.BILLS, period=period)
                 self.result.reconciliation.append(row)
 
     # -- timeline --
@@ -923,13 +936,21 @@ def _parse_ts(value: str) -> dt.datetime:
 
 
 def _display_path(scenario: Scenario) -> str:
-    """The scenario file, relative to the working directory when it is below it."""
-    if scenario.path is None:
-        return scenario.source
+    """The scenario file, relative (scenarios/provenance.py): never an absolute site-packages path."""
+    return display_path(scenario.path, scenario.source)
+
+
+def broker_build(broker: Any) -> str | None:
+    """The broker's own build (version, commit), when it reports one (an optional ``build()`` method; the HTTP
+    adapter's ``build`` method). A broker that cannot say is not at fault: ``None``."""
+    method = getattr(broker, "build", None)
+    if not callable(method):
+        return None
     try:
-        return scenario.path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(scenario.path)
+        value = method()
+    except Exception:  # noqa: BLE001 - provenance only; never a verdict
+        return None
+    return str(value)[:200] if value else None
 
 
 def _broker_name(broker: Any) -> str:

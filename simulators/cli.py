@@ -198,8 +198,11 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
             sim_url = stack.enter_context(InProcessServer(create_app(sim_settings))).url
         results = _run_with_progress(console, scenarios, adapter, sim_url, admin_token, options.jobs)
 
+    from ksimkit.scenarios.provenance import suite_digest
+
     meta = ReportMeta(broker=broker_name, simulator=options.ksim_url or f"in-process ({sim_url})",
-                      suites=[str(s) for s in options.suites], started_at=started, notes=notes)
+                      suites=[str(s) for s in options.suites], started_at=started, notes=notes,
+                      suite_digest=suite_digest(scenarios), adapter=f"{adapter.name} ({Path(str(adapter.source)).name})")
     paths = write_reports(results, out, meta, strict=options.strict)
     verdict = overall_verdict(results, strict=options.strict)
     _print_summary(console, results, verdict, paths)

@@ -95,6 +95,7 @@ OTHER_METHODS: dict[str, tuple[str, ...]] = {
     "advance_clock": ("to", "now"),
     "charges": ("period",),
     "activation_code": ("ref",),
+    "build": (),  # optional: the broker's build for the certificate (value: where it is in the answer)
 }
 ALL_METHODS = {**STEP_METHODS, **OTHER_METHODS}
 REQUIRED_METHODS = ("start", "advance_clock", "charges")
@@ -322,7 +323,8 @@ class HttpAdapter:
             bad = sorted(set(spec) - _METHOD_KEYS)
             if bad:
                 raise fail(f"{where}.{bad[0]}", f"unknown key (known: {', '.join(sorted(_METHOD_KEYS))})")
-            http_method = str(spec.get("method", "GET" if name in ("charges", "activation_code") else "POST")).upper()
+            http_method = str(spec.get("method", "GET" if name in ("charges", "activation_code", "build")
+                                       else "POST")).upper()
             if http_method not in HTTP_METHODS:
                 raise fail(f"{where}.method", f"must be one of {', '.join(HTTP_METHODS)}, not {spec.get('method')!r}")
             url_template = spec.get("url")
@@ -362,10 +364,10 @@ class HttpAdapter:
                 kwargs["items"] = items
                 kwargs["fields"] = {f: str(fields.get(f, f)) for f in CHARGE_FIELDS} | {
                     f: str(fields[f]) for f in OPTIONAL_CHARGE_FIELDS if f in fields}
-            if name == "activation_code":
-                value = spec.get("value", "activation_code")
+            if name in ("activation_code", "build"):
+                value = spec.get("value", name)
                 if not isinstance(value, str):
-                    raise fail(f"{where}.value", "must be a dotted path to the activation code")
+                    raise fail(f"{where}.value", f"must be a dotted path to the {name.replace('_', ' ')} in the answer")
                 kwargs["value"] = value
                 missing = spec.get("missing_status", [404])
                 missing = [missing] if isinstance(missing, int) else missing
@@ -664,6 +666,15 @@ class HttpBroker:
                               ref=str(get("ref")), units=units, amount=amount, vendor_cost=vendor_cost,
                               sku=None if sku is None else str(sku), kind=None if kind is None else str(kind)))
         return out
+
+    def build(self) -> str | None:
+        """The broker's build as its ``build`` method answers it; ``None`` when the adapter file has none."""
+        if "build" not in self.adapter.methods:
+            return None
+        spec, response = self._call("build", {})
+        self._check("build", response)
+        found = dig(self._json("build", response), spec.value)
+        return None if found is MISSING or found is None else str(found)
 
     def activation_code(self, ref: str) -> str | None:
         spec, response = self._call("activation_code", {"ref": ref})
