@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BILLS",
+    "CODE_RULE",
     "END",
     "NOT_REACHED",
     "POLICY",
@@ -30,6 +31,7 @@ __all__ = [
     "bill_events",
     "billing_rule",
     "code_rule",
+    "follows_fault",
     "planned_positions",
     "reconcile_rule",
     "rule_verdicts",
@@ -43,6 +45,7 @@ POLICY = "BROKER-POLICY"
 POLICY_TITLE = ("The broker bills its own customers by its declared billing policy (its prices, the vendor's "
                 "units and periods); not a vendor rule")
 NOT_REACHED = "not_reached"
+CODE_RULE = "KSS-CODE-1"  # checked by the runner at every KSS step, whether the scenario names it or not
 END = 10**6  # the position of the vendor-state checks at the end: after every step
 BILLS = END + 1  # the bills (charges, reconciliation): computed from that state, so after it
 
@@ -105,12 +108,15 @@ def code_rule(code: str, rules: Sequence[str]) -> str:
 
 
 def step_rule(kind: str, rules: Sequence[str], *, code: str | None = None, code_relation: bool = False,
-              explicit: str | None = None) -> str:
-    """The rule of a broker step's expectation."""
+              explicit: str | None = None, after_fault: bool = False) -> str:
+    """The rule of a broker step's expectation. A step right after a ``fault`` step checks how the broker
+    settles a failed call: SIM-IDEM-1 (done once), or for a relayed refusal its code's rule / SIM-ERR-1."""
     if explicit:
         return explicit
     if code is not None:
         return code_rule(code, rules)
+    if after_fault and "SIM-IDEM-1" in rules:
+        return "SIM-IDEM-1"
     if code_relation:
         found = _first(_CODE_RELATION_RULES, rules)
         if found:
@@ -161,7 +167,9 @@ def rule_verdicts(rules: Sequence[str], findings: Sequence[Finding], planned: Ma
     failed_at = min((f.position for f in findings if not f.ok), default=None)
     if stopped_at is not None:
         failed_at = stopped_at if failed_at is None else min(failed_at, stopped_at)
-    names = list(rules) + ([POLICY] if POLICY in planned or any(f.rule == POLICY for f in findings) else [])
+    # the named rules, the broker's policy, and a rule the runner checks of itself (KSS-CODE-1) when it failed
+    names = list(dict.fromkeys(list(rules) + [r for r in planned if r == POLICY]
+                               + [f.rule for f in findings if f.rule == POLICY or not f.ok]))
     out: dict[str, str] = {}
     for rule in names:
         own = [f for f in findings if f.rule == rule]
@@ -280,7 +288,7 @@ def scenario_checks(scenario: Any) -> list[tuple[str, int, str]]:
         if step.kind in ("advance", "fault"):
             continue
         rule = step_rule(step.kind, rules, code=step.expect.code, code_relation=step.expect.activation_code is not None,
-                         explicit=step.expect.rule)
+                         explicit=step.expect.rule, after_fault=follows_fault(scenario, step))
         out.append((rule, step.index, f"step {step.index} ({step.label()}): {step.expect.describe()}"))
     for check in scenario.expect.vendor:
         out.append((vendor_check_rule(vendor_fields(check), rules, explicit=check.rule), END,
@@ -296,6 +304,12 @@ def scenario_checks(scenario: Any) -> list[tuple[str, int, str]]:
         for ref in refs:
             out.append((reconcile_rule(scenario, period, ref), BILLS, f"reconciliation {period} {ref}"))
     return out
+
+
+def follows_fault(scenario: Any, step: Any) -> bool:
+    """Whether the step right before ``step`` arms a fault (so ``step`` meets it)."""
+    before = [s for s in scenario.steps if s.index == step.index - 1]
+    return bool(before) and before[0].kind == "fault"
 
 
 def planned_positions(scenario: Any) -> dict[str, int]:

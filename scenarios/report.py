@@ -145,9 +145,9 @@ def summary(results: Sequence[ScenarioResult], meta: ReportMeta, *, strict: bool
     }
 
 
-def _meta(meta: ReportMeta) -> dict[str, Any]:
+def _meta(meta: ReportMeta, results: Sequence[ScenarioResult]) -> dict[str, Any]:
     return {"broker": meta.broker, "simulator": meta.simulator, "suites": meta.suites, "notes": meta.notes,
-            "generated": _iso(meta.finished_at or _now()), **meta.provenance()}
+            "generated": _iso(meta.finished_at or _now()), **meta.provenance(results)}
 
 
 # -- JUnit ----------------------------------------------------------------------------------------------
@@ -354,7 +354,7 @@ def render_html(results: Sequence[ScenarioResult], meta: ReportMeta, *, strict: 
     rows = sorted(matrix.items(), key=lambda item: 0 if item[1]["verdict"] == FAILED else 1)
     context = {
         "css": Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
-        "meta": _meta(meta), "verdict": verdict, "banner": banner, "labels": LABELS, "rule_verdicts": RULE_VERDICTS,
+        "meta": _meta(meta, results), "verdict": verdict, "banner": banner, "labels": LABELS, "rule_verdicts": RULE_VERDICTS,
         "failures": [_failure_card(r) for r in ordered if r.verdict in (FAILED, ERROR)],
         "cards": [(len(results), "scenarios"), (counts[PASSED], "passed"), (counts[FAILED], "failed"),
                   (counts[NOT_APPLICABLE], "not applicable"), (counts[ERROR], "errors"), (len(matrix), "rules checked")],

@@ -296,6 +296,7 @@ class _Run:
             timezone=scenario.setup.timezone,
         )
         self.stopped_at: int | None = None  # the step where a broker error stopped the run
+        self.code_changed: set[str] = set()  # refs whose activation code changed (reported once)
         self.clock = scenario.setup.start
         self.codes: dict[str, list[str]] = defaultdict(list)  # every activation code seen for a ref, in order
         self.final_codes: dict[str, str | None] = {}
@@ -479,6 +480,7 @@ class _Run:
             stored = self._broker_code(ref)
             if stored and (not self.codes[ref] or self.codes[ref][-1] != stored):
                 self.codes[ref].append(stored)
+            self._code_kept(step, ref)
         problems = []
         expect = step.expect
         if expect.outcome != "any" and result.outcome != expect.outcome:
@@ -502,9 +504,21 @@ class _Run:
             self.passed_check(record.rule, step.index, f"step {step.index} ({step.label()})", ref=step.ref,
                               line=step.line)
 
+    def _code_kept(self, step: Step, ref: str) -> None:
+        """KSS-CODE-1 at every KSS step, named or not: a subscription keeps one activation code for life, so a
+        ref whose code changes is a new subscription (and every bill after it follows from that)."""
+        seen = list(dict.fromkeys(self.codes.get(ref, [])))
+        if self.scenario.service != "kss" or len(seen) < 2 or ref in self.code_changed:
+            return
+        self.code_changed.add(ref)
+        self.fail(f"step {step.index} ({step.label()}, line {step.line}): {ref}'s activation code changed: "
+                  f"{' -> '.join(seen)} (a KSS subscription keeps one code for life)", attribution.CODE_RULE,
+                  step.index, ref=ref, line=step.line)
+
     def _step_rule(self, step: Step) -> str:
         return attribution.step_rule(step.kind, self.scenario.rules, code=step.expect.code,
-                                     code_relation=step.expect.activation_code is not None, explicit=step.expect.rule)
+                                     code_relation=step.expect.activation_code is not None, explicit=step.expect.rule,
+                                     after_fault=attribution.follows_fault(self.scenario, step))
 
     def _broker_code(self, ref: str) -> str | None:
         try:
