@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""Mutation testing of the reference broker against the certification suites: how much of its billing and
+vendor-calling code the scenarios actually pin down (`make mutation` writes docs/mutation.md).
+
+A small AST mutator (no third-party tool: each mutant is one syntax-tree edit, loaded in a fresh subprocess by an
+import hook, so nothing is written into the source tree):
+
+- comparisons: ``<`` ↔ ``<=``, ``>`` ↔ ``>=``, ``==`` ↔ ``!=``, ``in`` ↔ ``not in``, ``is`` ↔ ``is not``;
+- arithmetic: ``+`` ↔ ``-``, ``*`` ↔ ``/``, ``//`` → ``/``, ``%`` → ``*``; ``+=`` ↔ ``-=``;
+- ``and`` ↔ ``or``; ``not x`` → ``x``; integer constants ``n`` → ``n + 1``;
+- never inside a seeded defect's branch (an ``if`` whose test names a defect) nor in docstrings.
+
+For each mutant only the scenarios that execute its line run (a line-coverage map of the clean suite, made once
+and kept in ``out/mutation/coverage.json``). A mutant is **killed** when one of them fails or cannot run, **survives**
+when all pass, is **not covered** when no scenario executes its line (counted as surviving). The kill ratio is
+killed / (mutants - equivalent ones); every survivor is listed, with the argument when it is equivalent.
+
+    python scripts/mutate.py                       # every mutant of the default modules (slow: see --limit)
+    python scripts/mutate.py --limit 60 --seed 1   # a seeded sample of 60
+    python scripts/mutate.py --list                # the mutants, not run
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import concurrent.futures
+import copy
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "ksimkit.examples.reference_broker"
+MODULES = ("billing", "korm", "kss")  # the broker's billing and its vendor-calling code
+OUT = ROOT / "out" / "mutation"
+
+# Survivors argued equivalent (the mutant behaves like the original for every input the broker can get):
+# mutant id -> the argument. Reviewed by hand; an id that no longer exists is reported.
+EQUIVALENT: dict[str, str] = {}
+
+_SWAP_CMP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+             ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
+_SWAP_BIN = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,
+             ast.Mod: ast.Mult}
+_SYMBOL = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=", ast.In: "in",
+           ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not", ast.Add: "+", ast.Sub: "-", ast.Mult: "*",
+           ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.And: "and", ast.Or: "or"}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str  # module:line:col:n
+    module: str
+    line: int
+    what: str  # "`<` -> `<=`"
+    code: str  # the original line, stripped
+
+
+def _defect_branch(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "defect" in ast.unparse(node.test)
+
+
+def _points(tree: ast.Module) -> list[tuple[ast.AST, int, str]]:
+    """(node, variant, description) for every mutation point, in source order."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if _defect_branch(node):
+            skip.update(id(n) for n in ast.walk(node))
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Module)) and node.body and isinstance(
+                node.body[0], ast.Expr) and isinstance(getattr(node.body[0], "value", None), ast.Constant):
+            skip.update(id(n) for n in ast.walk(node.body[0]))
+        for annotation in (getattr(node, "annotation", None), getattr(node, "returns", None)):
+            if isinstance(annotation, ast.AST):  # type hints are not behaviour
+                skip.update(id(n) for n in ast.walk(annotation))
+    out: list[tuple[ast.AST, int, str]] = []
+    for node in ast.walk(tree):
+        if id(node) in skip or not hasattr(node, "lineno"):
+            continue
+        if isinstance(node, ast.Compare):
+            for i, op in enumerate(node.ops):
+                if type(op) in _SWAP_CMP:
+                    out.append((node, i, f"`{_SYMBOL[type(op)]}` -> `{_SYMBOL[_SWAP_CMP[type(op)]]}`"))
+        elif isinstance(node, ast.BinOp) and type(node.op) in _SWAP_BIN and not _is_str(node):
+            out.append((node, 0, f"`{_SYMBOL[type(node.op)]}` -> `{_SYMBOL[_SWAP_BIN[type(node.op)]]}`"))
+        elif isinstance(node, ast.AugAssign) and type(node.op) in (ast.Add, ast.Sub):
+            out.append((node, 0, f"`{_SYMBOL[type(node.op)]}=` -> `{_SYMBOL[_SWAP_BIN[type(node.op)]]}=`"))
+        elif isinstance(node, ast.BoolOp):
+            out.append((node, 0, f"`{_SYMBOL[type(node.op)]}` -> `{'or' if isinstance(node.op, ast.And) else 'and'}`"))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            out.append((node, 0, "`not x` -> `x`"))
+        elif isinstance(node, ast.Constant) and type(node.value) is int:
+            out.append((node, 0, f"`{node.value}` -> `{node.value + 1}`"))
+    out.sort(key=lambda p: (p[0].lineno, p[0].col_offset, p[1]))  # type: ignore[attr-defined]
+    return out
+
+
+def _is_str(node: ast.BinOp) -> bool:
+    return any(isinstance(side, (ast.JoinedStr,)) or (isinstance(side, ast.Constant) and isinstance(side.value, str))
+               for side in (node.left, node.right))
+
+
+def source_path(module: str) -> Path:
+    return ROOT / "examples" / "reference_broker" / f"{module}.py"
+
+
+def mutants(modules: tuple[str, ...] = MODULES) -> list[Mutant]:
+    out = []
+    for module in modules:
+        text = source_path(module).read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for n, (node, _variant, what) in enumerate(_points(ast.parse(text))):
+            line = node.lineno  # type: ignore[attr-defined]
+            out.append(Mutant(f"{module}:{line}:{node.col_offset}:{n}", module, line, what,  # type: ignore[attr-defined]
+                              lines[line - 1].strip()))
+    return out
+
+
+def mutated_source(mutant: Mutant) -> str:
+    """The module's source with the mutant's one edit (comments are lost: ast.unparse)."""
+    tree = ast.parse(source_path(mutant.module).read_text(encoding="utf-8"))
+    n = int(mutant.id.rsplit(":", 1)[1])
+    node, variant, _ = _points(tree)[n]
+    if isinstance(node, ast.Compare):
+        node.ops[variant] = _SWAP_CMP[type(node.ops[variant])]()
+    elif isinstance(node, ast.BinOp):
+        node.op = _SWAP_BIN[type(node.op)]()
+    elif isinstance(node, ast.AugAssign):
+        node.op = _SWAP_BIN[type(node.op)]()
+    elif isinstance(node, ast.BoolOp):
+        node.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+    elif isinstance(node, ast.UnaryOp):
+        parent = _parent(tree, node)
+        _replace(parent, node, node.operand)
+    elif isinstance(node, ast.Constant):
+        node.value = node.value + 1
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+def _parent(tree: ast.AST, child: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        for _, value in ast.iter_fields(node):
+            if value is child or (isinstance(value, list) and any(v is child for v in value)):
+                return node
+    raise LookupError("no parent")
+
+
+def _replace(parent: ast.AST, old: ast.AST, new: ast.AST) -> None:
+    for name, value in ast.iter_fields(parent):
+        if value is old:
+            setattr(parent, name, new)
+            return
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                if v is old:
+                    value[i] = new
+                    return
+
+
+# -- the worker: one subprocess per mutant (or the coverage run) -------------------------------------------------
+
+def _install(module: str, source: str) -> None:
+    """An import hook that loads ``PACKAGE.module`` from ``source`` instead of its file."""
+    import importlib.abc
+    import importlib.util
+
+    fullname = f"{PACKAGE}.{module}"
+    origin = str(source_path(module))
+
+    class Loader(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path, target=None):  # type: ignore[no-untyped-def]
+            return importlib.util.spec_from_loader(name, self, origin=origin) if name == fullname else None
+
+        def create_module(self, spec):  # type: ignore[no-untyped-def]
+            return None
+
+        def exec_module(self, mod):  # type: ignore[no-untyped-def]
+            mod.__file__ = origin
+            exec(compile(source, origin, "exec"), mod.__dict__)
+
+    sys.meta_path.insert(0, Loader())
+
+
+def _run(ids: list[str], jobs: int, trace: bool = False) -> dict[str, object]:
+    import tempfile
+    import threading
+
+    from ksimkit.scenarios.brokers.reference import reference_broker
+    from ksimkit.scenarios.model import load_suite
+    from ksimkit.scenarios.runner import Simulator, run_scenarios
+    from ksimkit.simulators.app import create_app
+    from ksimkit.simulators.core.settings import Settings
+    from ksimkit.simulators.server import InProcessServer
+
+    suite = [s for s in load_suite([ROOT / "scenarios" / "suites"]) if not ids or s.id in ids]
+    files = {str(source_path(m)): m for m in MODULES}
+    hits: dict[str, set[str]] = {}
+    current = {"id": ""}
+
+    def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
+        module = files.get(frame.f_code.co_filename)
+        if module is None:
+            return None
+
+        def lines(frame, event, arg):  # type: ignore[no-untyped-def]
+            if event == "line":
+                hits.setdefault(f"{module}:{frame.f_lineno}", set()).add(current["id"])
+            return lines
+        hits.setdefault(f"{module}:{frame.f_code.co_firstlineno}", set()).add(current["id"])
+        return lines
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(Settings(database_url=f"sqlite:///{tmp}/sim.db", admin_token="mutation"))
+        with InProcessServer(app) as server, reference_broker() as adapter:
+            sim = Simulator(server.url, "mutation")
+            if trace:
+                threading.settrace(tracer)
+                sys.settrace(tracer)
+                verdicts = {}
+                for scenario in suite:
+                    current["id"] = scenario.id
+                    (result,) = run_scenarios([scenario], adapter, sim, jobs=1)
+                    verdicts[scenario.id] = result.verdict
+                sys.settrace(None)
+                threading.settrace(None)  # type: ignore[arg-type]
+            else:
+                results = run_scenarios(suite, adapter, sim, jobs=jobs)
+                verdicts = {r.scenario_id: r.verdict for r in results}
+    return {"verdicts": verdicts, "hits": {k: sorted(v) for k, v in hits.items()}}
+
+
+def worker(args: argparse.Namespace) -> None:
+    if args.mutant:
+        (mutant,) = [m for m in mutants() if m.id == args.mutant]
+        _install(mutant.module, mutated_source(mutant))
+    ids = [s for s in (args.scenarios or "").split(",") if s]
+    print(json.dumps(_run(ids, args.jobs, trace=args.trace)))
+
+
+# -- the driver -----------------------------------------------------------------------------------------------
+
+def _subprocess(extra: list[str], timeout: float) -> dict[str, object] | None:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    try:
+        done = subprocess.run([sys.executable, __file__, "--worker", *extra], capture_output=True, text=True,
+                              timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return None
+    if done.returncode != 0:
+        return {"crash": done.stderr[-1500:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def coverage_map(refresh: bool = False) -> dict[str, list[str]]:
+    """module:line -> the scenarios that execute it (the clean broker; every scenario must pass)."""
+    path = OUT / "coverage.json"
+    digest = "".join(f"{source_path(m).stat().st_mtime_ns}" for m in MODULES) + str(
+        sorted(p.name for p in (ROOT / "scenarios" / "suites").rglob("*.yaml")))
+    if path.is_file() and not refresh:
+        cached = json.loads(path.read_text())
+        if cached.get("digest") == digest:
+            return cached["hits"]
+    result = _subprocess(["--trace"], timeout=3600)
+    if result is None or "crash" in result:
+        raise SystemExit(f"the coverage run failed: {result}")
+    bad = {k: v for k, v in result["verdicts"].items() if v != "passed"}  # type: ignore[union-attr]
+    if bad:
+        raise SystemExit(f"the clean reference broker must pass every scenario first: {bad}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"digest": digest, "hits": result["hits"]}))
+    return result["hits"]  # type: ignore[return-value]
+
+
+@dataclass
+class Outcome:
+    mutant: Mutant
+    status: str  # killed | survived | not_covered | timeout
+    scenarios: int
+    killed_by: list[str]
+    seconds: float
+
+
+def evaluate(mutant: Mutant, hits: dict[str, list[str]], timeout: float, jobs: int) -> Outcome:
+    scenarios = hits.get(f"{mutant.module}:{mutant.line}", [])
+    if not scenarios:
+        return Outcome(mutant, "not_covered", 0, [], 0.0)
+    began = time.monotonic()
+    result = _subprocess(["--mutant", mutant.id, "--scenarios", ",".join(scenarios), "--jobs", str(jobs)], timeout)
+    seconds = round(time.monotonic() - began, 1)
+    if result is None:
+        return Outcome(mutant, "timeout", len(scenarios), [], seconds)  # a hang is a detected change: killed
+    if "crash" in result:
+        return Outcome(mutant, "killed", len(scenarios), ["(the broker does not start)"], seconds)
+    failed = sorted(k for k, v in result["verdicts"].items() if v != "passed")  # type: ignore[union-attr]
+    return Outcome(mutant, "killed" if failed else "survived", len(scenarios), failed, seconds)
+
+
+def report(outcomes: list[Outcome], total: int, args: argparse.Namespace, wall: float) -> str:
+    killed = [o for o in outcomes if o.status in ("killed", "timeout")]
+    survivors = [o for o in outcomes if o.status in ("survived", "not_covered")]
+    equivalent = [o for o in survivors if o.mutant.id in EQUIVALENT]
+    counted = len(outcomes) - len(equivalent)
+    ratio = 100.0 * len(killed) / counted if counted else 100.0
+    lines = [
+        "# Mutation testing of the reference broker",
+        "",
+        "How much of the reference broker's billing (`billing.py`) and vendor-calling code (`korm.py`, `kss.py`) the",
+        "certification suites pin down: each mutant is one small edit of that code (a comparison, an operator, a",
+        "constant, a boolean), loaded in a fresh process; only the scenarios that execute the edited line run",
+        "against it. Written by `make mutation` (`scripts/mutate.py`); the method is in that script's docstring.",
+        "",
+        f"- run: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, "
+        f"`python scripts/mutate.py {' '.join(args.argv)}`".rstrip() + f", {wall / 60:.1f} min wall",
+        f"- mutants in the modules: {total}; run: {len(outcomes)}"
+        + (f" (a seeded sample: `--limit {args.limit} --seed {args.seed}`)" if len(outcomes) < total else ""),
+        f"- killed: {len(killed)}; survived: {len([o for o in survivors if o.status == 'survived'])}; "
+        f"not covered by any scenario: {len([o for o in survivors if o.status == 'not_covered'])}; "
+        f"argued equivalent: {len(equivalent)}",
+        f"- **kill ratio: {ratio:.1f} %** of the non-equivalent mutants run ({len(killed)} / {counted}); target 90 %",
+        "",
+        "## Survivors and their fate",
+        "",
+    ]
+    if not survivors:
+        lines.append("None: every mutant run was killed.")
+    else:
+        lines += ["| mutant | edit | line | scenarios run | fate |", "|---|---|---|---|---|"]
+        for o in survivors:
+            fate = EQUIVALENT.get(o.mutant.id) or (
+                "not covered: no scenario executes this line" if o.status == "not_covered"
+                else "open: no scenario tells it from the original yet")
+            code = o.mutant.code.replace("|", "\\|")
+            lines.append(f"| `{o.mutant.id}` | {o.mutant.what} | `{code}` | {o.scenarios} | {fate} |")
+    lines += ["", "## Killed", "", "| mutant | edit | scenarios run | first scenario that failed |", "|---|---|---|---|"]
+    for o in killed:
+        lines.append(f"| `{o.mutant.id}` | {o.mutant.what} | {o.scenarios} | "
+                     f"{'time-out' if o.status == 'timeout' else o.killed_by[0]} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modules", default=",".join(MODULES), help="reference broker modules to mutate")
+    parser.add_argument("--limit", type=int, default=0, help="run a seeded sample of this many mutants (0: all)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="mutants evaluated at once")
+    parser.add_argument("--jobs", type=int, default=2, help="scenarios run at once inside a mutant's process")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per mutant (past it: killed)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "mutation.md"))
+    parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    parser.add_argument("--only", default="", help="comma-separated mutant ids to run")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mutant", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--scenarios", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.argv = [a for a in (argv if argv is not None else sys.argv[1:])]
+    if args.worker:
+        worker(args)
+        return 0
+    modules = tuple(m for m in args.modules.split(",") if m)
+    every = mutants(modules)
+    if args.list:
+        for m in every:
+            print(f"{m.id}\t{m.what}\t{m.code}")
+        print(f"{len(every)} mutants", file=sys.stderr)
+        return 0
+    chosen = [m for m in every if m.id in args.only.split(",")] if args.only else list(every)
+    if args.limit and len(chosen) > args.limit:
+        chosen = sorted(random.Random(args.seed).sample(chosen, args.limit), key=lambda m: (m.module, m.line))
+    began = time.monotonic()
+    hits = coverage_map()
+    outcomes: list[Outcome] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(args.workers, 1)) as pool:
+        for outcome in pool.map(lambda m: evaluate(m, hits, args.timeout, args.jobs), chosen):
+            outcomes.append(outcome)
+            print(f"{outcome.status:11} {outcome.mutant.id:24} {outcome.mutant.what:18} "
+                  f"{outcome.scenarios:3} scenario(s) {outcome.seconds:6.1f}s {','.join(outcome.killed_by[:1])}",
+                  flush=True)
+    text = report(outcomes, len(every), args, time.monotonic() - began)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text, encoding="utf-8")
+    (OUT / "outcomes.json").write_text(json.dumps([{**asdict(o), "mutant": asdict(o.mutant)} for o in outcomes],
+                                                  indent=1))
+    print(text.split("## Survivors")[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
