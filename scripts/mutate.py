@@ -70,6 +70,18 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("korm", "str(problem.get(\"detail\") or problem.get(\"title\") or \"\")", "`or` -> `and`"):
         "equivalent for the rules: the refusal's free text shown to the customer; the broker relays the vendor's "
         "code, which is what the rules and the scenarios compare",
+    ("billing", "_TINY = dt.timedelta(microseconds=1)", "`1` -> `2`"):
+        "equivalent for every instant the broker gets: clocks and steps are whole seconds, so the last moment "
+        "before a boundary falls on the same day one or two microseconds before it",
+    ("billing", "if change.quantity > 0 and end > day:", "`and` -> `or`"):
+        "equivalent: the extra segments have 0 licences or no days (see the `>` mutants of this line)",
+    ("billing", "if change.quantity > 0 and end > day:", "`0` -> `1`"):
+        "equivalent for every count the vendor accepts: a running KORM subscription has at least its band's "
+        "minimum (10 or more, KORM-RANGE-1), so no segment has exactly 1 licence",
+    ("billing", "min(s[0] for s in spans), max(s[1] for s in spans)", "`0` -> `1`"):
+        "equivalent for the figures: the PAYG line's informational `from`/`to`/`days`",
+    ("billing", "min(s[0] for s, _ in legacy), max(s[1] for s, _ in legacy)", "`0` -> `1`"):
+        "equivalent for the figures: the legacy line's informational `from`/`to`/`days`",
     ("korm", "RETRIES = 3", "`3` -> `4`"):
         "equivalent for the rules: one more attempt only matters when the vendor fails three times in a row; "
         "no vendor rule fixes the number of retries",
@@ -383,7 +395,8 @@ def evaluate(mutant: Mutant, hits: dict[str, list[str]], timeout: float, jobs: i
     return Outcome(mutant, "killed" if failed else "survived", len(scenarios), failed, seconds)
 
 
-def report(outcomes: list[Outcome], total: int, args: argparse.Namespace, wall: float) -> str:
+def report(outcomes: list[Outcome], total: int, args: argparse.Namespace, wall: float, *, when: str,
+           rerun: str | None = None) -> str:
     killed = [o for o in outcomes if o.status in ("killed", "timeout")]
     survivors = [o for o in outcomes if o.status in ("survived", "not_covered")]
     equivalent = [o for o in survivors if equivalence(o.mutant)]
@@ -397,7 +410,7 @@ def report(outcomes: list[Outcome], total: int, args: argparse.Namespace, wall: 
         "constant, a boolean), loaded in a fresh process; only the scenarios that execute the edited line run",
         "against it. Written by `make mutation` (`scripts/mutate.py`); the method is in that script's docstring.",
         "",
-        f"- run: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, "
+        f"- run: {when}, "
         f"`python scripts/mutate.py {' '.join(args.argv)}`".rstrip() + f", {wall / 60:.1f} min wall",
         f"- mutants in the modules: {total}; run: {len(outcomes)}"
         + (f" (a seeded sample: `--limit {args.limit} --seed {args.seed}`)" if len(outcomes) < total else ""),
@@ -405,6 +418,7 @@ def report(outcomes: list[Outcome], total: int, args: argparse.Namespace, wall: 
         f"not covered by any scenario: {len([o for o in survivors if o.status == 'not_covered'])}; "
         f"argued equivalent: {len(equivalent)}",
         f"- **kill ratio: {ratio:.1f} %** of the non-equivalent mutants run ({len(killed)} / {counted}); target 90 %",
+        *([f"- {rerun}"] if rerun else []),
         "",
         "## Survivors and their fate",
         "",
@@ -412,14 +426,15 @@ def report(outcomes: list[Outcome], total: int, args: argparse.Namespace, wall: 
     if not survivors:
         lines.append("None: every mutant run was killed.")
     else:
-        lines += ["| mutant | edit | line | scenarios run | fate |", "|---|---|---|---|---|"]
+        lines += ["| mutant | edit | line | scenarios on the line | fate |", "|---|---|---|---|---|"]
         for o in survivors:
             fate = equivalence(o.mutant) or out_of_reach(o.mutant) or (
                 "not covered: no scenario executes this line" if o.status == "not_covered"
                 else "open: no scenario tells it from the original yet")
             code = o.mutant.code.replace("|", "\\|")
             lines.append(f"| `{o.mutant.id}` | {o.mutant.what} | `{code}` | {o.scenarios} | {fate} |")
-    lines += ["", "## Killed", "", "| mutant | edit | scenarios run | first scenario that failed |", "|---|---|---|---|"]
+    lines += ["", "## Killed", "", "| mutant | edit | scenarios on the line | the scenario that failed first |",
+              "|---|---|---|---|"]
     for o in killed:
         lines.append(f"| `{o.mutant.id}` | {o.mutant.what} | {o.scenarios} | "
                      f"{'time-out' if o.status == 'timeout' else o.killed_by[0]} |")
@@ -437,6 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "mutation.md"))
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     parser.add_argument("--only", default="", help="comma-separated mutant ids to run")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the document again from the last run's out/mutation/outcomes.json (after "
+                             "arguing survivors in EQUIVALENT), without running anything")
+    parser.add_argument("--rerun-survivors", action="store_true",
+                        help="run the last run's survivors again (after adding scenarios) and update its results")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mutant", default="", help=argparse.SUPPRESS)
@@ -453,6 +473,44 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m.id}\t{m.what}\t{m.code}")
         print(f"{len(every)} mutants", file=sys.stderr)
         return 0
+    if args.report_only or args.rerun_survivors:
+        saved = json.loads((OUT / "outcomes.json").read_text())
+        if isinstance(saved, list):  # written before the run's own facts were kept: read them from the document
+            import re
+
+            found = re.search(r"- run: (.*?), `python scripts/mutate.py ?(.*?)`, ([\d.]+) min wall",
+                              Path(args.out).read_text(encoding="utf-8"))
+            assert found, "no run line in the document"
+            saved = {"outcomes": saved, "when": found.group(1), "argv": found.group(2).split(),
+                     "wall": float(found.group(3)) * 60}
+        known = {m.id: m for m in every}
+        outcomes = [Outcome(known.get(o["mutant"]["id"]) or Mutant(**o["mutant"]), o["status"], o["scenarios"],
+                            o["killed_by"], o["seconds"]) for o in saved["outcomes"]]
+        rerun_note = saved.get("rerun")
+        if args.rerun_survivors:
+            began = time.monotonic()
+            hits = coverage_map()
+            again = [o.mutant for o in outcomes if o.status in ("survived", "not_covered") and not equivalence(o.mutant)]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=max(args.workers, 1)) as pool:
+                fresh = {o.mutant.id: o for o in pool.map(lambda m: evaluate(m, hits, args.timeout, args.jobs), again)}
+            for o in fresh.values():
+                print(f"{o.status:11} {o.mutant.id:24} {o.mutant.what:18} {o.scenarios:3} scenario(s) "
+                      f"{','.join(o.killed_by[:1])}", flush=True)
+            outcomes = [fresh.get(o.mutant.id, o) for o in outcomes]
+            rerun_note = (f"{len(again)} survivors run again on "
+                          f"{dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} after the boundary "
+                          f"scenarios were added (`python scripts/mutate.py --rerun-survivors`, "
+                          f"{(time.monotonic() - began) / 60:.1f} min): "
+                          f"{sum(1 for o in fresh.values() if o.status in ('killed', 'timeout'))} killed")
+            saved.update(rerun=rerun_note, outcomes=[{**asdict(o), "mutant": asdict(o.mutant)} for o in outcomes])
+            (OUT / "outcomes.json").write_text(json.dumps(saved, indent=1))
+        args.argv = saved["argv"]
+        previous = parser.parse_args(args.argv)
+        args.limit, args.seed = previous.limit, previous.seed
+        text = report(outcomes, len(every), args, saved["wall"], when=saved["when"], rerun=rerun_note)
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(text.split("## Survivors")[0])
+        return 0
     chosen = [m for m in every if m.id in args.only.split(",")] if args.only else list(every)
     if args.limit and len(chosen) > args.limit:
         chosen = sorted(random.Random(args.seed).sample(chosen, args.limit), key=lambda m: (m.module, m.line))
@@ -465,11 +523,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{outcome.status:11} {outcome.mutant.id:24} {outcome.mutant.what:18} "
                   f"{outcome.scenarios:3} scenario(s) {outcome.seconds:6.1f}s {','.join(outcome.killed_by[:1])}",
                   flush=True)
-    text = report(outcomes, len(every), args, time.monotonic() - began)
+    wall, when = time.monotonic() - began, dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = report(outcomes, len(every), args, wall, when=when)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text, encoding="utf-8")
-    (OUT / "outcomes.json").write_text(json.dumps([{**asdict(o), "mutant": asdict(o.mutant)} for o in outcomes],
-                                                  indent=1))
+    (OUT / "outcomes.json").write_text(json.dumps({
+        "argv": args.argv, "wall": wall, "when": when, "limit": args.limit, "seed": args.seed,
+        "outcomes": [{**asdict(o), "mutant": asdict(o.mutant)} for o in outcomes]}, indent=1))
     print(text.split("## Survivors")[0])
     return 0
 
