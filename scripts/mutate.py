@@ -51,6 +51,11 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "equivalent (both `>` of this line): a segment with end == day has no day in it (`_clip` drops every "
         "empty span, no `start <= x < end` holds for it); a segment of 0 licences adds 0 licence-days, 0 to a "
         "maximum of counts, and only zero lines, which no invoice total or reconciliation tells from no line",
+    ("billing", "next_ann = add_years(act, years + 1)", "`+` -> `-`"):
+        "equivalent for the figures: as the `1` -> `2` mutant of this line (the fee line's informational `to`)",
+    ("billing", "if previous is not None and change.quantity > previous and start <= day < end:", "`>` -> `>=`"):
+        "equivalent: a change to the same count adds 0 licences, so at most a zero increase line, which no "
+        "invoice total or reconciliation tells from none",
     ("billing", "if sub.activation_date >= end:", "`>=` -> `>`"):
         "equivalent: a subscription activated on the period's end has no segment inside the period, so the "
         "period's lines are empty or zero either way",
