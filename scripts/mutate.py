@@ -87,6 +87,16 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "equivalent for the figures: the PAYG line's informational `from`/`to`/`days`",
     ("billing", "min(s[0] for s, _ in legacy), max(s[1] for s, _ in legacy)", "`0` -> `1`"):
         "equivalent for the figures: the legacy line's informational `from`/`to`/`days`",
+    ("billing", "paid.update(lo + dt.timedelta(days=k) for k in range((hi - lo).days + 1))@78", "`1` -> `2`"):
+        "equivalent for the figures: one day more in the set of paid days changes only the line's informational "
+        "`days`; the count and product come from the day spans themselves",
+    ("billing", "horizon = local_midnight(end + dt.timedelta(days=PERIOD_DAYS if billing_period == THIRTY_DAYS "
+                "else 0), zone)@103", "`0` -> `1`"):
+        "equivalent: for calendar months `charge` clips every day span to the month (`end - 1 day`), so a day more "
+        "of horizon never reaches a bill",
+    ("kss", "server = str(fault.code or \"\").rsplit(\":\", 1)[-1] == \"Server\"@59", "`1` -> `2`"):
+        "equivalent: a fault code has at most one `:` (`soapenv:Server`), so splitting once or twice from the right "
+        "gives the same last part",
     ("korm", "RETRIES = 3", "`3` -> `4`"):
         "equivalent for the rules: one more attempt only matters when the vendor fails three times in a row; "
         "no vendor rule fixes the number of retries",
