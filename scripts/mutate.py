@@ -97,6 +97,12 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("kss", "server = str(fault.code or \"\").rsplit(\":\", 1)[-1] == \"Server\"@59", "`1` -> `2`"):
         "equivalent: a fault code has at most one `:` (`soapenv:Server`), so splitting once or twice from the right "
         "gives the same last part",
+    ("billing", "paid.update(lo + dt.timedelta(days=k) for k in range((hi - lo).days + 1))@20", "`+` -> `-`"):
+        "equivalent: counting the span's days backwards from `lo` gives a set of the same size and emptiness, and "
+        "only its size (the line's informational `days`) and emptiness are read",
+    ("billing", "while (anniversary := add_years(act, years)) < end:", "`<` -> `<=`"):
+        "equivalent: the segments are cut at the horizon `end`, so an anniversary on `end` finds no segment in "
+        "force (`s.start <= anniversary < s.end` fails) and adds no fee line",
     ("korm", "RETRIES = 3", "`3` -> `4`"):
         "equivalent for the rules: one more attempt only matters when the vendor fails three times in a row; "
         "no vendor rule fixes the number of retries",
