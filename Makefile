@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test test-install demo serve clean bench bench-quick bench-scale reliability certify-pooled
+.PHONY: install test test-install demo serve clean bench bench-quick bench-scale reliability certify-pooled mutation
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "ksim needs Python 3.11 or 3.12"; exit 1; }
@@ -60,6 +60,12 @@ reliability: $(STAMP)
 	KSIM_TEST_POSTGRES_URL="$$(scripts/postgres-test-server start)" KSIM_REQUIRE_POSTGRES=1 KSIM_RELIABILITY=long \
 	KSIM_FUZZ_EXAMPLES=$${KSIM_FUZZ_EXAMPLES:-700} KSIM_RELIABILITY_REPORT=$(CURDIR)/out/reliability.jsonl \
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests/reliability tests/contract
+
+# Mutation testing of the reference broker's billing and vendor-calling code against the suites (scripts/mutate.py):
+# writes docs/mutation.md. Every mutant by default (~30 min on 2 cores); MUTATION_ARGS="--limit 60 --seed 1" for a seeded sample.
+MUTATION_ARGS ?=
+mutation: $(STAMP)
+	$(BIN)/python scripts/mutate.py $(MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) .ksim out .pytest_cache

@@ -146,6 +146,7 @@ class StepExpectation:
     code: str | None = None
     activation_code: CodeCheck | None = None
     line: int = 0
+    rule: str | None = None  # the rule this expectation checks (scenarios/attribution.py derives it when None)
 
     def describe(self) -> str:
         if self.outcome == "any":
@@ -211,6 +212,7 @@ class VendorCheck:
     subscriptions: int | None = None
     active_subscriptions: int | None = None
     line: int = 0
+    rule: str | None = None  # the rule this item checks (derived when None)
 
     def describe(self) -> str:
         subject = f"ref {self.ref}" if self.ref else f"customer {self.customer}"
@@ -233,6 +235,7 @@ class ChargeExpectation:
     vendor_cost: Decimal | None = None
     customer: str | None = None
     line: int = 0
+    rule: str | None = None  # the vendor rule of this line's vendor cost and reconciliation (derived when None)
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,7 @@ class Expectations:
     charges: tuple[ChargeExpectation, ...] = ()
     reconcile: tuple[str, ...] = ()
     line: int = 0
+    reconcile_rules: tuple[tuple[str, str], ...] = ()  # (period, rule) given as {period: ..., rule: ...}
 
     @property
     def charge_periods(self) -> list[str]:
@@ -323,11 +327,11 @@ _TOP_KEYS = {"id", "title", "rules", "service", "setup", "steps", "expect", "des
 _TOP_REQUIRED = ("id", "title", "rules", "service", "setup", "steps")
 _SETUP_KEYS = {"start", "programme", "msp_registered", "billing_period", "timezone", "prices", "approval_codes",
                "legacy", "prepaid"}
-_STEP_EXPECT_KEYS = {"outcome", "code", "activation_code"}
+_STEP_EXPECT_KEYS = {"outcome", "code", "activation_code", "rule"}
 _EXPECT_KEYS = {"vendor", "charges", "reconcile"}
-_VENDOR_REF_KEYS = {"ref", "status", "quantity", "count", "sku", "product", "activation_code", "exists"}
-_VENDOR_CUSTOMER_KEYS = {"customer", "subscriptions", "active_subscriptions"}
-_CHARGE_KEYS = {"period", "ref", "units", "amount", "vendor_cost", "customer"}
+_VENDOR_REF_KEYS = {"ref", "status", "quantity", "count", "sku", "product", "activation_code", "exists", "rule"}
+_VENDOR_CUSTOMER_KEYS = {"customer", "subscriptions", "active_subscriptions", "rule"}
+_CHARGE_KEYS = {"period", "ref", "units", "amount", "vendor_cost", "customer", "rule"}
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -620,11 +624,24 @@ def _parse(r: _Reader, root: yaml.Node, path: Path | None) -> Scenario | None:
     if "expect" in top and isinstance(top["expect"][1], yaml.ScalarNode) and r.scalar(top["expect"][1]) is None:
         expect = Expectations()
 
+    _check_check_rules(r, rules, steps, expect)
     if r.issues or None in (scenario_id, title, service, setup):
         return None
     assert scenario_id is not None and title is not None and service is not None and setup is not None
     return Scenario(id=scenario_id, title=title, rules=tuple(rules), service=service, setup=setup, steps=tuple(steps),
                     expect=expect, description=description, path=path)
+
+
+def _check_check_rules(r: _Reader, rules: list[str], steps: Sequence[Step], expect: Expectations) -> None:
+    """A check's ``rule`` must be one the scenario names (what the broker charges its customers is the broker's
+    policy, never a check's ``rule``)."""
+    given: list[tuple[int, str]] = [(s.expect.line or s.line, s.expect.rule) for s in steps if s.expect.rule]
+    given += [(c.line, c.rule) for c in expect.vendor if c.rule]
+    given += [(c.line, c.rule) for c in expect.charges if c.rule]
+    given += [(expect.line, rule) for _, rule in expect.reconcile_rules]
+    for line, rule in given:
+        if rule not in rules:
+            r.err(line, f"rule {rule!r} of a check is not one of the scenario's rules ({', '.join(rules)})")
 
 
 _STAND_IN_SETUP = Setup(start=dt.datetime(1970, 1, 1, tzinfo=UTC))
@@ -994,9 +1011,10 @@ def _parse_step_expect(r: _Reader, node: yaml.Node, what: str,
     if "activation_code" in m:
         check = _parse_code_check(r, m["activation_code"][1], f"{what}: expect.activation_code", pending_refs)
         ok &= check is not None
-    if not ok:
+    rule = r.string(m["rule"][1], f"{what}: expect.rule") if "rule" in m else None
+    if not ok or ("rule" in m and rule is None):
         return None
-    return StepExpectation(outcome=outcome, code=code, activation_code=check, line=r.line(node))
+    return StepExpectation(outcome=outcome, code=code, activation_code=check, line=r.line(node), rule=rule)
 
 
 def _parse_expect(r: _Reader, node: yaml.Node, defined: dict[str, int]) -> Expectations:
@@ -1029,7 +1047,7 @@ def _parse_expect(r: _Reader, node: yaml.Node, defined: dict[str, int]) -> Expec
                                   f"{'ref' if 'ref' in im else 'customer'} (allowed: {', '.join(sorted(allowed))})")
             if bad:
                 continue
-            if len(im) == 1:
+            if len(set(im) - {"rule"}) == 1:
                 r.err(item, "expect.vendor item: nothing to check")
                 continue
             values: dict[str, Any] = {"line": r.line(item)}
@@ -1038,7 +1056,7 @@ def _parse_expect(r: _Reader, node: yaml.Node, defined: dict[str, int]) -> Expec
                 what = f"expect.vendor {key}"
                 if key == "ref":
                     value: Any = need_ref(value_node, what)
-                elif key in ("customer", "status", "sku", "product"):
+                elif key in ("customer", "status", "sku", "product", "rule"):
                     value = r.string(value_node, what)
                 elif key in ("quantity", "count"):
                     value = r.integer(value_node, what, minimum=0)
@@ -1071,8 +1089,10 @@ def _parse_expect(r: _Reader, node: yaml.Node, defined: dict[str, int]) -> Expec
             amount = r.money(im["amount"][1], "expect.charges amount") if "amount" in im else None
             cost = r.money(im["vendor_cost"][1], "expect.charges vendor_cost") if "vendor_cost" in im else None
             customer = r.string(im["customer"][1], "expect.charges customer") if "customer" in im else None
+            rule = r.string(im["rule"][1], "expect.charges rule") if "rule" in im else None
             if None in (period, ref) or ("units" in im and units is None) or ("amount" in im and amount is None) or (
-                    "vendor_cost" in im and cost is None) or ("customer" in im and customer is None):
+                    "vendor_cost" in im and cost is None) or ("customer" in im and customer is None) or (
+                    "rule" in im and rule is None):
                 continue
             assert period is not None and ref is not None
             key = (period, ref, customer)
@@ -1082,12 +1102,23 @@ def _parse_expect(r: _Reader, node: yaml.Node, defined: dict[str, int]) -> Expec
                 continue
             seen[key] = r.line(item)
             charges.append(ChargeExpectation(period=period, ref=ref, units=units, amount=amount, vendor_cost=cost,
-                                             customer=customer, line=r.line(item)))
+                                             customer=customer, line=r.line(item), rule=rule))
 
     reconcile: list[str] = []
+    reconcile_rules: list[tuple[str, str]] = []
     if "reconcile" in m:
         for item in r.sequence(m["reconcile"][1], "expect.reconcile") or []:
-            period = r.period(item, "expect.reconcile period")
+            if isinstance(item, yaml.MappingNode):  # {period: 2026-04, rule: KSS-QTY-3}
+                pm = r.mapping(item, "expect.reconcile item", {"period", "rule"}, ("period", "rule"))
+                if pm is None or "period" not in pm or "rule" not in pm:
+                    continue
+                period = r.period(pm["period"][1], "expect.reconcile period")
+                rule = r.string(pm["rule"][1], "expect.reconcile rule")
+                if period is not None and rule is not None:
+                    reconcile_rules.append((period, rule))
+                item = pm["period"][1]
+            else:
+                period = r.period(item, "expect.reconcile period")
             if period is not None:
                 if period in reconcile:
                     r.err(item, f"expect.reconcile: {period} is listed twice")
@@ -1097,7 +1128,8 @@ def _parse_expect(r: _Reader, node: yaml.Node, defined: dict[str, int]) -> Expec
     for ref, ref_node in pending_refs:
         if ref not in defined:
             r.err(ref_node, f"undefined ref {ref!r} (no order, activate or setup.legacy defines it)")
-    return Expectations(vendor=tuple(vendor), charges=tuple(charges), reconcile=tuple(reconcile), line=r.line(node))
+    return Expectations(vendor=tuple(vendor), charges=tuple(charges), reconcile=tuple(reconcile), line=r.line(node),
+                        reconcile_rules=tuple(reconcile_rules))
 
 
 # -- suites -------------------------------------------------------------------------------------------

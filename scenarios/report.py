@@ -13,23 +13,30 @@ customer and what the vendor billed the broker), no script and no network.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jinja2
+from markupsafe import Markup
 
 from ksimkit.scenarios import rules as rule_catalog
-from ksimkit.scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, PASSED, ScenarioResult, Timeline
+from ksimkit.scenarios.attribution import END, NOT_REACHED, POLICY, POLICY_TITLE, Finding
+from ksimkit.scenarios.provenance import ksim_version
+from ksimkit.scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, PASSED, ScenarioResult, StepRecord, Timeline
 
 __all__ = ["ReportMeta", "level_verdicts", "overall_verdict", "render_html", "render_junit", "rule_matrix", "summary",
            "write_reports"]
 
-LABELS = {PASSED: "pass", FAILED: "fail", NOT_APPLICABLE: "n/a", ERROR: "error"}
+LABELS = {PASSED: "pass", FAILED: "fail", NOT_APPLICABLE: "n/a", ERROR: "error", NOT_REACHED: "not reached"}
+RULE_VERDICTS = (PASSED, FAILED, NOT_REACHED, NOT_APPLICABLE, ERROR)
 PALETTE = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626", "#4b5563"]
 
 
@@ -41,6 +48,17 @@ class ReportMeta:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     notes: list[str] = field(default_factory=list)  # e.g. the reference broker's seeded defects
+    # What produced the certificate (scenarios/provenance.py): printed in the HTML, JSON and JUnit outputs.
+    ksim_version: str = field(default_factory=ksim_version)
+    suite_digest: str | None = None  # provenance.suite_digest(the scenarios run)
+    adapter: str | None = None  # the adapter file's name (or path)
+    broker_build: str | None = None  # what the broker reports as its build (adapter method `build`)
+
+    def provenance(self, results: Sequence[ScenarioResult] = ()) -> dict[str, str | None]:
+        builds = sorted({r.broker_build for r in results if getattr(r, "broker_build", None)})
+        return {"ksim_version": self.ksim_version, "suite_digest": self.suite_digest,
+                "adapter": self.adapter or self.broker,
+                "broker_build": self.broker_build or (", ".join(builds) if builds else None)}
 
 
 def _now() -> dt.datetime:
@@ -63,6 +81,10 @@ def overall_verdict(results: Sequence[ScenarioResult], *, strict: bool = False) 
     return PASSED
 
 
+LEVEL_WORDS = {PASSED: "certified", FAILED: "not certified", ERROR: "incomplete",
+               "not_checked": "not checked (the broker exposes no invoices)"}
+
+
 def level_verdicts(results: Sequence[ScenarioResult]) -> dict[str, str]:
     """The run per certification level: ``vendor_side`` (the broker's calls to the vendor) and ``full`` (plus its
     invoices and the reconciliation): passed, failed, error, or for ``full`` not_checked when the broker exposes no
@@ -76,17 +98,25 @@ def level_verdicts(results: Sequence[ScenarioResult]) -> dict[str, str]:
             "full": FAILED if FAILED in full else ("not_checked" if "not_checked" in full else PASSED)}
 
 
-def rule_matrix(results: Sequence[ScenarioResult]) -> dict[str, dict[str, Any]]:
-    """rule ID -> {title, verdict, counts, scenarios: {scenario id: verdict}}, in catalog order, covered rules only.
+def rule_title(rule: str) -> str:
+    """The rule's sentence: the catalog's title, or the broker's billing policy."""
+    return POLICY_TITLE if rule == POLICY else rule_catalog.title(rule)
 
-    A rule fails when any scenario naming it failed (error: errored), passes when at least one passed and none
-    failed, and is not applicable when no scenario naming it could run.
+
+def rule_matrix(results: Sequence[ScenarioResult]) -> dict[str, dict[str, Any]]:
+    """rule ID -> {title, verdict, counts, scenarios: {scenario id: verdict}}, in catalog order (the broker's
+    billing policy last), covered rules only.
+
+    Per scenario a rule has the verdict of its own checks (``ScenarioResult.rule_verdicts``: a failed check of
+    another rule leaves it passed or not reached, never failed). Over the suite a rule fails when it failed in
+    any scenario (error: errored), passes when it passed in at least one, is not reached when every scenario
+    that could check it stopped before its checks held, and is not applicable when none could run.
     """
     per_rule: dict[str, dict[str, str]] = {}
     for result in results:
-        for rule in result.rules:
-            per_rule.setdefault(rule, {})[result.scenario_id] = result.verdict
-    order = list(rule_catalog.all_rules())
+        for rule, verdict in result.rule_verdicts.items():
+            per_rule.setdefault(rule, {})[result.scenario_id] = verdict
+    order = list(rule_catalog.all_rules()) + [POLICY]
     out: dict[str, dict[str, Any]] = {}
     for rule in sorted(per_rule, key=lambda r: (order.index(r) if r in order else len(order), r)):
         scenarios = per_rule[rule]
@@ -97,17 +127,28 @@ def rule_matrix(results: Sequence[ScenarioResult]) -> dict[str, dict[str, Any]]:
             verdict = ERROR
         elif counts[PASSED]:
             verdict = PASSED
+        elif counts[NOT_REACHED]:
+            verdict = NOT_REACHED
         else:
             verdict = NOT_APPLICABLE
-        out[rule] = {"title": rule_catalog.title(rule), "verdict": verdict,
-                     "counts": {v: counts[v] for v in (PASSED, FAILED, NOT_APPLICABLE, ERROR)}, "scenarios": scenarios}
+        out[rule] = {"title": rule_title(rule), "verdict": verdict,
+                     "counts": {v: counts[v] for v in RULE_VERDICTS}, "scenarios": scenarios}
     return out
+
+
+def _first_failure(result: ScenarioResult) -> dict[str, Any] | None:
+    first = result.first_failure
+    if first is None:
+        return None
+    return {"rule": first.rule, "sentence": rule_title(first.rule), "text": first.text, "ref": first.ref,
+            "period": first.period, "line": first.line}
 
 
 def summary(results: Sequence[ScenarioResult], meta: ReportMeta, *, strict: bool = False) -> dict[str, Any]:
     counts = Counter(r.verdict for r in results)
     return {
         "tool": "ksim certify",
+        **meta.provenance(results),
         "generated_at": _iso(meta.finished_at or _now()),
         "started_at": _iso(meta.started_at),
         "broker": meta.broker,
@@ -118,8 +159,14 @@ def summary(results: Sequence[ScenarioResult], meta: ReportMeta, *, strict: bool
         "totals": {"scenarios": len(results), **{v: counts[v] for v in (PASSED, FAILED, NOT_APPLICABLE, ERROR)}},
         "levels": level_verdicts(results),
         "rules": rule_matrix(results),
-        "scenarios": [r.to_dict() for r in results],
+        "scenarios": [{**r.to_dict(), "rule_verdicts": r.rule_verdicts, "first_failure": _first_failure(r)}
+                      for r in results],
     }
+
+
+def _meta(meta: ReportMeta, results: Sequence[ScenarioResult]) -> dict[str, Any]:
+    return {"broker": meta.broker, "simulator": meta.simulator, "suites": meta.suites, "notes": meta.notes,
+            "generated": _iso(meta.finished_at or _now()), **meta.provenance(results)}
 
 
 # -- JUnit ----------------------------------------------------------------------------------------------
@@ -127,6 +174,11 @@ def summary(results: Sequence[ScenarioResult], meta: ReportMeta, *, strict: bool
 
 def _failure_text(result: ScenarioResult) -> str:
     lines = [f"{result.scenario_id}: {result.title}", f"file: {result.source}", f"rules: {', '.join(result.rules)}"]
+    first = result.first_failure
+    if first is not None:
+        lines.append(f"first failure: {first.rule}: {rule_title(first.rule)}")
+        lines.append(f"  {first.text}")
+        lines.append("rule verdicts: " + ", ".join(f"{r} {v}" for r, v in result.rule_verdicts.items()))
     if result.reason:
         lines.append(result.reason)
     lines.extend(f"- {failure}" for failure in result.failures)
@@ -149,6 +201,8 @@ def render_junit(results: Sequence[ScenarioResult], meta: ReportMeta) -> str:
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="broker", value=meta.broker)
         ET.SubElement(props, "property", name="simulator", value=meta.simulator)
+        for name, value in meta.provenance(results).items():
+            ET.SubElement(props, "property", name=name, value=value or "")
         for result in items:
             case = ET.SubElement(suite, "testcase", classname=f"ksim.{service}", name=result.scenario_id,
                                  time=f"{result.duration_s:.3f}", file=result.source)
@@ -156,7 +210,9 @@ def render_junit(results: Sequence[ScenarioResult], meta: ReportMeta) -> str:
             for rule in result.rules:
                 ET.SubElement(case_props, "property", name="rule", value=rule)
             if result.verdict == FAILED:
-                message = result.failures[0] if result.failures else "failed"
+                first = result.first_failure
+                message = (f"{first.rule}: {first.text}" if first else
+                           result.failures[0] if result.failures else "failed")
                 ET.SubElement(case, "failure", message=message[:500], type="ScenarioFailed").text = _failure_text(result)
             elif result.verdict == ERROR:
                 ET.SubElement(case, "error", message=(result.reason or "error").splitlines()[0][:500],
@@ -173,58 +229,134 @@ def render_junit(results: Sequence[ScenarioResult], meta: ReportMeta) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-# -- HTML -----------------------------------------------------------------------------------------------
+# -- HTML (Jinja2 templates in scenarios/templates/) ----------------------------------------------------------
 
-CSS = """
-:root { --pass:#15803d; --pass-bg:#dcfce7; --fail:#b91c1c; --fail-bg:#fee2e2; --na:#6b7280; --na-bg:#f3f4f6;
-        --err:#92400e; --err-bg:#fef3c7; --ink:#111827; --muted:#6b7280; --line:#e5e7eb; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); margin: 0;
-       background: #f9fafb; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px; }
-h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 19px; margin: 32px 0 10px; }
-h3 { font-size: 15px; margin: 18px 0 6px; }
-.meta { color: var(--muted); margin-bottom: 16px; }
-.banner { padding: 14px 18px; border-radius: 8px; font-size: 17px; font-weight: 600; margin: 12px 0 20px; }
-.banner.passed { background: var(--pass-bg); color: var(--pass); } .banner.failed { background: var(--fail-bg); color: var(--fail); }
-.banner.error { background: var(--err-bg); color: var(--err); }
-.cards { display: flex; gap: 12px; flex-wrap: wrap; }
-.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 10px 16px; min-width: 120px; }
-.card b { display: block; font-size: 22px; }
-table { border-collapse: collapse; width: 100%; background: #fff; margin: 6px 0 12px; }
-th, td { border: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
-th { background: #f3f4f6; font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.badge { display: inline-block; border-radius: 999px; padding: 1px 9px; font-size: 12px; font-weight: 600; white-space: nowrap; }
-.badge.passed { background: var(--pass-bg); color: var(--pass); } .badge.failed { background: var(--fail-bg); color: var(--fail); }
-.badge.not_applicable { background: var(--na-bg); color: var(--na); } .badge.error { background: var(--err-bg); color: var(--err); }
-.chip { display: inline-block; margin: 1px 2px; padding: 0 6px; border-radius: 4px; font-size: 12px; text-decoration: none; }
-.chip.passed { background: var(--pass-bg); color: var(--pass); } .chip.failed { background: var(--fail-bg); color: var(--fail); }
-.chip.not_applicable { background: var(--na-bg); color: var(--na); } .chip.error { background: var(--err-bg); color: var(--err); }
-td.cell-passed { background: var(--pass-bg); } td.cell-failed { background: var(--fail-bg); }
-td.cell-error { background: var(--err-bg); } td.cell-not_applicable { background: var(--na-bg); }
-tr.bad td { background: #fff5f5; } .why { color: var(--fail); }
-details.scenario { background: #fff; border: 1px solid var(--line); border-radius: 8px; margin: 10px 0; padding: 0 14px; }
-details.scenario > summary { cursor: pointer; padding: 10px 0; font-weight: 600; list-style-position: outside; }
-details.scenario[open] > summary { border-bottom: 1px solid var(--line); margin-bottom: 8px; }
-.small { font-size: 12px; color: var(--muted); } code { font-size: 12px; background: #f3f4f6; padding: 0 3px; border-radius: 3px; }
-ul.failures { color: var(--fail); margin: 6px 0; }
-svg { background: #fff; border: 1px solid var(--line); border-radius: 6px; max-width: 100%; height: auto; }
-.legend span { margin-right: 14px; font-size: 12px; } .legend i { display: inline-block; width: 12px; height: 10px; margin-right: 4px; vertical-align: middle; }
-pre { white-space: pre-wrap; background: #f3f4f6; padding: 8px; border-radius: 6px; font-size: 12px; }
-"""
+TEMPLATES = Path(__file__).with_name("templates")
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _badge(verdict: str) -> str:
-    return f'<span class="badge {_e(verdict)}">{_e(LABELS.get(verdict, verdict))}</span>'
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=False, lstrip_blocks=False)
 
 
 def _anchor(scenario_id: str) -> str:
     return "s-" + "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in scenario_id)
+
+
+def _clock(at: str | None, zone: str) -> tuple[str, str]:
+    """(UTC, partner-local) forms of a step's clock: ``2026-04-15 09:00Z``, ``2026-04-15 11:00 +02:00``."""
+    if not at:
+        return "", ""
+    try:
+        moment = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        return at, ""
+    utc = moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%MZ")
+    try:
+        local = moment.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return utc, ""
+    return utc, local.strftime("%Y-%m-%d %H:%M ") + local.strftime("%z")[:3] + ":" + local.strftime("%z")[3:]
+
+
+ORDER = {FAILED: 0, ERROR: 1, NOT_APPLICABLE: 2, PASSED: 3}
+
+
+def _ordered(results: Sequence[ScenarioResult]) -> list[ScenarioResult]:
+    """Failures first (then errors, not applicable, passes), each group in run order."""
+    return sorted(results, key=lambda r: ORDER.get(r.verdict, 9))
+
+
+def _leading_step(result: ScenarioResult, finding: Finding) -> StepRecord | None:
+    """The step that led to a failed check: the step itself, or the last broker step on the check's subscription
+    that ran by the end of the check's period (the last one that ran at all when the check names none)."""
+    ran = [s for s in result.steps if s.kind not in ("advance", "fault") and s.outcome not in ("skipped", None)]
+    if finding.position < END:
+        return next((s for s in result.steps if s.index == finding.position), None)
+    mine = [s for s in ran if finding.ref is None or s.ref == finding.ref]
+    if finding.period:
+        local = [s for s in mine if _clock(s.at, result.timezone)[1][:7] <= finding.period]
+        mine = local or mine
+    return mine[-1] if mine else (ran[-1] if ran else None)
+
+
+def _failure_card(result: ScenarioResult) -> dict[str, Any]:
+    first = result.first_failure
+    verdicts = result.rule_verdicts
+    card: dict[str, Any] = {
+        "anchor": _anchor(result.scenario_id), "id": result.scenario_id, "title": result.title,
+        "verdict": result.verdict, "source": result.source, "zone": result.timezone, "line": 0, "step": None,
+        "rule": None, "sentence": "", "other_failed": [], "not_reached": [],
+        "figure": (result.failures[0] if result.failures else (result.reason or "").splitlines()[0] if result.reason
+                   else ""),
+    }
+    if first is None:
+        return card
+    card.update(rule=first.rule, sentence=rule_title(first.rule), figure=first.text, line=first.line)
+    step = _leading_step(result, first)
+    if step is not None:
+        utc, local = _clock(step.at, result.timezone)
+        card["step"] = {"index": step.index, "label": step.label, "line": step.line, "utc": utc, "local": local}
+    card["other_failed"] = [(r, rule_title(r)) for r, v in verdicts.items() if v == FAILED and r != first.rule]
+    card["not_reached"] = [r for r, v in verdicts.items() if v == NOT_REACHED]
+    return card
+
+
+def _charge_tables(result: ScenarioResult) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The broker's lines (per period and ref) and their sums per period and SKU."""
+    lines: list[dict[str, Any]] = []
+    for row in result.charges:
+        for line in row.split:
+            lines.append({"period": row.period, "ref": row.ref, **line})
+    per_sku: dict[tuple[str, str], dict[str, Any]] = {}
+    for line in lines:
+        entry = per_sku.setdefault((line["period"], line.get("sku") or ""), {
+            "period": line["period"], "sku": line.get("sku") or "", "lines": 0, "units": 0,
+            "amount": Decimal("0.00"), "vendor_cost": Decimal("0.00")})
+        entry["lines"] += 1
+        entry["units"] += int(line["units"])
+        entry["amount"] += Decimal(line["amount"])
+        entry["vendor_cost"] += Decimal(line["vendor_cost"])
+    skus = [{**e, "amount": f"{e['amount']:.2f}", "vendor_cost": f"{e['vendor_cost']:.2f}"}
+            for _, e in sorted(per_sku.items())]
+    return lines, skus
+
+
+def _detail(result: ScenarioResult) -> dict[str, Any]:
+    steps = []
+    for step in result.steps:
+        said = step.outcome or ""
+        if step.message and step.outcome in ("refused", "error"):
+            said += f": {step.message}"
+        utc, local = _clock(step.at, result.timezone)
+        steps.append({"index": step.index, "utc": utc, "local": local, "label": step.label, "note": step.note,
+                      "rule": step.rule, "expected": step.expected, "said": said, "explanation": step.explanation,
+                      "code": step.code, "ok": step.ok,
+                      "mark": "" if step.outcome in ("ok", "skipped", "not_applicable") or not step.expected else (
+                          "✔" if step.ok else "✘")})
+    dash = lambda v: "—" if v is None else v  # noqa: E731
+    charges = [{
+        "period": row.period, "ref": row.ref, "ok": row.ok, "explanation": row.explanation,
+        "expected_units": dash(row.expected_units) if row.expected else "none", "units": row.units,
+        "expected_amount": dash(row.expected_amount) if row.expected else "none", "amount": row.amount,
+        "expected_vendor_cost": dash(row.expected_vendor_cost), "vendor_cost": row.vendor_cost,
+        "rules": ", ".join(r for r in dict.fromkeys([row.rule, row.vendor_rule]) if r),
+    } for row in result.charges]
+    lines, skus = _charge_tables(result)
+    chart = None
+    if result.timeline is not None and (result.timeline.series or result.timeline.periods):
+        chart = Markup(timeline_svg(result.timeline, result))
+    return {
+        "anchor": _anchor(result.scenario_id), "open": result.verdict in (FAILED, ERROR), "verdict": result.verdict,
+        "id": result.scenario_id, "title": result.title, "source": result.source, "service": result.service,
+        "zone": result.timezone, "rules": list(result.rule_verdicts.items()), "partner": result.partner_id,
+        "duration": result.duration_s, "description": result.description, "reason": result.reason,
+        "reason_label": "Not applicable" if result.verdict == NOT_APPLICABLE else "Could not run",
+        "failures": result.failures, "chart": chart, "steps": steps, "charges": charges, "lines": lines,
+        "skus": skus, "recon": result.reconciliation, "vendor_checks": result.vendor_checks,
+        "not_checked": result.not_checked,
+    }
 
 
 def render_html(results: Sequence[ScenarioResult], meta: ReportMeta, *, strict: bool = False) -> str:
@@ -234,150 +366,28 @@ def render_html(results: Sequence[ScenarioResult], meta: ReportMeta, *, strict: 
     failed_rules = [rule for rule, row in matrix.items() if row["verdict"] == FAILED]
     banner = {
         PASSED: f"Certified: all {counts[PASSED]} applicable scenarios pass",
-        FAILED: f"Not certified: {counts[FAILED]} scenario(s) failed, breaking {len(failed_rules)} rule(s)",
+        FAILED: f"Not certified: {counts[FAILED]} scenario(s) failed, breaking {len(failed_rules)} rule(s): "
+                + ", ".join(failed_rules),
         ERROR: f"Incomplete: {counts[ERROR]} scenario(s) could not be run",
     }[verdict]
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>ksim certification: {_e(meta.broker)}</title><style>{CSS}</style></head><body><main>",
-        f"<h1>ksim certification report: {_e(meta.broker)}</h1>",
-        '<div class="meta">'
-        f"generated {_e(_iso(meta.finished_at or _now()))} · simulator {_e(meta.simulator or 'in-process')}"
-        + (f" · suites {_e(', '.join(meta.suites))}" if meta.suites else "") + "</div>",
-    ]
-    for note in meta.notes:
-        parts.append(f'<div class="meta">{_e(note)}</div>')
-    parts.append(f'<div class="banner {verdict}">{_e(banner)}</div>')
-    levels = level_verdicts(results)
-    level_words = {PASSED: "certified", FAILED: "not certified", ERROR: "incomplete",
-                   "not_checked": "not checked (the broker exposes no invoices)"}
-    parts.append('<div class="meta">certification levels: vendor-side (calls to the vendor) '
-                 f"{_e(level_words[levels['vendor_side']])} · full (plus invoices and reconciliation) "
-                 f"{_e(level_words[levels['full']])}</div>")
-    parts.append('<div class="cards">' + "".join(
-        f'<div class="card"><b>{n}</b>{label}</div>' for n, label in (
-            (len(results), "scenarios"), (counts[PASSED], "passed"), (counts[FAILED], "failed"),
-            (counts[NOT_APPLICABLE], "not applicable"), (counts[ERROR], "errors"), (len(matrix), "rules checked"),
-        )) + "</div>")
-
-    # the rules x pass/fail matrix
-    parts.append('<h2 id="rules">Vendor rules</h2>')
-    parts.append('<p class="small">Each vendor rule against the scenarios that check it. A rule fails when any of '
-                 "its scenarios fails; a scenario the broker cannot run (a step it does not support) is n/a.</p>")
-    parts.append('<table class="matrix"><thead><tr><th>rule</th><th>what the vendor requires</th><th>verdict</th>'
-                 '<th class="num">pass</th><th class="num">fail</th><th class="num">n/a</th><th class="num">error</th>'
-                 "<th>scenarios</th></tr></thead><tbody>")
-    for rule, row in matrix.items():
-        chips = " ".join(f'<a class="chip {_e(v)}" href="#{_anchor(sid)}" title="{_e(LABELS[v])}">{_e(sid)}</a>'
-                         for sid, v in row["scenarios"].items())
-        c = row["counts"]
-        cells = "".join(
-            f'<td class="num{" cell-" + v if c[v] else ""}">{c[v] or ""}</td>' for v in (PASSED, FAILED, NOT_APPLICABLE, ERROR))
-        parts.append(f'<tr id="rule-{_e(rule)}"><td><b>{_e(rule)}</b></td><td>{_e(row["title"])}</td>'
-                     f"<td>{_badge(row['verdict'])}</td>{cells}<td>{chips}</td></tr>")
-    parts.append("</tbody></table>")
-
-    # the scenario list
-    parts.append('<h2 id="scenarios">Scenarios</h2>')
-    parts.append("<table><thead><tr><th>scenario</th><th>service</th><th>rules</th><th>verdict</th>"
-                 '<th>first problem</th><th class="num">s</th></tr></thead><tbody>')
-    for result in results:
-        problem = result.failures[0] if result.failures else (result.reason or "").splitlines()[0] if result.reason else ""
-        parts.append(
-            f'<tr><td><a href="#{_anchor(result.scenario_id)}">{_e(result.scenario_id)}</a><br>'
-            f'<span class="small">{_e(result.title)}</span></td><td>{_e(result.service)}</td>'
-            f"<td>{_e(', '.join(result.rules))}</td><td>{_badge(result.verdict)}</td>"
-            f'<td class="small">{_e(problem)}</td><td class="num">{result.duration_s:.2f}</td></tr>')
-    parts.append("</tbody></table>")
-
-    parts.append('<h2 id="details">Scenario details</h2>')
-    for result in results:
-        parts.append(_scenario_html(result))
-    parts.append('<p class="small">ksim: a simulator and contract-testing harness for Kaspersky subscription services. '
-                 "Amounts are in the vendor's currency; units are licence-days (KORM PAYG), licences (yearly fee, "
-                 "legacy month) or the charged licence count (KSS).</p>")
-    parts.append("</main></body></html>")
-    return "\n".join(parts)
-
-
-def _scenario_html(result: ScenarioResult) -> str:
-    opened = " open" if result.verdict in (FAILED, ERROR) else ""
-    out = [f'<details class="scenario" id="{_anchor(result.scenario_id)}"{opened}>',
-           f"<summary>{_badge(result.verdict)} {_e(result.scenario_id)} — {_e(result.title)}</summary>",
-           f'<div class="small">file <code>{_e(result.source)}</code> · service {_e(result.service)} · rules '
-           + ", ".join(f'<a href="#rule-{_e(r)}">{_e(r)}</a>' for r in result.rules)
-           + (f" · simulator partner <code>{_e(result.partner_id)}</code>" if result.partner_id else "")
-           + f" · {result.duration_s:.2f} s</div>"]
-    if result.description:
-        out.append(f"<p>{_e(result.description)}</p>")
-    if result.reason:
-        label = "Not applicable" if result.verdict == NOT_APPLICABLE else "Could not run"
-        out.append(f"<h3>{label}</h3><pre>{_e(result.reason)}</pre>")
-    if result.failures:
-        out.append("<h3>What went wrong</h3><ul class=\"failures\">"
-                   + "".join(f"<li>{_e(f)}</li>" for f in result.failures) + "</ul>")
-    if result.not_checked:
-        out.append("<h3>Not checked</h3><ul>" + "".join(f"<li>{_e(n)}</li>" for n in result.not_checked) + "</ul>")
-    if result.timeline is not None and (result.timeline.series or result.timeline.periods):
-        out.append("<h3>Timeline</h3>")
-        out.append(timeline_svg(result.timeline, result))
-    if result.steps:
-        out.append("<h3>Steps</h3><table><thead><tr><th>#</th><th>clock</th><th>step</th><th>expected</th>"
-                   "<th>the broker said</th><th>code</th><th></th></tr></thead><tbody>")
-        for step in result.steps:
-            said = step.outcome or ""
-            if step.message and step.outcome in ("refused", "error"):
-                said += f": {step.message}"
-            mark = "" if step.outcome in ("ok", "skipped", "not_applicable") or not step.expected else (
-                "✔" if step.ok else "✘")
-            why = f'<div class="why">{_e(step.explanation)}</div>' if step.explanation else ""
-            note = f'<div class="small">{_e(step.note)}</div>' if step.note else ""
-            out.append(f'<tr class="{"bad" if not step.ok else ""}"><td class="num">{step.index}</td>'
-                       f'<td class="small">{_e(step.at.replace("T", " ").replace(":00Z", "Z"))}</td>'
-                       f"<td><code>{_e(step.label)}</code>{note}</td><td>{_e(step.expected)}</td>"
-                       f"<td>{_e(said)}{why}</td><td>{_e(step.code)}</td><td>{mark}</td></tr>")
-        out.append("</tbody></table>")
-    if result.charges:
-        out.append("<h3>Charges: the broker's invoice against the hand-computed one</h3>"
-                   '<table><thead><tr><th>period</th><th>ref</th><th class="num">expected units</th>'
-                   '<th class="num">billed units</th><th class="num">expected amount</th><th class="num">billed amount</th>'
-                   '<th class="num">expected vendor cost</th><th class="num">broker\'s vendor cost</th><th></th></tr>'
-                   "</thead><tbody>")
-        for row in result.charges:
-            exp = lambda v: "—" if v is None else v  # noqa: E731
-            why = f'<div class="why">{_e(row.explanation)}</div>' if row.explanation else ""
-            out.append(f'<tr class="{"bad" if not row.ok else ""}"><td>{_e(row.period)}</td><td>{_e(row.ref)}{why}</td>'
-                       f'<td class="num">{_e(exp(row.expected_units) if row.expected else "none")}</td>'
-                       f'<td class="num">{row.units}</td>'
-                       f'<td class="num">{_e(exp(row.expected_amount) if row.expected else "none")}</td>'
-                       f'<td class="num">{_e(row.amount)}</td><td class="num">{_e(exp(row.expected_vendor_cost))}</td>'
-                       f'<td class="num">{_e(row.vendor_cost)}</td><td>{"✔" if row.ok else "✘"}</td></tr>')
-        out.append("</tbody></table>")
-    if result.reconciliation:
-        out.append("<h3>Reconciliation: the broker's books against the vendor's bill</h3>"
-                   '<table><thead><tr><th>period</th><th>ref</th><th>vendor subscription</th>'
-                   '<th class="num">broker units</th><th class="num">vendor units</th>'
-                   '<th class="num">broker expects to pay</th><th class="num">vendor bills</th><th></th></tr></thead><tbody>')
-        for recon in result.reconciliation:
-            why = f'<div class="why">{_e(recon.explanation)}</div>' if recon.explanation else ""
-            out.append(f'<tr class="{"bad" if not recon.ok else ""}"><td>{_e(recon.period)}</td>'
-                       f"<td>{_e(recon.ref or '—')}{why}</td><td><code>{_e(recon.vendor_id or '—')}</code></td>"
-                       f'<td class="num">{recon.broker_units}</td><td class="num">{recon.vendor_units}</td>'
-                       f'<td class="num">{_e(recon.broker_cost)}</td><td class="num">{_e(recon.vendor_amount)}</td>'
-                       f'<td>{"✔" if recon.ok else "✘"}</td></tr>')
-        out.append("</tbody></table>")
-    if result.vendor_checks:
-        out.append("<h3>The vendor's state at the end</h3><table><thead><tr><th>line</th><th>subject</th>"
-                   "<th>expected</th><th>actual</th><th></th></tr></thead><tbody>")
-        for check in result.vendor_checks:
-            why = f'<div class="why">{_e(check.explanation)}</div>' if check.explanation else ""
-            out.append(f'<tr class="{"bad" if not check.ok else ""}"><td class="num">{check.line}</td>'
-                       f"<td>{_e(check.subject)}</td><td>{_e(check.expected)}</td><td>{_e(check.actual)}{why}</td>"
-                       f'<td>{"✔" if check.ok else "✘"}</td></tr>')
-        out.append("</tbody></table>")
-    out.append("</details>")
-    return "\n".join(out)
+    ordered = _ordered(results)
+    rows = sorted(matrix.items(), key=lambda item: 0 if item[1]["verdict"] == FAILED else 1)
+    context = {
+        "css": Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
+        "meta": _meta(meta, results), "verdict": verdict, "banner": banner, "labels": LABELS, "rule_verdicts": RULE_VERDICTS,
+        "failures": [_failure_card(r) for r in ordered if r.verdict in (FAILED, ERROR)],
+        "cards": [(len(results), "scenarios"), (counts[PASSED], "passed"), (counts[FAILED], "failed"),
+                  (counts[NOT_APPLICABLE], "not applicable"), (counts[ERROR], "errors"), (len(matrix), "rules checked")],
+        "matrix": [{"rule": rule, **row, "chips": [(sid, v, _anchor(sid)) for sid, v in sorted(
+            row["scenarios"].items(), key=lambda item: (0 if item[1] == FAILED else 1, item[0]))]} for rule, row in rows],
+        "listing": [{"anchor": _anchor(r.scenario_id), "id": r.scenario_id, "title": r.title, "service": r.service,
+                     "rules": r.rules, "verdict": r.verdict, "duration": r.duration_s,
+                     "problem": r.failures[0] if r.failures else (r.reason or "").splitlines()[0] if r.reason else ""}
+                    for r in ordered],
+        "details": [_detail(r) for r in ordered],
+        "levels": {name: LEVEL_WORDS[v] for name, v in level_verdicts(results).items()},
+    }
+    return _env().get_template("report.html.j2").render(**context)
 
 
 def _month_starts(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -389,15 +399,19 @@ def _month_starts(first: dt.date, last: dt.date) -> list[dt.date]:
     return out
 
 
-def timeline_svg(timeline: Timeline, result: ScenarioResult | None = None, *, width: int = 1000) -> str:
-    """Two panels on one time axis: licences in force per day (step lines), money per month (bars)."""
+def _next_month(day: dt.date) -> dt.date:
+    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _chart(timeline: Timeline, result: ScenarioResult | None, width: int) -> dict[str, Any]:
+    """The geometry of the timeline chart (chart.svg.j2 draws it): two panels on one time axis, licences in
+    force per day (step lines, each change labelled) and money per month (bars, each labelled)."""
     first = dt.date.fromisoformat(timeline.start)
     last = dt.date.fromisoformat(timeline.end)
     periods = timeline.periods
     if periods:
         p_first = dt.date.fromisoformat(periods[0]["period"] + "-01")
-        p_last_start = dt.date.fromisoformat(periods[-1]["period"] + "-01")
-        p_last = dt.date(p_last_start.year + p_last_start.month // 12, p_last_start.month % 12 + 1, 1) - dt.timedelta(days=1)
+        p_last = _next_month(dt.date.fromisoformat(periods[-1]["period"] + "-01")) - dt.timedelta(days=1)
         axis_first, axis_last = min(first, p_first), max(last, p_last)
     else:
         axis_first, axis_last = first, last
@@ -406,84 +420,56 @@ def timeline_svg(timeline: Timeline, result: ScenarioResult | None = None, *, wi
     lic_h, gap, bar_h, bottom = 130, 34, 110, 30
     height = top + lic_h + gap + bar_h + bottom
     plot_w = width - left - right
+    base = top + lic_h + gap + bar_h
 
     def x(day: dt.date) -> float:
-        return left + plot_w * (day - axis_first).days / span
+        return round(left + plot_w * (day - axis_first).days / span, 1)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-           f'role="img" aria-label="timeline of {_e(result.scenario_id if result else "the scenario")}" '
-           'font-family="system-ui, sans-serif" font-size="11">']
-    # month grid and labels
+    months = []
     for month in _month_starts(axis_first, axis_last):
         mx = x(max(month, axis_first))
-        out.append(f'<line x1="{mx:.1f}" y1="{top - 6}" x2="{mx:.1f}" y2="{top + lic_h + gap + bar_h}" stroke="#e5e7eb"/>')
-        label_x = (x(max(month, axis_first)) + x(min(dt.date(month.year + month.month // 12, month.month % 12 + 1, 1),
-                                                     axis_last + dt.timedelta(days=1)))) / 2
-        out.append(f'<text x="{label_x:.1f}" y="{height - 10}" text-anchor="middle" fill="#374151">'
-                   f"{month.strftime('%b %Y')}</text>")
-    # licences panel
-    max_count = max([count for points in timeline.series.values() for _, count in points] + [1])
-    ceiling = _nice(max_count)
+        months.append({"x": mx, "label": month.strftime("%b %Y"),
+                       "label_x": round((mx + x(min(_next_month(month), axis_last + dt.timedelta(days=1)))) / 2, 1)})
+    ceiling = _nice(max([count for points in timeline.series.values() for _, count in points] + [1]))
 
     def y_count(count: float) -> float:
-        return top + lic_h - lic_h * count / ceiling
+        return round(top + lic_h - lic_h * count / ceiling, 1)
 
-    out.append(f'<text x="{left}" y="{top - 12}" fill="#111827" font-weight="600">licences in force (vendor)</text>')
-    for tick in _ticks(ceiling):
-        ty = y_count(tick)
-        out.append(f'<line x1="{left}" y1="{ty:.1f}" x2="{width - right}" y2="{ty:.1f}" stroke="#f3f4f6"/>'
-                   f'<text x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end" fill="#6b7280">{tick:g}</text>')
-    legend = []
+    series, legend = [], []
     for index, (label, points) in enumerate(timeline.series.items()):
         colour = PALETTE[index % len(PALETTE)]
         if not points:
             continue
-        path = []
+        path, labels = [], []
         for i, (day_iso, count) in enumerate(points):
             day = dt.date.fromisoformat(day_iso)
             px, py = x(day), y_count(count)
-            if i == 0:
-                path.append(f"M{px:.1f},{y_count(0):.1f} L{px:.1f},{py:.1f}")
-            else:
-                path.append(f"H{px:.1f} V{py:.1f}")
+            path.append(f"M{px:.1f},{y_count(0):.1f} L{px:.1f},{py:.1f}" if i == 0 else f"H{px:.1f} V{py:.1f}")
+            labels.append({"x": round(px + 2, 1), "y": round(py - 3 - 10 * (index % 2), 1), "value": count})
         path.append(f"H{x(last + dt.timedelta(days=1)):.1f}")
-        title = "; ".join(f"{d}: {c}" for d, c in points)
-        out.append(f'<path d="{" ".join(path)}" fill="none" stroke="{colour}" stroke-width="2">'
-                   f"<title>{_e(label)}: {_e(title)}</title></path>")
+        series.append({"d": " ".join(path), "colour": colour, "label": label, "points": labels,
+                       "title": "; ".join(f"{d}: {c}" for d, c in points)})
         legend.append((label, colour))
-    for i, (label, colour) in enumerate(legend):
-        lx = width - right - 150 * (len(legend) - i)
-        out.append(f'<rect x="{lx}" y="9" width="12" height="3" fill="{colour}"/>'
-                   f'<text x="{lx + 16}" y="14" fill="#374151">{_e(label[:20])}</text>')
-    # step markers
-    if result is not None:
-        for step in result.steps:
-            if step.kind in ("advance",) or not step.at:
-                continue
-            try:
-                day = dt.datetime.fromisoformat(step.at.replace("Z", "+00:00")).date()
-            except ValueError:
-                continue
-            if not axis_first <= day <= axis_last:
-                continue
-            sx = x(day) + plot_w / span / 2
-            colour = "#b91c1c" if not step.ok else "#6b7280"
-            out.append(f'<circle cx="{sx:.1f}" cy="{top + lic_h + 8}" r="3.5" fill="{colour}">'
-                       f"<title>step {step.index}: {_e(step.label)} → {_e(step.outcome)}</title></circle>")
-    # money panel
-    base = top + lic_h + gap + bar_h
+    legend_items = [{"x": width - right - 150 * (len(legend) - i), "colour": colour, "label": label[:20]}
+                    for i, (label, colour) in enumerate(legend)]
+    markers = []
+    for step in result.steps if result is not None else []:
+        if step.kind == "advance" or not step.at:
+            continue
+        try:
+            day = dt.datetime.fromisoformat(step.at.replace("Z", "+00:00")).date()
+        except ValueError:
+            continue
+        if axis_first <= day <= axis_last:
+            markers.append({"x": round(x(day) + plot_w / span / 2, 1), "y": top + lic_h + 8,
+                            "colour": "#b91c1c" if not step.ok else "#6b7280",
+                            "title": f"step {step.index}: {step.label} → {step.outcome}"})
     values = [Decimal(p[k]) for p in periods for k in ("expected", "broker", "vendor") if p.get(k) is not None]
     money_ceiling = _nice(float(max(values + [Decimal(1)])))
-    out.append(f'<text x="{left}" y="{top + lic_h + gap - 8}" fill="#111827" font-weight="600">per month: '
-               "expected charge, broker's invoice, vendor's bill</text>")
-    for tick in _ticks(money_ceiling):
-        ty = base - bar_h * tick / money_ceiling
-        out.append(f'<line x1="{left}" y1="{ty:.1f}" x2="{width - right}" y2="{ty:.1f}" stroke="#f3f4f6"/>'
-                   f'<text x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end" fill="#6b7280">{tick:g}</text>')
+    bars = []
     for period in periods:
         start = dt.date.fromisoformat(period["period"] + "-01")
-        end = dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
-        x0, x1 = x(max(start, axis_first)), x(min(end, axis_last + dt.timedelta(days=1)))
+        x0, x1 = x(max(start, axis_first)), x(min(_next_month(start), axis_last + dt.timedelta(days=1)))
         slot = max((x1 - x0) * 0.8, 6)
         bar_w = slot / 3
         bx = x0 + (x1 - x0 - slot) / 2
@@ -497,17 +483,24 @@ def timeline_svg(timeline: Timeline, result: ScenarioResult | None = None, *, wi
             h = bar_h * float(Decimal(value)) / money_ceiling
             if key == "broker" and mismatch and h < 3:
                 h = 3  # a missing or tiny invoice that should not be: still visible, in red
-            out.append(f'<rect x="{bx + j * bar_w:.1f}" y="{base - h:.1f}" width="{max(bar_w - 1, 1):.1f}" '
-                       f'height="{h:.1f}" fill="{colour}"><title>{_e(period["period"])} {name}: {_e(value)}</title></rect>')
-    out.append(f'<line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}" stroke="#9ca3af"/>')
-    out.append(f'<line x1="{left}" y1="{top + lic_h}" x2="{width - right}" y2="{top + lic_h}" stroke="#9ca3af"/>')
-    out.append("</svg>")
-    out.append('<div class="legend small"><span><i style="background:#9ca3af"></i>expected (scenario)</span>'
-               '<span><i style="background:#2563eb"></i>broker billed its customer</span>'
-               '<span><i style="background:#b91c1c"></i>broker billed, differs from expected</span>'
-               '<span><i style="background:#059669"></i>vendor billed the broker</span>'
-               '<span><i style="background:#6b7280;border-radius:6px"></i>a step (red: failed)</span></div>')
-    return "\n".join(out)
+            bars.append({"x": round(bx + j * bar_w, 1), "y": round(base - h, 1), "w": round(max(bar_w - 1, 1), 1),
+                         "h": round(h, 1), "colour": colour, "title": f"{period['period']} {name}: {value}",
+                         "value": value, "label_x": round(bx + j * bar_w + bar_w / 2, 1),
+                         "label_y": round(base - h - 3, 1), "ink": "#b91c1c" if colour == "#b91c1c" else "#374151"})
+    return {
+        "width": width, "height": height, "top": top, "left": left, "right_x": width - right, "base": base,
+        "lic_base": top + lic_h, "money_title_y": top + lic_h + gap - 8,
+        "label": result.scenario_id if result else "the scenario", "months": months,
+        "count_ticks": [{"y": y_count(t), "label": f"{t:g}"} for t in _ticks(ceiling)],
+        "money_ticks": [{"y": round(base - bar_h * t / money_ceiling, 1), "label": f"{t:g}"} for t in _ticks(money_ceiling)],
+        "series": series, "legend": legend_items, "markers": markers, "bars": bars,
+    }
+
+
+def timeline_svg(timeline: Timeline, result: ScenarioResult | None = None, *, width: int = 1000) -> str:
+    """Two panels on one time axis: licences in force per day (step lines), money per month (bars); every value
+    printed on the chart. Rendered from ``templates/chart.svg.j2``."""
+    return _env().get_template("chart.svg.j2").render(c=_chart(timeline, result, width))
 
 
 def _step(ceiling: float) -> float:

@@ -50,9 +50,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from ksimkit.scenarios import attribution
 from ksimkit.scenarios.brokers.base import Broker, Charge, LegacySubscription, StepResult, TenantSetup
 from ksimkit.scenarios.brokers.http import tls_transport
 from ksimkit.scenarios.capabilities import unsupported
+from ksimkit.scenarios.provenance import display_path
 from ksimkit.scenarios.model import CodeCheck, Scenario, Step, first_of_next_month, to_instant
 from ksimkit.simulators.client import KsimAdmin, KsimError, PartnerHandle
 
@@ -121,6 +123,7 @@ class StepRecord:
     ok: bool = True
     explanation: str | None = None
     note: str | None = None
+    rule: str = ""  # the rule this step's expectation checks ("" for advance and fault)
 
 
 @dataclass
@@ -131,6 +134,7 @@ class CheckRecord:
     actual: str
     ok: bool
     explanation: str | None = None
+    rule: str = ""
 
 
 @dataclass
@@ -149,6 +153,9 @@ class ChargeRow:
     ok: bool = True
     explanation: str | None = None
     line: int = 0
+    rule: str = attribution.POLICY  # units, amount and customer: the broker's billing policy
+    vendor_rule: str = ""  # the vendor rule of the expected vendor cost
+    split: list[dict[str, Any]] = field(default_factory=list)  # the broker's lines: {sku, units, amount, vendor_cost, customer}
 
 
 @dataclass
@@ -162,6 +169,7 @@ class ReconRow:
     vendor_amount: str = "0.00"
     ok: bool = True
     explanation: str | None = None
+    rule: str = ""
 
 
 @dataclass
@@ -196,6 +204,10 @@ class ScenarioResult:
     # Per certification level: passed | failed | not_checked (full, when the broker exposes no invoices).
     levels: dict[str, str] = field(default_factory=dict)
     not_checked: list[str] = field(default_factory=list)  # checks not done, and why (data the broker does not expose)
+    timezone: str = "UTC"  # the partner's zone, for local times beside UTC
+    broker_build: str | None = None  # what the broker reports as its build (an optional ``build()``)
+    rule_results: dict[str, str] = field(default_factory=dict)  # rule -> passed | failed | not_reached
+    findings: list[attribution.Finding] = field(default_factory=list)  # every check, attributed, in run order
 
     @property
     def passed(self) -> bool:
@@ -203,7 +215,18 @@ class ScenarioResult:
 
     @property
     def rule_verdicts(self) -> dict[str, str]:
+        """rule -> its verdict in this scenario, from its own checks (scenarios/attribution.py); a scenario that
+        could not run (not applicable, error) gives that verdict to every rule it names."""
+        if self.rule_results and self.verdict in (PASSED, FAILED):
+            return dict(self.rule_results)
         return {rule: self.verdict for rule in self.rules}
+
+    @property
+    def first_failure(self) -> attribution.Finding | None:
+        """The earliest failed check: the one that points at the bug."""
+        failed = [f for f in self.findings if not f.ok]
+        # among failures at the same point, a vendor rule's says more than the broker's own policy's
+        return min(failed, key=lambda f: (f.position, f.rule == attribution.POLICY)) if failed else None
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
@@ -297,7 +320,10 @@ class _Run:
         self.result = ScenarioResult(
             scenario_id=scenario.id, title=scenario.title, service=scenario.service, rules=list(scenario.rules),
             source=_display_path(scenario), description=scenario.description, broker=_broker_name(broker),
+            timezone=scenario.setup.timezone,
         )
+        self.stopped_at: int | None = None  # the step where a broker error stopped the run
+        self.code_changed: set[str] = set()  # refs whose activation code changed (reported once)
         self.clock = scenario.setup.start
         self.codes: dict[str, list[str]] = defaultdict(list)  # every activation code seen for a ref, in order
         self.final_codes: dict[str, str | None] = {}
@@ -326,8 +352,14 @@ class _Run:
         except Exception as exc:  # noqa: BLE001 - whatever the broker raises is the broker's failure
             raise _BrokerFailure(f"the broker failed on {what}: {type(exc).__name__}: {exc}") from exc
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str, rule: str | None = None, position: int = attribution.END, **where: Any) -> None:
+        """Record a failed check; ``where``: ``ref``, ``period``, ``line`` of the expectation (for the report)."""
         self.result.failures.append(message)
+        if rule is not None:
+            self.result.findings.append(attribution.Finding(rule, position, False, message, **where))
+
+    def passed_check(self, rule: str, position: int, text: str, **where: Any) -> None:
+        self.result.findings.append(attribution.Finding(rule, position, True, text, **where))
 
     def local_date(self, moment: dt.datetime) -> dt.date:
         return moment.astimezone(self.zone).date()
@@ -353,7 +385,11 @@ class _Run:
             self.result.verdict = NOT_APPLICABLE
             self.result.reason = str(exc)
         except _BrokerFailure as exc:
-            self.fail(str(exc))
+            position = self.stopped_at if self.stopped_at is not None else attribution.END
+            rule = getattr(exc, "rule", None) or attribution.billing_rule(self.scenario.rules)
+            self.stopped_at = position
+            step = next((s for s in self.scenario.steps if s.index == position), None)
+            self.fail(str(exc), rule, position, ref=step.ref if step else None, line=step.line if step else 0)
             self.result.verdict = FAILED
         except _HarnessError as exc:
             self.result.verdict = ERROR
@@ -373,6 +409,10 @@ class _Run:
                 pass
             if self.admin is not None:
                 self.admin.close()
+            if self.result.verdict in (PASSED, FAILED):
+                self.result.rule_results = attribution.rule_verdicts(
+                    self.scenario.rules, self.result.findings, attribution.planned_positions(self.scenario),
+                    stopped_at=self.stopped_at)
             borrowed.close()  # the pooled partner goes back only once the broker is done with it
             self.result.duration_s = round(time.monotonic() - began, 3)
         return self.result
@@ -456,6 +496,7 @@ class _Run:
         )
         self.broker_call("start (a new tenant)", self.broker.start, tenant)
         self.started = True
+        self.result.broker_build = broker_build(self.broker)
 
     def steps(self) -> None:
         records = self.result.steps
@@ -473,7 +514,10 @@ class _Run:
             except _BrokerFailure as exc:
                 record.outcome, record.ok, record.explanation = "error", False, str(exc)
                 self._skip_rest(steps[position + 1:])
-                raise _BrokerFailure(f"step {step.index} ({step.label()}, line {step.line}): {exc}") from exc
+                self.stopped_at = step.index
+                failure = _BrokerFailure(f"step {step.index} ({step.label()}, line {step.line}): {exc}")
+                failure.rule = record.rule or self._step_rule(step)  # type: ignore[attr-defined]
+                raise failure from exc
             except _HarnessError:
                 record.outcome, record.ok = "error", False
                 self._skip_rest(steps[position + 1:])
@@ -501,6 +545,7 @@ class _Run:
             record.outcome = "ok"
             return
         record.expected = step.expect.describe()
+        record.rule = self._step_rule(step)
         method = getattr(self.broker, step.kind)
         args = {k: v for k, v in step.args.items() if not (v is None and k in ("approval_code", "quantity", "until",
                                                                                   "trial_days"))}
@@ -520,6 +565,7 @@ class _Run:
             stored = self._broker_code(ref)
             if stored and (not self.codes[ref] or self.codes[ref][-1] != stored):
                 self.codes[ref].append(stored)
+            self._code_kept(step, ref)
         problems = []
         expect = step.expect
         if expect.outcome != "any" and result.outcome != expect.outcome:
@@ -540,7 +586,27 @@ class _Run:
         if problems:
             record.ok = False
             record.explanation = "; ".join(problems)
-            self.fail(f"step {step.index} ({step.label()}, line {step.line}): {record.explanation}")
+            self.fail(f"step {step.index} ({step.label()}, line {step.line}): {record.explanation}", record.rule,
+                      step.index, ref=step.ref, line=step.line)
+        else:
+            self.passed_check(record.rule, step.index, f"step {step.index} ({step.label()})", ref=step.ref,
+                              line=step.line)
+
+    def _code_kept(self, step: Step, ref: str) -> None:
+        """KSS-CODE-1 at every KSS step, named or not: a subscription keeps one activation code for life, so a
+        ref whose code changes is a new subscription (and every bill after it follows from that)."""
+        seen = list(dict.fromkeys(self.codes.get(ref, [])))
+        if self.scenario.service != "kss" or len(seen) < 2 or ref in self.code_changed:
+            return
+        self.code_changed.add(ref)
+        self.fail(f"step {step.index} ({step.label()}, line {step.line}): {ref}'s activation code changed: "
+                  f"{' -> '.join(seen)} (a KSS subscription keeps one code for life)", attribution.CODE_RULE,
+                  step.index, ref=ref, line=step.line)
+
+    def _step_rule(self, step: Step) -> str:
+        return attribution.step_rule(step.kind, self.scenario.rules, code=step.expect.code,
+                                     code_relation=step.expect.activation_code is not None, explicit=step.expect.rule,
+                                     after_fault=attribution.follows_fault(self.scenario, step))
 
     def _journal_mark(self) -> int | None:
         """The id of the partner's latest journal entry (0: none yet), or None when the journal cannot be read."""
@@ -741,6 +807,8 @@ class _Run:
 
     def check_vendor(self, vendor: list[VendorSubscription], matches: dict[str, VendorSubscription]) -> None:
         for check in self.scenario.expect.vendor:
+            self._rule = attribution.vendor_check_rule(attribution.vendor_fields(check), self.scenario.rules,
+                                                       explicit=check.rule)
             if check.ref is not None:
                 ref = check.ref
                 sub = matches.get(ref)
@@ -794,10 +862,15 @@ class _Run:
                                                      f"{customer}, expected {check.active_subscriptions}")
 
     def _record(self, line: int, subject: str, expected: str, actual: str, ok: bool, explanation: str | None) -> None:
+        rule = self._rule  # set by check_vendor for the item being checked
         self.result.vendor_checks.append(CheckRecord(line=line, subject=subject, expected=expected, actual=actual, ok=ok,
-                                                     explanation=explanation))
+                                                     explanation=explanation, rule=rule))
+        ref = subject[4:] if subject.startswith("ref ") else None
         if not ok:
-            self.fail(f"vendor check (line {line}) {subject}: {explanation}")
+            self.fail(f"vendor check (line {line}) {subject}: {explanation}", rule, ref=ref, line=line)
+        else:
+            self.passed_check(rule, attribution.END, f"vendor check (line {line}) {subject}: {expected}", ref=ref,
+                              line=line)
 
     def broker_charges(self, period: str) -> list[Charge]:
         charges = self.broker_call(f"charges({period})", self.broker.charges, period)
@@ -889,20 +962,33 @@ class _Run:
                                 amount=_money(got["amount"]) or "0.00",
                                 vendor_cost=_money(got["vendor_cost"]) or "0.00", lines=got["lines"],
                                 customers=list(got["customers"]), line=exp.line)
-                problems = []
+                row.vendor_rule = attribution.reconcile_rule(self.scenario, period, exp.ref)
+                row.split = _split(broker_charges.get(period, []), exp.ref)
+                problems = []  # the customer's side: the broker's policy (units None: not on its invoices)
                 if exp.units is not None and got["units"] is not None and got["units"] != exp.units:
                     problems.append(f"units {got['units']}, expected {exp.units}")
                 if exp.amount is not None and got["amount"] != exp.amount:
                     problems.append(f"amount {row.amount}, expected {_money(exp.amount)}")
-                if exp.vendor_cost is not None and got["vendor_cost"] is not None and got["vendor_cost"] != exp.vendor_cost:
-                    problems.append(f"vendor cost {row.vendor_cost}, expected {_money(exp.vendor_cost)}")
                 if exp.customer is not None and got["lines"] and got["customers"] != [exp.customer]:
                     problems.append(f"billed to {', '.join(got['customers']) or 'nobody'}, expected {exp.customer}")
+                cost_problem = None  # the vendor's side: the line's vendor rule
+                if exp.vendor_cost is not None and got["vendor_cost"] is not None and got["vendor_cost"] != exp.vendor_cost:
+                    cost_problem = f"vendor cost {row.vendor_cost}, expected {_money(exp.vendor_cost)}"
+                what = "no line" if not got["lines"] else f"{got['lines']} line(s)"
+                where = f"charge {period} {exp.ref} (line {exp.line})"
+                bills = attribution.BILLS
+                at = {"ref": exp.ref, "period": period, "line": exp.line}
                 if problems:
+                    self.fail(f"{where}: the broker billed {what}: " + "; ".join(problems), row.rule, bills, **at)
+                elif exp.units is not None or exp.amount is not None or exp.customer is not None:
+                    self.passed_check(row.rule, bills, f"{where}: the customer's invoice", **at)
+                if cost_problem:
+                    self.fail(f"{where}: the broker billed {what}: {cost_problem}", row.vendor_rule, bills, **at)
+                elif exp.vendor_cost is not None:
+                    self.passed_check(row.vendor_rule, bills, f"{where}: vendor cost", **at)
+                if problems or cost_problem:
                     row.ok = False
-                    what = "no line" if not got["lines"] else f"{got['lines']} line(s)"
-                    row.explanation = f"the broker billed {what}: " + "; ".join(problems)
-                    self.fail(f"charge {period} {exp.ref} (line {exp.line}): {row.explanation}")
+                    row.explanation = f"the broker billed {what}: " + "; ".join(problems + [cost_problem or ""]).strip("; ")
                 self.result.charges.append(row)
             named = {c.ref for c in wanted}
             for ref, got in actual.items():
@@ -912,8 +998,10 @@ class _Run:
                                 amount=_money(got["amount"]) or "0.00", vendor_cost=_money(got["vendor_cost"]) or "0.00",
                                 lines=got["lines"], customers=list(got["customers"]), ok=False,
                                 explanation=f"the broker billed {ref} in {period} ({got['units']} units, "
-                                            f"{_money(got['amount'])}); the scenario expects no charge")
-                self.fail(f"charge {period} {ref}: {row.explanation}")
+                                            f"{_money(got['amount'])}); the scenario expects no charge",
+                                split=_split(broker_charges.get(period, []), ref))
+                self.fail(f"charge {period} {ref}: {row.explanation}", row.rule, attribution.BILLS, ref=ref,
+                          period=period)
                 self.result.charges.append(row)
 
     def reconcile(self, broker_charges: dict[str, list[Charge]], vendor_bills: dict[str, dict[str, dict[str, Any]]],
@@ -933,7 +1021,8 @@ class _Run:
                 row = ReconRow(period=period, ref=ref, vendor_id=sub.id if sub else None,
                                broker_units=mine["units"] or 0, vendor_units=bill["units"],
                                broker_cost=_money(mine["vendor_cost"]) or "0.00",
-                               vendor_amount=_money(bill["amount"]) or "0.00")
+                               vendor_amount=_money(bill["amount"]) or "0.00",
+                               rule=attribution.reconcile_rule(self.scenario, period, ref))
                 problems = []
                 unexposed = mine["units"] is None and mine["vendor_cost"] is None  # only its amounts: judge by them
                 if sub is None and (mine["units"] or mine["vendor_cost"] or (unexposed and mine.get("amount"))):
@@ -949,17 +1038,22 @@ class _Run:
                 if problems:
                     row.ok = False
                     row.explanation = "; ".join(problems)
-                    self.fail(f"reconciliation {period} {ref}: {row.explanation}")
+                    self.fail(f"reconciliation {period} {ref}: {row.explanation}", row.rule, attribution.BILLS,
+                              ref=ref, period=period)
+                else:
+                    self.passed_check(row.rule, attribution.BILLS, f"reconciliation {period} {ref}", ref=ref,
+                                      period=period)
                 self.result.reconciliation.append(row)
             for vendor_id, bill in theirs.items():
                 if vendor_id in claimed or (bill["units"] == 0 and bill["amount"] == 0):
                     continue
                 row = ReconRow(period=period, ref=None, vendor_id=vendor_id, vendor_units=bill["units"],
                                vendor_amount=_money(bill["amount"]) or "0.00", ok=False,
+                               rule=attribution.reconcile_rule(self.scenario, period, None),
                                explanation=f"the vendor bills subscription {vendor_id} (code "
                                            f"{codes.get(vendor_id) or '?'}, customer {bill.get('customer')}) "
                                            f"that no ref of the broker accounts for")
-                self.fail(f"reconciliation {period}: {row.explanation}")
+                self.fail(f"reconciliation {period}: {row.explanation}", row.rule, attribution.BILLS, period=period)
                 self.result.reconciliation.append(row)
 
     # -- timeline --
@@ -1032,18 +1126,34 @@ _KSS_ERROR_CODE = re.compile(r'ErrorCode="(\d+)"')
 _KORM_PROBLEM_CODE = re.compile(r'"code"\s*:\s*"([A-Z][A-Z0-9_]*)"')
 
 
+def _split(charges: Iterable[Charge], ref: str) -> list[dict[str, Any]]:
+    """The broker's own lines of one ref in one period, for the per-line and per-SKU tables (units and vendor cost
+    ``None`` where the broker's invoices do not show them)."""
+    return [{"sku": c.sku or "", "kind": c.kind or "", "units": None if c.units is None else int(c.units),
+             "amount": _money(Decimal(c.amount)), "vendor_cost": _money(c.vendor_cost), "customer": c.customer}
+            for c in charges if c.ref == ref]
+
+
 def _parse_ts(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _display_path(scenario: Scenario) -> str:
-    """The scenario file, relative to the working directory when it is below it."""
-    if scenario.path is None:
-        return scenario.source
+    """The scenario file, relative (scenarios/provenance.py): never an absolute site-packages path."""
+    return display_path(scenario.path, scenario.source)
+
+
+def broker_build(broker: Any) -> str | None:
+    """The broker's own build (version, commit), when it reports one (an optional ``build()`` method; the HTTP
+    adapter's ``build`` method). A broker that cannot say is not at fault: ``None``."""
+    method = getattr(broker, "build", None)
+    if not callable(method):
+        return None
     try:
-        return scenario.path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(scenario.path)
+        value = method()
+    except Exception:  # noqa: BLE001 - provenance only; never a verdict
+        return None
+    return str(value)[:200] if value else None
 
 
 def _broker_name(broker: Any) -> str:

@@ -357,8 +357,11 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
         results = _run_with_progress(console, scenarios, adapter, sim_url, admin_token, options.jobs, pool,
                                      options.level)
 
+    from ksimkit.scenarios.provenance import suite_digest
+
     meta = ReportMeta(broker=broker_name, simulator=options.ksim_url or f"in-process ({sim_url})",
-                      suites=[str(s) for s in options.suites], started_at=started, notes=notes)
+                      suites=[str(s) for s in options.suites], started_at=started, notes=notes,
+                      suite_digest=suite_digest(scenarios), adapter=f"{adapter.name} ({Path(str(adapter.source)).name})")
     paths = write_reports(results, out, meta, strict=options.strict)
     verdict = overall_verdict(results, strict=options.strict)
     _print_summary(console, results, verdict, paths)
@@ -459,7 +462,7 @@ def _print_summary(console: Any, results: list[Any], verdict: str, paths: dict[s
                      max_width=max(20, console.width - 62))
     for rule, row in rule_matrix(results).items():
         c = row["counts"]
-        table.add_row(rule, f"[{colours[row['verdict']]}]{LABELS[row['verdict']]}[/]", str(c["passed"] or ""),
+        table.add_row(rule, f"[{colours.get(row['verdict'], 'dim')}]{LABELS[row['verdict']]}[/]", str(c["passed"] or ""),
                       str(c["failed"] or ""), str(c["not_applicable"] or ""), str(c["error"] or ""), row["title"])
     console.print(table)
     bad = [r for r in results if r.verdict in ("failed", "error")]
@@ -470,7 +473,9 @@ def _print_summary(console: Any, results: list[Any], verdict: str, paths: dict[s
         failures.add_column("verdict", no_wrap=True, min_width=7)
         failures.add_column("first problem", overflow="fold", ratio=1)
         for result in bad:
-            first = result.failures[0] if result.failures else (result.reason or "").splitlines()[0]
+            found = result.first_failure  # the earliest failed check, with the rule it belongs to
+            first = (f"{found.rule}: {found.text}" if found else result.failures[0] if result.failures
+                     else (result.reason or "").splitlines()[0])
             failures.add_row(result.scenario_id, f"[{colours[result.verdict]}]{LABELS[result.verdict]}[/]", first)
         console.print(failures)
     counts = {v: sum(1 for r in results if r.verdict == v) for v in colours}

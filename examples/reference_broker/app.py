@@ -87,6 +87,14 @@ def create_app(database_url: str = "sqlite:///reference-broker.db", defects: fro
     def health() -> Response:
         return _json({"status": "ok", "defects": sorted(process_defects)})
 
+    @route("/build", ["GET"])
+    def build() -> Response:
+        # What a certificate names as the broker's build: the ksim release it ships with, plus its seeded defects.
+        from ksimkit import __version__
+
+        defects = "+".join(sorted(process_defects)) or "no-defects"
+        return _json({"build": f"reference-broker {__version__} ({defects})"})
+
     @route("/defects", ["GET"])
     def list_defects() -> Response:
         return _json({"items": [{"name": d.name, "wrong": d.wrong, "rule": d.rule}

@@ -19,6 +19,18 @@ class Defect:
     name: str
     wrong: str  # what the broker does wrong
     rule: str  # the vendor rule it breaks (docs/rules.md)
+    # What a certification must turn red with this defect alone, besides the broker's own billing policy
+    # (BROKER-POLICY: a wrong customer invoice) where the defect changes what the customer pays: the rule, and
+    # any other rule whose own checks the defect genuinely breaks (tests/scenarios/test_defects_caught.py).
+    red: tuple[str, ...] = ()
+
+    @property
+    def red_rules(self) -> tuple[str, ...]:
+        return self.red or (self.rule,)
+
+    @property
+    def service(self) -> str:
+        return "kss" if self.name.startswith("kss_") else "korm"
 
 
 DEFECTS: Mapping[str, Defect] = {d.name: d for d in (
@@ -36,7 +48,10 @@ DEFECTS: Mapping[str, Defect] = {d.name: d for d in (
     Defect("stop_day_billed",
            "counts the day a PAYG subscription stops (a closed interval instead of a half-open one)", "KORM-STOP-1"),
     Defect("approval_discount_to_customer",
-           "passes the approval-code discount on to the customer instead of charging list price", "KORM-APPR-1"),
+           "passes the approval-code discount on to the customer instead of charging list price", "KORM-APPR-1",
+           # the vendor's side stays right (the discount reaches the vendor's bill and the broker's books of it):
+           # only the customer's invoice is wrong, against the broker's declared policy (list price)
+           red=("BROKER-POLICY",)),
     Defect("double_order_after_lost_answer",
            "sends orders without an Idempotency-Key and re-orders after a 5xx or a timeout, so a lost answer "
            "makes two subscriptions", "SIM-IDEM-1"),
@@ -48,7 +63,9 @@ DEFECTS: Mapping[str, Defect] = {d.name: d for d in (
            "starts a new trial of the original length on its books after a product change, so the customer is "
            "not charged for it while the vendor bills it", "KSS-TRIAL-2"),
     Defect("kss_free_month_charged",
-           "charges a reseller/msp subscription in the calendar month it was created", "KSS-FREE-1"),
+           "charges a reseller/msp subscription in the calendar month it was created", "KSS-FREE-1",
+           # counting a free month as charged also lifts the MSP volume tier of that month for the others
+           red=("KSS-FREE-1", "KSS-MSP-1")),
     Defect("kss_last_month_dropped_after_soft_cancel",
            "stops billing at the start of the month a soft cancel ends, so that last month is not charged",
            "KSS-STOP-1"),
@@ -57,7 +74,15 @@ DEFECTS: Mapping[str, Defect] = {d.name: d for d in (
            "KSS-MSP-1"),
     Defect("kss_new_code_after_licence_change",
            "changes a licence count by HardCancel + Activate under a NEW SubscriberId, so the customer gets a new "
-           "activation code and the vendor holds two subscriptions", "KSS-CODE-1"),
+           "activation code and the vendor holds two subscriptions", "KSS-CODE-1",
+           # a cancel-and-activate goes round the vendor's refusals of a change (707 same count, 4 hard-cancelled)
+           red=("KSS-CODE-1", "KSS-QTY-1", "KSS-STOP-1")),
+    Defect("korm_malformed_answer_crashes",
+           "fails with an error on a KORM answer it cannot parse instead of reading it as an unknown outcome and "
+           "retrying with the same Idempotency-Key", "SIM-IDEM-1"),
+    Defect("kss_soap_fault_not_retried",
+           "relays a SOAP Server fault (the service's own transient failure) to the customer as a refusal "
+           "instead of retrying it", "SIM-IDEM-1"),
 )}
 
 

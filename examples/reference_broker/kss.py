@@ -27,6 +27,7 @@ EXT = "{http://ksim.dev/kss/3.0/ext}"
 EXT_KINDS = ("ChangeLicenseCount", "ChangeProduct")
 RETRIES = 3
 BACKOFF = 0.05
+TIMEOUT = 5.0  # seconds per attempt: a slower answer is a lost one, settled by a retry
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def _client(wsdl_url: str, actor: str, timeout: float) -> tuple[zeep.Client, thr
 
 class KssClient:
     def __init__(self, wsdl_url: str, username: str, password: str, *, actor: str = "reference-broker",
-                 timeout: float = 10.0, transaction_prefix: str = "rb") -> None:
+                 timeout: float = TIMEOUT, transaction_prefix: str = "rb", defects: frozenset[str] = frozenset()) -> None:
+        self.defects = defects
         self.wsdl_url, self.username, self.password = wsdl_url, username, password
         self.actor, self.timeout, self.prefix = actor, timeout, transaction_prefix
 
@@ -99,6 +101,12 @@ class KssClient:
                 failure = f"{type(exc).__name__}: {exc}"
                 continue
             except zeep.exceptions.Fault as fault:
+                # soapenv:Server is the service's own failure (HTTP 500): transient, retried like a 5xx; a Client
+                # fault is a refusal of what we sent
+                server = str(fault.code or "").rsplit(":", 1)[-1] == "Server"
+                if server and "kss_soap_fault_not_retried" not in self.defects:  # defect("kss_soap_fault_not_retried")
+                    failure = f"SOAP Fault {fault.code}: {fault.message}"
+                    continue
                 raise KssTransactionRefused(str(fault.code or "Fault"), str(fault.message)) from None
             return self._results(answer, units, retried=attempt > 0)
         raise KssUnavailable(f"KSS {', '.join(u.kind for u in units)}: {failure} after {RETRIES} attempts")

@@ -263,12 +263,13 @@ class BrokerService:
         with self._korm_guard:
             client = self._korm.get(t.id)
             if client is None:
-                client = self._korm[t.id] = KormClient(t.row.korm_url, t.row.korm_token, actor=ACTOR)
+                client = self._korm[t.id] = KormClient(t.row.korm_url, t.row.korm_token, actor=ACTOR,
+                                                       defects=t.defects)
             return client
 
     def kss(self, t: Tenant) -> KssClient:
         return KssClient(t.row.kss_wsdl_url, t.row.kss_username, t.row.kss_password, actor=ACTOR,
-                         transaction_prefix=f"rb-{t.id}")
+                         transaction_prefix=f"rb-{t.id}", defects=t.defects)
 
     # ================================================================== the test clock and month-end billing
 

@@ -80,6 +80,8 @@ class Charge:
     amount: Decimal  # what the customer pays (at the tenant's prices)
     # what the broker expects the vendor to bill it for this line (reconciliation); None: not exposed
     vendor_cost: Decimal | None
+    sku: str | None = None  # optional: the SKU (KORM) or product (KSS) billed, for the report's per-SKU table
+    kind: str | None = None  # optional: the broker's kind of line (licence days, yearly fee, ...)
 
 
 @runtime_checkable

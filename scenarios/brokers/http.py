@@ -111,10 +111,12 @@ OTHER_METHODS: dict[str, tuple[str, ...]] = {
     "run_billing": ("to", "now"),  # after a clock move: run what the broker runs on a schedule (optional)
     "charges": ("period",),
     "activation_code": ("ref", "id"),
+    "build": (),  # optional: the broker's build for the certificate (value: where it is in the answer)
 }
 ALL_METHODS = {**STEP_METHODS, **OTHER_METHODS}
 CHARGE_FIELDS = ("period", "customer", "ref", "id", "units", "amount", "vendor_cost")
-OPTIONAL_CHARGE_FIELDS = ("units", "vendor_cost")  # may be mapped to null: the checks needing them are not done
+NULLABLE_CHARGE_FIELDS = ("units", "vendor_cost")  # may be mapped to null: the checks needing them are not done
+EXTRA_CHARGE_FIELDS = ("sku", "kind")  # read only when the adapter file maps them (per-SKU tables of the report)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 POLICIES = ("pass_through", "own")
 UNITS = ("vendor", "licence_days", "licences", "licence_months", "none")
@@ -388,7 +390,8 @@ class HttpAdapter:
             bad = sorted(set(spec) - _METHOD_KEYS)
             if bad:
                 raise fail(f"{where}.{bad[0]}", f"unknown key (known: {', '.join(sorted(_METHOD_KEYS))})")
-            http_method = str(spec.get("method", "GET" if name in ("charges", "activation_code") else "POST")).upper()
+            http_method = str(spec.get("method", "GET" if name in ("charges", "activation_code", "build")
+                                       else "POST")).upper()
             if http_method not in HTTP_METHODS:
                 raise fail(f"{where}.method", f"must be one of {', '.join(HTTP_METHODS)}, not {spec.get('method')!r}")
             url_template = spec.get("url")
@@ -458,12 +461,13 @@ class HttpAdapter:
                 fields = spec.get("fields") or {}
                 if not isinstance(fields, dict):
                     raise fail(f"{where}.fields", "must map Charge fields to dotted paths in a line")
-                bad = sorted(set(fields) - set(CHARGE_FIELDS))
+                bad = sorted(set(fields) - set(CHARGE_FIELDS) - set(EXTRA_CHARGE_FIELDS))
                 if bad:
-                    raise fail(f"{where}.fields.{bad[0]}", f"not a Charge field (known: {', '.join(CHARGE_FIELDS)})")
+                    raise fail(f"{where}.fields.{bad[0]}", "not a Charge field (known: "
+                                                           f"{', '.join(CHARGE_FIELDS + EXTRA_CHARGE_FIELDS)})")
                 for key, path_ in fields.items():
-                    if path_ is None and key not in OPTIONAL_CHARGE_FIELDS + ("id", "ref"):
-                        raise fail(f"{where}.fields.{key}", f"is required (only {', '.join(OPTIONAL_CHARGE_FIELDS)} "
+                    if path_ is None and key not in NULLABLE_CHARGE_FIELDS + ("id", "ref"):
+                        raise fail(f"{where}.fields.{key}", f"is required (only {', '.join(NULLABLE_CHARGE_FIELDS)} "
                                                             "may be null: not on the broker's invoice)")
                     if path_ is not None and not isinstance(path_, str):
                         raise fail(f"{where}.fields.{key}", "must be a JSON pointer or a dotted path in a line")
@@ -474,11 +478,13 @@ class HttpAdapter:
                                                   "captured by the steps' id:)")
                 kwargs["items"] = items
                 kwargs["fields"] = {f: (None if f in fields and fields[f] is None else str(fields.get(f, f)))
-                                    for f in CHARGE_FIELDS if f != "id" or fields.get("id")}
-            if name == "activation_code":
-                value = spec.get("value", "activation_code")
+                                    for f in CHARGE_FIELDS if f != "id" or fields.get("id")} | {
+                    f: str(fields[f]) for f in EXTRA_CHARGE_FIELDS if f in fields}
+            if name in ("activation_code", "build"):
+                value = spec.get("value", name)
                 if not isinstance(value, str):
-                    raise fail(f"{where}.value", "must be a JSON pointer or dotted path to the activation code")
+                    raise fail(f"{where}.value",
+                               f"must be a JSON pointer or dotted path to the {name.replace('_', ' ')} in the answer")
                 kwargs["value"] = value
                 missing = spec.get("missing_status", [404])
                 missing = [missing] if isinstance(missing, int) else missing
@@ -931,13 +937,14 @@ class HttpBroker:
         refs_by_id = {v: k for k, v in self.ids.items()}
         for index, line in enumerate(lines):
             def get(name: str, default: Any = MISSING, line: Any = line, index: int = index) -> Any:
-                if spec.fields.get(name, name) is None:  # mapped to null: not on this broker's invoices
+                path_ = spec.fields.get(name, MISSING)
+                if path_ is None:  # mapped to null: not on this broker's invoices
                     return None
-                value = dig(line, spec.fields[name])
+                value = MISSING if path_ is MISSING else dig(line, path_)
                 if value is MISSING or value is None:
                     if default is not MISSING:
                         return default
-                    raise BrokerCallError(f"charges: line {index} has no {name} at {spec.fields[name]!r} "
+                    raise BrokerCallError(f"charges: line {index} has no {name} at {path_!r} "
                                           f"(set methods.charges.fields.{name})", method=spec.method,
                                           url=str(response.request.url), body=str(line))
                 return value
@@ -959,9 +966,20 @@ class HttpBroker:
             line_period = str(get("period", period))
             if re.match(r"^\d{4}-\d{2}-\d{2}", line_period):  # a line dated, not labelled: its calendar month
                 line_period = line_period[:7]
-            out.append(Charge(period=line_period, customer=str(get("customer", "")),
-                              ref=ref, units=units, amount=amount, vendor_cost=vendor_cost))
+            sku, kind = get("sku", None), get("kind", None)
+            out.append(Charge(period=line_period, customer=str(get("customer", "")), ref=ref, units=units, amount=amount,
+                              vendor_cost=vendor_cost, sku=None if sku is None else str(sku),
+                              kind=None if kind is None else str(kind)))
         return out
+
+    def build(self) -> str | None:
+        """The broker's build as its ``build`` method answers it; ``None`` when the adapter file has none."""
+        if "build" not in self.adapter.methods:
+            return None
+        spec, response = self._call("build", {})
+        self._check("build", response)
+        found = dig(self._json("build", response), spec.value)
+        return None if found is MISSING or found is None else str(found)
 
     def activation_code(self, ref: str) -> str | None:
         spec = self._spec("activation_code")

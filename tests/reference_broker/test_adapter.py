@@ -12,7 +12,7 @@ import yaml
 ADAPTER = Path(__file__).resolve().parents[2] / "examples" / "reference_broker" / "adapter.yaml"
 BROKER_METHODS = ("start", "stop_tenant", "order", "change_quantity", "switch_plan", "stop", "reactivate", "migrate",
                   "activate", "change_count", "change_product", "pause", "resume", "cancel_at_month_end",
-                  "hard_cancel", "advance_clock", "charges", "activation_code")
+                  "hard_cancel", "advance_clock", "charges", "activation_code", "build")
 UTC = dt.timezone.utc
 
 from ksimkit.scenarios.brokers import http

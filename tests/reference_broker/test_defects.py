@@ -177,6 +177,29 @@ def test_kss_new_code_after_licence_change(world: Any) -> None:
     assert (new["status"], new["activation_code"], new["customer_id"]) == ("Started", answer["activation_code"], "home")
 
 
+@pytest.mark.parametrize("defects", [[], ["korm_malformed_answer_crashes"]])
+def test_korm_malformed_answer_crashes(world: Any, defects: list[str]) -> None:
+    w = world(now="2026-04-15T09:00:00Z", defects=defects)
+    w.partner.inject_fault("malformed", service="korm", operation="createSubscription", when="after", times=1)
+    answer = w.order("s1", "acme", PAYG, 25, expect=None)
+    if defects:  # the garbled answer is an error to the customer, though the vendor placed the order
+        assert answer["outcome"] != "done"
+    else:  # retried with the same Idempotency-Key: the vendor's first answer, one subscription
+        assert answer["outcome"] == "done" and answer["activation_code"]
+    assert len(w.korm_subscriptions("acme")) == 1
+
+
+@pytest.mark.parametrize("defects", [[], ["kss_soap_fault_not_retried"]])
+def test_kss_soap_fault_not_retried(world: Any, defects: list[str]) -> None:
+    w = world(now="2026-03-01T09:00:00Z", programme="xsp", defects=defects)
+    w.partner.inject_fault("soap_fault", service="kss", operation="Activate", times=1)
+    answer = w.activate("k1", "home", "KIS", 10, expect=None)
+    assert answer["outcome"] == ("refused" if defects else "done")
+    with w.partner.kss_rest() as kss:
+        status = kss.get("/subscriptions/k1").status_code
+    assert status == (404 if defects else 200)
+
+
 def test_every_defect_has_a_test() -> None:
     """Each defect of the list has its own test here, named after it."""
     assert {name for name in DEFECTS if callable(globals().get(f"test_{name}"))} == set(DEFECTS)

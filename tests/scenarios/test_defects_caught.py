@@ -1,5 +1,8 @@
 """The harness checks itself: the clean reference broker passes every packaged scenario, and each seeded defect,
-switched on alone, is caught by at least one scenario that names the vendor rule the defect breaks."""
+switched on alone over its service's whole suite, is caught by a scenario naming the rule it breaks and turns red
+only that rule (plus the broker's own billing policy where the customer's invoice is wrong, and any rule its
+checks genuinely break: ``Defect.red`` in examples/reference_broker/defects.py). A rule fails only when one of its
+own checks fails (scenarios/attribution.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from ksimkit import scenarios
+from ksimkit.scenarios.attribution import POLICY
 from ksimkit.scenarios.brokers.reference import reference_broker
 from ksimkit.scenarios.model import load_suite
-from ksimkit.scenarios.runner import FAILED, Simulator, run_scenarios
+from ksimkit.scenarios.report import rule_matrix
+from ksimkit.scenarios.runner import ERROR, FAILED, Simulator, run_scenarios
 
 import ksimkit.examples.reference_broker  # noqa: F401  (the broker the suites must catch)
 from ksimkit.examples.reference_broker.defects import DEFECTS  # noqa: E402
@@ -25,11 +30,16 @@ def test_clean_reference_broker_passes_every_scenario(sim: Simulator) -> None:
 
 
 @pytest.mark.parametrize("defect", sorted(DEFECTS))
-def test_seeded_defect_is_caught_by_a_scenario_naming_its_rule(defect: str, sim: Simulator) -> None:
-    rule = DEFECTS[defect].rule
-    naming = [s for s in SUITE if rule in s.rules]
-    assert naming, f"no scenario names {rule}"
+def test_each_seeded_defect_is_caught_and_turns_red_only_its_own_rules(defect: str, sim: Simulator) -> None:
+    seeded = DEFECTS[defect]
+    suite = [s for s in SUITE if s.service == seeded.service]
     with reference_broker(defects=[defect]) as adapter:
-        results = run_scenarios(naming, adapter, sim, jobs=4)
-    caught = [r.scenario_id for r in results if r.verdict == FAILED]
-    assert caught, f"{defect} ({rule}) slipped through all {len(naming)} scenarios naming {rule}"
+        results = run_scenarios(suite, adapter, sim, jobs=4)
+    assert not [r.scenario_id for r in results if r.verdict == ERROR]
+    caught = [r.scenario_id for r in results if r.verdict == FAILED and seeded.rule in r.rules]
+    assert caught, f"{defect} ({seeded.rule}) slipped through every scenario naming {seeded.rule}"
+    red = {rule for rule, row in rule_matrix(results).items() if row["verdict"] == FAILED}
+    allowed = set(seeded.red_rules) | {POLICY}
+    blamed = {rule: [r.scenario_id for r in results if r.rule_verdicts.get(rule) == FAILED] for rule in red - allowed}
+    assert not blamed, f"{defect} turned rules red that it does not break: {blamed}"
+    assert set(seeded.red_rules) <= red, f"{defect}: {set(seeded.red_rules) - red} stayed green"

@@ -7,6 +7,8 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
+
 from ksimkit.scenarios.report import ReportMeta, overall_verdict, render_html, rule_matrix, timeline_svg, write_reports
 from ksimkit.scenarios.runner import (
     ERROR, FAILED, NOT_APPLICABLE, PASSED, ChargeRow, CheckRecord, ReconRow, ScenarioResult, StepRecord, Timeline,
@@ -144,3 +146,72 @@ def test_the_timeline_svg_is_well_formed_xml() -> None:
     assert "2026-05 broker billed: 70.50" in titles and "2026-05 vendor billed: 60.49" in titles
     red = [r for r in bars if r.get("fill") == "#b91c1c"]
     assert len(red) == 1  # May: the broker's invoice differs from the expected one
+
+
+def attributed() -> list[ScenarioResult]:
+    """A passing scenario listed first, then a failing one whose checks are attributed to their rules."""
+    from ksimkit.scenarios.attribution import BILLS, END, POLICY, Finding
+
+    good, bad = results()[0], results()[1]
+    bad.timezone = "Europe/Berlin"
+    bad.broker_build = "my-broker 1.4.2 (abc123)"
+    bad.findings = [
+        Finding("KORM-PAYG-2", 1, True, "step 1 (order s1)", ref="s1", line=8),
+        Finding("KORM-STOP-1", END, True, "vendor check (line 18)", ref="s1", line=18),
+        Finding(POLICY, BILLS, False, "charge 2026-05 s1 (line 20): the broker billed 1 line(s): units 775, "
+                "expected 665", ref="s1", period="2026-05", line=20),
+        Finding("KORM-PAYG-2", BILLS, False, "reconciliation 2026-05 s1: the broker counts 775 units, the vendor "
+                "bills 665", ref="s1", period="2026-05"),
+    ]
+    bad.rule_results = {"KORM-PAYG-2": FAILED, "KORM-STOP-1": PASSED, POLICY: FAILED}
+    bad.charges[0].split = [
+        {"sku": "KESB-SELECT-PAYG-20-49", "kind": "licence_days", "units": 300, "amount": "27.29", "vendor_cost": "27.29",
+         "customer": "acme"},
+        {"sku": "KESB-SELECT-PAYG-50-99", "kind": "licence_days", "units": 475, "amount": "43.21",
+         "vendor_cost": "43.21", "customer": "acme"}]
+    return [good, bad]
+
+
+def test_the_report_points_at_the_bug(tmp_path: Path) -> None:
+    meta = ReportMeta(broker="b", suite_digest="sha256:" + "ab" * 32, adapter="my-broker (my-broker.yaml)")
+    paths = write_reports(attributed(), tmp_path, meta)
+    page = paths["html"].read_text(encoding="utf-8")
+    # failures first: the failure card comes before the rules matrix and the passing scenario's details
+    assert page.index('class="failure"') < page.index('id="rules"') < page.index('id="s-korm-bad"') < page.index(
+        'id="s-korm-good"')
+    card = page[page.index('class="failure"'):page.index("</section>")]
+    assert "KORM-PAYG-2" in card and "PAYG: billed by licence-days" in card  # the first failure's rule and sentence
+    assert "the broker counts 775 units, the vendor bills 665" in card  # a vendor rule's figure before the policy's
+    assert "reactivate s1" in card and "2026-05-10 02:00 +02:00" in card  # the step that led to it, local time too
+    assert "suites/korm/korm-bad.yaml" in card
+    # the rule matrix: a rule fails on its own checks only
+    matrix = rule_matrix(attributed())
+    assert matrix["KORM-STOP-1"]["verdict"] == PASSED and matrix["KORM-PAYG-2"]["verdict"] == FAILED
+    # per-line and per-SKU tables beside the totals
+    assert page.count("KESB-SELECT-PAYG-50-99") >= 2 and "43.21" in page and "27.29" in page
+    # provenance in all three outputs
+    for text in (page, paths["json"].read_text(), paths["junit"].read_text()):
+        assert "sha256:" + "ab" * 32 in text and "my-broker 1.4.2 (abc123)" in text and "my-broker (my-broker.yaml)" in text
+    assert json.loads(paths["json"].read_text())["ksim_version"]
+    summary = json.loads(paths["json"].read_text())
+    assert summary["scenarios"][1]["first_failure"]["rule"] == "KORM-PAYG-2"
+    assert summary["scenarios"][1]["rule_verdicts"]["KORM-STOP-1"] == PASSED
+    failure = ET.parse(paths["junit"]).getroot().find(".//testcase[@name='korm-bad']/failure")
+    assert failure is not None and failure.get("message", "").startswith("KORM-PAYG-2: reconciliation 2026-05 s1")
+    # printable: a print stylesheet, and every chart value as text, not only in a tooltip
+    assert "@media print" in page
+    svg = timeline_svg(attributed()[1].timeline, attributed()[1])  # type: ignore[arg-type]
+    texts = [t.text for t in ET.fromstring(svg.split("</svg>")[0] + "</svg>").iter("{http://www.w3.org/2000/svg}text")]
+    assert "70.50" in texts and "60.49" in texts and "25" in texts and "20" in texts
+
+
+def test_scenario_paths_are_relative_never_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ksimkit import scenarios
+    from ksimkit.scenarios.provenance import display_path
+
+    packaged = Path(scenarios.__file__).parent / "suites" / "korm" / "korm-payg-reduction-mid-month.yaml"
+    monkeypatch.chdir(tmp_path)  # as from a project of one's own: the package is not below the working directory
+    assert display_path(packaged, "x") == "ksimkit/scenarios/suites/korm/korm-payg-reduction-mid-month.yaml"
+    own = tmp_path / "mine" / "korm-x.yaml"
+    assert display_path(own, "x") == "mine/korm-x.yaml"
+    assert display_path(Path("/elsewhere/suites/korm/korm-y.yaml"), "x") == "suites/korm/korm-y.yaml"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ksimkit.scenarios.attribution import POLICY
 from ksimkit.scenarios.brokers.base import StepResult, TenantSetup
 from ksimkit.scenarios.model import Scenario
 from ksimkit.scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, PASSED, Simulator, fault_rule, run_scenario, run_scenarios
@@ -116,7 +117,8 @@ def test_a_correct_broker_passes_and_the_result_holds_every_comparison(
     result = run_scenario(korm_scenarios["payg-reduction"], ScriptedBroker(), sim)
     assert result.verdict == PASSED, result.failures or result.reason
     assert result.partner_id and result.partner_id.startswith("ptn_") and result.broker == "ScriptedBroker"
-    assert result.rule_verdicts == {"KORM-PAYG-1": PASSED, "KORM-PAYG-2": PASSED, "KORM-STOP-1": PASSED}
+    assert result.rule_verdicts == {"KORM-PAYG-1": PASSED, "KORM-PAYG-2": PASSED, "KORM-STOP-1": PASSED,
+                                    POLICY: PASSED}
     steps = result.steps
     assert [s.outcome for s in steps] == ["done", "ok", "done", "ok", "done", "refused"]
     assert steps[5].code == "SUBSCRIPTION_DELETED" and steps[5].expected == "refused (SUBSCRIPTION_DELETED)"

@@ -1,0 +1,46 @@
+"""What produced a certificate: the ksim version, the digest of the scenario files run, the adapter and the
+broker's own build; and scenario paths as a reader can find them (never an absolute site-packages path)."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["display_path", "ksim_version", "suite_digest"]
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent  # ksimkit.scenarios
+
+
+def ksim_version() -> str:
+    from ksimkit import __version__
+
+    return __version__
+
+
+def display_path(path: Path | None, fallback: str) -> str:
+    """A scenario file as the report shows it: relative to the working directory when below it, else to the
+    installed ``ksimkit.scenarios`` package (``ksimkit/scenarios/suites/korm/x.yaml``), else its last three parts."""
+    if path is None:
+        return fallback
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        pass
+    try:
+        return "ksimkit/scenarios/" + resolved.relative_to(_PACKAGE_ROOT).as_posix()
+    except ValueError:
+        return "/".join(resolved.parts[-3:])
+
+
+def suite_digest(scenarios: Iterable[Any]) -> str:
+    """sha256 over the scenarios run (each one's id and file bytes, in id order): two certificates with the same
+    digest ran the same scenario texts."""
+    digest = hashlib.sha256()
+    for scenario in sorted(scenarios, key=lambda s: s.id):
+        digest.update(scenario.id.encode() + b"\0")
+        path = getattr(scenario, "path", None)
+        digest.update(path.read_bytes() if path is not None and Path(path).is_file() else repr(scenario).encode())
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()
