@@ -39,10 +39,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import json
 import os
-import ssl
 import re
 import subprocess
 import sys
@@ -57,6 +55,7 @@ import httpx
 import yaml
 
 from ksimkit.scenarios.brokers.base import Charge, StepResult, TenantSetup
+from ksimkit.simulators.client import default_tls
 
 __all__ = ["AdapterError", "BillingPolicy", "BrokerCallError", "HttpAdapter", "HttpBroker", "MethodSpec", "ResultSpec"]
 
@@ -607,13 +606,6 @@ def context_values(setup: TenantSetup) -> dict[str, Any]:
         "kss_rest_url": korm_base + "/kss/v1",
         "time_url": f"{korm_base}/_sim/partners/{setup.partner_id}/time" if setup.partner_id else None,
     }
-
-
-@functools.lru_cache(maxsize=1)
-def default_tls() -> ssl.SSLContext:
-    """httpx's default TLS context (verify on), made once: building one loads the CA bundle (~10 ms of CPU), and a
-    certification run opens hundreds of clients."""
-    return httpx.create_ssl_context()
 
 
 def tls_transport() -> httpx.HTTPTransport:
