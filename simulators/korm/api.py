@@ -23,10 +23,25 @@ def _identify(conn: Any) -> CallContext:
     return call_context(authenticate_partner(conn))
 
 
+MAX_PATH_ID = 64  # the contract's maxLength of the path parameters subscription_id and sku
+
+
+def _check_path_ids() -> None:
+    """A path id longer than the contract allows is a 422 VALIDATION_ERROR (SIM-ERR-1), not an unknown id."""
+    for name in ("subscription_id", "sku"):
+        value = (request.view_args or {}).get(name)
+        if value is not None and len(value) > MAX_PATH_ID:
+            message = f"is longer than {MAX_PATH_ID} characters"
+            raise Problem(422, "VALIDATION_ERROR", f"path/{name}: {message}", rule="SIM-ERR-1",
+                          errors=[{"path": f"path/{name}", "message": message}])
+
+
 def _run(action: Callable[[Any, CallContext], Response], *, write: bool = False) -> Response:
-    """One transaction per request, through the test harness: authenticate, act; a Problem rolls everything back."""
+    """One transaction per request, through the test harness: authenticate, check the path ids, act; a Problem
+    rolls everything back."""
 
     def work(conn: Any, ctx: CallContext, fault: object) -> Response:
+        _check_path_ids()
         if write:
             return idempotent(conn, ctx.partner_id, lambda: action(conn, ctx))
         return action(conn, ctx)
