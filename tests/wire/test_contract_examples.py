@@ -523,5 +523,8 @@ def test_SIM_ERR_1_the_fault_and_journal_examples_are_the_servers_answers(server
         assert ordered.status_code == 201, ordered.text
     page = admin.get(f"/partners/{pid}/journal").json()
     same(example(a, "JournalPageOrder"), page, volatile=ADMIN_VOLATILE | JOURNAL_VOLATILE)
+    shown = example(a, "JournalPageOrder")["items"][0]["request"]
+    assert (page["items"][0]["request"]["body"], page["items"][0]["request"]["body_bytes"]) == (
+        shown["body"], shown["body_bytes"])
     flaky = admin.post(f"/partners/{pid}/faults", json=example(a, "FaultCreateFlakyKss"))
     assert flaky.status_code == 201, flaky.text
