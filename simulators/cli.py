@@ -327,7 +327,10 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
         admin_token = options.admin_token or settings.admin_token
         if options.ksim_url:
             sim_url = options.ksim_url.rstrip("/")
-            problem = _simulator_problem(sim_url, admin_token)
+            from ksimkit.simulators.client import KsimAdmin
+
+            with KsimAdmin(sim_url, admin_token, timeout=REACH_TIMEOUT_S) as admin:
+                problem = admin.problem(token_hint="--admin-token, setting admin_token")
             if problem:
                 err.print(f"[red]ksim certify: {problem}[/]; no scenario was run", highlight=False)
                 return 2
@@ -385,29 +388,6 @@ def _certify_pool(options: CertifyOptions, pool: Any, sim_url: str, admin_token:
         return False
     return pool
 REACH_TIMEOUT_S = 5.0
-
-
-def _simulator_problem(url: str, admin_token: str) -> str | None:
-    """Why the ``--ksim-url`` simulator cannot be used (down, not ksim, wrong admin token), or ``None``."""
-    import httpx
-
-    from ksimkit.simulators.client import KsimAdmin, KsimError
-
-    with KsimAdmin(url, admin_token, timeout=REACH_TIMEOUT_S) as admin:
-        try:
-            admin.health()
-        except httpx.TransportError as exc:
-            return f"the simulator at {url} cannot be reached ({type(exc).__name__}: {exc or 'no answer'})"
-        except (KsimError, ValueError) as exc:
-            return f"{url} does not answer as a ksim simulator (GET /_sim/health: {exc})"
-        try:
-            admin.request("GET", "/partners/ptn_certify_token_check")  # any answer but 401 shows the token works
-        except KsimError as exc:
-            if exc.status == 401:
-                return f"the simulator at {url} refuses the admin token (--admin-token, setting admin_token)"
-        except httpx.TransportError as exc:
-            return f"the simulator at {url} cannot be reached ({type(exc).__name__}: {exc})"
-    return None
 
 
 def _broker_problem(adapter: Any) -> str | None:

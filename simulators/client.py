@@ -196,6 +196,30 @@ class KsimAdmin:
                     raise TimeoutError(f"ksim at {self.base_url} did not answer /_sim/health within {timeout} s: {exc}") from exc
                 time.sleep(interval)
 
+    def problem(self, *, wait: float = 0.0, token_hint: str = "") -> str | None:
+        """Why this simulator cannot be used (down, not ksim, the admin token refused), as one sentence, or ``None``.
+        ``wait``: seconds to wait for a server still starting; ``token_hint`` names where the token comes from."""
+        try:
+            if wait > 0:
+                self.wait_until_ready(timeout=wait)
+            else:
+                self.health()
+        except TimeoutError as exc:
+            cause = exc.__cause__ or exc
+            return f"the simulator at {self.base_url} cannot be reached ({type(cause).__name__}: {cause or 'no answer'})"
+        except httpx.TransportError as exc:
+            return f"the simulator at {self.base_url} cannot be reached ({type(exc).__name__}: {exc or 'no answer'})"
+        except (KsimError, ValueError) as exc:
+            return f"{self.base_url} does not answer as a ksim simulator (GET /_sim/health: {exc})"
+        try:
+            self.request("GET", "/partners/ptn_000000000000")  # any answer but 401 shows the token works
+        except KsimError as exc:
+            if exc.status == 401:
+                return f"the simulator at {self.base_url} refuses the admin token" + (f" ({token_hint})" if token_hint else "")
+        except httpx.TransportError as exc:
+            return f"the simulator at {self.base_url} cannot be reached ({type(exc).__name__}: {exc})"
+        return None
+
     # -- partners ---------------------------------------------------------------------------------
 
     def create_partner(

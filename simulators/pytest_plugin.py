@@ -110,23 +110,10 @@ REACH_TIMEOUT_S = 5.0
 def _check_running_server(admin: KsimAdmin) -> None:
     """A ``--ksim-url`` server that is down, not ksim, or refuses the admin token: one clear line (the tests that
     need it error with it), not a chain of tracebacks."""
-    import httpx
-
-    from ksimkit.simulators.client import KsimError
-
-    try:
-        admin.wait_until_ready(timeout=REACH_TIMEOUT_S)
-    except TimeoutError as exc:
-        cause = exc.__cause__
-        reason = f"{type(cause).__name__}: {cause}" if isinstance(cause, (httpx.TransportError, KsimError)) else str(exc)
-        pytest.fail(f"ksim: no simulator answers at --ksim-url {admin.base_url} ({reason}); start one "
-                    "(ksim serve) or drop --ksim-url to run one in-process", pytrace=False)
-    try:
-        admin.request("GET", "/partners/ptn_plugin_token_check")  # any answer but 401 shows the token works
-    except KsimError as exc:
-        if exc.status == 401:
-            pytest.fail(f"ksim: the simulator at {admin.base_url} refuses the admin token (--ksim-admin-token, "
-                        "$KSIM_ADMIN_TOKEN)", pytrace=False)
+    problem = admin.problem(wait=REACH_TIMEOUT_S, token_hint="--ksim-admin-token, $KSIM_ADMIN_TOKEN")
+    if problem:
+        pytest.fail(f"ksim: --ksim-url: {problem}; start one (ksim serve) or drop --ksim-url to run one in-process",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")

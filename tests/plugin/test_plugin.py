@@ -432,7 +432,7 @@ def test_SIM_ERR_1_plugin_ksim_url_of_a_server_that_is_down_is_one_clear_line(
     pytester.makepyfile(test_user=USER_TESTS.format(records=str(pytester.path / "records")))
     result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "--ksim-url", url, "-k", "test_a or test_b")
     result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines([f"*ksim: no simulator answers at --ksim-url {url} (ConnectError*start one (ksim serve)*"])
+    result.stdout.fnmatch_lines([f"*ksim: --ksim-url: the simulator at {url} cannot be reached (ConnectError*start one (ksim serve)*"])
     text = result.stdout.str()
     assert "Traceback" not in text and "httpcore" not in text and len(text.splitlines()) < 40, text
 
