@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +19,9 @@ from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.errors import Problem, conflict
 from ksimkit.simulators.core.store import audit_log
 from ksimkit.simulators.core.store import partners as partners_table
-from ksimkit.simulators.core.web import bearer_token, json_body, json_response, require_admin, runtime, unauthorized
+from ksimkit.simulators.core.web import (
+    bearer_token, is_admin, json_body, json_response, require_admin, runtime, unauthorized,
+)
 from ksimkit.simulators.korm import rules as korm_rules
 from ksimkit.simulators.kss import rules as kss_rules
 
@@ -199,8 +200,7 @@ def get_time(partner_id: str) -> Response:
     token = bearer_token()
     with runtime().store.begin() as conn:
         own = partners.partner_by_token(conn, token) if token else None
-        is_admin = token is not None and secrets.compare_digest(token.encode(), runtime().settings.admin_token.encode())
-        if not is_admin and (own is None or own.id != partner_id):
+        if not is_admin() and (own is None or own.id != partner_id):
             raise unauthorized("the partner's time needs the admin token or the partner's own token")
         clock = clock_mode.current(conn, partner_id)  # a running clock is caught up to wall time first
     fmt = request.args.get("format", "json")

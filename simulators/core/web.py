@@ -160,9 +160,14 @@ def authenticate_partner(conn: Connection) -> Partner:
     return partner
 
 
-def require_admin() -> None:
+def is_admin() -> bool:
+    """The request carries the admin token."""
     token = bearer_token()
-    if token is None or not secrets.compare_digest(token.encode(), runtime().settings.admin_token.encode()):
+    return token is not None and secrets.compare_digest(token.encode(), runtime().settings.admin_token.encode())
+
+
+def require_admin() -> None:
+    if not is_admin():
         raise unauthorized("the control plane needs the admin token")
 
 
