@@ -50,17 +50,11 @@ def reference_broker(defects: Iterable[str] = (), *, database_url: str | None = 
     given seeded defects for every tenant; yield its adapter, bound to that port. An unknown defect name is a
     ``ValueError``; a missing package or adapter file is :class:`ReferenceBrokerUnavailable`."""
     package = _package()
-    create_app = getattr(package, "create_app", None)
-    if create_app is None:
-        raise ReferenceBrokerUnavailable(f"{PACKAGE} has no create_app")
     path = adapter_path()
     from ksimkit.simulators.server import InProcessServer
 
     with tempfile.TemporaryDirectory(prefix="ksim-reference-broker-") as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'reference-broker.db'}"
-        try:  # an unknown defect name is the package's ValueError
-            app = create_app(url, defects=frozenset(defects), use_env=False)
-        except TypeError:  # an older signature without use_env
-            app = create_app(url, defects=frozenset(defects))
+        app = package.create_app(url, defects=frozenset(defects), use_env=False)  # type: ignore[attr-defined]
         with InProcessServer(app) as server:
             yield HttpAdapter.load(path, base_url=server.url)
