@@ -10,6 +10,7 @@ Each workload gets 100 warm-up calls, then 5 batches; the median and the minimum
 call (``time.process_time``) are printed. To compare two versions, run it with ``PYTHONPATH`` set to each
 checkout in turn, alternating.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,28 +32,40 @@ def workloads() -> dict[str, Callable[[], None]]:
     from ksimkit.simulators.app import create_app
     from ksimkit.simulators.core.settings import Settings
 
-    app = create_app(Settings(database_url=f"sqlite:///{tempfile.mkdtemp(prefix='ksim-cpu-')}/state.db",
-                              admin_token=ADMIN))
+    app = create_app(
+        Settings(database_url=f"sqlite:///{tempfile.mkdtemp(prefix='ksim-cpu-')}/state.db", admin_token=ADMIN)
+    )
     client = app.test_client()
-    partner = client.post("/_sim/partners", json={"programme": "xsp"},
-                          headers={"Authorization": f"Bearer {ADMIN}"}).get_json()
+    partner = client.post(
+        "/_sim/partners", json={"programme": "xsp"}, headers={"Authorization": f"Bearer {ADMIN}"}
+    ).get_json()
     auth = {"Authorization": f"Bearer {partner['token']}"}
-    subs = [client.post("/korm/v1/subscriptions", json={**ORDER, "customer_id": f"c{i % 20}"},
-                        headers={**auth, "Idempotency-Key": f"setup-{i}"}).get_json()["id"] for i in range(200)]
+    subs = [
+        client.post(
+            "/korm/v1/subscriptions",
+            json={**ORDER, "customer_id": f"c{i % 20}"},
+            headers={**auth, "Idempotency-Key": f"setup-{i}"},
+        ).get_json()["id"]
+        for i in range(200)
+    ]
     user, password, start = partner["kss"]["username"], partner["kss"]["password"], partner["now"]
 
     def envelope(transaction: str, item: str) -> bytes:
-        return ('<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" '
-                'xmlns:kss="http://schemas.kaspersky.com/services/subscription/2.0/"><soap:Header><kss:AccessInfo>'
-                f'<kss:UserName>{user}</kss:UserName><kss:Password>{password}</kss:Password></kss:AccessInfo>'
-                '</soap:Header><soap:Body><kss:SubscriptionRequestContainer>'
-                f'<kss:Timestamp>{start}</kss:Timestamp><kss:TransactionId>{transaction}</kss:TransactionId>'
-                f'<kss:SubscriptionRequest>{item}</kss:SubscriptionRequest></kss:SubscriptionRequestContainer>'
-                '</soap:Body></soap:Envelope>').encode()
+        return (
+            '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" '
+            'xmlns:kss="http://schemas.kaspersky.com/services/subscription/2.0/"><soap:Header><kss:AccessInfo>'
+            f"<kss:UserName>{user}</kss:UserName><kss:Password>{password}</kss:Password></kss:AccessInfo>"
+            "</soap:Header><soap:Body><kss:SubscriptionRequestContainer>"
+            f"<kss:Timestamp>{start}</kss:Timestamp><kss:TransactionId>{transaction}</kss:TransactionId>"
+            f"<kss:SubscriptionRequest>{item}</kss:SubscriptionRequest></kss:SubscriptionRequestContainer>"
+            "</soap:Body></soap:Envelope>"
+        ).encode()
 
     def activate_item(subscriber: str) -> str:
-        return (f'<kss:Activate UnitId="1" SubscriberId="{subscriber}" StartTime="{start}" EndTime="indefinite" '
-                'LicenseCount="1" ProductId="KIS"/>')
+        return (
+            f'<kss:Activate UnitId="1" SubscriberId="{subscriber}" StartTime="{start}" EndTime="indefinite" '
+            'LicenseCount="1" ProductId="KIS"/>'
+        )
 
     client.post("/kss/soap/upi", data=envelope("setup", activate_item("getinfo")), headers=SOAP)
     n = [0]
@@ -70,8 +83,11 @@ def workloads() -> dict[str, Callable[[], None]]:
 
     def quantity() -> None:
         i = nxt()
-        r = client.post(f"/korm/v1/subscriptions/{subs[i % len(subs)]}/quantity",
-                        json={"quantity": 21 + (i // len(subs)) % 28}, headers={**auth, "Idempotency-Key": f"q{i}"})
+        r = client.post(
+            f"/korm/v1/subscriptions/{subs[i % len(subs)]}/quantity",
+            json={"quantity": 21 + (i // len(subs)) % 28},
+            headers={**auth, "Idempotency-Key": f"q{i}"},
+        )
         assert r.status_code == 200, r.data
 
     def activate() -> None:
@@ -105,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(batch):
                 call()
             per_call.append((time.process_time() - t0) / batch * 1e6)
-        print(f"{name:<9} median {statistics.median(per_call):6.0f} µs CPU per call  (min {min(per_call):.0f})",
-              flush=True)
+        print(
+            f"{name:<9} median {statistics.median(per_call):6.0f} µs CPU per call  (min {min(per_call):.0f})",
+            flush=True,
+        )
         if opts.profile:
             profile = cProfile.Profile()
             profile.enable()

@@ -10,6 +10,7 @@
 ``python bench/peers.py --install`` installs them; ``python bench/peers.py --list`` says which are installed.
 ``bench/run.py`` starts them next to ksim (``--peers``) and computes the ratios.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -149,8 +151,9 @@ class Peer:
         self.prepare()
         log = open(self.workdir / "peer.log", "wb")
         t0 = time.monotonic()
-        self.proc = subprocess.Popen([*self.pin, *self.command()], stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*self.pin, *self.command()], stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+        )
         method, path, headers, body = self.ready_probe()
         port = self.admin_port if hasattr(self, "admin_port") else self.port
         while True:
@@ -191,16 +194,44 @@ class WireMock(Peer):
         mappings = self.workdir / "mappings"
         mappings.mkdir(parents=True, exist_ok=True)
         sub = self.fixtures["subscription"]
-        (mappings / "korm_get.json").write_text(json.dumps({"request": {
-            "method": "GET", "url": f"/korm/v1/subscriptions/{sub['id']}"},
-            "response": {"status": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(sub)}}))
-        (mappings / "kss_activate.json").write_text(json.dumps({"request": {"method": "POST", "url": "/kss/soap/upi"},
-            "response": {"status": 200, "headers": {"Content-Type": "text/xml; charset=utf-8"},
-                         "body": self.fixtures["activate_response"]}}))
+        (mappings / "korm_get.json").write_text(
+            json.dumps(
+                {
+                    "request": {"method": "GET", "url": f"/korm/v1/subscriptions/{sub['id']}"},
+                    "response": {
+                        "status": 200,
+                        "headers": {"Content-Type": "application/json"},
+                        "body": json.dumps(sub),
+                    },
+                }
+            )
+        )
+        (mappings / "kss_activate.json").write_text(
+            json.dumps(
+                {
+                    "request": {"method": "POST", "url": "/kss/soap/upi"},
+                    "response": {
+                        "status": 200,
+                        "headers": {"Content-Type": "text/xml; charset=utf-8"},
+                        "body": self.fixtures["activate_response"],
+                    },
+                }
+            )
+        )
 
     def command(self) -> list[str]:
-        return ["java", "-jar", str(wiremock_jar()), "--port", str(self.port), "--bind-address", "127.0.0.1",
-                "--root-dir", str(self.workdir), "--disable-banner"]
+        return [
+            "java",
+            "-jar",
+            str(wiremock_jar()),
+            "--port",
+            str(self.port),
+            "--bind-address",
+            "127.0.0.1",
+            "--root-dir",
+            str(self.workdir),
+            "--disable-banner",
+        ]
 
     def ready_probe(self) -> tuple[str, str, dict[str, str], bytes | None]:
         return "GET", "/__admin/mappings", {}, None
@@ -226,19 +257,49 @@ class Mountebank(Peer):
         self.admin_port = fixtures["free_port"]()
 
     def command(self) -> list[str]:
-        return [str(BIN / "mb"), "--port", str(self.admin_port), "--localOnly", "--loglevel", "warn",
-                "--logfile", str(self.workdir / "mb.log"), "--pidfile", str(self.workdir / "mb.pid")]
+        return [
+            str(BIN / "mb"),
+            "--port",
+            str(self.admin_port),
+            "--localOnly",
+            "--loglevel",
+            "warn",
+            "--logfile",
+            str(self.workdir / "mb.log"),
+            "--pidfile",
+            str(self.workdir / "mb.pid"),
+        ]
 
     def ready_probe(self) -> tuple[str, str, dict[str, str], bytes | None]:
         return "GET", "/imposters", {}, None
 
     def configure(self) -> None:
-        imposter = {"port": self.port, "protocol": "http", "stubs": [{
-            "predicates": [{"equals": {"method": "POST", "path": "/kss/soap/upi"}}],
-            "responses": [{"is": {"statusCode": 200, "headers": {"Content-Type": "text/xml; charset=utf-8"},
-                                  "body": self.fixtures["activate_response"]}}]}]}
-        status, body = self.http(self.admin_port, "POST", "/imposters", {"Content-Type": "application/json"},
-                                    json.dumps(imposter).encode(), timeout=10)
+        imposter = {
+            "port": self.port,
+            "protocol": "http",
+            "stubs": [
+                {
+                    "predicates": [{"equals": {"method": "POST", "path": "/kss/soap/upi"}}],
+                    "responses": [
+                        {
+                            "is": {
+                                "statusCode": 200,
+                                "headers": {"Content-Type": "text/xml; charset=utf-8"},
+                                "body": self.fixtures["activate_response"],
+                            }
+                        }
+                    ],
+                }
+            ],
+        }
+        status, body = self.http(
+            self.admin_port,
+            "POST",
+            "/imposters",
+            {"Content-Type": "application/json"},
+            json.dumps(imposter).encode(),
+            timeout=10,
+        )
         if status != 201:
             raise RuntimeError(f"mountebank refused the imposter: {status} {body[:200]!r}")
 

@@ -11,6 +11,7 @@ and p90 wall milliseconds per test and the projected seconds of a 1,000-test sui
 in-process server shares the Python process with the "tests", as under the plugin; the shared server is
 ``ksim serve`` with its default workers on a fresh SQLite file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 ADMIN = "ksim-bench-admin"
 TARGET_SECONDS_PER_1000 = 10.0
@@ -49,9 +49,23 @@ def shared() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="ksim-plugin-cost-") as tmp:
         env = {**os.environ, "KSIM_ADMIN_TOKEN": ADMIN, "KSIM_LOG_LEVEL": "warning"}
         env.pop("KSIM_CONFIG", None)
-        proc = subprocess.Popen([sys.executable, "-m", "ksimkit", "serve", "--port", str(port), "--database-url",
-                                 f"sqlite:///{tmp}/state.db"], cwd=tmp, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ksimkit",
+                "serve",
+                "--port",
+                str(port),
+                "--database-url",
+                f"sqlite:///{tmp}/state.db",
+            ],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
@@ -92,10 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         median, p90 = statistics.median(seconds), statistics.quantiles(seconds, n=10)[-1]
         projected = median * 1000
         failed |= projected >= TARGET_SECONDS_PER_1000
-        print(f"{name:<11} {len(seconds)} tests: median {median * 1000:.1f} ms, p90 {p90 * 1000:.1f} ms per test "
-              f"({'create, call, delete' if teardown else 'create, call'}); 1,000 tests: {projected:.1f} s "
-              f"(target < {TARGET_SECONDS_PER_1000:.0f} s: {'met' if projected < TARGET_SECONDS_PER_1000 else 'missed'})",
-              flush=True)
+        print(
+            f"{name:<11} {len(seconds)} tests: median {median * 1000:.1f} ms, p90 {p90 * 1000:.1f} ms per test "
+            f"({'create, call, delete' if teardown else 'create, call'}); 1,000 tests: {projected:.1f} s "
+            f"(target < {TARGET_SECONDS_PER_1000:.0f} s: {'met' if projected < TARGET_SECONDS_PER_1000 else 'missed'})",
+            flush=True,
+        )
     return 0
 
 

@@ -19,6 +19,7 @@ the medians of p50/p99 latency. Then, for the first worker count, a sustained lo
 bench/results/<UTC time>.json (+ .md); the table is printed. Without wrk only the start-up time and memory are
 measured.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,17 +47,28 @@ sys.path.insert(0, str(HERE))
 import peers as peers_mod  # noqa: E402
 
 ADMIN_TOKEN = "ksim-bench-admin"
-SOAP_HEADERS = {"Content-Type": "text/xml; charset=utf-8",
-                "SOAPAction": '"http://schemas.kaspersky.com/services/subscription/subscriptionRequest"'}
+SOAP_HEADERS = {
+    "Content-Type": "text/xml; charset=utf-8",
+    "SOAPAction": '"http://schemas.kaspersky.com/services/subscription/subscriptionRequest"',
+}
 WORKLOADS = ("korm_get", "korm_post", "korm_quantity", "kss_activate", "kss_getinfo")
-WORKLOAD_TITLES = {"korm_get": "KORM GET /subscriptions/{id}", "korm_post": "KORM POST /subscriptions (order)",
-                   "korm_quantity": "KORM POST /subscriptions/{id}/quantity",
-                   "kss_activate": "KSS Activate", "kss_getinfo": "KSS GetInfo"}
+WORKLOAD_TITLES = {
+    "korm_get": "KORM GET /subscriptions/{id}",
+    "korm_post": "KORM POST /subscriptions (order)",
+    "korm_quantity": "KORM POST /subscriptions/{id}/quantity",
+    "kss_activate": "KSS Activate",
+    "kss_getinfo": "KSS GetInfo",
+}
 QUANTITY_SUBSCRIPTIONS = 200  # the quantity workload spreads its changes over this many subscriptions
 FLAT = 0.05  # issue 6: memory flat within ±5% over the sustained load
 # (workload, peer, target ratio ksim/peer) from issue 6; None: shown, no target
-PAIRS = [("korm_get", "wiremock", 1.0), ("korm_get", "prism", 2.0), ("korm_post", "prism", 1.0),
-         ("kss_activate", "mountebank", 1.0), ("kss_activate", "wiremock", None)]
+PAIRS = [
+    ("korm_get", "wiremock", 1.0),
+    ("korm_get", "prism", 2.0),
+    ("korm_post", "prism", 1.0),
+    ("kss_activate", "mountebank", 1.0),
+    ("kss_activate", "wiremock", None),
+]
 
 
 # -- small helpers --------------------------------------------------------------------------------------
@@ -68,8 +80,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
-                 body: bytes | None = None, timeout: float = 5) -> tuple[int, bytes]:
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float = 5,
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -128,8 +146,10 @@ def drop_postgres_database(url: str) -> None:
     import sqlalchemy as sa
 
     target = sa.make_url(url)
-    _postgres(target.set(database="postgres").render_as_string(hide_password=False),
-              f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+    _postgres(
+        target.set(database="postgres").render_as_string(hide_password=False),
+        f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)',
+    )
 
 
 def ksim_command() -> list[str]:
@@ -162,12 +182,24 @@ class KsimServer:
         first 200 of /_sim/health."""
         env = {**os.environ, "KSIM_ADMIN_TOKEN": ADMIN_TOKEN, "KSIM_LOG_LEVEL": "warning"}
         env.pop("KSIM_CONFIG", None)
-        cmd = [*pin(self.core), *ksim_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-               "--workers", str(self.workers), "--database-url", self._database()]
+        cmd = [
+            *pin(self.core),
+            *ksim_command(),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--database-url",
+            self._database(),
+        ]
         log = open(self.dir / "serve.log", "wb")
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, env=env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, env=env, start_new_session=True
+        )
         while True:
             try:
                 status, _ = http_request(self.port, "GET", "/_sim/health", timeout=1)
@@ -209,9 +241,13 @@ class KsimServer:
 
     # setup through the real API
     def admin(self, method: str, path: str, payload: Any = None) -> Any:
-        status, body = http_request(self.port, method, path, {"Authorization": f"Bearer {ADMIN_TOKEN}",
-                                                              "Content-Type": "application/json"},
-                                    json.dumps(payload).encode() if payload is not None else None)
+        status, body = http_request(
+            self.port,
+            method,
+            path,
+            {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+            json.dumps(payload).encode() if payload is not None else None,
+        )
         if status >= 300:
             raise RuntimeError(f"{method} {path}: {status} {body[:300]!r}")
         return json.loads(body)
@@ -227,76 +263,131 @@ class KsimServer:
         if status != 201:
             raise RuntimeError(f"order: {status} {body[:300]!r}")
         sub = json.loads(body)
-        status, body = http_request(self.port, "GET", f"/korm/v1/subscriptions/{sub['id']}",
-                                    {"Authorization": f"Bearer {token}"})
+        status, body = http_request(
+            self.port, "GET", f"/korm/v1/subscriptions/{sub['id']}", {"Authorization": f"Bearer {token}"}
+        )
         subscription = json.loads(body)
         # Quantity changes append to a subscription's history (which its answer carries), so they are spread over
         # many subscriptions: each gets a few changes in a run, not thousands.
         subs = [sub["id"]]
         for i in range(1, quantity_subscriptions):
-            status, body = http_request(self.port, "POST", "/korm/v1/subscriptions",
-                                        {**headers, "Idempotency-Key": f"setup-q{i}"},
-                                        json.dumps({**order, "customer_id": f"bench-q{i % 20}"}).encode())
+            status, body = http_request(
+                self.port,
+                "POST",
+                "/korm/v1/subscriptions",
+                {**headers, "Idempotency-Key": f"setup-q{i}"},
+                json.dumps({**order, "customer_id": f"bench-q{i % 20}"}).encode(),
+            )
             if status != 201:
                 raise RuntimeError(f"order: {status} {body[:300]!r}")
             subs.append(json.loads(body)["id"])
         start = partner["now"]
-        env = {"BENCH_TOKEN": token, "BENCH_KSS_USER": partner["kss"]["username"],
-               "BENCH_KSS_PASSWORD": partner["kss"]["password"], "BENCH_KSS_START": start,
-               "BENCH_KSS_SUBSCRIBER": "bench-getinfo-subscriber", "BENCH_SUBS": ",".join(subs)}
-        activate = kss_envelope(env, "setup-activate", '<kss:Activate UnitId="1" SubscriberId="bench-getinfo-subscriber" '
-                                f'StartTime="{start}" EndTime="indefinite" LicenseCount="1" ProductId="KIS"/>')
+        env = {
+            "BENCH_TOKEN": token,
+            "BENCH_KSS_USER": partner["kss"]["username"],
+            "BENCH_KSS_PASSWORD": partner["kss"]["password"],
+            "BENCH_KSS_START": start,
+            "BENCH_KSS_SUBSCRIBER": "bench-getinfo-subscriber",
+            "BENCH_SUBS": ",".join(subs),
+        }
+        activate = kss_envelope(
+            env,
+            "setup-activate",
+            '<kss:Activate UnitId="1" SubscriberId="bench-getinfo-subscriber" '
+            f'StartTime="{start}" EndTime="indefinite" LicenseCount="1" ProductId="KIS"/>',
+        )
         status, body = http_request(self.port, "POST", "/kss/soap/upi", SOAP_HEADERS, activate.encode())
         if status != 200 or b"Error" in body:
             raise RuntimeError(f"KSS Activate: {status} {body[:300]!r}")
-        return {"env": env, "subscription": subscription, "activate_response": body.decode(),
-                "paths": {"korm_get": f"/korm/v1/subscriptions/{sub['id']}", "korm_post": "/korm/v1/subscriptions",
-                          "korm_quantity": f"/korm/v1/subscriptions/{sub['id']}/quantity",
-                          "kss_activate": "/kss/soap/upi", "kss_getinfo": "/kss/soap/upi"}}
+        return {
+            "env": env,
+            "subscription": subscription,
+            "activate_response": body.decode(),
+            "paths": {
+                "korm_get": f"/korm/v1/subscriptions/{sub['id']}",
+                "korm_post": "/korm/v1/subscriptions",
+                "korm_quantity": f"/korm/v1/subscriptions/{sub['id']}/quantity",
+                "kss_activate": "/kss/soap/upi",
+                "kss_getinfo": "/kss/soap/upi",
+            },
+        }
 
 
 def kss_envelope(env: dict[str, str], transaction: str, item: str) -> str:
-    return ('<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" '
-            'xmlns:kss="http://schemas.kaspersky.com/services/subscription/2.0/"><soap:Header><kss:AccessInfo>'
-            f'<kss:UserName>{env["BENCH_KSS_USER"]}</kss:UserName><kss:Password>{env["BENCH_KSS_PASSWORD"]}'
-            '</kss:Password></kss:AccessInfo></soap:Header><soap:Body><kss:SubscriptionRequestContainer>'
-            f'<kss:Timestamp>{env["BENCH_KSS_START"]}</kss:Timestamp><kss:TransactionId>{transaction}'
-            f'</kss:TransactionId><kss:SubscriptionRequest>{item}</kss:SubscriptionRequest>'
-            '</kss:SubscriptionRequestContainer></soap:Body></soap:Envelope>')
+    return (
+        '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:kss="http://schemas.kaspersky.com/services/subscription/2.0/"><soap:Header><kss:AccessInfo>'
+        f"<kss:UserName>{env['BENCH_KSS_USER']}</kss:UserName><kss:Password>{env['BENCH_KSS_PASSWORD']}"
+        "</kss:Password></kss:AccessInfo></soap:Header><soap:Body><kss:SubscriptionRequestContainer>"
+        f"<kss:Timestamp>{env['BENCH_KSS_START']}</kss:Timestamp><kss:TransactionId>{transaction}"
+        f"</kss:TransactionId><kss:SubscriptionRequest>{item}</kss:SubscriptionRequest>"
+        "</kss:SubscriptionRequestContainer></soap:Body></soap:Envelope>"
+    )
 
 
 # -- wrk ----------------------------------------------------------------------------------------------------
 
 
-SCRIPTS = {"korm_get": ("get.lua", {}), "korm_post": ("korm_post.lua", {}), "korm_quantity": ("korm_quantity.lua", {}),
-           "kss_activate": ("kss.lua", {"BENCH_KSS_OP": "activate"}),
-           "kss_getinfo": ("kss.lua", {"BENCH_KSS_OP": "getinfo"})}
+SCRIPTS = {
+    "korm_get": ("get.lua", {}),
+    "korm_post": ("korm_post.lua", {}),
+    "korm_quantity": ("korm_quantity.lua", {}),
+    "kss_activate": ("kss.lua", {"BENCH_KSS_OP": "activate"}),
+    "kss_getinfo": ("kss.lua", {"BENCH_KSS_OP": "getinfo"}),
+}
 
 
-def run_wrk(url: str, workload: str, env: dict[str, str], seconds: float, opts: argparse.Namespace,
-            run_id: str) -> dict[str, Any]:
+def run_wrk(
+    url: str, workload: str, env: dict[str, str], seconds: float, opts: argparse.Namespace, run_id: str
+) -> dict[str, Any]:
     script, extra = SCRIPTS[workload]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write((LUA / "report.lua").read_text() + "\n" + (LUA / script).read_text())
         lua = fh.name
     try:
-        cmd = [*pin(opts.load_cores), "wrk", "-t", str(opts.threads), "-c", str(opts.connections), "-d", f"{max(1, round(seconds))}s",
-               "--timeout", "5s", "-s", lua, url]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
-                              env={**os.environ, **env, **extra, "BENCH_RUN": run_id})
+        cmd = [
+            *pin(opts.load_cores),
+            "wrk",
+            "-t",
+            str(opts.threads),
+            "-c",
+            str(opts.connections),
+            "-d",
+            f"{max(1, round(seconds))}s",
+            "--timeout",
+            "5s",
+            "-s",
+            lua,
+            url,
+        ]
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            env={**os.environ, **env, **extra, "BENCH_RUN": run_id},
+        )
     finally:
         os.unlink(lua)
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
-            r = json.loads(line[len("BENCH_JSON "):])
+            r = json.loads(line[len("BENCH_JSON ") :])
             r["rps"] = r["requests"] / (r["duration_us"] / 1e6) if r["duration_us"] else 0.0
             r["errors"] = sum(r[k] for k in r if k.startswith("errors_")) + r["bad"]
             return r
     raise RuntimeError(f"wrk gave no result: {proc.stdout[-500:]} {proc.stderr[-500:]}")
 
 
-def measure(port: int, path: str, workload: str, env: dict[str, str], opts: argparse.Namespace, label: str,
-            warmup: float, server_pids: list[int] | None = None) -> dict[str, Any]:
+def measure(
+    port: int,
+    path: str,
+    workload: str,
+    env: dict[str, str],
+    opts: argparse.Namespace,
+    label: str,
+    warmup: float,
+    server_pids: list[int] | None = None,
+) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}{path}"
     stamp = f"{label}-{time.time_ns()}"
     if warmup > 0:
@@ -307,18 +398,24 @@ def measure(port: int, path: str, workload: str, env: dict[str, str], opts: argp
         run = run_wrk(url, workload, env, opts.duration, opts, f"{stamp}-{i}")
         run["server_cores_busy"] = (cpu_seconds(server_pids or []) - cpu0) / (time.monotonic() - t0)
         runs.append(run)
-    out = {"rps": summarize([r["rps"] for r in runs]),
-           "server_cores_busy": summarize([r["server_cores_busy"] for r in runs]),
-           "p50_ms": summarize([r["p50_us"] / 1000 for r in runs]),
-           "p99_ms": summarize([r["p99_us"] / 1000 for r in runs]),
-           "requests": sum(r["requests"] for r in runs), "errors": sum(r["errors"] for r in runs), "runs": runs}
-    print(f"  {label:<28} {WORKLOAD_TITLES[workload]:<34} {out['rps']['median']:>9.0f} req/s  "
-          f"p50 {out['p50_ms']['median']:.2f} ms  p99 {out['p99_ms']['median']:.2f} ms  errors {out['errors']}",
-          flush=True)
+    out = {
+        "rps": summarize([r["rps"] for r in runs]),
+        "server_cores_busy": summarize([r["server_cores_busy"] for r in runs]),
+        "p50_ms": summarize([r["p50_us"] / 1000 for r in runs]),
+        "p99_ms": summarize([r["p99_us"] / 1000 for r in runs]),
+        "requests": sum(r["requests"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "runs": runs,
+    }
+    print(
+        f"  {label:<28} {WORKLOAD_TITLES[workload]:<34} {out['rps']['median']:>9.0f} req/s  "
+        f"p50 {out['p50_ms']['median']:.2f} ms  p99 {out['p99_ms']['median']:.2f} ms  errors {out['errors']}",
+        flush=True,
+    )
     return out
 
 
-def soak(server: "KsimServer", fixtures: dict[str, Any], opts: argparse.Namespace, label: str) -> dict[str, Any]:
+def soak(server: KsimServer, fixtures: dict[str, Any], opts: argparse.Namespace, label: str) -> dict[str, Any]:
     """Sustained load for ``opts.soak`` seconds (the workloads in turn, 10 s each) while the workers' RSS is
     sampled every second: is memory flat? The reference is the first sample (1 s into the load, after the
     workloads above warmed every path); the deviation of each sample is relative to it."""
@@ -340,8 +437,12 @@ def soak(server: "KsimServer", fixtures: dict[str, Any], opts: argparse.Namespac
             workload = opts.workloads[i % len(opts.workloads)]
             seconds = max(1.0, min(10.0, opts.soak - (time.monotonic() - t0)))
             url = f"http://127.0.0.1:{server.port}{fixtures['paths'][workload]}"
-            runs.append({"workload": workload, **run_wrk(url, workload, fixtures["env"], seconds, opts,
-                                                         f"{label}-soak-{time.time_ns()}")})
+            runs.append(
+                {
+                    "workload": workload,
+                    **run_wrk(url, workload, fixtures["env"], seconds, opts, f"{label}-soak-{time.time_ns()}"),
+                }
+            )
             i += 1
     finally:
         done.set()
@@ -349,14 +450,26 @@ def soak(server: "KsimServer", fixtures: dict[str, Any], opts: argparse.Namespac
     totals = [sum(s["rss_kib"]) for s in samples] or [0]
     first, last = totals[0], totals[-1]
     deviation = max(abs(t - first) for t in totals) / first if first else 0.0
-    out = {"seconds": round(time.monotonic() - t0, 1), "samples": samples, "first_kib": first, "last_kib": last,
-           "max_kib": max(totals), "min_kib": min(totals), "max_deviation": deviation,
-           "drift": (last - first) / first if first else 0.0, "flat": deviation <= FLAT,
-           "requests": sum(r["requests"] for r in runs), "errors": sum(r["errors"] for r in runs),
-           "workloads": [r["workload"] for r in runs]}
-    print(f"  {label:<28} sustained load {out['seconds']:.0f} s: RSS {first / 1024:.1f} -> {last / 1024:.1f} MB, "
-          f"max deviation {deviation * 100:.1f}% ({'flat' if out['flat'] else 'NOT flat'}), "
-          f"{out['requests']} requests, errors {out['errors']}", flush=True)
+    out = {
+        "seconds": round(time.monotonic() - t0, 1),
+        "samples": samples,
+        "first_kib": first,
+        "last_kib": last,
+        "max_kib": max(totals),
+        "min_kib": min(totals),
+        "max_deviation": deviation,
+        "drift": (last - first) / first if first else 0.0,
+        "flat": deviation <= FLAT,
+        "requests": sum(r["requests"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "workloads": [r["workload"] for r in runs],
+    }
+    print(
+        f"  {label:<28} sustained load {out['seconds']:.0f} s: RSS {first / 1024:.1f} -> {last / 1024:.1f} MB, "
+        f"max deviation {deviation * 100:.1f}% ({'flat' if out['flat'] else 'NOT flat'}), "
+        f"{out['requests']} requests, errors {out['errors']}",
+        flush=True,
+    )
     return out
 
 
@@ -374,9 +487,14 @@ def bench_ksim(workers: int, opts: argparse.Namespace, have_wrk: bool, trace: bo
             starts.append(server.start())
         finally:
             server.stop()
-    result: dict[str, Any] = {"label": label, "workers": workers, "server_cores": cores,
-                              "database": "postgresql" if opts.database_url else "sqlite",
-                              "start_seconds": summarize(starts) if starts else None, "workloads": {}}
+    result: dict[str, Any] = {
+        "label": label,
+        "workers": workers,
+        "server_cores": cores,
+        "database": "postgresql" if opts.database_url else "sqlite",
+        "start_seconds": summarize(starts) if starts else None,
+        "workloads": {},
+    }
     server = KsimServer(workers, cores, opts.database_url)
     try:
         server.start()
@@ -385,8 +503,16 @@ def bench_ksim(workers: int, opts: argparse.Namespace, have_wrk: bool, trace: bo
         result["idle_memory"] = server.memory()
         if have_wrk:
             for workload in opts.workloads:
-                result["workloads"][workload] = measure(server.port, fixtures["paths"][workload], workload,
-                                                        fixtures["env"], opts, label, opts.warmup, server.pids())
+                result["workloads"][workload] = measure(
+                    server.port,
+                    fixtures["paths"][workload],
+                    workload,
+                    fixtures["env"],
+                    opts,
+                    label,
+                    opts.warmup,
+                    server.pids(),
+                )
             result["loaded_memory"] = server.memory()
             if trace and opts.soak > 0 and opts.workloads:
                 result["soak"] = soak(server, fixtures, opts, label)
@@ -410,14 +536,18 @@ def bench_peer(name: str, fixtures: dict[str, Any], opts: argparse.Namespace) ->
         warmup = opts.jvm_warmup if peer.jvm else opts.warmup
         for workload in workloads:
             path = cls.targets[workload].replace("{id}", fixtures["subscription"]["id"])
-            status, body = http_request(peer.port, "GET" if workload == "korm_get" else "POST", path,
-                                        {"Authorization": f"Bearer {fixtures['env']['BENCH_TOKEN']}",
-                                         "Content-Type": "application/json" if workload == "korm_post"
-                                         else "text/xml; charset=utf-8"},
-                                        json.dumps({"customer_id": "c", "sku": "KESB-SELECT-PAYG-20-49",
-                                                    "quantity": 25}).encode() if workload == "korm_post"
-                                        else (fixtures["activate_response"].encode() if workload == "kss_activate"
-                                              else None))
+            status, body = http_request(
+                peer.port,
+                "GET" if workload == "korm_get" else "POST",
+                path,
+                {
+                    "Authorization": f"Bearer {fixtures['env']['BENCH_TOKEN']}",
+                    "Content-Type": "application/json" if workload == "korm_post" else "text/xml; charset=utf-8",
+                },
+                json.dumps({"customer_id": "c", "sku": "KESB-SELECT-PAYG-20-49", "quantity": 25}).encode()
+                if workload == "korm_post"
+                else (fixtures["activate_response"].encode() if workload == "kss_activate" else None),
+            )
             if status >= 300:
                 print(f"  {name}: {workload} answers {status} {body[:200]!r}", flush=True)
             result["workloads"][workload] = measure(peer.port, path, workload, fixtures["env"], opts, name, warmup)
@@ -433,46 +563,72 @@ def fmt_range(s: dict[str, float], digits: int = 0) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"ksim benchmark, {report['started_at']}, {report['mode']} "
-             f"({report['settings']['reps']} × {report['settings']['duration']} s, "
-             f"{report['settings']['connections']} connections)", ""]
+    lines = [
+        f"ksim benchmark, {report['started_at']}, {report['mode']} "
+        f"({report['settings']['reps']} × {report['settings']['duration']} s, "
+        f"{report['settings']['connections']} connections)",
+        "",
+    ]
     lines += ["| server | workload | req/s median (min–max) | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
     for entry in [*report["ksim"], *report["peers"].values()]:
         for workload, m in entry["workloads"].items():
-            lines.append(f"| {entry['label']} | {WORKLOAD_TITLES[workload]} | {fmt_range(m['rps'])} | "
-                         f"{m['p50_ms']['median']:.2f} | {m['p99_ms']['median']:.2f} | {m['errors']} |")
+            lines.append(
+                f"| {entry['label']} | {WORKLOAD_TITLES[workload]} | {fmt_range(m['rps'])} | "
+                f"{m['p50_ms']['median']:.2f} | {m['p99_ms']['median']:.2f} | {m['errors']} |"
+            )
     if report["ratios"]:
-        lines += ["", "| ksim | workload | peer | ratio ksim/peer (medians) | target | met |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| ksim | workload | peer | ratio ksim/peer (medians) | target | met |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in report["ratios"]:
             target = f"≥ {r['target']:.1f}×" if r["target"] else "–"
             met = "–" if r["target"] is None else ("yes" if r["ratio"] >= r["target"] else "**no**")
-            lines.append(f"| {r['ksim']} | {WORKLOAD_TITLES[r['workload']]} | {r['peer']} | {r['ratio']:.2f}× | "
-                         f"{target} | {met} |")
-    lines += ["", "| server | start to first 200, s | idle RSS / PSS per worker, MB | RSS after load, MB |",
-              "|---|---|---|---|"]
+            lines.append(
+                f"| {r['ksim']} | {WORKLOAD_TITLES[r['workload']]} | {r['peer']} | {r['ratio']:.2f}× | "
+                f"{target} | {met} |"
+            )
+    lines += [
+        "",
+        "| server | start to first 200, s | idle RSS / PSS per worker, MB | RSS after load, MB |",
+        "|---|---|---|---|",
+    ]
     for entry in report["ksim"]:
         idle = entry.get("idle_memory", {}).get("workers", [])
         loaded = entry.get("loaded_memory", {}).get("workers", [])
         start = fmt_range(entry["start_seconds"], 3) if entry.get("start_seconds") else "–"
-        lines.append(f"| {entry['label']} | {start} | "
-                     + ", ".join(f"{w['rss_kib'] / 1024:.1f} / {w['pss_kib'] / 1024:.1f}" for w in idle)
-                     + " | " + (", ".join(f"{w['rss_kib'] / 1024:.1f}" for w in loaded) or "–") + " |")
+        lines.append(
+            f"| {entry['label']} | {start} | "
+            + ", ".join(f"{w['rss_kib'] / 1024:.1f} / {w['pss_kib'] / 1024:.1f}" for w in idle)
+            + " | "
+            + (", ".join(f"{w['rss_kib'] / 1024:.1f}" for w in loaded) or "–")
+            + " |"
+        )
     for entry in report["peers"].values():
         if "start_seconds" in entry:
-            lines.append(f"| {entry['label']} | {entry['start_seconds']:.3f} | "
-                         f"{entry['idle_memory']['rss_kib'] / 1024:.1f} / {entry['idle_memory']['pss_kib'] / 1024:.1f}"
-                         f" (whole process) | {entry['loaded_memory']['rss_kib'] / 1024:.1f} |")
+            lines.append(
+                f"| {entry['label']} | {entry['start_seconds']:.3f} | "
+                f"{entry['idle_memory']['rss_kib'] / 1024:.1f} / {entry['idle_memory']['pss_kib'] / 1024:.1f}"
+                f" (whole process) | {entry['loaded_memory']['rss_kib'] / 1024:.1f} |"
+            )
     soaks = [e for e in report["ksim"] if e.get("soak")]
     if soaks:
-        lines += ["", "| server | sustained load | RSS first → last, MB (min–max) | max deviation | drift | "
-                      "flat ±5% | requests | errors |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| server | sustained load | RSS first → last, MB (min–max) | max deviation | drift | "
+            "flat ±5% | requests | errors |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for entry in soaks:
             m = entry["soak"]
-            lines.append(f"| {entry['label']} | {m['seconds']:.0f} s, {', '.join(dict.fromkeys(m['workloads']))} | "
-                         f"{m['first_kib'] / 1024:.1f} → {m['last_kib'] / 1024:.1f} "
-                         f"({m['min_kib'] / 1024:.1f}–{m['max_kib'] / 1024:.1f}) | {m['max_deviation'] * 100:.1f}% | "
-                         f"{m['drift'] * 100:+.1f}% | {'yes' if m['flat'] else '**no**'} | {m['requests']} | "
-                         f"{m['errors']} |")
+            lines.append(
+                f"| {entry['label']} | {m['seconds']:.0f} s, {', '.join(dict.fromkeys(m['workloads']))} | "
+                f"{m['first_kib'] / 1024:.1f} → {m['last_kib'] / 1024:.1f} "
+                f"({m['min_kib'] / 1024:.1f}–{m['max_kib'] / 1024:.1f}) | {m['max_deviation'] * 100:.1f}% | "
+                f"{m['drift'] * 100:+.1f}% | {'yes' if m['flat'] else '**no**'} | {m['requests']} | "
+                f"{m['errors']} |"
+            )
     lines += scaling_table(report["ksim"])
     lines += ["", "Targets: start ≤ 0.5 s; idle memory ≤ 80 MB per worker; memory flat (±5%) under sustained load."]
     return "\n".join(lines) + "\n"
@@ -482,8 +638,11 @@ def scaling_table(entries: list[dict[str, Any]]) -> list[str]:
     """req/s, p99 and busy server cores against workers, with the speed-up over the first worker count."""
     if len(entries) < 2:
         return []
-    lines = ["", "| workload | database | workers | server cores | req/s | × first | p99 ms | server cores busy |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "| workload | database | workers | server cores | req/s | × first | p99 ms | server cores busy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for workload in dict.fromkeys(w for e in entries for w in e["workloads"]):
         base = entries[0]["workloads"].get(workload)
         for entry in entries:
@@ -492,9 +651,11 @@ def scaling_table(entries: list[dict[str, Any]]) -> list[str]:
                 continue
             speedup = m["rps"]["median"] / base["rps"]["median"] if base and base["rps"]["median"] else 0.0
             busy = m.get("server_cores_busy", {}).get("median", 0.0)
-            lines.append(f"| {WORKLOAD_TITLES[workload]} | {entry.get('database', 'sqlite')} | {entry['workers']} | "
-                         f"{entry.get('server_cores', '0')} | {m['rps']['median']:.0f} | {speedup:.2f}× | "
-                         f"{m['p99_ms']['median']:.1f} | {busy:.2f} |")
+            lines.append(
+                f"| {WORKLOAD_TITLES[workload]} | {entry.get('database', 'sqlite')} | {entry['workers']} | "
+                f"{entry.get('server_cores', '0')} | {m['rps']['median']:.0f} | {speedup:.2f}× | "
+                f"{m['p99_ms']['median']:.1f} | {busy:.2f} |"
+            )
     return lines
 
 
@@ -505,15 +666,32 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+        mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
     except (OSError, StopIteration):
         mem = 0
-    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0] if shutil.which("wrk") else None
-    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.split("\n")[0] \
-        if shutil.which("java") else None
-    node = subprocess.run(["node", "-v"], capture_output=True, text=True).stdout.strip() if shutil.which("node") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 1024 / 1024, 1),
-            "kernel": platform.release(), "python": platform.python_version(), "wrk": wrk, "java": java, "node": node}
+    wrk = (
+        subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+        if shutil.which("wrk")
+        else None
+    )
+    java = (
+        subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.split("\n")[0]
+        if shutil.which("java")
+        else None
+    )
+    node = (
+        subprocess.run(["node", "-v"], capture_output=True, text=True).stdout.strip() if shutil.which("node") else None
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": wrk,
+        "java": java,
+        "node": node,
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -522,31 +700,60 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, help="repetitions per workload (5; quick 2)")
     parser.add_argument("--duration", type=float, help="seconds per repetition (10; quick 5)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per workload (5; quick 2)")
-    parser.add_argument("--jvm-warmup", type=float, help="warm-up seconds of the first workload on a JVM (30; quick 10)")
+    parser.add_argument(
+        "--jvm-warmup", type=float, help="warm-up seconds of the first workload on a JVM (30; quick 10)"
+    )
     parser.add_argument("--workers", help="ksim worker counts, comma-separated (1,2; quick 1)")
     parser.add_argument("--startup-reps", type=int, help="start-up time measurements (5; quick 3)")
-    parser.add_argument("--soak", type=float,
-                        help="seconds of sustained load with the memory trace, first worker count only (120; "
-                             "quick 30; 0: none)")
+    parser.add_argument(
+        "--soak",
+        type=float,
+        help="seconds of sustained load with the memory trace, first worker count only (120; quick 30; 0: none)",
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (all on --load-cores)")
-    parser.add_argument("--server-cores", default="0",
-                        help="taskset cores of the server (0; e.g. 0-3), or per-worker: cores 0..N-1 for N workers")
+    parser.add_argument(
+        "--server-cores",
+        default="0",
+        help="taskset cores of the server (0; e.g. 0-3), or per-worker: cores 0..N-1 for N workers",
+    )
     parser.add_argument("--load-cores", default="1", help="taskset cores of wrk (1; e.g. 12-15)")
-    parser.add_argument("--database-url", help="run ksim on this PostgreSQL server (a fresh database per start) "
-                                               "instead of a fresh SQLite file")
-    parser.add_argument("--scaling", action="store_true",
-                        help="ksim alone (no peers, no soak, one start-up), for each --workers count: the scaling table")
+    parser.add_argument(
+        "--database-url",
+        help="run ksim on this PostgreSQL server (a fresh database per start) instead of a fresh SQLite file",
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="ksim alone (no peers, no soak, one start-up), for each --workers count: the scaling table",
+    )
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, of {', '.join(WORKLOADS)}")
-    parser.add_argument("--peers", default="auto",
-                        help="comma-separated of wiremock,prism,mountebank; 'auto' (those installed) or 'none'")
+    parser.add_argument(
+        "--peers",
+        default="auto",
+        help="comma-separated of wiremock,prism,mountebank; 'auto' (those installed) or 'none'",
+    )
     parser.add_argument("--install-peers", action="store_true", help="npm install the peers into bench/.peers first")
     parser.add_argument("--out", default=str(HERE / "results"), help="where the JSON and markdown go")
     opts = parser.parse_args(argv)
-    full = {"reps": 5, "duration": 10.0, "warmup": 5.0, "jvm_warmup": 30.0, "workers": "1,2", "startup_reps": 5,
-            "soak": 120.0}
-    quick = {"reps": 2, "duration": 5.0, "warmup": 2.0, "jvm_warmup": 10.0, "workers": "1", "startup_reps": 3,
-             "soak": 30.0}
+    full = {
+        "reps": 5,
+        "duration": 10.0,
+        "warmup": 5.0,
+        "jvm_warmup": 30.0,
+        "workers": "1,2",
+        "startup_reps": 5,
+        "soak": 120.0,
+    }
+    quick = {
+        "reps": 2,
+        "duration": 5.0,
+        "warmup": 2.0,
+        "jvm_warmup": 10.0,
+        "workers": "1",
+        "startup_reps": 3,
+        "soak": 30.0,
+    }
     for key, value in (quick if opts.quick else full).items():
         if getattr(opts, key) is None:
             setattr(opts, key, value)
@@ -577,14 +784,35 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"not installed, skipped: {', '.join(missing)} (bench/run.py --install-peers)", flush=True)
             peer_names = [n for n in peer_names if n not in missing]
-    started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    report: dict[str, Any] = {"started_at": started.isoformat(), "mode": "quick" if opts.quick else "full",
-                              "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-                              "machine": machine(), "settings": {k: getattr(opts, k) for k in (
-                                  "reps", "duration", "warmup", "jvm_warmup", "workers", "startup_reps", "soak",
-                                  "connections", "threads", "workloads", "server_cores", "load_cores", "scaling")}
-                              | {"database": "postgresql" if opts.database_url else "sqlite"},
-                              "ksim": [], "peers": {}, "ratios": []}
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    report: dict[str, Any] = {
+        "started_at": started.isoformat(),
+        "mode": "quick" if opts.quick else "full",
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine(),
+        "settings": {
+            k: getattr(opts, k)
+            for k in (
+                "reps",
+                "duration",
+                "warmup",
+                "jvm_warmup",
+                "workers",
+                "startup_reps",
+                "soak",
+                "connections",
+                "threads",
+                "workloads",
+                "server_cores",
+                "load_cores",
+                "scaling",
+            )
+        }
+        | {"database": "postgresql" if opts.database_url else "sqlite"},
+        "ksim": [],
+        "peers": {},
+        "ratios": [],
+    }
     for i, workers in enumerate(opts.workers):
         report["ksim"].append(bench_ksim(workers, opts, have_wrk, trace=i == 0))
     fixtures = report["ksim"][0]["fixtures"]
@@ -600,8 +828,15 @@ def main(argv: list[str] | None = None) -> int:
             mine = entry["workloads"].get(workload)
             theirs = report["peers"].get(peer, {}).get("workloads", {}).get(workload)
             if mine and theirs and theirs["rps"]["median"]:
-                report["ratios"].append({"ksim": entry["label"], "workload": workload, "peer": peer, "target": target,
-                                         "ratio": mine["rps"]["median"] / theirs["rps"]["median"]})
+                report["ratios"].append(
+                    {
+                        "ksim": entry["label"],
+                        "workload": workload,
+                        "peer": peer,
+                        "target": target,
+                        "ratio": mine["rps"]["median"] / theirs["rps"]["median"],
+                    }
+                )
     table = markdown(report)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)

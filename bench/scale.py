@@ -32,6 +32,7 @@ How the data is built (setup time is reported separately, never in the figures):
 Usage: ``python bench/scale.py [--quick] [--json OUT] [--korm-subs N] [--kss-subs N] [--korm-jump-subs N]
 [--months N] [--reps N] [--skip korm_statement,kss_jump,korm_jump,certify]``. Prints a markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,11 +69,13 @@ from ksimkit.simulators.core.partners import create_partner, load_partner  # noq
 from ksimkit.simulators.core.store import Store, activation_codes, audit_log, partners  # noqa: E402
 from ksimkit.simulators.korm import billing as korm_billing  # noqa: E402
 from ksimkit.simulators.korm import rules as korm_rules  # noqa: E402
-from ksimkit.simulators.korm.tables import approval_codes, history as korm_history, subscriptions as korm_subs  # noqa: E402
+from ksimkit.simulators.korm.tables import approval_codes  # noqa: E402
+from ksimkit.simulators.korm.tables import history as korm_history  # noqa: E402
+from ksimkit.simulators.korm.tables import subscriptions as korm_subs  # noqa: E402
 from ksimkit.simulators.kss import model as kss_model  # noqa: E402
 from ksimkit.simulators.kss import rules as kss_rules  # noqa: E402
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 TARGETS = {"korm_statement": 2.0, "kss_jump": 10.0, "certify": 30.0}
 LABELS = {
     "korm_statement": "KORM month statement, {n:,} subscriptions",
@@ -173,7 +176,9 @@ def korm_days(plan: list[KormSub]) -> Iterator[tuple[dt.date, list[KormSub], lis
 
 def korm_partner(store: Store) -> str:
     with store.begin() as conn:
-        return create_partner(conn, faker_seed=0, default_timezone="UTC", name="bench-korm", now=at_nine(KORM_START))["id"]
+        return create_partner(conn, faker_seed=0, default_timezone="UTC", name="bench-korm", now=at_nine(KORM_START))[
+            "id"
+        ]
 
 
 def build_korm_rules(store: Store, plan: list[KormSub]) -> str:
@@ -186,16 +191,24 @@ def build_korm_rules(store: Store, plan: list[KormSub]) -> str:
             ctx = context(conn, partner_id)
             for sub in ordered:
                 if sub.model == "legacy":
-                    found = korm_rules.seed_legacy(conn, ctx, customer_id=sub.customer_id, sku_id=sub.sku,
-                                                   quantity=sub.quantity, activation_date=day)
+                    found = korm_rules.seed_legacy(
+                        conn,
+                        ctx,
+                        customer_id=sub.customer_id,
+                        sku_id=sub.sku,
+                        quantity=sub.quantity,
+                        activation_date=day,
+                    )
                 else:
                     code = None
                     if sub.approval is not None:
                         code = sub.approval[0]
-                        korm_rules.create_approval_code(conn, ctx, percent=sub.approval[1],
-                                                        expires_on=day + dt.timedelta(days=30), code=code)
-                    found = korm_rules.order(conn, ctx, korm_rules.Order(sub.customer_id, sub.sku, sub.quantity,
-                                                                         approval_code=code))
+                        korm_rules.create_approval_code(
+                            conn, ctx, percent=sub.approval[1], expires_on=day + dt.timedelta(days=30), code=code
+                        )
+                    found = korm_rules.order(
+                        conn, ctx, korm_rules.Order(sub.customer_id, sub.sku, sub.quantity, approval_code=code)
+                    )
                 ids[sub.i] = found["id"]
             for sub, what, value in changed:
                 if what == "quantity":
@@ -217,15 +230,42 @@ def build_korm_bulk(store: Store, plan: list[KormSub], batch: int = 20_000) -> s
     subs: dict[int, dict[str, Any]] = {}
     codes, hist, audits, approvals = [], [], [], []
 
-    def audit(at: dt.datetime, action: str, object_id: str, details: dict[str, Any], *, service: str = "korm",
-              object_type: str = "subscription") -> None:
-        audits.append({"partner_id": partner_id, "at": at, "recorded_at": issued, "actor": "bench",
-                       "service": service, "action": action, "object_type": object_type, "object_id": object_id,
-                       "details": details})
+    def audit(
+        at: dt.datetime,
+        action: str,
+        object_id: str,
+        details: dict[str, Any],
+        *,
+        service: str = "korm",
+        object_type: str = "subscription",
+    ) -> None:
+        audits.append(
+            {
+                "partner_id": partner_id,
+                "at": at,
+                "recorded_at": issued,
+                "actor": "bench",
+                "service": service,
+                "action": action,
+                "object_type": object_type,
+                "object_id": object_id,
+                "details": details,
+            }
+        )
 
     def record(row: dict[str, Any], day: dt.date, change: str, model: str, sku: str, qty: int) -> None:
-        hist.append({"subscription_id": row["id"], "partner_id": partner_id, "effective_date": day, "change": change,
-                     "billing_model": model, "sku": sku, "quantity": qty, "at": at_nine(day)})
+        hist.append(
+            {
+                "subscription_id": row["id"],
+                "partner_id": partner_id,
+                "effective_date": day,
+                "change": change,
+                "billing_model": model,
+                "sku": sku,
+                "quantity": qty,
+                "at": at_nine(day),
+            }
+        )
 
     for day, ordered, changed in korm_days(plan):
         now = at_nine(day)
@@ -234,30 +274,67 @@ def build_korm_bulk(store: Store, plan: list[KormSub], batch: int = 20_000) -> s
             code = _candidate()
             codes.append({"code": code, "partner_id": partner_id, "service": "korm", "issued_at": issued})
             row = {
-                "id": "sub_" + secrets.token_hex(8), "partner_id": partner_id, "customer_id": sub.customer_id,
-                "sku": sku.sku, "product_id": sku.product_id, "billing_model": sub.model, "quantity": sub.quantity,
-                "activation_code": code, "activation_date": day, "stopped_on": None, "approval_code": None,
-                "discount_percent": Decimal("0"), "migrated_on": None, "external_ref": None, "created_at": now,
+                "id": "sub_" + secrets.token_hex(8),
+                "partner_id": partner_id,
+                "customer_id": sub.customer_id,
+                "sku": sku.sku,
+                "product_id": sku.product_id,
+                "billing_model": sub.model,
+                "quantity": sub.quantity,
+                "activation_code": code,
+                "activation_date": day,
+                "stopped_on": None,
+                "approval_code": None,
+                "discount_percent": Decimal("0"),
+                "migrated_on": None,
+                "external_ref": None,
+                "created_at": now,
                 "updated_at": now,
             }
             subs[sub.i] = row
             if sub.model == "legacy":
                 record(row, day, "legacy_order", "legacy", sku.sku, sub.quantity)
-                audit(now, "seed_legacy", row["id"], {"sku": sku.sku, "quantity": sub.quantity,
-                                                      "activation_date": day.isoformat()})
+                audit(
+                    now,
+                    "seed_legacy",
+                    row["id"],
+                    {"sku": sku.sku, "quantity": sub.quantity, "activation_date": day.isoformat()},
+                )
                 continue
             if sub.approval is not None:
                 code_name, percent = sub.approval
-                audit(now, "create_approval_code", code_name,
-                      {"percent": str(percent), "expires_on": (day + dt.timedelta(days=30)).isoformat()},
-                      service="admin", object_type="approval_code")
-                approvals.append({"partner_id": partner_id, "code": code_name, "percent": percent,
-                                  "expires_on": day + dt.timedelta(days=30), "used_by": row["id"], "created_at": now})
+                audit(
+                    now,
+                    "create_approval_code",
+                    code_name,
+                    {"percent": str(percent), "expires_on": (day + dt.timedelta(days=30)).isoformat()},
+                    service="admin",
+                    object_type="approval_code",
+                )
+                approvals.append(
+                    {
+                        "partner_id": partner_id,
+                        "code": code_name,
+                        "percent": percent,
+                        "expires_on": day + dt.timedelta(days=30),
+                        "used_by": row["id"],
+                        "created_at": now,
+                    }
+                )
                 row.update(approval_code=code_name, discount_percent=percent)
             record(row, day, "order", sub.model, sku.sku, sub.quantity)
-            audit(now, "order", row["id"], {"customer_id": sub.customer_id, "sku": sku.sku, "quantity": sub.quantity,
-                                            "activation_date": day.isoformat(),
-                                            "approval_code": sub.approval[0] if sub.approval else None})
+            audit(
+                now,
+                "order",
+                row["id"],
+                {
+                    "customer_id": sub.customer_id,
+                    "sku": sku.sku,
+                    "quantity": sub.quantity,
+                    "activation_date": day.isoformat(),
+                    "approval_code": sub.approval[0] if sub.approval else None,
+                },
+            )
         for sub, what, value in changed:
             row = subs[sub.i]
             if what == "quantity":
@@ -270,18 +347,27 @@ def build_korm_bulk(store: Store, plan: list[KormSub], batch: int = 20_000) -> s
                 old_sku, old = row["sku"], row["quantity"]
                 row.update(sku=new_sku, quantity=qty, updated_at=now)
                 record(row, day, "switch", "payg", new_sku, qty)
-                audit(now, "switch_plan", row["id"], {"old_sku": old_sku, "new_sku": new_sku, "old": old, "new": qty,
-                                                      "effective_date": day.isoformat()})
+                audit(
+                    now,
+                    "switch_plan",
+                    row["id"],
+                    {"old_sku": old_sku, "new_sku": new_sku, "old": old, "new": qty, "effective_date": day.isoformat()},
+                )
             else:
                 row.update(stopped_on=day, updated_at=now)
                 record(row, day, "stop", row["billing_model"], row["sku"], row["quantity"])
                 audit(now, "stop", row["id"], {"stopped_on": day.isoformat()})
 
     with store.begin() as conn:
-        for table, rows in ((activation_codes, codes), (korm_subs, list(subs.values())), (korm_history, hist),
-                            (approval_codes, approvals), (audit_log, audits)):
+        for table, rows in (
+            (activation_codes, codes),
+            (korm_subs, list(subs.values())),
+            (korm_history, hist),
+            (approval_codes, approvals),
+            (audit_log, audits),
+        ):
             for k in range(0, len(rows), batch):
-                conn.execute(sa.insert(table), rows[k:k + batch])
+                conn.execute(sa.insert(table), rows[k : k + batch])
         conn.execute(sa.update(partners).where(partners.c.id == partner_id).values(clock_now=at_nine(KORM_END)))
     return partner_id
 
@@ -296,13 +382,28 @@ def korm_statement(store: Store, partner_id: str, period: str = STATEMENT_PERIOD
 KSS_PRODUCTS = ("KAV", "KIS", "KTS", "KISA", "KSK", "KSOS", "KSEC")
 
 
-def build_kss(store: Store, n: int, *, programme: str = "xsp", billing_period: str = "calendar_month",
-              container: int = 200, timezone: str = "UTC") -> str:
-    """``n`` subscriptions through ksimkit.simulators.kss.rules: 70% open-ended, 10% with a trial, 5% fixed term, 5% paused
+def build_kss(
+    store: Store,
+    n: int,
+    *,
+    programme: str = "xsp",
+    billing_period: str = "calendar_month",
+    container: int = 200,
+    timezone: str = "UTC",
+) -> str:
+    """``n`` subscriptions through ksimkit.simulators.kss.rules: 70% open-ended, 10% trial, 5% fixed term, 5% paused
     for a term, 5% soft-cancelled, 5% with a licence count change."""
     with store.begin() as conn:
-        partner_id = create_partner(conn, faker_seed=0, default_timezone="UTC", name="bench-kss", programme=programme,
-                                    billing_period=billing_period, timezone=timezone, now=KSS_START)["id"]
+        partner_id = create_partner(
+            conn,
+            faker_seed=0,
+            default_timezone="UTC",
+            name="bench-kss",
+            programme=programme,
+            billing_period=billing_period,
+            timezone=timezone,
+            now=KSS_START,
+        )["id"]
         products = [p for p in KSS_PRODUCTS if programme in load_profile().kss_products[p].programmes]
     unit = iter(range(1, 10**9))
     first: list[Any] = []
@@ -312,8 +413,18 @@ def build_kss(store: Store, n: int, *, programme: str = "xsp", billing_period: s
         start = KSS_START - dt.timedelta(days=i % 28, hours=i % 9)
         end = start + dt.timedelta(days=60 + i % 300) if kind == 16 else None
         trial = 1 + i % (60 if programme == "xsp" else 30) if kind in (14, 15) else None  # KSS-TRIAL-1 caps
-        first.append(kss_model.Activate(next(unit), sid, start, end, products[i % len(products)], 1 + i % 10,
-                                        trial_days=trial, customer_id=f"cust-{i // 4:06d}"))
+        first.append(
+            kss_model.Activate(
+                next(unit),
+                sid,
+                start,
+                end,
+                products[i % len(products)],
+                1 + i % 10,
+                trial_days=trial,
+                customer_id=f"cust-{i // 4:06d}",
+            )
+        )
         if kind == 17:
             then.append(kss_model.Pause(next(unit), sid, KSS_START, KSS_START + dt.timedelta(days=10 + i % 90)))
         elif kind == 18:
@@ -325,8 +436,11 @@ def build_kss(store: Store, n: int, *, programme: str = "xsp", billing_period: s
         for k in range(0, len(items), container):
             with store.begin() as conn:
                 ctx = context(conn, partner_id)
-                answer = kss_rules.process(conn, ctx, kss_model.RequestContainer(
-                    ctx.clock.now, f"bench-{next(txn)}", tuple(items[k:k + container])))
+                answer = kss_rules.process(
+                    conn,
+                    ctx,
+                    kss_model.RequestContainer(ctx.clock.now, f"bench-{next(txn)}", tuple(items[k : k + container])),
+                )
                 if answer.errors or answer.transaction_error:
                     raise RuntimeError(f"KSS setup refused: {(answer.errors or [answer.transaction_error])[0]}")
     return partner_id
@@ -358,8 +472,9 @@ def copy_db(src: Path, dst: Path) -> None:
 
 def audit_count(store: Store, partner_id: str) -> int:
     with store.begin() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(audit_log)
-                            .where(audit_log.c.partner_id == partner_id)).scalar_one()
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(audit_log).where(audit_log.c.partner_id == partner_id)
+        ).scalar_one()
 
 
 def months_later(moment: dt.datetime, months: int) -> dt.datetime:
@@ -382,7 +497,7 @@ def measure_jump(tmp: Path, name: str, build: Callable[[Store], str], months: in
         store = Store(f"sqlite:///{path}")
         before = audit_count(store, partner_id)
 
-        def jump() -> None:
+        def jump(store: Store = store) -> None:
             with store.begin() as conn:
                 move_clock(conn, partner_id, months_later(start, months))
 
@@ -392,9 +507,14 @@ def measure_jump(tmp: Path, name: str, build: Callable[[Store], str], months: in
         events = audit_count(store, partner_id) - before
         store.dispose()
         path.unlink()
-    return {"setup_seconds": round(setup, 3), "runs": [round(r, 3) for r in runs],
-            "median": round(statistics.median(runs), 3), "cpu_runs": cpu,
-            "cpu_median": round(statistics.median(cpu), 3), "audit_entries_written": events}
+    return {
+        "setup_seconds": round(setup, 3),
+        "runs": [round(r, 3) for r in runs],
+        "median": round(statistics.median(runs), 3),
+        "cpu_runs": cpu,
+        "cpu_median": round(statistics.median(cpu), 3),
+        "audit_entries_written": events,
+    }
 
 
 def measure_korm_statement(tmp: Path, n: int, reps: int, setup: str) -> dict[str, Any]:
@@ -409,9 +529,17 @@ def measure_korm_statement(tmp: Path, n: int, reps: int, setup: str) -> dict[str
         runs.append(t)
     store.dispose()
     cpu = cpu_of(reps)
-    return {"setup": setup, "setup_seconds": round(seconds, 3), "runs": [round(r, 3) for r in runs],
-            "median": round(statistics.median(runs), 3), "cpu_runs": cpu, "cpu_median": round(statistics.median(cpu), 3),
-            "period": STATEMENT_PERIOD, "lines": len(found["lines"]), "totals": found["totals"]}
+    return {
+        "setup": setup,
+        "setup_seconds": round(seconds, 3),
+        "runs": [round(r, 3) for r in runs],
+        "median": round(statistics.median(runs), 3),
+        "cpu_runs": cpu,
+        "cpu_median": round(statistics.median(cpu), 3),
+        "period": STATEMENT_PERIOD,
+        "lines": len(found["lines"]),
+        "totals": found["totals"],
+    }
 
 
 def measure_certify(tmp: Path, reps: int) -> dict[str, Any]:
@@ -422,8 +550,9 @@ def measure_certify(tmp: Path, reps: int) -> dict[str, Any]:
         out = tmp / f"certify-{rep}"
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        proc = subprocess.run([*cmd, "certify", "--reference-broker", "--out", str(out)], cwd=ROOT,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [*cmd, "certify", "--reference-broker", "--out", str(out)], cwd=ROOT, capture_output=True, text=True
+        )
         runs.append(time.perf_counter() - t0)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu.append(round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 3))
@@ -431,13 +560,20 @@ def measure_certify(tmp: Path, reps: int) -> dict[str, Any]:
         if proc.returncode != 0:
             summary["stderr"] = proc.stderr[-2000:]
         shutil.rmtree(out, ignore_errors=True)
-    return {"runs": [round(r, 3) for r in runs], "median": round(statistics.median(runs), 3), "cpu_runs": cpu,
-            "cpu_median": round(statistics.median(cpu), 3), **summary}
+    return {
+        "runs": [round(r, 3) for r in runs],
+        "median": round(statistics.median(runs), 3),
+        "cpu_runs": cpu,
+        "cpu_median": round(statistics.median(cpu), 3),
+        **summary,
+    }
 
 
 def table(results: dict[str, Any], sizes: dict[str, int], months: int) -> str:
-    lines = ["| workload | wall s, median (runs) | CPU s, median | setup s | target | met |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| workload | wall s, median (runs) | CPU s, median | setup s | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in results["figures"].items():
         label = LABELS[name].format(n=sizes.get(name, 0), months=months)
         target = TARGETS.get(name)

@@ -1,4 +1,5 @@
 """The contracts ksim serves and validates against (OpenAPI 3.1, WSDL/XSD), shipped as package data."""
+
 from pathlib import Path
 
 CONTRACTS_DIR = Path(__file__).resolve().parent

@@ -4,6 +4,7 @@ Everything the ``ksimkit`` distribution installs lives in this one namespace: ``
 ``ksimkit.scenarios`` (certification suites, runner, reports), ``ksimkit.contracts`` (OpenAPI, WSDL, XSD) and
 ``ksimkit.examples`` (the reference broker). The command is ``ksim`` (also ``python -m ksimkit``).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -22,6 +23,17 @@ _PUBLIC = {
     "load_settings": "ksimkit.simulators.core.settings",
     "InProcessServer": "ksimkit.simulators.server",
 }
+
+__all__ = [
+    "Clock",
+    "InProcessServer",
+    "KsimAdmin",
+    "KsimError",
+    "PartnerHandle",
+    "Settings",
+    "create_app",
+    "load_settings",
+]
 
 if TYPE_CHECKING:
     from ksimkit.simulators.app import create_app

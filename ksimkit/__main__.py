@@ -1,4 +1,5 @@
 """``python -m ksimkit``: the ``ksim`` command."""
+
 import sys
 
 from ksimkit.simulators.cli import main

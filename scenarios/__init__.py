@@ -11,7 +11,15 @@ write_reports(results, "out", ReportMeta(broker="my-broker"))
 Modules: ``model`` (the file format), ``brokers`` (the Broker protocol and the HTTP adapter), ``runner``,
 ``report``, ``rules`` (the rule catalog), ``collect`` (scenario files as pytest items).
 """
-from ksimkit.scenarios.brokers.base import Broker, Charge, LegacySubscription, StepResult, TenantSetup, UnsupportedBroker
+
+from ksimkit.scenarios.brokers.base import (
+    Broker,
+    Charge,
+    LegacySubscription,
+    StepResult,
+    TenantSetup,
+    UnsupportedBroker,
+)
 from ksimkit.scenarios.brokers.http import AdapterError, BrokerCallError, HttpAdapter, HttpBroker
 from ksimkit.scenarios.model import Scenario, ScenarioFileError, load_scenario, load_suite, parse_scenario
 from ksimkit.scenarios.report import ReportMeta, write_reports

@@ -7,18 +7,19 @@ what it checks: a refusal's vendor code is the refusal of one rule; an activatio
 KSS-CODE-1 / KORM-STOP-2; a vendor-state field, a step kind and a bill each have the rules that govern them,
 most specific first. The first of those the scenario names wins, else the scenario's first rule.
 
-A rule's verdict in a scenario (``rule_verdicts``): **failed** when one of its own checks failed at the scenario's first point of failure (a step, the vendor's
-state at the end, or the bills, in that order); **not_reached** when its checks come after a failure of
-another rule (or its own later failures follow from an earlier one), so they ran on a state already wrong;
-**passed** otherwise. A named rule with no check of its own is checked by the scenario as a whole: passed
-when nothing failed, not reached otherwise.
+A rule's verdict in a scenario (``rule_verdicts``): **failed** when one of its own checks failed at the scenario's
+first point of failure (a step, the vendor's state at the end, or the bills, in that order); **not_reached** when
+its checks come after a failure of another rule (or its own later failures follow from an earlier one), so
+they ran on a state already wrong; **passed** otherwise. A named rule with no check of its own is checked by the
+scenario as a whole: passed when nothing failed, not reached otherwise.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "BILLS",
@@ -42,8 +43,10 @@ __all__ = [
 ]
 
 POLICY = "BROKER-POLICY"
-POLICY_TITLE = ("The broker bills its own customers by its declared billing policy (its prices, the vendor's "
-                "units and periods); not a vendor rule")
+POLICY_TITLE = (
+    "The broker bills its own customers by its declared billing policy (its prices, the vendor's "
+    "units and periods); not a vendor rule"
+)
 NOT_REACHED = "not_reached"
 CODE_RULE = "KSS-CODE-1"  # checked by the runner at every KSS step, whether the scenario names it or not
 END = 10**6  # the position of the vendor-state checks at the end: after every step
@@ -51,16 +54,31 @@ BILLS = END + 1  # the bills (charges, reconciliation): computed from that state
 
 # A vendor refusal code -> the rules whose refusal it is (KORM problem codes, KSS error codes).
 _CODE_RULES: Mapping[str, tuple[str, ...]] = {
-    "SUBSCRIPTION_DELETED": ("KORM-STOP-1",), "SUBSCRIPTION_ACTIVE": ("KORM-STOP-1",),
-    "OUT_OF_RANGE": ("KORM-RANGE-1",), "NOT_YET_ACTIVE": ("KORM-ACT-1",),
-    "INVALID_APPROVAL_CODE": ("KORM-APPR-1",), "APPROVAL_CODE_EXPIRED": ("KORM-APPR-1",),
-    "APPROVAL_CODE_USED": ("KORM-APPR-1",), "DECREASE_NOT_ALLOWED": ("KORM-YEAR-1",),
-    "SWITCH_NOT_ALLOWED": ("KORM-YEAR-2", "KORM-PAYG-3"), "SAME_PLAN": ("KORM-PAYG-3",),
-    "SWITCH_TO_OTHER_PRODUCT": ("KORM-PAYG-3",), "MIGRATION_NOT_ALLOWED": ("KORM-MIG-1",),
-    "UNKNOWN_SKU": ("KORM-PLAN-1", "SIM-ERR-1"), "TRIAL_NOT_AVAILABLE": ("KORM-TRIAL-1",),
-    "4": ("KSS-STOP-1",), "9": ("KSS-PROD-1",), "705": ("KSS-PROD-1",), "704": ("KSS-MSP-2",),
-    "703": ("KSS-PREPAID-1",), "701": ("KSS-TRIAL-1",), "702": ("KSS-TRIAL-2",), "706": ("KSS-PAUSE-1",),
-    "707": ("KSS-QTY-1", "KSS-CODE-1"), "303": ("KSS-PAUSE-1", "KSS-STOP-1"), "402": ("KSS-PAUSE-1",),
+    "SUBSCRIPTION_DELETED": ("KORM-STOP-1",),
+    "SUBSCRIPTION_ACTIVE": ("KORM-STOP-1",),
+    "OUT_OF_RANGE": ("KORM-RANGE-1",),
+    "NOT_YET_ACTIVE": ("KORM-ACT-1",),
+    "INVALID_APPROVAL_CODE": ("KORM-APPR-1",),
+    "APPROVAL_CODE_EXPIRED": ("KORM-APPR-1",),
+    "APPROVAL_CODE_USED": ("KORM-APPR-1",),
+    "DECREASE_NOT_ALLOWED": ("KORM-YEAR-1",),
+    "SWITCH_NOT_ALLOWED": ("KORM-YEAR-2", "KORM-PAYG-3"),
+    "SAME_PLAN": ("KORM-PAYG-3",),
+    "SWITCH_TO_OTHER_PRODUCT": ("KORM-PAYG-3",),
+    "MIGRATION_NOT_ALLOWED": ("KORM-MIG-1",),
+    "UNKNOWN_SKU": ("KORM-PLAN-1", "SIM-ERR-1"),
+    "TRIAL_NOT_AVAILABLE": ("KORM-TRIAL-1",),
+    "4": ("KSS-STOP-1",),
+    "9": ("KSS-PROD-1",),
+    "705": ("KSS-PROD-1",),
+    "704": ("KSS-MSP-2",),
+    "703": ("KSS-PREPAID-1",),
+    "701": ("KSS-TRIAL-1",),
+    "702": ("KSS-TRIAL-2",),
+    "706": ("KSS-PAUSE-1",),
+    "707": ("KSS-QTY-1", "KSS-CODE-1"),
+    "303": ("KSS-PAUSE-1", "KSS-STOP-1"),
+    "402": ("KSS-PAUSE-1",),
     "501": ("KSS-PAUSE-1",),
 }
 # A broker step expected "done" -> the rules that allow it.
@@ -71,12 +89,13 @@ _STEP_RULES: Mapping[str, tuple[str, ...]] = {
     "stop": ("KORM-STOP-1", "KORM-YEAR-4"),
     "reactivate": ("KORM-STOP-1", "KSS-STOP-1"),
     "migrate": ("KORM-MIG-1",),
-    "activate": ("KSS-TRIAL-1", "KSS-TRIAL-2", "KSS-MSP-2", "KSS-PROD-1", "KSS-PREPAID-1", "KSS-FREE-1",
-                 "KSS-CODE-1"),
+    "activate": ("KSS-TRIAL-1", "KSS-TRIAL-2", "KSS-MSP-2", "KSS-PROD-1", "KSS-PREPAID-1", "KSS-FREE-1", "KSS-CODE-1"),
     "change_count": ("KSS-QTY-1", "KSS-QTY-2", "KSS-QTY-3"),
     "change_product": ("KSS-CODE-1", "KSS-TRIAL-2"),
-    "pause": ("KSS-PAUSE-1",), "resume": ("KSS-PAUSE-1",),
-    "cancel_at_month_end": ("KSS-STOP-1",), "hard_cancel": ("KSS-STOP-1",),
+    "pause": ("KSS-PAUSE-1",),
+    "resume": ("KSS-PAUSE-1",),
+    "cancel_at_month_end": ("KSS-STOP-1",),
+    "hard_cancel": ("KSS-STOP-1",),
 }
 _CODE_RELATION_RULES = ("KSS-CODE-1", "KORM-STOP-2", "KORM-MIG-1")
 # A vendor-state check -> the rules that decide that field.
@@ -91,11 +110,30 @@ _VENDOR_FIELD_RULES: Mapping[str, tuple[str, ...]] = {
     "exists": ("KORM-STOP-1", "KSS-PROD-1", "KSS-PREPAID-1", "KSS-MSP-2", "SIM-ERR-1"),
 }
 # What the vendor bills: the rules of the vendor's bill, for a scenario that names none of the step's own.
-_BILLING_RULES = frozenset({
-    "KORM-PAYG-2", "KORM-PAYG-3", "KORM-YEAR-3", "KORM-YEAR-4", "KORM-STOP-1", "KORM-APPR-1", "KORM-LEG-1",
-    "KORM-LEG-2", "KORM-MIG-1", "KSS-BILL-0", "KSS-QTY-2", "KSS-QTY-3", "KSS-FREE-1", "KSS-TRIAL-2", "KSS-PAUSE-1",
-    "KSS-STOP-1", "KSS-MSP-1", "KSS-PERIOD-1", "KSS-BILL-1", "KSS-RENEW-1",
-})
+_BILLING_RULES = frozenset(
+    {
+        "KORM-PAYG-2",
+        "KORM-PAYG-3",
+        "KORM-YEAR-3",
+        "KORM-YEAR-4",
+        "KORM-STOP-1",
+        "KORM-APPR-1",
+        "KORM-LEG-1",
+        "KORM-LEG-2",
+        "KORM-MIG-1",
+        "KSS-BILL-0",
+        "KSS-QTY-2",
+        "KSS-QTY-3",
+        "KSS-FREE-1",
+        "KSS-TRIAL-2",
+        "KSS-PAUSE-1",
+        "KSS-STOP-1",
+        "KSS-MSP-1",
+        "KSS-PERIOD-1",
+        "KSS-BILL-1",
+        "KSS-RENEW-1",
+    }
+)
 
 
 def _first(candidates: Iterable[str], rules: Sequence[str]) -> str | None:
@@ -107,8 +145,15 @@ def code_rule(code: str, rules: Sequence[str]) -> str:
     return _first(_CODE_RULES.get(str(code), ()), rules) or _first(("SIM-ERR-1",), rules) or rules[0]
 
 
-def step_rule(kind: str, rules: Sequence[str], *, code: str | None = None, code_relation: bool = False,
-              explicit: str | None = None, after_fault: bool = False) -> str:
+def step_rule(
+    kind: str,
+    rules: Sequence[str],
+    *,
+    code: str | None = None,
+    code_relation: bool = False,
+    explicit: str | None = None,
+    after_fault: bool = False,
+) -> str:
     """The rule of a broker step's expectation. A step right after a ``fault`` step checks how the broker
     settles a failed call: SIM-IDEM-1 (done once), or for a relayed refusal its code's rule / SIM-ERR-1."""
     if explicit:
@@ -156,8 +201,9 @@ class Finding:
     line: int = 0  # the scenario file's line of the expectation
 
 
-def rule_verdicts(rules: Sequence[str], findings: Sequence[Finding], planned: Mapping[str, int], *,
-                  stopped_at: int | None = None) -> dict[str, str]:
+def rule_verdicts(
+    rules: Sequence[str], findings: Sequence[Finding], planned: Mapping[str, int], *, stopped_at: int | None = None
+) -> dict[str, str]:
     """rule -> passed | failed | not_reached for one scenario that ran (see the module doc).
 
     ``planned``: rule -> the position of its last check in the scenario (``planned_positions``), so that a
@@ -168,8 +214,13 @@ def rule_verdicts(rules: Sequence[str], findings: Sequence[Finding], planned: Ma
     if stopped_at is not None:
         failed_at = stopped_at if failed_at is None else min(failed_at, stopped_at)
     # the named rules, the broker's policy, and a rule the runner checks of itself (KSS-CODE-1) when it failed
-    names = list(dict.fromkeys(list(rules) + [r for r in planned if r == POLICY]
-                               + [f.rule for f in findings if f.rule == POLICY or not f.ok]))
+    names = list(
+        dict.fromkeys(
+            list(rules)
+            + [r for r in planned if r == POLICY]
+            + [f.rule for f in findings if f.rule == POLICY or not f.ok]
+        )
+    )
     out: dict[str, str] = {}
     for rule in names:
         own = [f for f in findings if f.rule == rule]
@@ -187,8 +238,16 @@ def rule_verdicts(rules: Sequence[str], findings: Sequence[Finding], planned: Ma
 
 # -- a scenario's checks ---------------------------------------------------------------------------------
 
-_VENDOR_FIELDS = ("activation_code", "subscriptions", "active_subscriptions", "status", "quantity", "sku",
-                  "product", "exists")
+_VENDOR_FIELDS = (
+    "activation_code",
+    "subscriptions",
+    "active_subscriptions",
+    "status",
+    "quantity",
+    "sku",
+    "product",
+    "exists",
+)
 
 
 def vendor_fields(check: Any) -> list[str]:
@@ -287,18 +346,36 @@ def scenario_checks(scenario: Any) -> list[tuple[str, int, str]]:
     for step in scenario.steps:
         if step.kind in ("advance", "fault"):
             continue
-        rule = step_rule(step.kind, rules, code=step.expect.code, code_relation=step.expect.activation_code is not None,
-                         explicit=step.expect.rule, after_fault=follows_fault(scenario, step))
+        rule = step_rule(
+            step.kind,
+            rules,
+            code=step.expect.code,
+            code_relation=step.expect.activation_code is not None,
+            explicit=step.expect.rule,
+            after_fault=follows_fault(scenario, step),
+        )
         out.append((rule, step.index, f"step {step.index} ({step.label()}): {step.expect.describe()}"))
     for check in scenario.expect.vendor:
-        out.append((vendor_check_rule(vendor_fields(check), rules, explicit=check.rule), END,
-                    f"vendor (line {check.line}) {check.describe()}"))
+        out.append(
+            (
+                vendor_check_rule(vendor_fields(check), rules, explicit=check.rule),
+                END,
+                f"vendor (line {check.line}) {check.describe()}",
+            )
+        )
     for charge in scenario.expect.charges:
         if charge.units is not None or charge.amount is not None or charge.customer is not None:
-            out.append((POLICY, BILLS, f"charge {charge.period} {charge.ref} (line {charge.line}): the customer's invoice"))
+            out.append(
+                (POLICY, BILLS, f"charge {charge.period} {charge.ref} (line {charge.line}): the customer's invoice")
+            )
         if charge.vendor_cost is not None:
-            out.append((reconcile_rule(scenario, charge.period, charge.ref), BILLS,
-                        f"charge {charge.period} {charge.ref} (line {charge.line}): vendor cost"))
+            out.append(
+                (
+                    reconcile_rule(scenario, charge.period, charge.ref),
+                    BILLS,
+                    f"charge {charge.period} {charge.ref} (line {charge.line}): vendor cost",
+                )
+            )
     refs = scenario.refs
     for period in scenario.expect.reconcile:
         for ref in refs:

@@ -4,6 +4,7 @@ An adapter file declares its broker's capabilities (``capabilities: {legacy: fal
 that needs one the broker does not declare is *not applicable*, never failed. Without a ``capabilities`` key every
 capability is assumed (what the adapter's methods allow decides, as before).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

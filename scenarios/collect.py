@@ -18,6 +18,7 @@ relative to the rootdir, default ``scenarios/suites/**/*.yaml``) or ``--ksim-sce
 broker cannot run is skipped (not applicable); a failed one fails with the runner's explanations; a file that
 does not validate is a collection error naming ``file:line``.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,16 +39,33 @@ MARKER = "ksim_scenario"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ksim-scenarios", "ksim scenario files (certification suites as tests)")
-    group.addoption("--ksim-broker", default=os.environ.get("KSIM_BROKER") or None, metavar="ADAPTER|reference",
-                    help="the broker the scenario files drive: an HTTP adapter file (docs/certify-your-broker.md), "
-                         "or 'reference' for ksim's reference broker in-process (default $KSIM_BROKER)")
+    group.addoption(
+        "--ksim-broker",
+        default=os.environ.get("KSIM_BROKER") or None,
+        metavar="ADAPTER|reference",
+        help="the broker the scenario files drive: an HTTP adapter file (docs/certify-your-broker.md), "
+        "or 'reference' for ksim's reference broker in-process (default $KSIM_BROKER)",
+    )
     group.addoption("--ksim-broker-url", default=None, metavar="URL", help="override the adapter file's base_url")
-    group.addoption("--ksim-broker-defects", default="", metavar="A,B",
-                    help="with --ksim-broker reference: seeded defects to switch on")
-    group.addoption("--ksim-scenarios", action="append", default=[], metavar="GLOB",
-                    help="more scenario files to collect (globs relative to the rootdir)")
-    parser.addini("ksim_scenarios", type="linelist", default=list(DEFAULT_GLOBS),
-                  help="globs (relative to the rootdir) of the scenario files collected as tests")
+    group.addoption(
+        "--ksim-broker-defects",
+        default="",
+        metavar="A,B",
+        help="with --ksim-broker reference: seeded defects to switch on",
+    )
+    group.addoption(
+        "--ksim-scenarios",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="more scenario files to collect (globs relative to the rootdir)",
+    )
+    parser.addini(
+        "ksim_scenarios",
+        type="linelist",
+        default=list(DEFAULT_GLOBS),
+        help="globs (relative to the rootdir) of the scenario files collected as tests",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -123,8 +141,11 @@ def _scenario_test(scenario: Scenario) -> Any:
         if result.verdict == NOT_APPLICABLE:
             pytest.skip(result.reason or "not applicable")
         if result.verdict == FAILED:
-            pytest.fail(f"{scenario.id} ({', '.join(scenario.rules)}): {scenario.title}\n"
-                        + "\n".join(f"  - {failure}" for failure in result.failures), pytrace=False)
+            pytest.fail(
+                f"{scenario.id} ({', '.join(scenario.rules)}): {scenario.title}\n"
+                + "\n".join(f"  - {failure}" for failure in result.failures),
+                pytrace=False,
+            )
         if result.verdict == ERROR:
             pytest.fail(f"{scenario.id}: could not run: {result.reason}", pytrace=False)
 

@@ -11,6 +11,7 @@ A file that does not validate raises :class:`ScenarioFileError`, whose ``issues`
 ``line`` and ``message``; ``str(error)`` lists them one a line as ``file:line: message``. The format is
 documented key by key in ``docs/scenario-format.md``.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -51,7 +52,7 @@ __all__ = [
     "to_instant",
 ]
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PERIOD_RE = re.compile(r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$")
 MONEY_RE = re.compile(r"^-?\d+(\.\d+)?$")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -137,7 +138,9 @@ class CodeCheck:
     ref: str | None = None
 
     def describe(self) -> str:
-        return "unchanged for life" if self.relation == "unchanged" else f"{self.relation.replace('_', ' ')} {self.ref}'s"
+        return (
+            "unchanged for life" if self.relation == "unchanged" else f"{self.relation.replace('_', ' ')} {self.ref}'s"
+        )
 
 
 @dataclass(frozen=True)
@@ -296,16 +299,26 @@ class Scenario:
 # field -> (type, required). Types: ref, str, posint, int0, instant, month, map.
 _STEP_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
     # KORM SS
-    "order": {"ref": ("newref", True), "customer": ("str", True), "sku": ("str", True), "quantity": ("posint", True),
-              "approval_code": ("str", False)},
+    "order": {
+        "ref": ("newref", True),
+        "customer": ("str", True),
+        "sku": ("str", True),
+        "quantity": ("posint", True),
+        "approval_code": ("str", False),
+    },
     "change_quantity": {"ref": ("ref", True), "quantity": ("posint", True)},
     "switch_plan": {"ref": ("ref", True), "sku": ("str", True), "quantity": ("posint", False)},
     "stop": {"ref": ("ref", True)},
     "reactivate": {"ref": ("ref", True)},
     "migrate": {},
     # KSS
-    "activate": {"ref": ("newref", True), "customer": ("str", True), "product": ("str", True), "count": ("posint", True),
-                 "trial_days": ("int0", False)},
+    "activate": {
+        "ref": ("newref", True),
+        "customer": ("str", True),
+        "product": ("str", True),
+        "count": ("posint", True),
+        "trial_days": ("int0", False),
+    },
     "change_count": {"ref": ("ref", True), "count": ("posint", True)},
     "change_product": {"ref": ("ref", True), "product": ("str", True)},
     "pause": {"ref": ("ref", True), "until": ("instant", False)},
@@ -314,19 +327,54 @@ _STEP_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
     "hard_cancel": {"ref": ("ref", True)},
 }
 KORM_STEPS = frozenset({"order", "change_quantity", "switch_plan", "stop", "reactivate", "migrate"})
-KSS_STEPS = frozenset({"activate", "change_count", "change_product", "pause", "resume", "cancel_at_month_end",
-                       "hard_cancel", "reactivate"})
+KSS_STEPS = frozenset(
+    {
+        "activate",
+        "change_count",
+        "change_product",
+        "pause",
+        "resume",
+        "cancel_at_month_end",
+        "hard_cancel",
+        "reactivate",
+    }
+)
 STEP_KINDS = tuple(_STEP_FIELDS) + ("advance", "fault")
 FAULT_REQUIRED = ("kind",)
 # The simulator's fault-rule fields (docs/harness.md); ``count`` is the scenario's name for ``times`` (default 1).
-FAULT_KNOWN = ("kind", "operation", "service", "when", "count", "times", "probability", "seed", "delay_ms",
-               "delay_max_ms", "status", "code", "message", "retry_after", "fault_code", "error_code")
+FAULT_KNOWN = (
+    "kind",
+    "operation",
+    "service",
+    "when",
+    "count",
+    "times",
+    "probability",
+    "seed",
+    "delay_ms",
+    "delay_max_ms",
+    "status",
+    "code",
+    "message",
+    "retry_after",
+    "fault_code",
+    "error_code",
+)
 FAULT_KINDS = ("delay", "status", "soap_fault", "transaction_error", "unit_error", "malformed", "truncated", "drop")
 
 _TOP_KEYS = {"id", "title", "rules", "service", "setup", "steps", "expect", "description"}
 _TOP_REQUIRED = ("id", "title", "rules", "service", "setup", "steps")
-_SETUP_KEYS = {"start", "programme", "msp_registered", "billing_period", "timezone", "prices", "approval_codes",
-               "legacy", "prepaid"}
+_SETUP_KEYS = {
+    "start",
+    "programme",
+    "msp_registered",
+    "billing_period",
+    "timezone",
+    "prices",
+    "approval_codes",
+    "legacy",
+    "prepaid",
+}
 _STEP_EXPECT_KEYS = {"outcome", "code", "activation_code", "rule"}
 _EXPECT_KEYS = {"vendor", "charges", "reconcile"}
 _VENDOR_REF_KEYS = {"ref", "status", "quantity", "count", "sku", "product", "activation_code", "exists", "rule"}
@@ -371,8 +419,9 @@ class _Reader:
     def scalar(self, node: yaml.Node) -> Any:
         return self.loader.construct_object(node, deep=True)
 
-    def mapping(self, node: yaml.Node, what: str, allowed: set[str] | None = None,
-                required: Iterable[str] = ()) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
+    def mapping(
+        self, node: yaml.Node, what: str, allowed: set[str] | None = None, required: Iterable[str] = ()
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
         if not isinstance(node, yaml.MappingNode):
             self.err(node, f"{what} must be a mapping, not {self.kind(node)}")
             return None
@@ -442,7 +491,9 @@ class _Reader:
         if not ok:
             return None
         if isinstance(value, bool) or value is None or not isinstance(value, (str, int)):
-            self.err(node, f"{what} must be an error code (a string such as SUBSCRIPTION_DELETED, or a number such as 702)")
+            self.err(
+                node, f"{what} must be an error code (a string such as SUBSCRIPTION_DELETED, or a number such as 702)"
+            )
             return None
         return str(value)
 
@@ -497,7 +548,9 @@ class _Reader:
                     return parse(value)  # type: ignore[no-any-return]
                 except ValueError:
                     continue
-        self.err(node, f"{what} must be a date (2026-05-10) or a date-time (2026-05-10T09:00:00Z), not {self.kind(node)}")
+        self.err(
+            node, f"{what} must be a date (2026-05-10) or a date-time (2026-05-10T09:00:00Z), not {self.kind(node)}"
+        )
         return None
 
     def period(self, node: yaml.Node, what: str) -> str | None:
@@ -520,7 +573,7 @@ class _Reader:
         elif isinstance(value, (int, float, str)):
             text = repr(value) if isinstance(value, float) else str(value)
         if text is None or not MONEY_RE.match(text.strip()):
-            self.err(node, f"{what} must be an amount such as \"37.60\", not {self.kind(node)}")
+            self.err(node, f'{what} must be an amount such as "37.60", not {self.kind(node)}')
             return None
         try:
             amount = Decimal(text.strip())
@@ -628,8 +681,17 @@ def _parse(r: _Reader, root: yaml.Node, path: Path | None) -> Scenario | None:
     if r.issues or None in (scenario_id, title, service, setup):
         return None
     assert scenario_id is not None and title is not None and service is not None and setup is not None
-    return Scenario(id=scenario_id, title=title, rules=tuple(rules), service=service, setup=setup, steps=tuple(steps),
-                    expect=expect, description=description, path=path)
+    return Scenario(
+        id=scenario_id,
+        title=title,
+        rules=tuple(rules),
+        service=service,
+        setup=setup,
+        steps=tuple(steps),
+        expect=expect,
+        description=description,
+        path=path,
+    )
 
 
 def _check_check_rules(r: _Reader, rules: list[str], steps: Sequence[Step], expect: Expectations) -> None:
@@ -693,8 +755,10 @@ def _parse_setup(r: _Reader, node: yaml.Node, service: str | None) -> Setup | No
         period = r.string(m["billing_period"][1], "setup.billing_period")
         if period not in BILLING_PERIODS:
             if period is not None:
-                r.err(m["billing_period"][1],
-                      f"setup.billing_period must be one of {', '.join(BILLING_PERIODS)}, not {period!r}")
+                r.err(
+                    m["billing_period"][1],
+                    f"setup.billing_period must be one of {', '.join(BILLING_PERIODS)}, not {period!r}",
+                )
             ok = False
         else:
             values["billing_period"] = period
@@ -727,7 +791,11 @@ def _parse_setup(r: _Reader, node: yaml.Node, service: str | None) -> Setup | No
                 ok = False
                 continue
             code = r.string(im["code"][1], "approval code: code") if "code" in im else None
-            percent = r.money(im["percent"][1], "approval code: percent", places=2, positive=True) if "percent" in im else None
+            percent = (
+                r.money(im["percent"][1], "approval code: percent", places=2, positive=True)
+                if "percent" in im
+                else None
+            )
             if percent is not None and percent > 100:
                 r.err(im["percent"][1], "approval code: percent must be at most 100")
                 percent = None
@@ -761,8 +829,16 @@ def _parse_setup(r: _Reader, node: yaml.Node, service: str | None) -> Setup | No
                 r.err(im["ref"][1], f"ref {ref!r} is already defined by another legacy subscription")
                 ok = False
                 continue
-            seeds_l.append(LegacySeed(ref=ref, customer=customer, sku=sku, quantity=quantity,  # type: ignore[arg-type]
-                                      activation_date=activation, line=r.line(item)))  # type: ignore[arg-type]
+            seeds_l.append(
+                LegacySeed(
+                    ref=ref,
+                    customer=customer,
+                    sku=sku,
+                    quantity=quantity,  # type: ignore[arg-type]
+                    activation_date=activation,
+                    line=r.line(item),
+                )
+            )  # type: ignore[arg-type]
         values["legacy"] = tuple(seeds_l)
 
     if "prepaid" in m:
@@ -783,8 +859,15 @@ def _parse_setup(r: _Reader, node: yaml.Node, service: str | None) -> Setup | No
             if None in (customer, product, count, expires):
                 ok = False
                 continue
-            seeds_p.append(PrepaidSeed(customer=customer, product=product, licence_count=count,  # type: ignore[arg-type]
-                                       expires_on=expires, line=r.line(item)))  # type: ignore[arg-type]
+            seeds_p.append(
+                PrepaidSeed(
+                    customer=customer,
+                    product=product,
+                    licence_count=count,  # type: ignore[arg-type]
+                    expires_on=expires,
+                    line=r.line(item),
+                )
+            )  # type: ignore[arg-type]
         values["prepaid"] = tuple(seeds_p)
 
     if not ok or "start" not in values:
@@ -792,7 +875,9 @@ def _parse_setup(r: _Reader, node: yaml.Node, service: str | None) -> Setup | No
     return Setup(**values)
 
 
-def _parse_code_check(r: _Reader, node: yaml.Node, what: str, pending_refs: list[tuple[str, yaml.Node]]) -> CodeCheck | None:
+def _parse_code_check(
+    r: _Reader, node: yaml.Node, what: str, pending_refs: list[tuple[str, yaml.Node]]
+) -> CodeCheck | None:
     if isinstance(node, yaml.ScalarNode):
         value = r.scalar(node)
         if value == "unchanged":
@@ -805,7 +890,7 @@ def _parse_code_check(r: _Reader, node: yaml.Node, what: str, pending_refs: list
     if len(m) != 1:
         r.err(node, f"{what} takes exactly one of same_as, different_from, unchanged")
         return None
-    (key, (_, value_node)), = m.items()
+    ((key, (_, value_node)),) = m.items()
     if key == "unchanged":
         flag = r.boolean(value_node, f"{what}.unchanged")
         if flag is not True:
@@ -820,8 +905,7 @@ def _parse_code_check(r: _Reader, node: yaml.Node, what: str, pending_refs: list
     return CodeCheck(key, ref)
 
 
-def _parse_steps(r: _Reader, node: yaml.Node, service: str | None, setup: Setup,
-                 defined: dict[str, int]) -> list[Step]:
+def _parse_steps(r: _Reader, node: yaml.Node, service: str | None, setup: Setup, defined: dict[str, int]) -> list[Step]:
     items = r.sequence(node, "steps")
     if items is None:
         return []
@@ -842,8 +926,11 @@ def _parse_steps(r: _Reader, node: yaml.Node, service: str | None, setup: Setup,
         if unknown:
             continue
         if len(kinds) != 1:
-            r.err(item, f"step {index}: a step holds exactly one step kind (and optionally expect, note), "
-                        f"found {', '.join(kinds) or 'none'}")
+            r.err(
+                item,
+                f"step {index}: a step holds exactly one step kind (and optionally expect, note), "
+                f"found {', '.join(kinds) or 'none'}",
+            )
             continue
         kind = kinds[0]
         key_node, value_node = m[kind]
@@ -863,8 +950,10 @@ def _parse_steps(r: _Reader, node: yaml.Node, service: str | None, setup: Setup,
                 ok = False
             else:
                 if target <= clock:
-                    r.err(value_node, f"{what}: the clock only moves forward: {target.isoformat()} is not after "
-                                      f"{clock.isoformat()}")
+                    r.err(
+                        value_node,
+                        f"{what}: the clock only moves forward: {target.isoformat()} is not after {clock.isoformat()}",
+                    )
                     ok = False
                 args["to"] = target
         elif kind == "fault":
@@ -873,8 +962,14 @@ def _parse_steps(r: _Reader, node: yaml.Node, service: str | None, setup: Setup,
                 ok = False
             else:
                 types: dict[str, tuple[type, ...]] = {
-                    "kind": (str,), "operation": (str,), "service": (str,), "when": (str,), "code": (str,),
-                    "message": (str,), "fault_code": (str,), "probability": (int, float),
+                    "kind": (str,),
+                    "operation": (str,),
+                    "service": (str,),
+                    "when": (str,),
+                    "code": (str,),
+                    "message": (str,),
+                    "fault_code": (str,),
+                    "probability": (int, float),
                 }
                 for key, (_, v_node) in fm.items():
                     ok_value, value = r._plain(v_node, f"{what}: {key}")
@@ -890,16 +985,22 @@ def _parse_steps(r: _Reader, node: yaml.Node, service: str | None, setup: Setup,
                     r.err(fm["kind"][1], f"{what}: kind must be one of {', '.join(FAULT_KINDS)}, not {args['kind']!r}")
                     ok = False
                 if isinstance(args.get("when"), str) and args["when"] not in ("before", "after"):
-                    r.err(fm["when"][1], f"{what}: when must be before (nothing changes) or after (the answer is "
-                                         f"lost after the change), not {args['when']!r}")
+                    r.err(
+                        fm["when"][1],
+                        f"{what}: when must be before (nothing changes) or after (the answer is "
+                        f"lost after the change), not {args['when']!r}",
+                    )
                     ok = False
                 if "count" in fm and "times" in fm:
                     r.err(fm["times"][0], f"{what}: give count or times, not both")
                     ok = False
         else:
             spec = _STEP_FIELDS[kind]
-            if isinstance(value_node, yaml.ScalarNode) and r.scalar(value_node) is None and not any(
-                    required for _, required in spec.values()):
+            if (
+                isinstance(value_node, yaml.ScalarNode)
+                and r.scalar(value_node) is None
+                and not any(required for _, required in spec.values())
+            ):
                 fields: dict[str, tuple[yaml.Node, yaml.Node]] | None = {}
             else:
                 fields = r.mapping(value_node, what, set(spec), [k for k, (_, req) in spec.items() if req])
@@ -920,14 +1021,20 @@ def _parse_steps(r: _Reader, node: yaml.Node, service: str | None, setup: Setup,
                         continue
                     if type_ == "newref":
                         if value in defined:
-                            r.err(field_node, f"{what}: ref {value!r} is already defined at line {defined[value]}; "
-                                              "each order/activate names a new ref")
+                            r.err(
+                                field_node,
+                                f"{what}: ref {value!r} is already defined at line {defined[value]}; "
+                                "each order/activate names a new ref",
+                            )
                             ok = False
                         else:
                             defined[value] = r.line(field_node)
                     elif type_ == "ref" and value not in defined:
-                        r.err(field_node, f"{what}: undefined ref {value!r} (a ref is defined by an earlier order, "
-                                          "activate or setup.legacy)")
+                        r.err(
+                            field_node,
+                            f"{what}: undefined ref {value!r} (a ref is defined by an earlier order, "
+                            "activate or setup.legacy)",
+                        )
                         ok = False
                     args[name] = value
 
@@ -959,7 +1066,7 @@ def _parse_advance(r: _Reader, node: yaml.Node, what: str, clock: dt.datetime, t
         if len(m) != 1:
             r.err(node, f"{what} takes exactly one of to, days, hours")
             return None
-        (key, (_, value_node)), = m.items()
+        ((key, (_, value_node)),) = m.items()
         if key == "to":
             moment = r.moment(value_node, f"{what}: to")
             return to_instant(moment, timezone) if moment is not None else None
@@ -986,8 +1093,9 @@ def _field(r: _Reader, node: yaml.Node, what: str, type_: str, timezone: str) ->
     raise AssertionError(type_)  # pragma: no cover
 
 
-def _parse_step_expect(r: _Reader, node: yaml.Node, what: str,
-                       pending_refs: list[tuple[str, yaml.Node]]) -> StepExpectation | None:
+def _parse_step_expect(
+    r: _Reader, node: yaml.Node, what: str, pending_refs: list[tuple[str, yaml.Node]]
+) -> StepExpectation | None:
     m = r.mapping(node, f"{what}: expect", _STEP_EXPECT_KEYS)
     if m is None:
         return None
@@ -1043,8 +1151,11 @@ def _parse_expect(r: _Reader, node: yaml.Node, defined: dict[str, int]) -> Expec
             allowed = _VENDOR_REF_KEYS if "ref" in im else _VENDOR_CUSTOMER_KEYS
             bad = [key for key in im if key not in allowed]
             for key in bad:
-                r.err(im[key][0], f"expect.vendor item: {key!r} does not go with "
-                                  f"{'ref' if 'ref' in im else 'customer'} (allowed: {', '.join(sorted(allowed))})")
+                r.err(
+                    im[key][0],
+                    f"expect.vendor item: {key!r} does not go with "
+                    f"{'ref' if 'ref' in im else 'customer'} (allowed: {', '.join(sorted(allowed))})",
+                )
             if bad:
                 continue
             if len(set(im) - {"rule"}) == 1:
@@ -1090,19 +1201,37 @@ def _parse_expect(r: _Reader, node: yaml.Node, defined: dict[str, int]) -> Expec
             cost = r.money(im["vendor_cost"][1], "expect.charges vendor_cost") if "vendor_cost" in im else None
             customer = r.string(im["customer"][1], "expect.charges customer") if "customer" in im else None
             rule = r.string(im["rule"][1], "expect.charges rule") if "rule" in im else None
-            if None in (period, ref) or ("units" in im and units is None) or ("amount" in im and amount is None) or (
-                    "vendor_cost" in im and cost is None) or ("customer" in im and customer is None) or (
-                    "rule" in im and rule is None):
+            if (
+                None in (period, ref)
+                or ("units" in im and units is None)
+                or ("amount" in im and amount is None)
+                or ("vendor_cost" in im and cost is None)
+                or ("customer" in im and customer is None)
+                or ("rule" in im and rule is None)
+            ):
                 continue
             assert period is not None and ref is not None
             key = (period, ref, customer)
             if key in seen:
-                r.err(item, f"expect.charges: {period} {ref} is already expected at line {seen[key]}; "
-                            "give one line per period and ref (the sum of the broker's lines is compared)")
+                r.err(
+                    item,
+                    f"expect.charges: {period} {ref} is already expected at line {seen[key]}; "
+                    "give one line per period and ref (the sum of the broker's lines is compared)",
+                )
                 continue
             seen[key] = r.line(item)
-            charges.append(ChargeExpectation(period=period, ref=ref, units=units, amount=amount, vendor_cost=cost,
-                                             customer=customer, line=r.line(item), rule=rule))
+            charges.append(
+                ChargeExpectation(
+                    period=period,
+                    ref=ref,
+                    units=units,
+                    amount=amount,
+                    vendor_cost=cost,
+                    customer=customer,
+                    line=r.line(item),
+                    rule=rule,
+                )
+            )
 
     reconcile: list[str] = []
     reconcile_rules: list[tuple[str, str]] = []
@@ -1128,8 +1257,13 @@ def _parse_expect(r: _Reader, node: yaml.Node, defined: dict[str, int]) -> Expec
     for ref, ref_node in pending_refs:
         if ref not in defined:
             r.err(ref_node, f"undefined ref {ref!r} (no order, activate or setup.legacy defines it)")
-    return Expectations(vendor=tuple(vendor), charges=tuple(charges), reconcile=tuple(reconcile), line=r.line(node),
-                        reconcile_rules=tuple(reconcile_rules))
+    return Expectations(
+        vendor=tuple(vendor),
+        charges=tuple(charges),
+        reconcile=tuple(reconcile),
+        line=r.line(node),
+        reconcile_rules=tuple(reconcile_rules),
+    )
 
 
 # -- suites -------------------------------------------------------------------------------------------
@@ -1165,8 +1299,9 @@ def load_suite(paths: Iterable[str | Path]) -> list[Scenario]:
     by_id: dict[str, Scenario] = {}
     for scenario in scenarios:
         if scenario.id in by_id:
-            issues.append(Issue(scenario.source, 1, f"scenario id {scenario.id!r} is also used by "
-                                                    f"{by_id[scenario.id].source}"))
+            issues.append(
+                Issue(scenario.source, 1, f"scenario id {scenario.id!r} is also used by {by_id[scenario.id].source}")
+            )
         by_id[scenario.id] = scenario
     if issues:
         raise ScenarioFileError(issues)

@@ -19,14 +19,16 @@ The file::
 ``provision`` creates each partner on the simulator, or adopts it when a partner with that id already exists (a
 shared ``ksim serve`` that has seen the pool before).
 """
+
 from __future__ import annotations
 
 import queue
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import yaml
@@ -76,8 +78,11 @@ def load_pool(path: str | Path) -> list[PoolMember]:
         bad = sorted(set(entry) - _KEYS)
         if bad:
             raise PoolError(f"{where}.{bad[0]}: unknown key (known: {', '.join(sorted(_KEYS))})")
-        checks = (("id", ID_RE, "ptn_ and 12 lowercase hex digits"), ("token", TOKEN_RE, "16 to 200 characters "
-                  "of letters, digits and _.~+/=-"), ("kss_username", USER_RE, "letters, digits and _.@-"))
+        checks = (
+            ("id", ID_RE, "ptn_ and 12 lowercase hex digits"),
+            ("token", TOKEN_RE, "16 to 200 characters of letters, digits and _.~+/=-"),
+            ("kss_username", USER_RE, "letters, digits and _.@-"),
+        )
         for key, pattern, what in checks:
             value = entry.get(key)
             if not isinstance(value, str) or not pattern.match(value):
@@ -88,9 +93,16 @@ def load_pool(path: str | Path) -> list[PoolMember]:
         password = entry.get("kss_password")
         if not isinstance(password, str) or not 8 <= len(password) <= 200:
             raise PoolError(f"{where}.kss_password: must be 8 to 200 characters")
-        members.append(PoolMember(id=entry["id"], token=entry["token"], kss_username=entry["kss_username"],
-                                  kss_password=password, tenant=str(entry["tenant"]) if entry.get("tenant") else None,
-                                  name=str(entry["name"]) if entry.get("name") else None))
+        members.append(
+            PoolMember(
+                id=entry["id"],
+                token=entry["token"],
+                kss_username=entry["kss_username"],
+                kss_password=password,
+                tenant=str(entry["tenant"]) if entry.get("tenant") else None,
+                name=str(entry["name"]) if entry.get("name") else None,
+            )
+        )
     return members
 
 
@@ -121,16 +133,25 @@ class PartnerPool:
                 if exc.status != 404:
                     raise PoolError(f"pooled partner {member.id}: {exc}") from exc
             else:  # already there (a shared simulator): adopted if its token is still the pool's
-                answer = httpx.get(f"{admin.base_url}/korm/v1/products", timeout=10,
-                                   headers={"Authorization": f"Bearer {member.token}"})
+                answer = httpx.get(
+                    f"{admin.base_url}/korm/v1/products",
+                    timeout=10,
+                    headers={"Authorization": f"Bearer {member.token}"},
+                )
                 if answer.status_code == 401:
-                    raise PoolError(f"pooled partner {member.id} exists on the simulator with other credentials "
-                                    "(rotated?): reset them there, or give the pool another id")
+                    raise PoolError(
+                        f"pooled partner {member.id} exists on the simulator with other credentials "
+                        "(rotated?): reset them there, or give the pool another id"
+                    )
                 continue
             try:
-                admin.create_partner(name=member.name or member.tenant or member.id, partner_id=member.id,
-                                     token=member.token, kss_username=member.kss_username,
-                                     kss_password=member.kss_password)
+                admin.create_partner(
+                    name=member.name or member.tenant or member.id,
+                    partner_id=member.id,
+                    token=member.token,
+                    kss_username=member.kss_username,
+                    kss_password=member.kss_password,
+                )
             except KsimError as exc:
                 raise PoolError(f"pooled partner {member.id}: the simulator refused it: {exc}") from exc
 
@@ -146,6 +167,7 @@ class PartnerPool:
     def handle(admin: KsimAdmin, member: PoolMember) -> PartnerHandle:
         """The member as a partner handle (its credentials are the pool's; the rest is read from the simulator)."""
         info: dict[str, Any] = admin.partner(member.id)
-        return PartnerHandle.from_json(admin, {**info, "token": member.token,
-                                               "kss": {"username": member.kss_username,
-                                                       "password": member.kss_password}})
+        return PartnerHandle.from_json(
+            admin,
+            {**info, "token": member.token, "kss": {"username": member.kss_username, "password": member.kss_password}},
+        )

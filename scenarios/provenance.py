@@ -1,5 +1,6 @@
 """What produced a certificate: the ksim version, the digest of the scenario files run, the adapter and the
 broker's own build; and scenario paths as a reader can find them (never an absolute site-packages path)."""
+
 from __future__ import annotations
 
 import hashlib

@@ -10,6 +10,7 @@ The HTML page is self-contained: inline CSS, an inline SVG timeline per scenario
 day, as the vendor holds them, and per month what the scenario expects, what the broker billed its
 customer and what the vendor billed the broker), no script and no network.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,8 +33,16 @@ from ksimkit.scenarios.attribution import END, NOT_REACHED, POLICY, POLICY_TITLE
 from ksimkit.scenarios.provenance import ksim_version
 from ksimkit.scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, PASSED, ScenarioResult, StepRecord, Timeline
 
-__all__ = ["ReportMeta", "level_verdicts", "overall_verdict", "render_html", "render_junit", "rule_matrix", "summary",
-           "write_reports"]
+__all__ = [
+    "ReportMeta",
+    "level_verdicts",
+    "overall_verdict",
+    "render_html",
+    "render_junit",
+    "rule_matrix",
+    "summary",
+    "write_reports",
+]
 
 LABELS = {PASSED: "pass", FAILED: "fail", NOT_APPLICABLE: "n/a", ERROR: "error", NOT_REACHED: "not reached"}
 RULE_VERDICTS = (PASSED, FAILED, NOT_REACHED, NOT_APPLICABLE, ERROR)
@@ -56,17 +65,20 @@ class ReportMeta:
 
     def provenance(self, results: Sequence[ScenarioResult] = ()) -> dict[str, str | None]:
         builds = sorted({r.broker_build for r in results if getattr(r, "broker_build", None)})
-        return {"ksim_version": self.ksim_version, "suite_digest": self.suite_digest,
-                "adapter": self.adapter or self.broker,
-                "broker_build": self.broker_build or (", ".join(builds) if builds else None)}
+        return {
+            "ksim_version": self.ksim_version,
+            "suite_digest": self.suite_digest,
+            "adapter": self.adapter or self.broker,
+            "broker_build": self.broker_build or (", ".join(builds) if builds else None),
+        }
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
-    return moment.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def overall_verdict(results: Sequence[ScenarioResult], *, strict: bool = False) -> str:
@@ -81,8 +93,12 @@ def overall_verdict(results: Sequence[ScenarioResult], *, strict: bool = False) 
     return PASSED
 
 
-LEVEL_WORDS = {PASSED: "certified", FAILED: "not certified", ERROR: "incomplete",
-               "not_checked": "not checked (the broker exposes no invoices)"}
+LEVEL_WORDS = {
+    PASSED: "certified",
+    FAILED: "not certified",
+    ERROR: "incomplete",
+    "not_checked": "not checked (the broker exposes no invoices)",
+}
 
 
 def level_verdicts(results: Sequence[ScenarioResult]) -> dict[str, str]:
@@ -94,8 +110,10 @@ def level_verdicts(results: Sequence[ScenarioResult]) -> dict[str, str]:
         return {"vendor_side": ERROR, "full": ERROR}
     vendor = [r.levels.get("vendor_side", r.verdict) for r in ran]
     full = [r.levels.get("full", r.verdict) for r in ran]
-    return {"vendor_side": FAILED if FAILED in vendor else PASSED,
-            "full": FAILED if FAILED in full else ("not_checked" if "not_checked" in full else PASSED)}
+    return {
+        "vendor_side": FAILED if FAILED in vendor else PASSED,
+        "full": FAILED if FAILED in full else ("not_checked" if "not_checked" in full else PASSED),
+    }
 
 
 def rule_title(rule: str) -> str:
@@ -131,8 +149,12 @@ def rule_matrix(results: Sequence[ScenarioResult]) -> dict[str, dict[str, Any]]:
             verdict = NOT_REACHED
         else:
             verdict = NOT_APPLICABLE
-        out[rule] = {"title": rule_title(rule), "verdict": verdict,
-                     "counts": {v: counts[v] for v in RULE_VERDICTS}, "scenarios": scenarios}
+        out[rule] = {
+            "title": rule_title(rule),
+            "verdict": verdict,
+            "counts": {v: counts[v] for v in RULE_VERDICTS},
+            "scenarios": scenarios,
+        }
     return out
 
 
@@ -140,8 +162,14 @@ def _first_failure(result: ScenarioResult) -> dict[str, Any] | None:
     first = result.first_failure
     if first is None:
         return None
-    return {"rule": first.rule, "sentence": rule_title(first.rule), "text": first.text, "ref": first.ref,
-            "period": first.period, "line": first.line}
+    return {
+        "rule": first.rule,
+        "sentence": rule_title(first.rule),
+        "text": first.text,
+        "ref": first.ref,
+        "period": first.period,
+        "line": first.line,
+    }
 
 
 def summary(results: Sequence[ScenarioResult], meta: ReportMeta, *, strict: bool = False) -> dict[str, Any]:
@@ -159,14 +187,21 @@ def summary(results: Sequence[ScenarioResult], meta: ReportMeta, *, strict: bool
         "totals": {"scenarios": len(results), **{v: counts[v] for v in (PASSED, FAILED, NOT_APPLICABLE, ERROR)}},
         "levels": level_verdicts(results),
         "rules": rule_matrix(results),
-        "scenarios": [{**r.to_dict(), "rule_verdicts": r.rule_verdicts, "first_failure": _first_failure(r)}
-                      for r in results],
+        "scenarios": [
+            {**r.to_dict(), "rule_verdicts": r.rule_verdicts, "first_failure": _first_failure(r)} for r in results
+        ],
     }
 
 
 def _meta(meta: ReportMeta, results: Sequence[ScenarioResult]) -> dict[str, Any]:
-    return {"broker": meta.broker, "simulator": meta.simulator, "suites": meta.suites, "notes": meta.notes,
-            "generated": _iso(meta.finished_at or _now()), **meta.provenance(results)}
+    return {
+        "broker": meta.broker,
+        "simulator": meta.simulator,
+        "suites": meta.suites,
+        "notes": meta.notes,
+        "generated": _iso(meta.finished_at or _now()),
+        **meta.provenance(results),
+    }
 
 
 # -- JUnit ----------------------------------------------------------------------------------------------
@@ -193,30 +228,46 @@ def render_junit(results: Sequence[ScenarioResult], meta: ReportMeta) -> str:
     total = Counter()  # type: Counter[str]
     for service, items in by_service.items():
         counts = Counter(r.verdict for r in items)
-        suite = ET.SubElement(root, "testsuite", name=f"ksim.{service}", tests=str(len(items)),
-                              failures=str(counts[FAILED]), errors=str(counts[ERROR]),
-                              skipped=str(counts[NOT_APPLICABLE]),
-                              time=f"{sum(r.duration_s for r in items):.3f}",
-                              timestamp=_iso(meta.started_at or _now()) or "")
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=f"ksim.{service}",
+            tests=str(len(items)),
+            failures=str(counts[FAILED]),
+            errors=str(counts[ERROR]),
+            skipped=str(counts[NOT_APPLICABLE]),
+            time=f"{sum(r.duration_s for r in items):.3f}",
+            timestamp=_iso(meta.started_at or _now()) or "",
+        )
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="broker", value=meta.broker)
         ET.SubElement(props, "property", name="simulator", value=meta.simulator)
         for name, value in meta.provenance(results).items():
             ET.SubElement(props, "property", name=name, value=value or "")
         for result in items:
-            case = ET.SubElement(suite, "testcase", classname=f"ksim.{service}", name=result.scenario_id,
-                                 time=f"{result.duration_s:.3f}", file=result.source)
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"ksim.{service}",
+                name=result.scenario_id,
+                time=f"{result.duration_s:.3f}",
+                file=result.source,
+            )
             case_props = ET.SubElement(case, "properties")
             for rule in result.rules:
                 ET.SubElement(case_props, "property", name="rule", value=rule)
             if result.verdict == FAILED:
                 first = result.first_failure
-                message = (f"{first.rule}: {first.text}" if first else
-                           result.failures[0] if result.failures else "failed")
-                ET.SubElement(case, "failure", message=message[:500], type="ScenarioFailed").text = _failure_text(result)
+                message = (
+                    f"{first.rule}: {first.text}" if first else result.failures[0] if result.failures else "failed"
+                )
+                ET.SubElement(case, "failure", message=message[:500], type="ScenarioFailed").text = _failure_text(
+                    result
+                )
             elif result.verdict == ERROR:
-                ET.SubElement(case, "error", message=(result.reason or "error").splitlines()[0][:500],
-                              type="HarnessError").text = _failure_text(result)
+                ET.SubElement(
+                    case, "error", message=(result.reason or "error").splitlines()[0][:500], type="HarnessError"
+                ).text = _failure_text(result)
             elif result.verdict == NOT_APPLICABLE:
                 ET.SubElement(case, "skipped", message=result.reason or "not applicable")
         total.update(counts)
@@ -236,8 +287,13 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=False, lstrip_blocks=False)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+        lstrip_blocks=False,
+    )
 
 
 def _anchor(scenario_id: str) -> str:
@@ -252,7 +308,7 @@ def _clock(at: str | None, zone: str) -> tuple[str, str]:
         moment = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
     except ValueError:
         return at, ""
-    utc = moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%MZ")
+    utc = moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%MZ")
     try:
         local = moment.astimezone(ZoneInfo(zone))
     except (ZoneInfoNotFoundError, ValueError):
@@ -285,11 +341,21 @@ def _failure_card(result: ScenarioResult) -> dict[str, Any]:
     first = result.first_failure
     verdicts = result.rule_verdicts
     card: dict[str, Any] = {
-        "anchor": _anchor(result.scenario_id), "id": result.scenario_id, "title": result.title,
-        "verdict": result.verdict, "source": result.source, "zone": result.timezone, "line": 0, "step": None,
-        "rule": None, "sentence": "", "other_failed": [], "not_reached": [],
-        "figure": (result.failures[0] if result.failures else (result.reason or "").splitlines()[0] if result.reason
-                   else ""),
+        "anchor": _anchor(result.scenario_id),
+        "id": result.scenario_id,
+        "title": result.title,
+        "verdict": result.verdict,
+        "source": result.source,
+        "zone": result.timezone,
+        "line": 0,
+        "step": None,
+        "rule": None,
+        "sentence": "",
+        "other_failed": [],
+        "not_reached": [],
+        "figure": (
+            result.failures[0] if result.failures else (result.reason or "").splitlines()[0] if result.reason else ""
+        ),
     }
     if first is None:
         return card
@@ -311,15 +377,25 @@ def _charge_tables(result: ScenarioResult) -> tuple[list[dict[str, Any]], list[d
             lines.append({"period": row.period, "ref": row.ref, **line})
     per_sku: dict[tuple[str, str], dict[str, Any]] = {}
     for line in lines:
-        entry = per_sku.setdefault((line["period"], line.get("sku") or ""), {
-            "period": line["period"], "sku": line.get("sku") or "", "lines": 0, "units": 0,
-            "amount": Decimal("0.00"), "vendor_cost": Decimal("0.00")})
+        entry = per_sku.setdefault(
+            (line["period"], line.get("sku") or ""),
+            {
+                "period": line["period"],
+                "sku": line.get("sku") or "",
+                "lines": 0,
+                "units": 0,
+                "amount": Decimal("0.00"),
+                "vendor_cost": Decimal("0.00"),
+            },
+        )
         entry["lines"] += 1
         entry["units"] += int(line["units"])
         entry["amount"] += Decimal(line["amount"])
         entry["vendor_cost"] += Decimal(line["vendor_cost"])
-    skus = [{**e, "amount": f"{e['amount']:.2f}", "vendor_cost": f"{e['vendor_cost']:.2f}"}
-            for _, e in sorted(per_sku.items())]
+    skus = [
+        {**e, "amount": f"{e['amount']:.2f}", "vendor_cost": f"{e['vendor_cost']:.2f}"}
+        for _, e in sorted(per_sku.items())
+    ]
     return lines, skus
 
 
@@ -330,31 +406,68 @@ def _detail(result: ScenarioResult) -> dict[str, Any]:
         if step.message and step.outcome in ("refused", "error"):
             said += f": {step.message}"
         utc, local = _clock(step.at, result.timezone)
-        steps.append({"index": step.index, "utc": utc, "local": local, "label": step.label, "note": step.note,
-                      "rule": step.rule, "expected": step.expected, "said": said, "explanation": step.explanation,
-                      "code": step.code, "ok": step.ok,
-                      "mark": "" if step.outcome in ("ok", "skipped", "not_applicable") or not step.expected else (
-                          "✔" if step.ok else "✘")})
+        steps.append(
+            {
+                "index": step.index,
+                "utc": utc,
+                "local": local,
+                "label": step.label,
+                "note": step.note,
+                "rule": step.rule,
+                "expected": step.expected,
+                "said": said,
+                "explanation": step.explanation,
+                "code": step.code,
+                "ok": step.ok,
+                "mark": ""
+                if step.outcome in ("ok", "skipped", "not_applicable") or not step.expected
+                else ("✔" if step.ok else "✘"),
+            }
+        )
     dash = lambda v: "—" if v is None else v  # noqa: E731
-    charges = [{
-        "period": row.period, "ref": row.ref, "ok": row.ok, "explanation": row.explanation,
-        "expected_units": dash(row.expected_units) if row.expected else "none", "units": row.units,
-        "expected_amount": dash(row.expected_amount) if row.expected else "none", "amount": row.amount,
-        "expected_vendor_cost": dash(row.expected_vendor_cost), "vendor_cost": row.vendor_cost,
-        "rules": ", ".join(r for r in dict.fromkeys([row.rule, row.vendor_rule]) if r),
-    } for row in result.charges]
+    charges = [
+        {
+            "period": row.period,
+            "ref": row.ref,
+            "ok": row.ok,
+            "explanation": row.explanation,
+            "expected_units": dash(row.expected_units) if row.expected else "none",
+            "units": row.units,
+            "expected_amount": dash(row.expected_amount) if row.expected else "none",
+            "amount": row.amount,
+            "expected_vendor_cost": dash(row.expected_vendor_cost),
+            "vendor_cost": row.vendor_cost,
+            "rules": ", ".join(r for r in dict.fromkeys([row.rule, row.vendor_rule]) if r),
+        }
+        for row in result.charges
+    ]
     lines, skus = _charge_tables(result)
     chart = None
     if result.timeline is not None and (result.timeline.series or result.timeline.periods):
         chart = Markup(timeline_svg(result.timeline, result))
     return {
-        "anchor": _anchor(result.scenario_id), "open": result.verdict in (FAILED, ERROR), "verdict": result.verdict,
-        "id": result.scenario_id, "title": result.title, "source": result.source, "service": result.service,
-        "zone": result.timezone, "rules": list(result.rule_verdicts.items()), "partner": result.partner_id,
-        "duration": result.duration_s, "description": result.description, "reason": result.reason,
+        "anchor": _anchor(result.scenario_id),
+        "open": result.verdict in (FAILED, ERROR),
+        "verdict": result.verdict,
+        "id": result.scenario_id,
+        "title": result.title,
+        "source": result.source,
+        "service": result.service,
+        "zone": result.timezone,
+        "rules": list(result.rule_verdicts.items()),
+        "partner": result.partner_id,
+        "duration": result.duration_s,
+        "description": result.description,
+        "reason": result.reason,
         "reason_label": "Not applicable" if result.verdict == NOT_APPLICABLE else "Could not run",
-        "failures": result.failures, "chart": chart, "steps": steps, "charges": charges, "lines": lines,
-        "skus": skus, "recon": result.reconciliation, "vendor_checks": result.vendor_checks,
+        "failures": result.failures,
+        "chart": chart,
+        "steps": steps,
+        "charges": charges,
+        "lines": lines,
+        "skus": skus,
+        "recon": result.reconciliation,
+        "vendor_checks": result.vendor_checks,
         "not_checked": result.not_checked,
     }
 
@@ -367,23 +480,53 @@ def render_html(results: Sequence[ScenarioResult], meta: ReportMeta, *, strict: 
     banner = {
         PASSED: f"Certified: all {counts[PASSED]} applicable scenarios pass",
         FAILED: f"Not certified: {counts[FAILED]} scenario(s) failed, breaking {len(failed_rules)} rule(s): "
-                + ", ".join(failed_rules),
+        + ", ".join(failed_rules),
         ERROR: f"Incomplete: {counts[ERROR]} scenario(s) could not be run",
     }[verdict]
     ordered = _ordered(results)
     rows = sorted(matrix.items(), key=lambda item: 0 if item[1]["verdict"] == FAILED else 1)
     context = {
         "css": Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
-        "meta": _meta(meta, results), "verdict": verdict, "banner": banner, "labels": LABELS, "rule_verdicts": RULE_VERDICTS,
+        "meta": _meta(meta, results),
+        "verdict": verdict,
+        "banner": banner,
+        "labels": LABELS,
+        "rule_verdicts": RULE_VERDICTS,
         "failures": [_failure_card(r) for r in ordered if r.verdict in (FAILED, ERROR)],
-        "cards": [(len(results), "scenarios"), (counts[PASSED], "passed"), (counts[FAILED], "failed"),
-                  (counts[NOT_APPLICABLE], "not applicable"), (counts[ERROR], "errors"), (len(matrix), "rules checked")],
-        "matrix": [{"rule": rule, **row, "chips": [(sid, v, _anchor(sid)) for sid, v in sorted(
-            row["scenarios"].items(), key=lambda item: (0 if item[1] == FAILED else 1, item[0]))]} for rule, row in rows],
-        "listing": [{"anchor": _anchor(r.scenario_id), "id": r.scenario_id, "title": r.title, "service": r.service,
-                     "rules": r.rules, "verdict": r.verdict, "duration": r.duration_s,
-                     "problem": r.failures[0] if r.failures else (r.reason or "").splitlines()[0] if r.reason else ""}
-                    for r in ordered],
+        "cards": [
+            (len(results), "scenarios"),
+            (counts[PASSED], "passed"),
+            (counts[FAILED], "failed"),
+            (counts[NOT_APPLICABLE], "not applicable"),
+            (counts[ERROR], "errors"),
+            (len(matrix), "rules checked"),
+        ],
+        "matrix": [
+            {
+                "rule": rule,
+                **row,
+                "chips": [
+                    (sid, v, _anchor(sid))
+                    for sid, v in sorted(
+                        row["scenarios"].items(), key=lambda item: (0 if item[1] == FAILED else 1, item[0])
+                    )
+                ],
+            }
+            for rule, row in rows
+        ],
+        "listing": [
+            {
+                "anchor": _anchor(r.scenario_id),
+                "id": r.scenario_id,
+                "title": r.title,
+                "service": r.service,
+                "rules": r.rules,
+                "verdict": r.verdict,
+                "duration": r.duration_s,
+                "problem": r.failures[0] if r.failures else (r.reason or "").splitlines()[0] if r.reason else "",
+            }
+            for r in ordered
+        ],
         "details": [_detail(r) for r in ordered],
         "levels": {name: LEVEL_WORDS[v] for name, v in level_verdicts(results).items()},
     }
@@ -428,8 +571,13 @@ def _chart(timeline: Timeline, result: ScenarioResult | None, width: int) -> dic
     months = []
     for month in _month_starts(axis_first, axis_last):
         mx = x(max(month, axis_first))
-        months.append({"x": mx, "label": month.strftime("%b %Y"),
-                       "label_x": round((mx + x(min(_next_month(month), axis_last + dt.timedelta(days=1)))) / 2, 1)})
+        months.append(
+            {
+                "x": mx,
+                "label": month.strftime("%b %Y"),
+                "label_x": round((mx + x(min(_next_month(month), axis_last + dt.timedelta(days=1)))) / 2, 1),
+            }
+        )
     ceiling = _nice(max([count for points in timeline.series.values() for _, count in points] + [1]))
 
     def y_count(count: float) -> float:
@@ -447,11 +595,20 @@ def _chart(timeline: Timeline, result: ScenarioResult | None, width: int) -> dic
             path.append(f"M{px:.1f},{y_count(0):.1f} L{px:.1f},{py:.1f}" if i == 0 else f"H{px:.1f} V{py:.1f}")
             labels.append({"x": round(px + 2, 1), "y": round(py - 3 - 10 * (index % 2), 1), "value": count})
         path.append(f"H{x(last + dt.timedelta(days=1)):.1f}")
-        series.append({"d": " ".join(path), "colour": colour, "label": label, "points": labels,
-                       "title": "; ".join(f"{d}: {c}" for d, c in points)})
+        series.append(
+            {
+                "d": " ".join(path),
+                "colour": colour,
+                "label": label,
+                "points": labels,
+                "title": "; ".join(f"{d}: {c}" for d, c in points),
+            }
+        )
         legend.append((label, colour))
-    legend_items = [{"x": width - right - 150 * (len(legend) - i), "colour": colour, "label": label[:20]}
-                    for i, (label, colour) in enumerate(legend)]
+    legend_items = [
+        {"x": width - right - 150 * (len(legend) - i), "colour": colour, "label": label[:20]}
+        for i, (label, colour) in enumerate(legend)
+    ]
     markers = []
     for step in result.steps if result is not None else []:
         if step.kind == "advance" or not step.at:
@@ -461,9 +618,14 @@ def _chart(timeline: Timeline, result: ScenarioResult | None, width: int) -> dic
         except ValueError:
             continue
         if axis_first <= day <= axis_last:
-            markers.append({"x": round(x(day) + plot_w / span / 2, 1), "y": top + lic_h + 8,
-                            "colour": "#b91c1c" if not step.ok else "#6b7280",
-                            "title": f"step {step.index}: {step.label} → {step.outcome}"})
+            markers.append(
+                {
+                    "x": round(x(day) + plot_w / span / 2, 1),
+                    "y": top + lic_h + 8,
+                    "colour": "#b91c1c" if not step.ok else "#6b7280",
+                    "title": f"step {step.index}: {step.label} → {step.outcome}",
+                }
+            )
     values = [Decimal(p[k]) for p in periods for k in ("expected", "broker", "vendor") if p.get(k) is not None]
     money_ceiling = _nice(float(max(values + [Decimal(1)])))
     bars = []
@@ -474,26 +636,52 @@ def _chart(timeline: Timeline, result: ScenarioResult | None, width: int) -> dic
         bar_w = slot / 3
         bx = x0 + (x1 - x0 - slot) / 2
         mismatch = period.get("expected") is not None and period.get("broker") != period.get("expected")
-        for j, (key, colour, name) in enumerate((("expected", "#9ca3af", "expected"),
-                                                 ("broker", "#b91c1c" if mismatch else "#2563eb", "broker billed"),
-                                                 ("vendor", "#059669", "vendor billed"))):
+        for j, (key, colour, name) in enumerate(
+            (
+                ("expected", "#9ca3af", "expected"),
+                ("broker", "#b91c1c" if mismatch else "#2563eb", "broker billed"),
+                ("vendor", "#059669", "vendor billed"),
+            )
+        ):
             value = period.get(key)
             if value is None:
                 continue
             h = bar_h * float(Decimal(value)) / money_ceiling
             if key == "broker" and mismatch and h < 3:
                 h = 3  # a missing or tiny invoice that should not be: still visible, in red
-            bars.append({"x": round(bx + j * bar_w, 1), "y": round(base - h, 1), "w": round(max(bar_w - 1, 1), 1),
-                         "h": round(h, 1), "colour": colour, "title": f"{period['period']} {name}: {value}",
-                         "value": value, "label_x": round(bx + j * bar_w + bar_w / 2, 1),
-                         "label_y": round(base - h - 3, 1), "ink": "#b91c1c" if colour == "#b91c1c" else "#374151"})
+            bars.append(
+                {
+                    "x": round(bx + j * bar_w, 1),
+                    "y": round(base - h, 1),
+                    "w": round(max(bar_w - 1, 1), 1),
+                    "h": round(h, 1),
+                    "colour": colour,
+                    "title": f"{period['period']} {name}: {value}",
+                    "value": value,
+                    "label_x": round(bx + j * bar_w + bar_w / 2, 1),
+                    "label_y": round(base - h - 3, 1),
+                    "ink": "#b91c1c" if colour == "#b91c1c" else "#374151",
+                }
+            )
     return {
-        "width": width, "height": height, "top": top, "left": left, "right_x": width - right, "base": base,
-        "lic_base": top + lic_h, "money_title_y": top + lic_h + gap - 8,
-        "label": result.scenario_id if result else "the scenario", "months": months,
+        "width": width,
+        "height": height,
+        "top": top,
+        "left": left,
+        "right_x": width - right,
+        "base": base,
+        "lic_base": top + lic_h,
+        "money_title_y": top + lic_h + gap - 8,
+        "label": result.scenario_id if result else "the scenario",
+        "months": months,
         "count_ticks": [{"y": y_count(t), "label": f"{t:g}"} for t in _ticks(ceiling)],
-        "money_ticks": [{"y": round(base - bar_h * t / money_ceiling, 1), "label": f"{t:g}"} for t in _ticks(money_ceiling)],
-        "series": series, "legend": legend_items, "markers": markers, "bars": bars,
+        "money_ticks": [
+            {"y": round(base - bar_h * t / money_ceiling, 1), "label": f"{t:g}"} for t in _ticks(money_ceiling)
+        ],
+        "series": series,
+        "legend": legend_items,
+        "markers": markers,
+        "bars": bars,
     }
 
 
@@ -534,17 +722,17 @@ def _ticks(ceiling: float) -> list[float]:
 # -- all three --------------------------------------------------------------------------------------------
 
 
-def write_reports(results: Sequence[ScenarioResult], out_dir: str | Path, meta: ReportMeta, *,
-                  strict: bool = False) -> dict[str, Path]:
+def write_reports(
+    results: Sequence[ScenarioResult], out_dir: str | Path, meta: ReportMeta, *, strict: bool = False
+) -> dict[str, Path]:
     """Write ``report.html``, ``summary.json`` and ``junit.xml`` into ``out_dir`` (made if missing)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta.finished_at = meta.finished_at or _now()
     paths = {"html": out / "report.html", "json": out / "summary.json", "junit": out / "junit.xml"}
     paths["html"].write_text(render_html(results, meta, strict=strict), encoding="utf-8")
-    paths["json"].write_text(json.dumps(summary(results, meta, strict=strict), indent=2, ensure_ascii=False) + "\n",
-                             encoding="utf-8")
+    paths["json"].write_text(
+        json.dumps(summary(results, meta, strict=strict), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     paths["junit"].write_text(render_junit(results, meta), encoding="utf-8")
     return paths
-
-

@@ -1,4 +1,5 @@
 """The vendor-rule catalog: rule IDs and their one-line titles (data in ``rules.yaml`` beside this module)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -28,6 +28,7 @@ a wrong outcome, a wrong charge, a reconciliation difference, an error of the br
 (the broker raised ``NotImplementedError`` for a step it does not support); ``error`` (the harness could not
 run the scenario: the simulator refused the setup, was unreachable, ...).
 """
+
 from __future__ import annotations
 
 import calendar
@@ -43,7 +44,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -54,8 +54,8 @@ from ksimkit.scenarios import attribution
 from ksimkit.scenarios.brokers.base import Broker, Charge, LegacySubscription, StepResult, TenantSetup
 from ksimkit.scenarios.brokers.http import tls_transport
 from ksimkit.scenarios.capabilities import unsupported
-from ksimkit.scenarios.provenance import display_path
 from ksimkit.scenarios.model import CodeCheck, Scenario, Step, first_of_next_month, to_instant
+from ksimkit.scenarios.provenance import display_path
 from ksimkit.simulators.client import KsimAdmin, KsimError, PartnerHandle
 
 __all__ = [
@@ -78,7 +78,7 @@ __all__ = [
     "run_scenarios",
 ]
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PASSED, FAILED, NOT_APPLICABLE, ERROR = "passed", "failed", "not_applicable", "error"
 VERDICTS = (PASSED, FAILED, NOT_APPLICABLE, ERROR)
 # Certification levels: vendor-side (the broker's calls to the vendor, judged from ksim's journal and state: no
@@ -155,7 +155,9 @@ class ChargeRow:
     line: int = 0
     rule: str = attribution.POLICY  # units, amount and customer: the broker's billing policy
     vendor_rule: str = ""  # the vendor rule of the expected vendor cost
-    split: list[dict[str, Any]] = field(default_factory=list)  # the broker's lines: {sku, units, amount, vendor_cost, customer}
+    split: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # the broker's lines: {sku, units, amount, vendor_cost, customer}
 
 
 @dataclass
@@ -174,7 +176,7 @@ class ReconRow:
 
 @dataclass
 class Timeline:
-    """What the report draws: licences in force per day (per subscription, as the vendor holds them) and money per month."""
+    """What the report draws: licences per day (per subscription, as the vendor holds them) and money per month."""
 
     start: str  # first day (date, partner zone)
     end: str  # last day
@@ -318,8 +320,13 @@ class _Run:
         self.member: Any = None  # the pooled partner borrowed for this run (a scenarios.pool.PoolMember)
         self.zone = ZoneInfo(scenario.setup.timezone)
         self.result = ScenarioResult(
-            scenario_id=scenario.id, title=scenario.title, service=scenario.service, rules=list(scenario.rules),
-            source=_display_path(scenario), description=scenario.description, broker=_broker_name(broker),
+            scenario_id=scenario.id,
+            title=scenario.title,
+            service=scenario.service,
+            rules=list(scenario.rules),
+            source=_display_path(scenario),
+            description=scenario.description,
+            broker=_broker_name(broker),
             timezone=scenario.setup.timezone,
         )
         self.stopped_at: int | None = None  # the step where a broker error stopped the run
@@ -374,8 +381,9 @@ class _Run:
             if missing:
                 raise _NotApplicable(f"the broker does not declare {', '.join(missing)} (adapter capabilities)")
             # Each client its own transport (closing a client closes its transport), all one TLS context.
-            self.admin = KsimAdmin(self.sim.url, self.sim.admin_token, timeout=self.sim.timeout,
-                                   transport=tls_transport())
+            self.admin = KsimAdmin(
+                self.sim.url, self.sim.admin_token, timeout=self.sim.timeout, transport=tls_transport()
+            )
             self.member = borrowed.enter_context(self.sim.pool.borrow()) if self.sim.pool is not None else None
             self.setup()
             self.steps()
@@ -411,8 +419,11 @@ class _Run:
                 self.admin.close()
             if self.result.verdict in (PASSED, FAILED):
                 self.result.rule_results = attribution.rule_verdicts(
-                    self.scenario.rules, self.result.findings, attribution.planned_positions(self.scenario),
-                    stopped_at=self.stopped_at)
+                    self.scenario.rules,
+                    self.result.findings,
+                    attribution.planned_positions(self.scenario),
+                    stopped_at=self.stopped_at,
+                )
             borrowed.close()  # the pooled partner goes back only once the broker is done with it
             self.result.duration_s = round(time.monotonic() - began, 3)
         return self.result
@@ -445,8 +456,12 @@ class _Run:
         pool = self.sim.pool
         handle = self.sim_call("read the pooled partner", pool.handle, self.admin, self.member)
         self.sim_call("reset the pooled partner", handle.reset, now=s.start)
-        wanted = {"programme": s.programme, "timezone": s.timezone, "billing_period": s.billing_period,
-                  "msp_registered": s.programme == "msp" if s.msp_registered is None else s.msp_registered}
+        wanted = {
+            "programme": s.programme,
+            "timezone": s.timezone,
+            "billing_period": s.billing_period,
+            "msp_registered": s.programme == "msp" if s.msp_registered is None else s.msp_registered,
+        }
         changes = {k: v for k, v in wanted.items() if getattr(handle, k) != v}
         if "programme" in changes:  # the server derives msp_registered from a new programme unless it is sent
             changes["msp_registered"] = wanted["msp_registered"]
@@ -463,35 +478,74 @@ class _Run:
             self.partner = self._pooled_partner()
         else:
             self.partner = self.sim_call(
-                "create a partner", self.admin.create_partner, name=self.scenario.id[:200], programme=s.programme,
-                msp_registered=s.msp_registered, timezone=s.timezone, billing_period=s.billing_period, now=s.start,
+                "create a partner",
+                self.admin.create_partner,
+                name=self.scenario.id[:200],
+                programme=s.programme,
+                msp_registered=s.msp_registered,
+                timezone=s.timezone,
+                billing_period=s.billing_period,
+                now=s.start,
             )
         partner = self.partner
         self.result.partner_id = partner.id
         for seed in s.approval_codes:
-            self.sim_call(f"seed approval code (line {seed.line})", partner.create_approval_code,
-                          seed.percent, seed.expires_on, seed.code)
+            self.sim_call(
+                f"seed approval code (line {seed.line})",
+                partner.create_approval_code,
+                seed.percent,
+                seed.expires_on,
+                seed.code,
+            )
         legacy: list[LegacySubscription] = []
         for seed in s.legacy:
-            created = self.sim_call(f"seed legacy subscription {seed.ref} (line {seed.line})",
-                                    partner.seed_legacy_subscription, self.alias(seed.customer), seed.sku, seed.quantity,
-                                    seed.activation_date)
+            created = self.sim_call(
+                f"seed legacy subscription {seed.ref} (line {seed.line})",
+                partner.seed_legacy_subscription,
+                self.alias(seed.customer),
+                seed.sku,
+                seed.quantity,
+                seed.activation_date,
+            )
             self.legacy_vendor[seed.ref] = created
-            legacy.append(LegacySubscription(ref=self.alias(seed.ref), customer=self.alias(seed.customer), sku=seed.sku,
-                                             quantity=seed.quantity,
-                                             activation_date=seed.activation_date,
-                                             activation_code=created["activation_code"], vendor_id=created["id"]))
+            legacy.append(
+                LegacySubscription(
+                    ref=self.alias(seed.ref),
+                    customer=self.alias(seed.customer),
+                    sku=seed.sku,
+                    quantity=seed.quantity,
+                    activation_date=seed.activation_date,
+                    activation_code=created["activation_code"],
+                    vendor_id=created["id"],
+                )
+            )
             self.codes[seed.ref].append(created["activation_code"])
         for seed in s.prepaid:
-            self.sim_call(f"seed prepaid licences (line {seed.line})", partner.seed_kss_prepaid, self.alias(seed.customer),
-                          seed.product, seed.licence_count, seed.expires_on)
+            self.sim_call(
+                f"seed prepaid licences (line {seed.line})",
+                partner.seed_kss_prepaid,
+                self.alias(seed.customer),
+                seed.product,
+                seed.licence_count,
+                seed.expires_on,
+            )
         tenant = TenantSetup(
-            scenario_id=self.scenario.id, korm_url=partner.korm_url, korm_token=partner.token,
-            kss_wsdl_url=partner.kss_soap_url + "?wsdl", kss_username=partner.kss_username,
-            kss_password=partner.kss_password, now=s.start, timezone=s.timezone, prices=dict(s.prices),
-            legacy=tuple(legacy), programme=partner.programme, billing_period=partner.billing_period,
-            msp_registered=partner.msp_registered, terms=self.sim_call("read the partner's terms", partner.terms),
-            partner_id=partner.id, pooled=self.member is not None,
+            scenario_id=self.scenario.id,
+            korm_url=partner.korm_url,
+            korm_token=partner.token,
+            kss_wsdl_url=partner.kss_soap_url + "?wsdl",
+            kss_username=partner.kss_username,
+            kss_password=partner.kss_password,
+            now=s.start,
+            timezone=s.timezone,
+            prices=dict(s.prices),
+            legacy=tuple(legacy),
+            programme=partner.programme,
+            billing_period=partner.billing_period,
+            msp_registered=partner.msp_registered,
+            terms=self.sim_call("read the partner's terms", partner.terms),
+            partner_id=partner.id,
+            pooled=self.member is not None,
             broker_tenant=(self.member.tenant or "") if self.member is not None else "",
         )
         self.broker_call("start (a new tenant)", self.broker.start, tenant)
@@ -502,31 +556,48 @@ class _Run:
         records = self.result.steps
         steps = list(self.scenario.steps)
         for position, step in enumerate(steps):
-            record = StepRecord(index=step.index, kind=step.kind, label=step.label(), line=step.line,
-                                at=_iso(self.clock), ref=step.ref, note=step.note)
+            record = StepRecord(
+                index=step.index,
+                kind=step.kind,
+                label=step.label(),
+                line=step.line,
+                at=_iso(self.clock),
+                ref=step.ref,
+                note=step.note,
+            )
             records.append(record)
             try:
                 self.step(step, record)
             except _NotApplicable as exc:
                 record.outcome, record.ok, record.explanation = "not_applicable", True, str(exc)
-                self._skip_rest(steps[position + 1:])
+                self._skip_rest(steps[position + 1 :])
                 raise
             except _BrokerFailure as exc:
                 record.outcome, record.ok, record.explanation = "error", False, str(exc)
-                self._skip_rest(steps[position + 1:])
+                self._skip_rest(steps[position + 1 :])
                 self.stopped_at = step.index
                 failure = _BrokerFailure(f"step {step.index} ({step.label()}, line {step.line}): {exc}")
                 failure.rule = record.rule or self._step_rule(step)  # type: ignore[attr-defined]
                 raise failure from exc
             except _HarnessError:
                 record.outcome, record.ok = "error", False
-                self._skip_rest(steps[position + 1:])
+                self._skip_rest(steps[position + 1 :])
                 raise
 
     def _skip_rest(self, rest: Sequence[Step]) -> None:
         for step in rest:
-            self.result.steps.append(StepRecord(index=step.index, kind=step.kind, label=step.label(), line=step.line,
-                                                at=_iso(step.at), ref=step.ref, outcome="skipped", note=step.note))
+            self.result.steps.append(
+                StepRecord(
+                    index=step.index,
+                    kind=step.kind,
+                    label=step.label(),
+                    line=step.line,
+                    at=_iso(step.at),
+                    ref=step.ref,
+                    outcome="skipped",
+                    note=step.note,
+                )
+            )
 
     def advance(self, to: dt.datetime) -> None:
         assert self.partner is not None
@@ -547,8 +618,11 @@ class _Run:
         record.expected = step.expect.describe()
         record.rule = self._step_rule(step)
         method = getattr(self.broker, step.kind)
-        args = {k: v for k, v in step.args.items() if not (v is None and k in ("approval_code", "quantity", "until",
-                                                                                  "trial_days"))}
+        args = {
+            k: v
+            for k, v in step.args.items()
+            if not (v is None and k in ("approval_code", "quantity", "until", "trial_days"))
+        }
         for key in ("ref", "customer"):
             if key in args and args[key] is not None:
                 args[key] = self.alias(str(args[key]))
@@ -586,11 +660,17 @@ class _Run:
         if problems:
             record.ok = False
             record.explanation = "; ".join(problems)
-            self.fail(f"step {step.index} ({step.label()}, line {step.line}): {record.explanation}", record.rule,
-                      step.index, ref=step.ref, line=step.line)
+            self.fail(
+                f"step {step.index} ({step.label()}, line {step.line}): {record.explanation}",
+                record.rule,
+                step.index,
+                ref=step.ref,
+                line=step.line,
+            )
         else:
-            self.passed_check(record.rule, step.index, f"step {step.index} ({step.label()})", ref=step.ref,
-                              line=step.line)
+            self.passed_check(
+                record.rule, step.index, f"step {step.index} ({step.label()})", ref=step.ref, line=step.line
+            )
 
     def _code_kept(self, step: Step, ref: str) -> None:
         """KSS-CODE-1 at every KSS step, named or not: a subscription keeps one activation code for life, so a
@@ -599,14 +679,24 @@ class _Run:
         if self.scenario.service != "kss" or len(seen) < 2 or ref in self.code_changed:
             return
         self.code_changed.add(ref)
-        self.fail(f"step {step.index} ({step.label()}, line {step.line}): {ref}'s activation code changed: "
-                  f"{' -> '.join(seen)} (a KSS subscription keeps one code for life)", attribution.CODE_RULE,
-                  step.index, ref=ref, line=step.line)
+        self.fail(
+            f"step {step.index} ({step.label()}, line {step.line}): {ref}'s activation code changed: "
+            f"{' -> '.join(seen)} (a KSS subscription keeps one code for life)",
+            attribution.CODE_RULE,
+            step.index,
+            ref=ref,
+            line=step.line,
+        )
 
     def _step_rule(self, step: Step) -> str:
-        return attribution.step_rule(step.kind, self.scenario.rules, code=step.expect.code,
-                                     code_relation=step.expect.activation_code is not None, explicit=step.expect.rule,
-                                     after_fault=attribution.follows_fault(self.scenario, step))
+        return attribution.step_rule(
+            step.kind,
+            self.scenario.rules,
+            code=step.expect.code,
+            code_relation=step.expect.activation_code is not None,
+            explicit=step.expect.rule,
+            after_fault=attribution.follows_fault(self.scenario, step),
+        )
 
     def _journal_mark(self) -> int | None:
         """The id of the partner's latest journal entry (0: none yet), or None when the journal cannot be read."""
@@ -647,10 +737,13 @@ class _Run:
             if expected in seen:
                 return None
             said = ", ".join(dict.fromkeys(seen)) or "no error code"
-            return (f"expected the vendor to refuse with {expected}; ksim's journal shows the vendor answered {said}"
-                    + (f" (the broker told its customer {relayed})" if relayed else ""))
-        return (f"expected the vendor's code {expected} to be relayed, the broker relayed {relayed or 'no code'} "
-                "(ksim's journal could not be read)")
+            return f"expected the vendor to refuse with {expected}; ksim's journal shows the vendor answered {said}" + (
+                f" (the broker told its customer {relayed})" if relayed else ""
+            )
+        return (
+            f"expected the vendor's code {expected} to be relayed, the broker relayed {relayed or 'no code'} "
+            "(ksim's journal could not be read)"
+        )
 
     def _broker_code(self, ref: str) -> str | None:
         ref = self.alias(ref)
@@ -709,8 +802,10 @@ class _Run:
             self.invoices_exposed = False
             broker_charges = {}
             if periods:
-                self.result.not_checked.append("customer charges and reconciliation: the broker exposes no invoices "
-                                               "(no charges method): vendor-side checks only")
+                self.result.not_checked.append(
+                    "customer charges and reconciliation: the broker exposes no invoices "
+                    "(no charges method): vendor-side checks only"
+                )
         vendor_bills = {p: self.vendor_bill(p) for p in months}
         if not self.invoices_exposed:
             self.result.timeline = self.timeline(vendor, matches, {}, vendor_bills, months)
@@ -742,16 +837,29 @@ class _Run:
         now = self.clock
         if self.scenario.service == "korm":
             with self.partner.korm(actor="ksim-certify", transport=tls_transport()) as korm:
-                response = self.sim_call("list KORM subscriptions", korm.get, "/subscriptions",
-                                         params={"include_deleted": "true"})
+                response = self.sim_call(
+                    "list KORM subscriptions", korm.get, "/subscriptions", params={"include_deleted": "true"}
+                )
                 if response.is_error:
-                    raise _HarnessError(f"GET /korm/v1/subscriptions answered {response.status_code}: {response.text[:300]}")
+                    raise _HarnessError(
+                        f"GET /korm/v1/subscriptions answered {response.status_code}: {response.text[:300]}"
+                    )
                 items = response.json()["items"]
-            return [VendorSubscription(
-                id=item["id"], customer=item["customer_id"], status=item["status"], quantity=int(item["quantity"]),
-                sku=item.get("sku"), product=item.get("product_id") or "", activation_code=item.get("activation_code"),
-                external_ref=item.get("external_ref"), active=item["status"] in ("pending", "active"), raw=item,
-            ) for item in items]
+            return [
+                VendorSubscription(
+                    id=item["id"],
+                    customer=item["customer_id"],
+                    status=item["status"],
+                    quantity=int(item["quantity"]),
+                    sku=item.get("sku"),
+                    product=item.get("product_id") or "",
+                    activation_code=item.get("activation_code"),
+                    external_ref=item.get("external_ref"),
+                    active=item["status"] in ("pending", "active"),
+                    raw=item,
+                )
+                for item in items
+            ]
         subscriber_ids: dict[str, None] = {}
         offset = 0
         while True:
@@ -774,12 +882,22 @@ class _Run:
                 end = item.get("end_time")
                 status = item["status"]
                 active = status in ("NotStarted", "Started", "Paused") or (
-                    status == "SoftCancelled" and end is not None and _parse_ts(end) > now)
-                subs.append(VendorSubscription(
-                    id=sid, customer=item.get("customer_id") or sid, status=status,
-                    quantity=int(item.get("license_count") or 0), sku=None, product=item.get("product_id") or "",
-                    activation_code=item.get("activation_code"), external_ref=None, active=active, raw=item,
-                ))
+                    status == "SoftCancelled" and end is not None and _parse_ts(end) > now
+                )
+                subs.append(
+                    VendorSubscription(
+                        id=sid,
+                        customer=item.get("customer_id") or sid,
+                        status=status,
+                        quantity=int(item.get("license_count") or 0),
+                        sku=None,
+                        product=item.get("product_id") or "",
+                        activation_code=item.get("activation_code"),
+                        external_ref=None,
+                        active=active,
+                        raw=item,
+                    )
+                )
         return subs
 
     def match(self, vendor: list[VendorSubscription]) -> dict[str, VendorSubscription]:
@@ -797,8 +915,11 @@ class _Run:
                 else:  # the broker's key at the vendor: the ref, or its own id for the ref (captured by `id:`)
                     keys = [self.alias(ref), (getattr(self.broker, "ids", None) or {}).get(self.alias(ref))]
                     for key in filter(None, keys):
-                        found = (next((v for v in vendor if v.external_ref == key), None)
-                                 if self.scenario.service == "korm" else by_id.get(key))
+                        found = (
+                            next((v for v in vendor if v.external_ref == key), None)
+                            if self.scenario.service == "korm"
+                            else by_id.get(key)
+                        )
                         if found is not None:
                             break
             if found is not None:
@@ -807,70 +928,127 @@ class _Run:
 
     def check_vendor(self, vendor: list[VendorSubscription], matches: dict[str, VendorSubscription]) -> None:
         for check in self.scenario.expect.vendor:
-            self._rule = attribution.vendor_check_rule(attribution.vendor_fields(check), self.scenario.rules,
-                                                       explicit=check.rule)
+            self._rule = attribution.vendor_check_rule(
+                attribution.vendor_fields(check), self.scenario.rules, explicit=check.rule
+            )
             if check.ref is not None:
                 ref = check.ref
                 sub = matches.get(ref)
                 code = self.final_codes.get(ref)
                 if check.exists is not None:
                     ok = (sub is not None) == check.exists
-                    self._record(check.line, f"ref {ref}", "exists" if check.exists else "does not exist",
-                                 f"vendor subscription {sub.id}" if sub else "none", ok,
-                                 None if ok else (f"the vendor holds {sub.id} for {ref}" if sub else
-                                                  f"the vendor holds no subscription for {ref}"))
-                wants = [(name, getattr(check, name)) for name in ("status", "quantity", "sku", "product")
-                         if getattr(check, name) is not None]
+                    self._record(
+                        check.line,
+                        f"ref {ref}",
+                        "exists" if check.exists else "does not exist",
+                        f"vendor subscription {sub.id}" if sub else "none",
+                        ok,
+                        None
+                        if ok
+                        else (
+                            f"the vendor holds {sub.id} for {ref}"
+                            if sub
+                            else f"the vendor holds no subscription for {ref}"
+                        ),
+                    )
+                wants = [
+                    (name, getattr(check, name))
+                    for name in ("status", "quantity", "sku", "product")
+                    if getattr(check, name) is not None
+                ]
                 if wants and sub is None:
-                    why = (f"the broker's activation code for {ref} ({code}) is not one the vendor issued" if code else
-                           f"the broker holds no activation code for {ref}, and no vendor subscription matches it")
-                    self._record(check.line, f"ref {ref}", ", ".join(f"{k} {v}" for k, v in wants), "not found",
-                                 False, why)
+                    why = (
+                        f"the broker's activation code for {ref} ({code}) is not one the vendor issued"
+                        if code
+                        else f"the broker holds no activation code for {ref}, and no vendor subscription matches it"
+                    )
+                    self._record(
+                        check.line, f"ref {ref}", ", ".join(f"{k} {v}" for k, v in wants), "not found", False, why
+                    )
                 for name, wanted in wants if sub is not None else []:
                     assert sub is not None
-                    actual: Any = {"status": sub.status, "quantity": sub.quantity, "sku": sub.sku,
-                                   "product": sub.product}[name]
+                    actual: Any = {
+                        "status": sub.status,
+                        "quantity": sub.quantity,
+                        "sku": sub.sku,
+                        "product": sub.product,
+                    }[name]
                     ok = str(actual).lower() == str(wanted).lower() if name == "status" else actual == wanted
-                    self._record(check.line, f"ref {ref}", f"{name} {wanted}", f"{name} {actual}", ok,
-                                 None if ok else f"the vendor's subscription {sub.id} for {ref} has {name} {actual}, "
-                                                 f"expected {wanted}")
+                    self._record(
+                        check.line,
+                        f"ref {ref}",
+                        f"{name} {wanted}",
+                        f"{name} {actual}",
+                        ok,
+                        None
+                        if ok
+                        else f"the vendor's subscription {sub.id} for {ref} has {name} {actual}, expected {wanted}",
+                    )
                 if check.activation_code is not None:
                     problem = self._code_relation(ref, check.activation_code, code)
                     if problem is None and code and sub is None:
                         problem = f"the broker's activation code for {ref} ({code}) is not one the vendor issued"
-                    if problem is None and check.activation_code.relation == "unchanged" and sub is not None \
-                            and sub.activation_code != code:
+                    if (
+                        problem is None
+                        and check.activation_code.relation == "unchanged"
+                        and sub is not None
+                        and sub.activation_code != code
+                    ):
                         problem = f"the vendor's code for {ref} is {sub.activation_code}, the broker holds {code}"
-                    self._record(check.line, f"ref {ref}", f"activation code {check.activation_code.describe()}",
-                                 code or "none", problem is None, problem)
+                    self._record(
+                        check.line,
+                        f"ref {ref}",
+                        f"activation code {check.activation_code.describe()}",
+                        code or "none",
+                        problem is None,
+                        problem,
+                    )
             else:
                 customer = check.customer
                 theirs = [v for v in vendor if v.customer == self.alias(customer or "")]
                 if check.subscriptions is not None:
                     ok = len(theirs) == check.subscriptions
-                    self._record(check.line, f"customer {customer}", f"{check.subscriptions} subscription(s) at the vendor",
-                                 f"{len(theirs)}", ok,
-                                 None if ok else f"the vendor holds {len(theirs)} subscription(s) for {customer} "
-                                                 f"({', '.join(v.id for v in theirs) or 'none'}), expected "
-                                                 f"{check.subscriptions}")
+                    self._record(
+                        check.line,
+                        f"customer {customer}",
+                        f"{check.subscriptions} subscription(s) at the vendor",
+                        f"{len(theirs)}",
+                        ok,
+                        None
+                        if ok
+                        else f"the vendor holds {len(theirs)} subscription(s) for {customer} "
+                        f"({', '.join(v.id for v in theirs) or 'none'}), expected "
+                        f"{check.subscriptions}",
+                    )
                 if check.active_subscriptions is not None:
                     active = [v for v in theirs if v.active]
                     ok = len(active) == check.active_subscriptions
-                    self._record(check.line, f"customer {customer}",
-                                 f"{check.active_subscriptions} active subscription(s) at the vendor", f"{len(active)}",
-                                 ok, None if ok else f"the vendor holds {len(active)} active subscription(s) for "
-                                                     f"{customer}, expected {check.active_subscriptions}")
+                    self._record(
+                        check.line,
+                        f"customer {customer}",
+                        f"{check.active_subscriptions} active subscription(s) at the vendor",
+                        f"{len(active)}",
+                        ok,
+                        None
+                        if ok
+                        else f"the vendor holds {len(active)} active subscription(s) for "
+                        f"{customer}, expected {check.active_subscriptions}",
+                    )
 
     def _record(self, line: int, subject: str, expected: str, actual: str, ok: bool, explanation: str | None) -> None:
         rule = self._rule  # set by check_vendor for the item being checked
-        self.result.vendor_checks.append(CheckRecord(line=line, subject=subject, expected=expected, actual=actual, ok=ok,
-                                                     explanation=explanation, rule=rule))
+        self.result.vendor_checks.append(
+            CheckRecord(
+                line=line, subject=subject, expected=expected, actual=actual, ok=ok, explanation=explanation, rule=rule
+            )
+        )
         ref = subject[4:] if subject.startswith("ref ") else None
         if not ok:
             self.fail(f"vendor check (line {line}) {subject}: {explanation}", rule, ref=ref, line=line)
         else:
-            self.passed_check(rule, attribution.END, f"vendor check (line {line}) {subject}: {expected}", ref=ref,
-                              line=line)
+            self.passed_check(
+                rule, attribution.END, f"vendor check (line {line}) {subject}: {expected}", ref=ref, line=line
+            )
 
     def broker_charges(self, period: str) -> list[Charge]:
         charges = self.broker_call(f"charges({period})", self.broker.charges, period)
@@ -886,8 +1064,9 @@ class _Run:
         """The charge under the scenario's names, without units other than the vendor's (incomparable)."""
         billing = getattr(self.broker, "billing", None)
         units = charge.units if billing is None or billing.units == "vendor" else None
-        return dataclasses.replace(charge, ref=self.unalias(charge.ref), customer=self.unalias(charge.customer),
-                                   units=units)
+        return dataclasses.replace(
+            charge, ref=self.unalias(charge.ref), customer=self.unalias(charge.customer), units=units
+        )
 
     def _note_not_checked(self, broker_charges: dict[str, list[Charge]]) -> None:
         """Say which invoice checks the broker's data or declared policy leaves out (they are skipped, not passed)."""
@@ -895,26 +1074,39 @@ class _Run:
         expect = self.scenario.expect
         lines = [c for charges in broker_charges.values() for c in charges]
         if billing is not None and billing.policy == "own" and expect.charges:
-            self.result.not_checked.append("customer charges (amounts, units): the broker bills its customers by its "
-                                           "own policy; the reconciliation against the vendor's bill is checked")
+            self.result.not_checked.append(
+                "customer charges (amounts, units): the broker bills its customers by its "
+                "own policy; the reconciliation against the vendor's bill is checked"
+            )
         if billing is not None and billing.units != "vendor" and (expect.charges or expect.reconcile):
-            self.result.not_checked.append(f"units: the broker reports {billing.units.replace('_', '-')}, the "
-                                           "scenarios count the vendor's units (licence-days for PAYG, licences)")
+            self.result.not_checked.append(
+                f"units: the broker reports {billing.units.replace('_', '-')}, the "
+                "scenarios count the vendor's units (licence-days for PAYG, licences)"
+            )
         elif any(c.units is None for c in lines):
             self.result.not_checked.append("units: the broker's invoice lines carry none")
         if expect.reconcile and any(c.vendor_cost is None for c in lines):
-            self.result.not_checked.append("reconciliation of costs: the broker's invoice lines carry no vendor cost "
-                                           "(what it expects to pay)")
+            self.result.not_checked.append(
+                "reconciliation of costs: the broker's invoice lines carry no vendor cost (what it expects to pay)"
+            )
 
     def vendor_bill(self, period: str) -> dict[str, dict[str, Any]]:
         """vendor id -> {units, amount, customer} summed over the vendor's lines of the period."""
         assert self.partner is not None
         if self.scenario.service == "korm":
-            client, path, id_key, units_key = self.partner.korm(actor="ksim-certify", transport=tls_transport()), \
-                f"/billing/{period}", "subscription_id", "units"
+            client, path, id_key, units_key = (
+                self.partner.korm(actor="ksim-certify", transport=tls_transport()),
+                f"/billing/{period}",
+                "subscription_id",
+                "units",
+            )
         else:
-            client, path, id_key, units_key = self.partner.kss_rest(actor="ksim-certify", transport=tls_transport()), \
-                f"/bills/{period}", "subscriber_id", "charged_count"
+            client, path, id_key, units_key = (
+                self.partner.kss_rest(actor="ksim-certify", transport=tls_transport()),
+                f"/bills/{period}",
+                "subscriber_id",
+                "charged_count",
+            )
         with client:
             response = self.sim_call(f"read the vendor's bill {period}", client.get, path)
         if response.is_error:
@@ -930,8 +1122,9 @@ class _Run:
     def _by_ref(charges: Iterable[Charge]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for charge in charges:
-            entry = out.setdefault(charge.ref, {"units": 0, "amount": ZERO, "vendor_cost": ZERO, "lines": 0,
-                                                "customers": []})
+            entry = out.setdefault(
+                charge.ref, {"units": 0, "amount": ZERO, "vendor_cost": ZERO, "lines": 0, "customers": []}
+            )
             if charge.units is None or entry["units"] is None:
                 entry["units"] = None  # not on the broker's invoice: the checks that need it are not done
             else:
@@ -955,13 +1148,23 @@ class _Run:
             actual = self._by_ref(broker_charges.get(period, []))
             wanted = [c for c in expect.charges if c.period == period]
             for exp in wanted:
-                got = actual.get(exp.ref, {"units": 0, "amount": ZERO, "vendor_cost": ZERO, "lines": 0, "customers": []})
-                row = ChargeRow(period=period, ref=exp.ref, expected=True, expected_units=exp.units,
-                                expected_amount=_money(exp.amount), expected_vendor_cost=_money(exp.vendor_cost),
-                                units=got["units"] if got["units"] is not None else 0,
-                                amount=_money(got["amount"]) or "0.00",
-                                vendor_cost=_money(got["vendor_cost"]) or "0.00", lines=got["lines"],
-                                customers=list(got["customers"]), line=exp.line)
+                got = actual.get(
+                    exp.ref, {"units": 0, "amount": ZERO, "vendor_cost": ZERO, "lines": 0, "customers": []}
+                )
+                row = ChargeRow(
+                    period=period,
+                    ref=exp.ref,
+                    expected=True,
+                    expected_units=exp.units,
+                    expected_amount=_money(exp.amount),
+                    expected_vendor_cost=_money(exp.vendor_cost),
+                    units=got["units"] if got["units"] is not None else 0,
+                    amount=_money(got["amount"]) or "0.00",
+                    vendor_cost=_money(got["vendor_cost"]) or "0.00",
+                    lines=got["lines"],
+                    customers=list(got["customers"]),
+                    line=exp.line,
+                )
                 row.vendor_rule = attribution.reconcile_rule(self.scenario, period, exp.ref)
                 row.split = _split(broker_charges.get(period, []), exp.ref)
                 problems = []  # the customer's side: the broker's policy (units None: not on its invoices)
@@ -972,7 +1175,11 @@ class _Run:
                 if exp.customer is not None and got["lines"] and got["customers"] != [exp.customer]:
                     problems.append(f"billed to {', '.join(got['customers']) or 'nobody'}, expected {exp.customer}")
                 cost_problem = None  # the vendor's side: the line's vendor rule
-                if exp.vendor_cost is not None and got["vendor_cost"] is not None and got["vendor_cost"] != exp.vendor_cost:
+                if (
+                    exp.vendor_cost is not None
+                    and got["vendor_cost"] is not None
+                    and got["vendor_cost"] != exp.vendor_cost
+                ):
                     cost_problem = f"vendor cost {row.vendor_cost}, expected {_money(exp.vendor_cost)}"
                 what = "no line" if not got["lines"] else f"{got['lines']} line(s)"
                 where = f"charge {period} {exp.ref} (line {exp.line})"
@@ -988,24 +1195,40 @@ class _Run:
                     self.passed_check(row.vendor_rule, bills, f"{where}: vendor cost", **at)
                 if problems or cost_problem:
                     row.ok = False
-                    row.explanation = f"the broker billed {what}: " + "; ".join(problems + [cost_problem or ""]).strip("; ")
+                    row.explanation = f"the broker billed {what}: " + "; ".join(problems + [cost_problem or ""]).strip(
+                        "; "
+                    )
                 self.result.charges.append(row)
             named = {c.ref for c in wanted}
             for ref, got in actual.items():
                 if ref in named or (not got["units"] and got["amount"] == 0):
                     continue
-                row = ChargeRow(period=period, ref=ref, expected=False, units=got["units"] or 0,
-                                amount=_money(got["amount"]) or "0.00", vendor_cost=_money(got["vendor_cost"]) or "0.00",
-                                lines=got["lines"], customers=list(got["customers"]), ok=False,
-                                explanation=f"the broker billed {ref} in {period} ({got['units']} units, "
-                                            f"{_money(got['amount'])}); the scenario expects no charge",
-                                split=_split(broker_charges.get(period, []), ref))
-                self.fail(f"charge {period} {ref}: {row.explanation}", row.rule, attribution.BILLS, ref=ref,
-                          period=period)
+                row = ChargeRow(
+                    period=period,
+                    ref=ref,
+                    expected=False,
+                    units=got["units"] or 0,
+                    amount=_money(got["amount"]) or "0.00",
+                    vendor_cost=_money(got["vendor_cost"]) or "0.00",
+                    lines=got["lines"],
+                    customers=list(got["customers"]),
+                    ok=False,
+                    explanation=f"the broker billed {ref} in {period} ({got['units']} units, "
+                    f"{_money(got['amount'])}); the scenario expects no charge",
+                    split=_split(broker_charges.get(period, []), ref),
+                )
+                self.fail(
+                    f"charge {period} {ref}: {row.explanation}", row.rule, attribution.BILLS, ref=ref, period=period
+                )
                 self.result.charges.append(row)
 
-    def reconcile(self, broker_charges: dict[str, list[Charge]], vendor_bills: dict[str, dict[str, dict[str, Any]]],
-                  matches: dict[str, VendorSubscription], vendor: list[VendorSubscription]) -> None:
+    def reconcile(
+        self,
+        broker_charges: dict[str, list[Charge]],
+        vendor_bills: dict[str, dict[str, dict[str, Any]]],
+        matches: dict[str, VendorSubscription],
+        vendor: list[VendorSubscription],
+    ) -> None:
         codes = {v.id: v.activation_code for v in vendor}
         for period in self.scenario.expect.reconcile:
             ours = self._by_ref(broker_charges.get(period, []))
@@ -1018,49 +1241,75 @@ class _Run:
                 bill = theirs.get(sub.id, {"units": 0, "amount": ZERO}) if sub else {"units": 0, "amount": ZERO}
                 if sub:
                     claimed.add(sub.id)
-                row = ReconRow(period=period, ref=ref, vendor_id=sub.id if sub else None,
-                               broker_units=mine["units"] or 0, vendor_units=bill["units"],
-                               broker_cost=_money(mine["vendor_cost"]) or "0.00",
-                               vendor_amount=_money(bill["amount"]) or "0.00",
-                               rule=attribution.reconcile_rule(self.scenario, period, ref))
+                row = ReconRow(
+                    period=period,
+                    ref=ref,
+                    vendor_id=sub.id if sub else None,
+                    broker_units=mine["units"] or 0,
+                    vendor_units=bill["units"],
+                    broker_cost=_money(mine["vendor_cost"]) or "0.00",
+                    vendor_amount=_money(bill["amount"]) or "0.00",
+                    rule=attribution.reconcile_rule(self.scenario, period, ref),
+                )
                 problems = []
                 unexposed = mine["units"] is None and mine["vendor_cost"] is None  # only its amounts: judge by them
                 if sub is None and (mine["units"] or mine["vendor_cost"] or (unexposed and mine.get("amount"))):
                     code = self.final_codes.get(ref)
-                    problems.append(f"the broker bills {ref} but the vendor holds no subscription with its activation "
-                                    f"code ({code or 'none stored'})")
+                    problems.append(
+                        f"the broker bills {ref} but the vendor holds no subscription with its activation "
+                        f"code ({code or 'none stored'})"
+                    )
                 else:
                     if mine["units"] is not None and mine["units"] != bill["units"]:
                         problems.append(f"the broker counts {mine['units']} units, the vendor bills {bill['units']}")
                     if mine["vendor_cost"] is not None and mine["vendor_cost"] != bill["amount"]:
-                        problems.append(f"the broker expects a vendor cost of {row.broker_cost}, the vendor bills "
-                                        f"{row.vendor_amount}")
+                        problems.append(
+                            f"the broker expects a vendor cost of {row.broker_cost}, the vendor bills "
+                            f"{row.vendor_amount}"
+                        )
                 if problems:
                     row.ok = False
                     row.explanation = "; ".join(problems)
-                    self.fail(f"reconciliation {period} {ref}: {row.explanation}", row.rule, attribution.BILLS,
-                              ref=ref, period=period)
+                    self.fail(
+                        f"reconciliation {period} {ref}: {row.explanation}",
+                        row.rule,
+                        attribution.BILLS,
+                        ref=ref,
+                        period=period,
+                    )
                 else:
-                    self.passed_check(row.rule, attribution.BILLS, f"reconciliation {period} {ref}", ref=ref,
-                                      period=period)
+                    self.passed_check(
+                        row.rule, attribution.BILLS, f"reconciliation {period} {ref}", ref=ref, period=period
+                    )
                 self.result.reconciliation.append(row)
             for vendor_id, bill in theirs.items():
                 if vendor_id in claimed or (bill["units"] == 0 and bill["amount"] == 0):
                     continue
-                row = ReconRow(period=period, ref=None, vendor_id=vendor_id, vendor_units=bill["units"],
-                               vendor_amount=_money(bill["amount"]) or "0.00", ok=False,
-                               rule=attribution.reconcile_rule(self.scenario, period, None),
-                               explanation=f"the vendor bills subscription {vendor_id} (code "
-                                           f"{codes.get(vendor_id) or '?'}, customer {bill.get('customer')}) "
-                                           f"that no ref of the broker accounts for")
+                row = ReconRow(
+                    period=period,
+                    ref=None,
+                    vendor_id=vendor_id,
+                    vendor_units=bill["units"],
+                    vendor_amount=_money(bill["amount"]) or "0.00",
+                    ok=False,
+                    rule=attribution.reconcile_rule(self.scenario, period, None),
+                    explanation=f"the vendor bills subscription {vendor_id} (code "
+                    f"{codes.get(vendor_id) or '?'}, customer {bill.get('customer')}) "
+                    f"that no ref of the broker accounts for",
+                )
                 self.fail(f"reconciliation {period}: {row.explanation}", row.rule, attribution.BILLS, period=period)
                 self.result.reconciliation.append(row)
 
     # -- timeline --
 
-    def timeline(self, vendor: list[VendorSubscription], matches: dict[str, VendorSubscription],
-                 broker_charges: dict[str, list[Charge]], vendor_bills: dict[str, dict[str, dict[str, Any]]],
-                 months: list[str]) -> Timeline:
+    def timeline(
+        self,
+        vendor: list[VendorSubscription],
+        matches: dict[str, VendorSubscription],
+        broker_charges: dict[str, list[Charge]],
+        vendor_bills: dict[str, dict[str, dict[str, Any]]],
+        months: list[str],
+    ) -> Timeline:
         first = self.local_date(self.scenario.setup.start)
         last = self.local_date(self.clock - dt.timedelta(seconds=1))
         if last < first:
@@ -1086,13 +1335,19 @@ class _Run:
         periods = []
         for period in months:
             charges = broker_charges.get(period, [])
-            periods.append({
-                "period": period,
-                "expected": _money(expected_by_period[period]) if period in self.scenario.expect.charge_periods else None,
-                "broker": _money(sum((Decimal(c.amount) for c in charges), ZERO)),
-                "broker_cost": _money(sum((Decimal(c.vendor_cost) for c in charges if c.vendor_cost is not None), ZERO)),
-                "vendor": _money(sum((b["amount"] for b in vendor_bills.get(period, {}).values()), ZERO)),
-            })
+            periods.append(
+                {
+                    "period": period,
+                    "expected": _money(expected_by_period[period])
+                    if period in self.scenario.expect.charge_periods
+                    else None,
+                    "broker": _money(sum((Decimal(c.amount) for c in charges), ZERO)),
+                    "broker_cost": _money(
+                        sum((Decimal(c.vendor_cost) for c in charges if c.vendor_cost is not None), ZERO)
+                    ),
+                    "vendor": _money(sum((b["amount"] for b in vendor_bills.get(period, {}).values()), ZERO)),
+                }
+            )
         return Timeline(start=first.isoformat(), end=last.isoformat(), series=series, periods=periods)
 
     def _count_on(self, sub: VendorSubscription, day: dt.date) -> int:
@@ -1107,8 +1362,9 @@ class _Run:
             if state is None or state.get("change") == "stop":
                 return 0
             return int(state.get("quantity") or 0)
-        end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0, 0), self.zone).astimezone(UTC) \
-            - dt.timedelta(seconds=1)
+        end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0, 0), self.zone).astimezone(
+            UTC
+        ) - dt.timedelta(seconds=1)
         state = None
         for entry in history:
             if _parse_ts(entry["effective"]) <= end_of_day:
@@ -1129,9 +1385,18 @@ _KORM_PROBLEM_CODE = re.compile(r'"code"\s*:\s*"([A-Z][A-Z0-9_]*)"')
 def _split(charges: Iterable[Charge], ref: str) -> list[dict[str, Any]]:
     """The broker's own lines of one ref in one period, for the per-line and per-SKU tables (units and vendor cost
     ``None`` where the broker's invoices do not show them)."""
-    return [{"sku": c.sku or "", "kind": c.kind or "", "units": None if c.units is None else int(c.units),
-             "amount": _money(Decimal(c.amount)), "vendor_cost": _money(c.vendor_cost), "customer": c.customer}
-            for c in charges if c.ref == ref]
+    return [
+        {
+            "sku": c.sku or "",
+            "kind": c.kind or "",
+            "units": None if c.units is None else int(c.units),
+            "amount": _money(Decimal(c.amount)),
+            "vendor_cost": _money(c.vendor_cost),
+            "customer": c.customer,
+        }
+        for c in charges
+        if c.ref == ref
+    ]
 
 
 def _parse_ts(value: str) -> dt.datetime:
@@ -1166,8 +1431,9 @@ def _broker_name(broker: Any) -> str:
 # -- entry points -------------------------------------------------------------------------------------
 
 
-def run_scenario(scenario: Scenario, broker: Broker | BrokerFactory, sim: Simulator, *,
-                 level: str = FULL) -> ScenarioResult:
+def run_scenario(
+    scenario: Scenario, broker: Broker | BrokerFactory, sim: Simulator, *, level: str = FULL
+) -> ScenarioResult:
     """Run one scenario. ``broker`` is a Broker, or a factory called once to make one. ``level``: the certification
     level the verdict is at (``full``, or ``vendor_side``: the broker's invoices do not decide it)."""
     if level not in LEVELS:
@@ -1200,9 +1466,15 @@ def run_scenarios(
         try:
             broker = broker_factory()
         except Exception as exc:  # noqa: BLE001
-            result = ScenarioResult(scenario_id=scenario.id, title=scenario.title, service=scenario.service,
-                                    rules=list(scenario.rules), source=_display_path(scenario), verdict=ERROR,
-                                    reason=f"could not make a broker: {type(exc).__name__}: {exc}")
+            result = ScenarioResult(
+                scenario_id=scenario.id,
+                title=scenario.title,
+                service=scenario.service,
+                rules=list(scenario.rules),
+                source=_display_path(scenario),
+                verdict=ERROR,
+                reason=f"could not make a broker: {type(exc).__name__}: {exc}",
+            )
         else:
             result = run_scenario(scenario, broker, sim, level=level)
         results[index] = result

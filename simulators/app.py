@@ -1,9 +1,10 @@
 """``create_app(settings)``: one WSGI app serving /korm/v1, /_sim (and the KSS endpoints)."""
+
 from __future__ import annotations
 
-from ksimkit import contracts
 from flask import Flask
 
+from ksimkit import contracts
 from ksimkit.simulators.core import harness
 from ksimkit.simulators.core.catalog import load_profile
 from ksimkit.simulators.core.openapi import Contract

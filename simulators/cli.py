@@ -1,5 +1,6 @@
 """``ksim`` command line: ``ksim serve`` runs the simulators; ``ksim demo`` walks through them; ``ksim certify``
 drives a broker through the scenario suites and writes the certification report."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,13 +8,14 @@ import datetime as dt
 import difflib
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ksimkit import __version__
 from ksimkit.simulators.core.database_check import check_database
-from ksimkit.simulators.core.settings import Settings, SettingError, coerce_setting, load_settings
+from ksimkit.simulators.core.settings import SettingError, Settings, coerce_setting, load_settings
 
 SUITE_NAMES = ("korm", "kss", "all")
 
@@ -34,8 +36,9 @@ def _suggest(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
     """``did you mean --port?`` for an unknown flag close to one the command takes."""
     known = [flag for action in parser._actions for flag in action.option_strings]
     for arg in unknown:
-        if arg.split("=", 1)[0] in ("--config", "--debug"):
-            return f" ({arg.split('=', 1)[0]} goes before the command: ksim {arg.split('=', 1)[0]} ... {parser.prog.split()[-1]})"
+        option = arg.split("=", 1)[0]
+        if option in ("--config", "--debug"):
+            return f" ({option} goes before the command: ksim {option} ... {parser.prog.split()[-1]})"
         if arg.startswith("-"):
             close = difflib.get_close_matches(arg.split("=", 1)[0], known, n=1)
             if close:
@@ -44,28 +47,47 @@ def _suggest(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
 
 
 # The settings a flag of ``ksim serve`` (or ``demo``) overrides, and the flag: an error about one names it.
-FLAG_OF = {"host": "--host", "port": "--port", "workers": "--workers", "database_url": "--database-url",
-           "access_log": "--access-log"}
+FLAG_OF = {
+    "host": "--host",
+    "port": "--port",
+    "workers": "--workers",
+    "database_url": "--database-url",
+    "access_log": "--access-log",
+}
 
 
 def _serve_parser(sub: Any) -> argparse.ArgumentParser:
     defaults = Settings()
     serve = sub.add_parser(
-        "serve", help="serve KORM SS, KSS and the control plane under gunicorn",
+        "serve",
+        help="serve KORM SS, KSS and the control plane under gunicorn",
         description="Serve KORM SS (/korm/v1), KSS (/kss/soap/upi, /kss/v1) and the control plane (/_sim) under "
-                    "gunicorn. Each flag overrides its setting (ksim.toml [ksim], KSIM_<NAME>; docs/settings.md).",
+        "gunicorn. Each flag overrides its setting (ksim.toml [ksim], KSIM_<NAME>; docs/settings.md).",
     )
-    serve.add_argument("--host", type=_setting_type("host", "--host"),
-                       help=f"address to bind (setting host; default {defaults.host})")
-    serve.add_argument("--port", type=_setting_type("port", "--port"),
-                       help=f"port to bind (setting port; default {defaults.port})")
-    serve.add_argument("--workers", type=_setting_type("workers", "--workers"),
-                       help=f"gunicorn worker processes, 4 threads each (setting workers; default {defaults.workers})")
-    serve.add_argument("--database-url", metavar="URL", type=_setting_type("database_url", "--database-url"),
-                       help=f"where state lives: sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB "
-                            f"(setting database_url; default {defaults.database_url})")
-    serve.add_argument("--access-log", action="store_true", default=None,
-                       help="log every request on stdout (setting access_log; default off)")
+    serve.add_argument(
+        "--host", type=_setting_type("host", "--host"), help=f"address to bind (setting host; default {defaults.host})"
+    )
+    serve.add_argument(
+        "--port", type=_setting_type("port", "--port"), help=f"port to bind (setting port; default {defaults.port})"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_setting_type("workers", "--workers"),
+        help=f"gunicorn worker processes, 4 threads each (setting workers; default {defaults.workers})",
+    )
+    serve.add_argument(
+        "--database-url",
+        metavar="URL",
+        type=_setting_type("database_url", "--database-url"),
+        help=f"where state lives: sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB "
+        f"(setting database_url; default {defaults.database_url})",
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        default=None,
+        help="log every request on stdout (setting access_log; default off)",
+    )
     return serve
 
 
@@ -85,51 +107,94 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="ksim", description="Kaspersky subscription services simulator")
     parser.add_argument("--version", action="version", version=f"ksim {__version__}")
-    parser.add_argument("--config", metavar="PATH",
-                        help="path of ksim.toml; it must exist (default ./ksim.toml if present, or $KSIM_CONFIG)")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="path of ksim.toml; it must exist (default ./ksim.toml if present, or $KSIM_CONFIG)",
+    )
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     demo = sub.add_parser("demo", help="a scripted walk-through against a real in-process server")
-    demo.add_argument("--database-url", type=_setting_type("database_url", "--database-url"),
-                      help="default: a fresh SQLite file under .ksim/")
+    demo.add_argument(
+        "--database-url",
+        type=_setting_type("database_url", "--database-url"),
+        help="default: a fresh SQLite file under .ksim/",
+    )
     certify = sub.add_parser(
-        "certify", help="drive a broker through the scenario suites; write report.html, summary.json, junit.xml",
+        "certify",
+        help="drive a broker through the scenario suites; write report.html, summary.json, junit.xml",
         description="Drive a broker through the certification scenarios against the simulator, compare what it "
-                    "billed with what the vendor rules say, and write out/report.html, out/summary.json and "
-                    "out/junit.xml. Exit status: 0 all applicable scenarios pass, 1 a scenario failed or could not "
-                    "run, 2 a bad adapter file, scenario file or option.",
+        "billed with what the vendor rules say, and write out/report.html, out/summary.json and "
+        "out/junit.xml. Exit status: 0 all applicable scenarios pass, 1 a scenario failed or could not "
+        "run, 2 a bad adapter file, scenario file or option.",
     )
     which = certify.add_mutually_exclusive_group(required=True)
-    which.add_argument("--broker", metavar="ADAPTER.yaml",
-                       help="the HTTP adapter file describing your broker's API (docs/certify-your-broker.md)")
-    which.add_argument("--reference-broker", action="store_true",
-                       help="start ksim's reference broker (examples/reference_broker) in-process and certify it")
-    which.add_argument("--pooled-example", action="store_true",
-                       help="start ksim's second example broker (examples/pooled_broker: pooled partners, its own ids, "
-                            "codes, clock command and invoices) in-process and certify it on its pool")
-    certify.add_argument("--pool", metavar="POOL.yaml",
-                         help="run on a pool of partners with fixed credentials (a broker without a tenant API)")
-    certify.add_argument("--level", choices=("vendor_side", "full"), default="full",
-                         help="the certification level the verdict is at (default full; vendor_side: the broker's "
-                              "calls to the vendor only, no invoices needed)")
-    certify.add_argument("--defects", metavar="A,B", default="",
-                         help="with --reference-broker: seeded defects to switch on (comma-separated)")
+    which.add_argument(
+        "--broker",
+        metavar="ADAPTER.yaml",
+        help="the HTTP adapter file describing your broker's API (docs/certify-your-broker.md)",
+    )
+    which.add_argument(
+        "--reference-broker",
+        action="store_true",
+        help="start ksim's reference broker (examples/reference_broker) in-process and certify it",
+    )
+    which.add_argument(
+        "--pooled-example",
+        action="store_true",
+        help="start ksim's second example broker (examples/pooled_broker: pooled partners, its own ids, "
+        "codes, clock command and invoices) in-process and certify it on its pool",
+    )
+    certify.add_argument(
+        "--pool",
+        metavar="POOL.yaml",
+        help="run on a pool of partners with fixed credentials (a broker without a tenant API)",
+    )
+    certify.add_argument(
+        "--level",
+        choices=("vendor_side", "full"),
+        default="full",
+        help="the certification level the verdict is at (default full; vendor_side: the broker's "
+        "calls to the vendor only, no invoices needed)",
+    )
+    certify.add_argument(
+        "--defects",
+        metavar="A,B",
+        default="",
+        help="with --reference-broker: seeded defects to switch on (comma-separated)",
+    )
     certify.add_argument("--broker-url", metavar="URL", help="override the adapter file's base_url")
-    certify.add_argument("--suite", nargs="+", default=["all"], metavar="SUITE",
-                         help="korm, kss, all (default) or scenario files/directories; several may be given")
+    certify.add_argument(
+        "--suite",
+        nargs="+",
+        default=["all"],
+        metavar="SUITE",
+        help="korm, kss, all (default) or scenario files/directories; several may be given",
+    )
     certify.add_argument("--jobs", "-j", type=int, default=8, help="scenarios run in parallel (default 8)")
     certify.add_argument("--out", default="out", metavar="DIR", help="where the report goes (default ./out)")
-    certify.add_argument("--ksim-url", metavar="URL",
-                         help="a running simulator (default: start one in-process, state in DIR/ksim-state.db)")
+    certify.add_argument(
+        "--ksim-url",
+        metavar="URL",
+        help="a running simulator (default: start one in-process, state in DIR/ksim-state.db)",
+    )
     certify.add_argument("--admin-token", help="the simulator's admin token (default: the setting admin_token)")
-    certify.add_argument("--strict", action="store_true",
-                         help="scenarios the broker cannot run (not applicable) also make the run fail")
-    certify.add_argument("-k", dest="select", metavar="TEXT",
-                         help="run only the scenarios whose id contains TEXT (or names a rule containing it)")
-    certify.add_argument("--keep-state", action="store_true",
-                         help="keep the in-process simulator's database as DIR/ksim-state.db "
-                              "(default: a temporary file, removed after the run)")
+    certify.add_argument(
+        "--strict", action="store_true", help="scenarios the broker cannot run (not applicable) also make the run fail"
+    )
+    certify.add_argument(
+        "-k",
+        dest="select",
+        metavar="TEXT",
+        help="run only the scenarios whose id contains TEXT (or names a rule containing it)",
+    )
+    certify.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="keep the in-process simulator's database as DIR/ksim-state.db "
+        "(default: a temporary file, removed after the run)",
+    )
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         chosen = sub.choices[args.command]
@@ -150,13 +215,26 @@ def _main(argv: list[str] | None) -> int:
             parser.error("--defects goes with --reference-broker")
         if args.jobs < 1:
             parser.error("--jobs must be at least 1")
-        return run_certify(settings, CertifyOptions(
-            adapter=args.broker, reference_broker=args.reference_broker,
-            defects=[d.strip() for d in args.defects.split(",") if d.strip()], broker_url=args.broker_url,
-            suites=args.suite, jobs=args.jobs, out=args.out, ksim_url=args.ksim_url, admin_token=args.admin_token,
-            strict=args.strict, select=args.select, pool=args.pool, level=args.level,
-            pooled_example=args.pooled_example, keep_state=args.keep_state,
-        ))
+        return run_certify(
+            settings,
+            CertifyOptions(
+                adapter=args.broker,
+                reference_broker=args.reference_broker,
+                defects=[d.strip() for d in args.defects.split(",") if d.strip()],
+                broker_url=args.broker_url,
+                suites=args.suite,
+                jobs=args.jobs,
+                out=args.out,
+                ksim_url=args.ksim_url,
+                admin_token=args.admin_token,
+                strict=args.strict,
+                select=args.select,
+                pool=args.pool,
+                level=args.level,
+                pooled_example=args.pooled_example,
+                keep_state=args.keep_state,
+            ),
+        )
     parser.error(f"unknown command {args.command}")
     return 2
 
@@ -176,8 +254,11 @@ def check_serve_settings(settings: Settings) -> None:
     try:
         ZoneInfo(settings.default_timezone)
     except (ValueError, KeyError, OSError):
-        raise SettingError("default_timezone", settings.source("default_timezone"),
-                           f"expected an IANA time zone name such as Europe/Berlin, got {settings.default_timezone!r}") from None
+        raise SettingError(
+            "default_timezone",
+            settings.source("default_timezone"),
+            f"expected an IANA time zone name such as Europe/Berlin, got {settings.default_timezone!r}",
+        ) from None
     _check_address(settings)
 
 
@@ -189,7 +270,9 @@ def _check_address(settings: Settings) -> None:
     try:
         infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise SettingError("host", settings.source("host"), f"cannot resolve {settings.host!r}: {exc.strerror}") from None
+        raise SettingError(
+            "host", settings.source("host"), f"cannot resolve {settings.host!r}: {exc.strerror}"
+        ) from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
@@ -197,11 +280,14 @@ def _check_address(settings: Settings) -> None:
             probe.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise SettingError("port", settings.source("port"),
-                                   f"{settings.host}:{settings.port} is in use by another process; "
-                                   "choose another port (--port)") from None
-            raise SettingError("host", settings.source("host"),
-                               f"cannot bind {settings.host}:{settings.port}: {exc.strerror}") from None
+                raise SettingError(
+                    "port",
+                    settings.source("port"),
+                    f"{settings.host}:{settings.port} is in use by another process; choose another port (--port)",
+                ) from None
+            raise SettingError(
+                "host", settings.source("host"), f"cannot bind {settings.host}:{settings.port}: {exc.strerror}"
+            ) from None
 
 
 def _serve(settings: Settings) -> int:
@@ -264,7 +350,9 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
     err = Console(stderr=True, soft_wrap=True)  # file:line messages stay on one line
     missing = [str(p) for p in suite_paths(options.suites) if not p.exists()]
     if missing:
-        err.print(f"[red]ksim certify: no such suite or path: {', '.join(missing)}[/] (suites: {', '.join(SUITE_NAMES)})")
+        err.print(
+            f"[red]ksim certify: no such suite or path: {', '.join(missing)}[/] (suites: {', '.join(SUITE_NAMES)})"
+        )
         return 2
     try:
         scenarios = load_suite(suite_paths(options.suites))
@@ -281,7 +369,7 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
         return 2
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
     with ExitStack() as stack:
         # the broker
@@ -307,7 +395,6 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
                 notes.append("reference broker with seeded defects: " + (", ".join(options.defects) or "none"))
             elif options.pooled_example:
                 from ksimkit.scenarios.brokers.pooled_example import pooled_example_broker
-
                 from ksimkit.scenarios.pool import PoolError
 
                 try:
@@ -342,8 +429,11 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
             for suffix in ("", "-wal", "-shm", "-journal"):  # a previous run's state is never reused
                 Path(f"{kept}{suffix}").unlink(missing_ok=True)
             # The state stays out of the report folder (published as an artifact) unless asked for.
-            db = kept if options.keep_state else Path(stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="ksim-certify-"))) / "ksim-state.db"
+            db = (
+                kept
+                if options.keep_state
+                else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ksim-certify-"))) / "ksim-state.db"
+            )
             sim_settings = settings.replace(database_url=f"sqlite:///{db.resolve()}", admin_token=admin_token)
             sim_url = stack.enter_context(InProcessServer(create_app(sim_settings))).url
         problem = _broker_problem(adapter)
@@ -357,14 +447,21 @@ def run_certify(settings: Settings, options: CertifyOptions, *, console: Any = N
             notes.append(f"on {len(pool)} pooled partner(s): " + ", ".join(m.id for m in pool.members))
         if options.level != "full":
             notes.append("certification level asked: vendor-side (the broker's invoices do not decide the verdict)")
-        results = _run_with_progress(console, scenarios, adapter, sim_url, admin_token, options.jobs, pool,
-                                     options.level)
+        results = _run_with_progress(
+            console, scenarios, adapter, sim_url, admin_token, options.jobs, pool, options.level
+        )
 
     from ksimkit.scenarios.provenance import suite_digest
 
-    meta = ReportMeta(broker=broker_name, simulator=options.ksim_url or f"in-process ({sim_url})",
-                      suites=[str(s) for s in options.suites], started_at=started, notes=notes,
-                      suite_digest=suite_digest(scenarios), adapter=f"{adapter.name} ({Path(str(adapter.source)).name})")
+    meta = ReportMeta(
+        broker=broker_name,
+        simulator=options.ksim_url or f"in-process ({sim_url})",
+        suites=[str(s) for s in options.suites],
+        started_at=started,
+        notes=notes,
+        suite_digest=suite_digest(scenarios),
+        adapter=f"{adapter.name} ({Path(str(adapter.source)).name})",
+    )
     paths = write_reports(results, out, meta, strict=options.strict)
     verdict = overall_verdict(results, strict=options.strict)
     _print_summary(console, results, verdict, paths)
@@ -387,6 +484,8 @@ def _certify_pool(options: CertifyOptions, pool: Any, sim_url: str, admin_token:
         err.print(f"[red]ksim certify: --pool: {exc}[/]", highlight=False)
         return False
     return pool
+
+
 REACH_TIMEOUT_S = 5.0
 
 
@@ -400,21 +499,38 @@ def _broker_problem(adapter: Any) -> str | None:
     try:
         httpx.get(base_url, timeout=REACH_TIMEOUT_S, verify=getattr(adapter, "verify", True))
     except httpx.TransportError as exc:
-        return (f"the broker at {base_url} cannot be reached ({type(exc).__name__}: {exc or 'no answer'}); "
-                "start it, or point --broker-url or the adapter's base_url at it")
+        return (
+            f"the broker at {base_url} cannot be reached ({type(exc).__name__}: {exc or 'no answer'}); "
+            "start it, or point --broker-url or the adapter's base_url at it"
+        )
     return None
 
 
-def _run_with_progress(console: Any, scenarios: list[Any], adapter: Any, sim_url: str, admin_token: str,
-                       jobs: int, pool: Any = None, level: str = "full") -> list[Any]:
+def _run_with_progress(
+    console: Any,
+    scenarios: list[Any],
+    adapter: Any,
+    sim_url: str,
+    admin_token: str,
+    jobs: int,
+    pool: Any = None,
+    level: str = "full",
+) -> list[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ksimkit.scenarios.runner import Simulator, run_scenarios
 
     colours = {"passed": "green", "failed": "red", "not_applicable": "dim", "error": "yellow"}
     tally = {"passed": 0, "failed": 0, "not_applicable": 0, "error": 0}
-    with Progress(TextColumn("[bold]certifying[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[tally]}"), console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("[bold]certifying[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[tally]}"),
+        console=console,
+        transient=False,
+    ) as progress:
         task = progress.add_task("scenarios", total=len(scenarios), tally="")
 
         def on_result(result: Any) -> None:
@@ -422,11 +538,15 @@ def _run_with_progress(console: Any, scenarios: list[Any], adapter: Any, sim_url
             text = " ".join(f"[{colours[k]}]{v} {k.replace('_', ' ')}[/]" for k, v in tally.items() if v)
             progress.update(task, advance=1, tally=text)
             if result.verdict in ("failed", "error"):
-                progress.console.print(f"  [{colours[result.verdict]}]{result.verdict}[/] {result.scenario_id}",
-                                       highlight=False, soft_wrap=True)
+                progress.console.print(
+                    f"  [{colours[result.verdict]}]{result.verdict}[/] {result.scenario_id}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
-        return run_scenarios(scenarios, adapter, Simulator(sim_url, admin_token, pool=pool), jobs=jobs,
-                             on_result=on_result, level=level)
+        return run_scenarios(
+            scenarios, adapter, Simulator(sim_url, admin_token, pool=pool), jobs=jobs, on_result=on_result, level=level
+        )
 
 
 def _print_summary(console: Any, results: list[Any], verdict: str, paths: dict[str, Path]) -> None:
@@ -438,12 +558,20 @@ def _print_summary(console: Any, results: list[Any], verdict: str, paths: dict[s
     table = Table(title="vendor rules", title_justify="left")
     for column, width in (("rule", 13), ("verdict", 7), ("pass", 4), ("fail", 4), ("n/a", 3), ("error", 5)):
         table.add_column(column, justify="left" if width > 5 else "right", no_wrap=True, min_width=width)
-    table.add_column("what the vendor requires", no_wrap=True, overflow="ellipsis",
-                     max_width=max(20, console.width - 62))
+    table.add_column(
+        "what the vendor requires", no_wrap=True, overflow="ellipsis", max_width=max(20, console.width - 62)
+    )
     for rule, row in rule_matrix(results).items():
         c = row["counts"]
-        table.add_row(rule, f"[{colours.get(row['verdict'], 'dim')}]{LABELS[row['verdict']]}[/]", str(c["passed"] or ""),
-                      str(c["failed"] or ""), str(c["not_applicable"] or ""), str(c["error"] or ""), row["title"])
+        table.add_row(
+            rule,
+            f"[{colours.get(row['verdict'], 'dim')}]{LABELS[row['verdict']]}[/]",
+            str(c["passed"] or ""),
+            str(c["failed"] or ""),
+            str(c["not_applicable"] or ""),
+            str(c["error"] or ""),
+            row["title"],
+        )
     console.print(table)
     bad = [r for r in results if r.verdict in ("failed", "error")]
     if bad:
@@ -454,14 +582,21 @@ def _print_summary(console: Any, results: list[Any], verdict: str, paths: dict[s
         failures.add_column("first problem", overflow="fold", ratio=1)
         for result in bad:
             found = result.first_failure  # the earliest failed check, with the rule it belongs to
-            first = (f"{found.rule}: {found.text}" if found else result.failures[0] if result.failures
-                     else (result.reason or "").splitlines()[0])
+            first = (
+                f"{found.rule}: {found.text}"
+                if found
+                else result.failures[0]
+                if result.failures
+                else (result.reason or "").splitlines()[0]
+            )
             failures.add_row(result.scenario_id, f"[{colours[result.verdict]}]{LABELS[result.verdict]}[/]", first)
         console.print(failures)
     counts = {v: sum(1 for r in results if r.verdict == v) for v in colours}
-    console.print(f"[bold]{len(results)} scenarios:[/] [green]{counts['passed']} passed[/], "
-                  f"[red]{counts['failed']} failed[/], [dim]{counts['not_applicable']} not applicable[/], "
-                  f"[yellow]{counts['error']} errors[/]")
+    console.print(
+        f"[bold]{len(results)} scenarios:[/] [green]{counts['passed']} passed[/], "
+        f"[red]{counts['failed']} failed[/], [dim]{counts['not_applicable']} not applicable[/], "
+        f"[yellow]{counts['error']} errors[/]"
+    )
     for kind, path in paths.items():
         console.print(f"  {kind:5} {path}", highlight=False)
     console.print(f"[bold {colours.get(verdict, 'red')}]{'CERTIFIED' if verdict == 'passed' else 'NOT CERTIFIED'}[/]")

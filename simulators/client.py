@@ -8,13 +8,14 @@ with KsimAdmin("http://127.0.0.1:8080", "ksim-admin") as ksim:
     with partner.korm() as korm:                      # httpx.Client on <base>/korm/v1 with the bearer token
         korm.post("/subscriptions", json={"customer_id": "acme", "sku": "KESB-SELECT-PAYG-20-49", "quantity": 25})
     partner.advance(to="2026-05-01")                  # everything due on the way has happened on return
-    kss = partner.kss_zeep_client()                   # zeep client on <base>/kss/soap/upi, AccessInfo sent on every call
+    kss = partner.kss_zeep_client()  # zeep client on <base>/kss/soap/upi, AccessInfo sent on every call
 ```
 
 Every refusal of the control plane raises :class:`KsimError` with the problem+json fields. Transport
 failures are httpx's own exceptions. The KORM and KSS clients it builds are plain httpx and zeep clients:
 their answers, refusals included, are for the test to judge.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -122,7 +123,7 @@ def _timestamp(value: dt.datetime | str) -> str:
         return value
     if value.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone; pass an aware datetime (or an RFC 3339 string)")
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _date(value: dt.date | str) -> str:
@@ -172,7 +173,9 @@ class KsimAdmin:
     def __enter__(self) -> KsimAdmin:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -186,14 +189,16 @@ class KsimAdmin:
         return result
 
     def wait_until_ready(self, timeout: float = 10.0, interval: float = 0.05) -> dict[str, Any]:
-        """Poll ``/_sim/health`` until it answers 200 (a server still starting); ``TimeoutError`` after ``timeout`` s."""
+        """Poll ``/_sim/health`` until it answers 200; ``TimeoutError`` after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 return self.health()
             except (httpx.TransportError, KsimError) as exc:
                 if time.monotonic() >= deadline:
-                    raise TimeoutError(f"ksim at {self.base_url} did not answer /_sim/health within {timeout} s: {exc}") from exc
+                    raise TimeoutError(
+                        f"ksim at {self.base_url} did not answer /_sim/health within {timeout} s: {exc}"
+                    ) from exc
                 time.sleep(interval)
 
     def problem(self, *, wait: float = 0.0, token_hint: str = "") -> str | None:
@@ -206,7 +211,9 @@ class KsimAdmin:
                 self.health()
         except TimeoutError as exc:
             cause = exc.__cause__ or exc
-            return f"the simulator at {self.base_url} cannot be reached ({type(cause).__name__}: {cause or 'no answer'})"
+            return (
+                f"the simulator at {self.base_url} cannot be reached ({type(cause).__name__}: {cause or 'no answer'})"
+            )
         except httpx.TransportError as exc:
             return f"the simulator at {self.base_url} cannot be reached ({type(exc).__name__}: {exc or 'no answer'})"
         except (KsimError, ValueError) as exc:
@@ -215,7 +222,9 @@ class KsimAdmin:
             self.request("GET", "/partners/ptn_000000000000")  # any answer but 401 shows the token works
         except KsimError as exc:
             if exc.status == 401:
-                return f"the simulator at {self.base_url} refuses the admin token" + (f" ({token_hint})" if token_hint else "")
+                return f"the simulator at {self.base_url} refuses the admin token" + (
+                    f" ({token_hint})" if token_hint else ""
+                )
         except httpx.TransportError as exc:
             return f"the simulator at {self.base_url} cannot be reached ({type(exc).__name__}: {exc})"
         return None
@@ -249,8 +258,12 @@ class KsimAdmin:
         body: dict[str, Any] = {
             key: value
             for key, value in (
-                ("name", name), ("programme", programme), ("msp_registered", msp_registered),
-                ("timezone", timezone), ("billing_period", billing_period), ("strict_contract", strict_contract),
+                ("name", name),
+                ("programme", programme),
+                ("msp_registered", msp_registered),
+                ("timezone", timezone),
+                ("billing_period", billing_period),
+                ("strict_contract", strict_contract),
             )
             if value is not None
         }
@@ -301,10 +314,19 @@ class PartnerHandle:
     @classmethod
     def from_json(cls, admin: KsimAdmin, body: dict[str, Any]) -> PartnerHandle:
         return cls(
-            id=body["id"], name=body["name"], programme=body["programme"], token=body["token"],
-            kss_username=body["kss"]["username"], kss_password=body["kss"]["password"], base_url=admin.base_url,
-            timezone=body["timezone"], msp_registered=body["msp_registered"], billing_period=body["billing_period"],
-            info=body, admin=admin, strict_contract=body.get("strict_contract"),
+            id=body["id"],
+            name=body["name"],
+            programme=body["programme"],
+            token=body["token"],
+            kss_username=body["kss"]["username"],
+            kss_password=body["kss"]["password"],
+            base_url=admin.base_url,
+            timezone=body["timezone"],
+            msp_registered=body["msp_registered"],
+            billing_period=body["billing_period"],
+            info=body,
+            admin=admin,
+            strict_contract=body.get("strict_contract"),
         )
 
     @property
@@ -382,8 +404,9 @@ class PartnerHandle:
         """New bearer token and KSS password; the old ones are refused from now on, as expired vendor credentials
         are (SIM-AUTH-1). A new handle with the new credentials (this one keeps the old)."""
         body: dict[str, Any] = self._call("POST", "/credentials")
-        return dataclasses.replace(self, token=body["token"], kss_password=body["kss"]["password"],
-                                   info={**self.info, **body})
+        return dataclasses.replace(
+            self, token=body["token"], kss_password=body["kss"]["password"], info={**self.info, **body}
+        )
 
     # -- audit ------------------------------------------------------------------------------------
 
@@ -399,8 +422,11 @@ class PartnerHandle:
 
         ``service``: ``korm``, ``kss`` or ``admin``; ``object_id``: e.g. a subscription id; ``limit`` 1..1000 (100).
         """
-        params = {k: v for k, v in (("service", service), ("object_id", object_id), ("limit", limit), ("offset", offset))
-                  if v is not None}
+        params = {
+            k: v
+            for k, v in (("service", service), ("object_id", object_id), ("limit", limit), ("offset", offset))
+            if v is not None
+        }
         page: dict[str, Any] = self._call("GET", "/audit", params=params)
         return page
 
@@ -441,8 +467,12 @@ class PartnerHandle:
         Meanwhile a KSS ``Activate``/``ChangeProduct`` to that product for that customer answers 703
         (KSS-PREPAID-1). An unknown product is ``KsimError`` 422 ``UNKNOWN_PRODUCT``.
         """
-        body = {"customer_id": customer_id, "product_id": product_id, "licence_count": licence_count,
-                "expires_on": _date(expires_on)}
+        body = {
+            "customer_id": customer_id,
+            "product_id": product_id,
+            "licence_count": licence_count,
+            "expires_on": _date(expires_on),
+        }
         created: dict[str, Any] = self._call("POST", "/kss/prepaid", json=body)
         return created
 
@@ -452,15 +482,16 @@ class PartnerHandle:
         return items
 
     def set_kss_code_pool(self, remaining: int | None) -> dict[str, Any]:
-        """How many new KSS activation codes the partner may still draw (0: ``Activate`` answers 8); ``None``: no limit."""
+        """How many new KSS activation codes the partner may draw (0: ``Activate`` answers 8); ``None``: no limit."""
         pool: dict[str, Any] = self._call("PUT", "/kss/code-pool", json={"remaining": remaining})
         return pool
 
     def activate_kss_device(self, subscriber_id: str, at: dt.datetime | str | None = None) -> dict[str, Any]:
         """A device uses the subscription's activation code: the first one sets ``FirstActivationTime``."""
         body = {} if at is None else {"at": _timestamp(at)}
-        found: dict[str, Any] = self._call("POST", f"/kss/subscriptions/{quote(subscriber_id, safe='')}/device-activations",
-                                           json=body)
+        found: dict[str, Any] = self._call(
+            "POST", f"/kss/subscriptions/{quote(subscriber_id, safe='')}/device-activations", json=body
+        )
         return found
 
     def set_kss_options(self, *, ext_answers: bool) -> dict[str, Any]:
@@ -484,19 +515,34 @@ class PartnerHandle:
         ``msp_registered`` may change at any time; the others only while the partner has no data (else
         ``KsimError`` 409 ``PARTNER_IN_USE``): right after creation or a :meth:`reset`.
         """
-        body = {k: v for k, v in (("programme", programme), ("msp_registered", msp_registered),
-                                  ("timezone", timezone), ("billing_period", billing_period),
-                                  ("strict_contract", strict_contract)) if v is not None}
+        body = {
+            k: v
+            for k, v in (
+                ("programme", programme),
+                ("msp_registered", msp_registered),
+                ("timezone", timezone),
+                ("billing_period", billing_period),
+                ("strict_contract", strict_contract),
+            )
+            if v is not None
+        }
         if not body:
-            raise ValueError("update() needs at least one of programme=, msp_registered=, timezone=, billing_period=, "
-                             "strict_contract=")
+            raise ValueError(
+                "update() needs at least one of programme=, msp_registered=, timezone=, billing_period=, "
+                "strict_contract="
+            )
         return self._patch(body)
 
     def _patch(self, body: dict[str, Any]) -> PartnerHandle:
         info: dict[str, Any] = self.admin.request("PATCH", f"/partners/{self.id}", json=body)
         return dataclasses.replace(
-            self, name=info["name"], programme=info["programme"], msp_registered=info["msp_registered"],
-            timezone=info["timezone"], billing_period=info["billing_period"], info={**self.info, **info},
+            self,
+            name=info["name"],
+            programme=info["programme"],
+            msp_registered=info["msp_registered"],
+            timezone=info["timezone"],
+            billing_period=info["billing_period"],
+            info={**self.info, **info},
             strict_contract=info.get("strict_contract"),
         )
 
@@ -536,9 +582,20 @@ class PartnerHandle:
         bad answer (a lost answer), ``"before"`` (default) changes nothing. The other fields shape the answer.
         """
         given = {
-            "kind": kind, "service": service, "operation": operation, "times": times, "probability": probability,
-            "seed": seed, "when": when, "delay_ms": delay_ms, "delay_max_ms": delay_max_ms, "status": status,
-            "code": code, "message": message, "retry_after": retry_after, "fault_code": fault_code,
+            "kind": kind,
+            "service": service,
+            "operation": operation,
+            "times": times,
+            "probability": probability,
+            "seed": seed,
+            "when": when,
+            "delay_ms": delay_ms,
+            "delay_max_ms": delay_max_ms,
+            "status": status,
+            "code": code,
+            "message": message,
+            "retry_after": retry_after,
+            "fault_code": fault_code,
             "error_code": error_code,
         }
         created: dict[str, Any] = self._call("POST", "/faults", json={k: v for k, v in given.items() if v is not None})
@@ -609,7 +666,9 @@ class PartnerHandle:
         ``partner.verify(0, conforms=False)``: no request broke the contract.
         """
         body = _journal_filters(service, operation, method, path, status, conforms, faulted)
-        body.update({k: v for k, v in {"count": count, "at_least": at_least, "at_most": at_most}.items() if v is not None})
+        body.update(
+            {k: v for k, v in {"count": count, "at_least": at_least, "at_most": at_most}.items() if v is not None}
+        )
         result: dict[str, Any] = self._call("POST", "/journal/verify", json=body)
         return int(result["matched"])
 
@@ -623,7 +682,7 @@ class PartnerHandle:
         return self._rest_client(KORM_PATH, actor, client_kwargs)
 
     def kss_rest(self, *, actor: str | None = None, **client_kwargs: Any) -> httpx.Client:
-        """An ``httpx.Client`` on ``<base>/kss/v1``, ksim's KSS partner portal (bills, reports, audit); as :meth:`korm`."""
+        """An ``httpx.Client`` on ``<base>/kss/v1``, the KSS partner portal (bills, reports, audit); as :meth:`korm`."""
         return self._rest_client(KSS_REST_PATH, actor, client_kwargs)
 
     def _rest_client(self, path: str, actor: str | None, client_kwargs: dict[str, Any]) -> httpx.Client:
@@ -660,23 +719,42 @@ class PartnerHandle:
         import zeep
 
         from ksimkit import contracts
+
         client = zeep.Client(
             str(contracts.path("kss-upi.wsdl")),
-            transport=zeep.Transport(timeout=timeout or self.admin.timeout, operation_timeout=timeout or self.admin.timeout),
+            transport=zeep.Transport(
+                timeout=timeout or self.admin.timeout, operation_timeout=timeout or self.admin.timeout
+            ),
         )
         # Bind the WSDL's port to this server before `client.service` is first built from it.
         client.wsdl.services[KSS_SERVICE].ports[KSS_PORT].binding_options["address"] = self.kss_soap_url
         if access_info:  # a zeep value renders afresh on every call (an lxml element would move between envelopes)
-            header = client.get_element(f"{{{KSS_NS}}}AccessInfo")(UserName=self.kss_username, Password=self.kss_password)
+            header = client.get_element(f"{{{KSS_NS}}}AccessInfo")(
+                UserName=self.kss_username, Password=self.kss_password
+            )
             client.set_default_soapheaders([header])
         return client
 
 
-def _journal_filters(service: str | None, operation: str | None, method: str | None, path: str | None,
-                     status: int | None, conforms: bool | None, faulted: bool | None) -> dict[str, Any]:
+def _journal_filters(
+    service: str | None,
+    operation: str | None,
+    method: str | None,
+    path: str | None,
+    status: int | None,
+    conforms: bool | None,
+    faulted: bool | None,
+) -> dict[str, Any]:
     """The journal's filters that are set: one definition for listing and for verifying."""
-    filters = {"service": service, "operation": operation, "method": method and method.upper(), "path": path,
-               "status": status, "conforms": conforms, "faulted": faulted}
+    filters = {
+        "service": service,
+        "operation": operation,
+        "method": method and method.upper(),
+        "path": path,
+        "status": status,
+        "conforms": conforms,
+        "faulted": faulted,
+    }
     return {k: v for k, v in filters.items() if v is not None}
 
 

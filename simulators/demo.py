@@ -1,10 +1,10 @@
 """``ksim demo``: a scripted walk-through against a real server on a socket, printed for a person to follow."""
+
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
-
-import datetime as dt
 
 import httpx
 import zeep
@@ -39,8 +39,9 @@ class Walkthrough:
         if body.get("detail"):
             console.print(f"    [dim]{body['detail']}[/]")
         if not ok:
-            raise SystemExit(f"demo: expected {expect}{' ' + rule if rule else ''}, got {response.status_code}: "
-                             f"{response.text}")
+            raise SystemExit(
+                f"demo: expected {expect}{' ' + rule if rule else ''}, got {response.status_code}: {response.text}"
+            )
         return body
 
     def advance(self, day: str) -> None:
@@ -54,8 +55,17 @@ class Walkthrough:
         for column in ("subscription", "sku", "kind", "units", "days", "unit price", "gross", "discount", "amount"):
             table.add_column(column, justify="right" if column not in ("subscription", "sku", "kind") else "left")
         for line in body["lines"]:
-            table.add_row(line["subscription_id"], line["sku"], line["kind"], str(line["units"]), str(line["days"]),
-                          line["unit_price"], line["gross"], line["discount"], line["amount"])
+            table.add_row(
+                line["subscription_id"],
+                line["sku"],
+                line["kind"],
+                str(line["units"]),
+                str(line["days"]),
+                line["unit_price"],
+                line["gross"],
+                line["discount"],
+                line["amount"],
+            )
         totals = body["totals"]
         table.add_row("total", "", "", "", "", "", totals["gross"], totals["discount"], totals["amount"], style="bold")
         console.print(table)
@@ -63,21 +73,34 @@ class Walkthrough:
     def run(self) -> None:
         self.step("1. A partner (a cloud broker) with its own clock, on 15 April 2026")
         self.partner = self.show(self.admin.post("/partners", json={"now": "2026-04-15T09:00:00Z"}), 201)
-        console.print(f"  partner [bold]{self.partner['name']}[/] ({self.partner['id']}), programme {self.partner['programme']}")
-        self.korm = httpx.Client(base_url=f"{self.base_url}/korm/v1",
-                                 headers={"Authorization": f"Bearer {self.partner['token']}"})
+        console.print(
+            f"  partner [bold]{self.partner['name']}[/] ({self.partner['id']}), programme {self.partner['programme']}"
+        )
+        self.korm = httpx.Client(
+            base_url=f"{self.base_url}/korm/v1", headers={"Authorization": f"Bearer {self.partner['token']}"}
+        )
         korm = self.korm
-        self.show(self.admin.post(f"/partners/{self.partner['id']}/approval-codes",
-                                  json={"percent": "15", "expires_on": "2026-12-31", "code": "APR-DEMO15"}), 201)
+        self.show(
+            self.admin.post(
+                f"/partners/{self.partner['id']}/approval-codes",
+                json={"percent": "15", "expires_on": "2026-12-31", "code": "APR-DEMO15"},
+            ),
+            201,
+        )
 
         self.step("2. Order 25 licences PAYG (KESB Select, band 20-49) with an approval code")
         products = self.show(korm.get("/products", params={"product_id": "KESB-SELECT", "billing_model": "payg"}), 200)
-        console.print("  bands: " + ", ".join(f"{p['licence_min']}-{p['licence_max']} @ {p['price']}" for p in products["items"]))
+        console.print(
+            "  bands: " + ", ".join(f"{p['licence_min']}-{p['licence_max']} @ {p['price']}" for p in products["items"])
+        )
         order = {"customer_id": "acme", "sku": "KESB-SELECT-PAYG-20-49", "quantity": 25, "approval_code": "APR-DEMO15"}
         sub = self.show(korm.post("/subscriptions", json=order, headers={"Idempotency-Key": "demo-order-1"}), 201)
         console.print(f"  subscription {sub['id']}, activation code [bold]{sub['activation_code']}[/]")
         replay = korm.post("/subscriptions", json=order, headers={"Idempotency-Key": "demo-order-1"})
-        console.print(f"  retried with the same Idempotency-Key -> {replay.status_code}, same id: {replay.json()['id'] == sub['id']}")
+        console.print(
+            f"  retried with the same Idempotency-Key -> {replay.status_code}, "
+            f"same id: {replay.json()['id'] == sub['id']}"
+        )
         trial = {k: v for k, v in order.items() if k != "approval_code"} | {"trial": True}
         self.show(korm.post("/subscriptions", json=trial), 422, rule="KORM-TRIAL-1")
 
@@ -86,10 +109,18 @@ class Walkthrough:
         self.show(korm.post(f"/subscriptions/{sub['id']}/quantity", json={"quantity": 20}), 200)
         self.advance("2026-05-20")
         self.show(korm.post(f"/subscriptions/{sub['id']}/quantity", json={"quantity": 60}), 422)
-        self.show(korm.post(f"/subscriptions/{sub['id']}/switch-plan", json={"sku": "KESB-SELECT-PAYG-50-99", "quantity": 60}), 200)
+        self.show(
+            korm.post(
+                f"/subscriptions/{sub['id']}/switch-plan", json={"sku": "KESB-SELECT-PAYG-50-99", "quantity": 60}
+            ),
+            200,
+        )
 
         self.step("4. A Yearly subscription: increase allowed, decrease and switch refused")
-        yearly = self.show(korm.post("/subscriptions", json={"customer_id": "globex", "sku": "KESB-ADV-YEARLY-20-49", "quantity": 20}), 201)
+        yearly = self.show(
+            korm.post("/subscriptions", json={"customer_id": "globex", "sku": "KESB-ADV-YEARLY-20-49", "quantity": 20}),
+            201,
+        )
         self.show(korm.post(f"/subscriptions/{yearly['id']}/quantity", json={"quantity": 18}), 409)
         self.show(korm.post(f"/subscriptions/{yearly['id']}/switch-plan", json={"sku": "KESB-ADV-YEARLY-50-99"}), 409)
         self.advance("2026-06-01")
@@ -100,15 +131,20 @@ class Walkthrough:
         self.show(korm.post(f"/subscriptions/{sub['id']}/stop"), 200)
         self.show(korm.post(f"/subscriptions/{sub['id']}/reactivate"), 410)
         self.show(korm.get(f"/subscriptions/{sub['id']}"), 410)
-        again = self.show(korm.post("/subscriptions", json={"customer_id": "acme", "sku": "KESB-SELECT-PAYG-50-99", "quantity": 60}), 201)
+        again = self.show(
+            korm.post("/subscriptions", json={"customer_id": "acme", "sku": "KESB-SELECT-PAYG-50-99", "quantity": 60}),
+            201,
+        )
         console.print(f"  new activation code [bold]{again['activation_code']}[/] (was {sub['activation_code']})")
 
         self.step("6. The vendor's statements")
         for period in ("2026-04", "2026-05", "2026-06"):
             self.statement(period)
         entries = self.show(self.admin.get(f"/partners/{self.partner['id']}/audit", params={"limit": 1000}), 200)
-        console.print(f"  audit log: {entries['total']} changes recorded, e.g. "
-                      f"{entries['items'][0]['actor']} {entries['items'][0]['action']} at {entries['items'][0]['at']}")
+        console.print(
+            f"  audit log: {entries['total']} changes recorded, e.g. "
+            f"{entries['items'][0]['actor']} {entries['items'][0]['action']} at {entries['items'][0]['at']}"
+        )
 
 
 KSS = "{http://schemas.kaspersky.com/services/subscription/2.0/}"
@@ -116,58 +152,77 @@ EXT = "{http://ksim.dev/kss/3.0/ext}"
 
 
 class KssWalkthrough(Walkthrough):
-    """A service provider's subscriber through trial, paid months, a licence change, pause, soft cancel, reactivation."""
+    """A service provider's subscriber: trial, paid months, a licence change, pause, soft cancel, reactivation."""
 
     def send(self, kind: str, **attrs: Any) -> Any:
         """One unit in one container, over SOAP with zeep, as a provider's client sends it."""
         self.units += 1
-        factory = (self.soap.get_element(EXT + kind) if kind.startswith("Change")
-                   else self.soap.get_type(f"{KSS}SubscriptionRequest{kind}Item"))
+        factory = (
+            self.soap.get_element(EXT + kind)
+            if kind.startswith("Change")
+            else self.soap.get_type(f"{KSS}SubscriptionRequest{kind}Item")
+        )
         items = self.soap.get_type(KSS + "SubscriptionRequestItemCollection")(
             _value_1=[{kind: factory(UnitId=self.units, SubscriberId="home-42", **attrs)}]
         )
         clock = self.admin.get(f"/partners/{self.partner['id']}/clock").json()
         answer = self.soap.service.SubscriptionRequest(
             Timestamp=dt.datetime.fromisoformat(clock["now"].replace("Z", "+00:00")),
-            TransactionId=f"demo-{self.units}", SubscriptionRequest=items, _soapheaders=[self.access],
+            TransactionId=f"demo-{self.units}",
+            SubscriptionRequest=items,
+            _soapheaders=[self.access],
         )
         if answer.SubscriptionError is not None:
-            (name, [error]), = answer.SubscriptionError._value_1[0].items()
+            ((name, [error]),) = answer.SubscriptionError._value_1[0].items()
             console.print(f"  {kind} -> [red]{name} {error.ErrorCode}[/] {error.ErrorMessage}")
             raise SystemExit(f"demo: {kind} was refused")
-        (name, result), = answer.SubscriptionResponse._value_1[0].items()
+        ((name, result),) = answer.SubscriptionResponse._value_1[0].items()
         result = result[0] if isinstance(result, list) else result
         console.print(f"  {kind} -> [green]{name}[/]")
         return result
 
     def info(self) -> None:
         sub = self.send("GetInfo", InfoSection="Subscription").Subscription[0]
-        console.print(f"    status [bold]{sub.Status}[/], {sub.LicenseCount} licences of {sub.ProductId}, "
-                      f"code [bold]{sub.ActivationCode}[/]")
+        console.print(
+            f"    status [bold]{sub.Status}[/], {sub.LicenseCount} licences of {sub.ProductId}, "
+            f"code [bold]{sub.ActivationCode}[/]"
+        )
         self.codes.add(sub.ActivationCode)
 
     def bills(self, periods: list[str]) -> None:
-        kss_rest = httpx.Client(base_url=f"{self.base_url}/kss/v1",
-                                headers={"Authorization": f"Bearer {self.partner['token']}"})
+        kss_rest = httpx.Client(
+            base_url=f"{self.base_url}/kss/v1", headers={"Authorization": f"Bearer {self.partner['token']}"}
+        )
         table = Table(title="KSS monthly bills (KSS-BILL-0: each month at its maximum paid count)")
         for column in ("month", "paid days", "charged count", "unit price", "amount"):
             table.add_column(column, justify="right")
         for period in periods:
             bill = kss_rest.get(f"/bills/{period}").json()
             for line in bill["lines"] or [{"paid_days": 0, "charged_count": 0, "unit_price": "-", "amount": "0.00"}]:
-                table.add_row(period, str(line["paid_days"]), str(line["charged_count"]), line["unit_price"], line["amount"])
+                table.add_row(
+                    period, str(line["paid_days"]), str(line["charged_count"]), line["unit_price"], line["amount"]
+                )
         console.print(table)
 
     def run(self) -> None:
         self.step("KSS 1. A service provider (xsp programme) on 1 March 2026")
-        self.partner = self.show(self.admin.post("/partners", json={"programme": "xsp", "now": "2026-03-01T09:00:00Z"}), 201)
+        self.partner = self.show(
+            self.admin.post("/partners", json={"programme": "xsp", "now": "2026-03-01T09:00:00Z"}), 201
+        )
         self.soap = zeep.Client(f"{self.base_url}/kss/soap/upi?wsdl")
         self.access = self.soap.get_element(KSS + "AccessInfo")(
-            UserName=self.partner["kss"]["username"], Password=self.partner["kss"]["password"])
+            UserName=self.partner["kss"]["username"], Password=self.partner["kss"]["password"]
+        )
         self.units, self.codes = 0, set()
         self.step("KSS 2. Activate 3 licences of Internet Security with a 30-day trial (KSS-TRIAL-1)")
-        self.send("Activate", StartTime=dt.datetime(2026, 3, 1, 9, tzinfo=dt.timezone.utc), EndTime="indefinite",
-                  LicenseCount=3, ProductId="KIS", TrialDays=30)
+        self.send(
+            "Activate",
+            StartTime=dt.datetime(2026, 3, 1, 9, tzinfo=dt.UTC),
+            EndTime="indefinite",
+            LicenseCount=3,
+            ProductId="KIS",
+            TrialDays=30,
+        )
         self.info()
         self.step("KSS 3. 10 April: 5 licences, same activation code (KSS-QTY-1, KSS-CODE-1)")
         self.advance("2026-04-10")
@@ -175,13 +230,16 @@ class KssWalkthrough(Walkthrough):
         self.info()
         self.step("KSS 4. 3 May: pause until 1 July; it resumes by itself (KSS-PAUSE-1)")
         self.advance("2026-05-03")
-        self.send("Pause", PauseTime=dt.datetime(2026, 5, 3, tzinfo=dt.timezone.utc),
-                  ResumeTime=dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc))
+        self.send(
+            "Pause",
+            PauseTime=dt.datetime(2026, 5, 3, tzinfo=dt.UTC),
+            ResumeTime=dt.datetime(2026, 7, 1, tzinfo=dt.UTC),
+        )
         self.info()
         self.advance("2026-07-02")
         self.info()
         self.step("KSS 5. Soft cancel at the end of July; reactivate in August with the same code (KSS-STOP-1)")
-        self.send("SoftCancel", EndTime=dt.datetime(2026, 8, 1, tzinfo=dt.timezone.utc))
+        self.send("SoftCancel", EndTime=dt.datetime(2026, 8, 1, tzinfo=dt.UTC))
         self.advance("2026-08-05")
         self.info()
         self.send("Renew", EndTime="indefinite")

@@ -1,4 +1,5 @@
 """The endpoints ``ksim serve`` offers, declared once: the start banner lists them and ``GET /`` links them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,10 +46,15 @@ def index() -> Response:
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
         rows = "".join(
             f'<li><code>{escape(e["path"])}</code>: {escape(e["what"])}; contract <a href="{escape(e["contract"])}">'
-            f'{escape(e["contract"])}</a>; documentation {escape(e["doc"])}</li>' for e in entries)
-        page = (f"<!doctype html><meta charset=utf-8><title>ksim {escape(ksimkit.__version__)}</title>"
-                f"<h1>ksim {escape(ksimkit.__version__)}</h1><ul>{rows}</ul>"
-                '<p>Health: <a href="/_sim/health">/_sim/health</a></p>')
+            f"{escape(e['contract'])}</a>; documentation {escape(e['doc'])}</li>"
+            for e in entries
+        )
+        page = (
+            f"<!doctype html><meta charset=utf-8><title>ksim {escape(ksimkit.__version__)}</title>"
+            f"<h1>ksim {escape(ksimkit.__version__)}</h1><ul>{rows}</ul>"
+            '<p>Health: <a href="/_sim/health">/_sim/health</a></p>'
+        )
         return Response(page, mimetype="text/html")
-    return json_response({"service": "ksim", "version": ksimkit.__version__, "endpoints": entries,
-                          "health": "/_sim/health"})
+    return json_response(
+        {"service": "ksim", "version": ksimkit.__version__, "endpoints": entries, "health": "/_sim/health"}
+    )

@@ -15,6 +15,7 @@ The partner's test harness (docs/harness.md) is on its handle: ``ksim_partner.in
 
 Nothing is started unless a test asks for one of them.
 """
+
 from __future__ import annotations
 
 import os
@@ -99,7 +100,9 @@ def ksim_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         loaded = load_settings()
     except SettingError as exc:  # one line, as ksim itself says it (docs/settings.md)
         pytest.fail(f"ksim: {exc}", pytrace=False)
-    settings = loaded.replace(database_url=f"sqlite:///{database}", admin_token=request.config.getoption("ksim_admin_token"))
+    settings = loaded.replace(
+        database_url=f"sqlite:///{database}", admin_token=request.config.getoption("ksim_admin_token")
+    )
     with InProcessServer(create_app(settings)) as server:
         yield server
 
@@ -112,8 +115,10 @@ def _check_running_server(admin: KsimAdmin) -> None:
     need it error with it), not a chain of tracebacks."""
     problem = admin.problem(wait=REACH_TIMEOUT_S, token_hint="--ksim-admin-token, $KSIM_ADMIN_TOKEN")
     if problem:
-        pytest.fail(f"ksim: --ksim-url: {problem}; start one (ksim serve) or drop --ksim-url to run one in-process",
-                    pytrace=False)
+        pytest.fail(
+            f"ksim: --ksim-url: {problem}; start one (ksim serve) or drop --ksim-url to run one in-process",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -134,7 +139,9 @@ def _partner_fields(request: pytest.FixtureRequest) -> dict[str, Any]:
             pytest.fail(f"@pytest.mark.{MARKER} takes keyword arguments only, got {marker.args!r}", pytrace=False)
         unknown = sorted(set(marker.kwargs) - set(PARTNER_FIELDS))
         if unknown:
-            pytest.fail(f"@pytest.mark.{MARKER}: unknown fields {unknown}; known: {list(PARTNER_FIELDS)}", pytrace=False)
+            pytest.fail(
+                f"@pytest.mark.{MARKER}: unknown fields {unknown}; known: {list(PARTNER_FIELDS)}", pytrace=False
+            )
         fields.update(marker.kwargs)
     return fields
 

@@ -1,4 +1,5 @@
 """Running the app on a real socket: in-process (tests, demo) or under gunicorn (``ksim serve``)."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ class _QuietHandler(WSGIRequestHandler):
         a malformed request line) is problem+json too, never its HTML page (SIM-ERR-1)."""
         from ksimkit.simulators.core.errors import Problem
 
-        problem = Problem(code, "BAD_REQUEST" if code == 400 else "HTTP_ERROR", explain or message or "refused",
-                          rule="SIM-ERR-1")
+        problem = Problem(
+            code, "BAD_REQUEST" if code == 400 else "HTTP_ERROR", explain or message or "refused", rule="SIM-ERR-1"
+        )
         if code == 431:
             problem = Problem(431, "REQUEST_HEADER_FIELDS_TOO_LARGE", explain or message or "", rule="SIM-ERR-1")
         elif code == 414:
@@ -52,7 +54,7 @@ class InProcessServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "InProcessServer":
+    def start(self) -> InProcessServer:
         self._thread.start()
         return self
 
@@ -61,10 +63,12 @@ class InProcessServer:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "InProcessServer":
+    def __enter__(self) -> InProcessServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -80,8 +84,13 @@ def banner(settings: Any) -> str:
     base = f"http://{settings.host}:{settings.port}"
     database = database_url(settings.database_url).render_as_string(hide_password=True)
     log = "access log on stdout" if settings.access_log else "no access log (--access-log turns it on)"
-    return "\n".join([f"ksim listening on {base} (database {database}; {settings.workers} workers; {log})",
-                      *banner_lines(base), f"  {base}/  index of the above; Ctrl-C stops"])
+    return "\n".join(
+        [
+            f"ksim listening on {base} (database {database}; {settings.workers} workers; {log})",
+            *banner_lines(base),
+            f"  {base}/  index of the above; Ctrl-C stops",
+        ]
+    )
 
 
 _gunicorn_request = threading.local()  # the request a gunicorn thread serves (its pre_request hook)

@@ -1,5 +1,6 @@
 """Shared fixtures: a real store for rule tests, a real server on a free port for wire tests; both on SQLite and,
 when a server is given, PostgreSQL (tests/databases.py)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,7 +57,7 @@ class World:
     def __init__(self, store: Store, **partner: Any) -> None:
         self.store = store
         self.running = False  # True: the rules see a running clock (SIM-CLOCK-1), still moved only by the test
-        partner.setdefault("now", dt.datetime(2026, 4, 15, 9, 0, tzinfo=dt.timezone.utc))
+        partner.setdefault("now", dt.datetime(2026, 4, 15, 9, 0, tzinfo=dt.UTC))
         with store.begin() as conn:
             self.partner_id = create_partner(conn, faker_seed=0, default_timezone="UTC", **partner)["id"]
 
@@ -75,7 +76,7 @@ class World:
 
     def go_to(self, day: str) -> None:
         with self.store.begin() as conn:
-            target = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(9, 0), dt.timezone.utc)
+            target = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(9, 0), dt.UTC)
             move_clock(conn, self.partner_id, target)
 
     def today(self) -> dt.date:

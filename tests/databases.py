@@ -5,6 +5,7 @@ start`` prints one; ``.ci/run`` sets it). The tests then create their own databa
 and purpose, dropped first if a previous run left them. Without the variable the PostgreSQL cases are skipped,
 unless ``KSIM_REQUIRE_POSTGRES=1`` (CI) makes that a failure.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,10 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 def backend_params() -> list[object]:
-    return [pytest.param("sqlite", id="sqlite"),
-            pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql)]
+    return [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+    ]
 
 
 def postgres_server() -> sa.URL:

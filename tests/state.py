@@ -2,6 +2,7 @@
 and a counter of a test app's answers.
 
 The request journal is left out: it records every request, refused ones included, by design."""
+
 from __future__ import annotations
 
 import hashlib

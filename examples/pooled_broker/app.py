@@ -12,6 +12,7 @@ operator's API, the way a partner's ERP is not shaped like ksim's Broker protoco
   end like a scheduled job.
 - **Its own invoice shape.** ``{"invoice": {"rows": [{"order", "client", "seats", "total", "our_cost"}]}}``.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,12 +30,23 @@ from ksimkit.scenarios.pool import load_pool
 
 # The broker's own refusal codes: what it tells its customers, whatever the vendor's code was.
 OWN_CODES: dict[str, str] = {
-    "SUBSCRIPTION_DELETED": "E-ORDER-CLOSED", "DECREASE_NOT_ALLOWED": "E-NO-DECREASE",
-    "OUT_OF_RANGE": "E-SEATS-RANGE", "UNKNOWN_SKU": "E-NO-SUCH-PLAN", "SWITCH_NOT_ALLOWED": "E-NO-SWITCH",
-    "SAME_PLAN": "E-NO-SWITCH", "SWITCH_TO_OTHER_PRODUCT": "E-NO-SWITCH", "MIGRATION_NOT_ALLOWED": "E-NO-MIGRATION",
-    "NOT_YET_ACTIVE": "E-NOT-ACTIVE", "INVALID_APPROVAL_CODE": "E-DISCOUNT", "APPROVAL_CODE_USED": "E-DISCOUNT",
-    "APPROVAL_CODE_EXPIRED": "E-DISCOUNT", "701": "E-TRIAL", "703": "E-PREPAID", "704": "E-NOT-REGISTERED",
-    "705": "E-NO-SUCH-PLAN", "707": "E-NO-CHANGE",
+    "SUBSCRIPTION_DELETED": "E-ORDER-CLOSED",
+    "DECREASE_NOT_ALLOWED": "E-NO-DECREASE",
+    "OUT_OF_RANGE": "E-SEATS-RANGE",
+    "UNKNOWN_SKU": "E-NO-SUCH-PLAN",
+    "SWITCH_NOT_ALLOWED": "E-NO-SWITCH",
+    "SAME_PLAN": "E-NO-SWITCH",
+    "SWITCH_TO_OTHER_PRODUCT": "E-NO-SWITCH",
+    "MIGRATION_NOT_ALLOWED": "E-NO-MIGRATION",
+    "NOT_YET_ACTIVE": "E-NOT-ACTIVE",
+    "INVALID_APPROVAL_CODE": "E-DISCOUNT",
+    "APPROVAL_CODE_USED": "E-DISCOUNT",
+    "APPROVAL_CODE_EXPIRED": "E-DISCOUNT",
+    "701": "E-TRIAL",
+    "703": "E-PREPAID",
+    "704": "E-NOT-REGISTERED",
+    "705": "E-NO-SUCH-PLAN",
+    "707": "E-NO-CHANGE",
 }
 
 
@@ -59,13 +71,19 @@ def create_app(database_url: str, pool_path: str) -> Flask:
 
     @app.errorhandler(BrokerError)
     def _broker_error(exc: BrokerError) -> Response:
-        return _json({"status": "REJECTED", "error": {"code": _own_code(exc.code) if exc.status < 500 else "E-DOWN",
-                                                      "message": exc.message}}, exc.status)
+        return _json(
+            {
+                "status": "REJECTED",
+                "error": {"code": _own_code(exc.code) if exc.status < 500 else "E-DOWN", "message": exc.message},
+            },
+            exc.status,
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        return _json({"status": "REJECTED", "error": {"code": "E-BAD-REQUEST", "message": exc.description}},
-                     exc.code or 500)
+        return _json(
+            {"status": "REJECTED", "error": {"code": "E-BAD-REQUEST", "message": exc.description}}, exc.code or 500
+        )
 
     def body() -> dict[str, Any]:
         data = request.get_json(silent=True)
@@ -95,13 +113,22 @@ def create_app(database_url: str, pool_path: str) -> Flask:
             raise BrokerError(404, "NO_COMPANY", f"no company {company!r} in the pool file")
         data = body()
         vendor = str(data.get("vendor_url") or "").rstrip("/")
-        created = service.create_tenant({
-            "scenario_id": company, "korm_url": f"{vendor}/korm/v1", "korm_token": account.token,
-            "kss_wsdl_url": f"{vendor}/kss/soap/upi?wsdl", "kss_username": account.kss_username,
-            "kss_password": account.kss_password, "kss_rest_url": f"{vendor}/kss/v1", "now": data.get("now"),
-            "timezone": data.get("timezone"), "prices": data.get("prices") or {},
-            "programme": data.get("programme"), "billing_period": data.get("billing_period"),
-        })
+        created = service.create_tenant(
+            {
+                "scenario_id": company,
+                "korm_url": f"{vendor}/korm/v1",
+                "korm_token": account.token,
+                "kss_wsdl_url": f"{vendor}/kss/soap/upi?wsdl",
+                "kss_username": account.kss_username,
+                "kss_password": account.kss_password,
+                "kss_rest_url": f"{vendor}/kss/v1",
+                "now": data.get("now"),
+                "timezone": data.get("timezone"),
+                "prices": data.get("prices") or {},
+                "programme": data.get("programme"),
+                "billing_period": data.get("billing_period"),
+            }
+        )
         with lock:
             books[company] = created["id"]
         return _json({"company": company, "books": created["id"]})
@@ -116,18 +143,38 @@ def create_app(database_url: str, pool_path: str) -> Flask:
     def order(company: str) -> Response:
         data, number = body(), "SO-" + secrets.token_hex(5).upper()
         if data.get("kind") == "kss":
-            step = service.activate(tenant(company), number, str(data["client"]), str(data["plan"]),
-                                    int(data["seats"]), int(data.get("trial_days") or 0))
+            step = service.activate(
+                tenant(company),
+                number,
+                str(data["client"]),
+                str(data["plan"]),
+                int(data["seats"]),
+                int(data.get("trial_days") or 0),
+            )
         else:
-            step = service.order(tenant(company), number, str(data["client"]), str(data["plan"]), int(data["seats"]),
-                                 data.get("discount_code"))
+            step = service.order(
+                tenant(company),
+                number,
+                str(data["client"]),
+                str(data["plan"]),
+                int(data["seats"]),
+                data.get("discount_code"),
+            )
         return answer(step, number)
 
     @route("/api/companies/<company>/orders/<number>", methods=["GET"])
     def get_order(company: str, number: str) -> Response:
         sub = service.subscription(tenant(company), number)
-        return _json({"order": {"number": number, "client": sub["customer"], "licence_key": sub["activation_code"],
-                                "state": sub["status"]}})
+        return _json(
+            {
+                "order": {
+                    "number": number,
+                    "client": sub["customer"],
+                    "licence_key": sub["activation_code"],
+                    "state": sub["status"],
+                }
+            }
+        )
 
     @route("/api/companies/<company>/orders/<number>/<action>", methods=["POST"])
     def change(company: str, number: str, action: str) -> Response:
@@ -162,8 +209,16 @@ def create_app(database_url: str, pool_path: str) -> Flask:
     def invoice(company: str) -> Response:
         month = request.args.get("month", "")
         issued = service.invoice(tenant(company), month)
-        rows = [{"order": line["ref"], "client": line["customer"], "seats": line["units"], "total": line["amount"],
-                 "our_cost": line["vendor_cost"]} for line in issued["lines"]]
+        rows = [
+            {
+                "order": line["ref"],
+                "client": line["customer"],
+                "seats": line["units"],
+                "total": line["amount"],
+                "our_cost": line["vendor_cost"],
+            }
+            for line in issued["lines"]
+        ]
         return _json({"invoice": {"month": month, "final": issued["final"], "rows": rows}})
 
     return app

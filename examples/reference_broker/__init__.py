@@ -4,6 +4,7 @@
 serves it. It sells KORM SS and KSS subscriptions to its customers, talks to the (simulated) vendor over
 httpx and zeep, bills its customers by the vendor's rules, and can run with seeded defects (``DEFECTS``).
 """
+
 from ksimkit.examples.reference_broker.app import create_app
 from ksimkit.examples.reference_broker.defects import DEFECTS
 

@@ -5,6 +5,7 @@ HTTP 200 when the broker could ask the vendor (the vendor's refusal is relayed w
 vendor could not be reached, and the broker's own refusals (unknown tenant or subscription, a bad request) as
 ``application/problem+json`` that carries ``outcome: refused`` and a ``code`` too. Routes: README.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,19 @@ def _json(body: Any, status: int = 200, mimetype: str = "application/json") -> R
 
 
 def _problem(status: int, code: str, message: str) -> Response:
-    return _json({"outcome": "refused", "code": code, "message": message, "activation_code": None,
-                  "title": code, "status": status, "detail": message}, status, "application/problem+json")
+    return _json(
+        {
+            "outcome": "refused",
+            "code": code,
+            "message": message,
+            "activation_code": None,
+            "title": code,
+            "status": status,
+            "detail": message,
+        },
+        status,
+        "application/problem+json",
+    )
 
 
 def _body() -> dict[str, Any]:
@@ -59,8 +71,12 @@ def _count(body: dict[str, Any], name: str, *, required: bool = True, minimum: i
     return value
 
 
-def create_app(database_url: str = "sqlite:///reference-broker.db", defects: frozenset[str] | set[str] = frozenset(),
-               *, use_env: bool = True) -> Flask:
+def create_app(
+    database_url: str = "sqlite:///reference-broker.db",
+    defects: frozenset[str] | set[str] = frozenset(),
+    *,
+    use_env: bool = True,
+) -> Flask:
     """The broker as a WSGI app. ``defects`` (and ``REFERENCE_BROKER_DEFECTS`` unless ``use_env`` is false) apply to
     every tenant of this process, on top of each tenant's own."""
     process_defects = defect_list.parse(defects) | (defect_list.from_env() if use_env else frozenset())
@@ -74,8 +90,11 @@ def create_app(database_url: str = "sqlite:///reference-broker.db", defects: fro
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        return _problem(exc.code or 500, {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.code or 500, "HTTP_ERROR"),
-                        exc.description or exc.name)
+        return _problem(
+            exc.code or 500,
+            {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.code or 500, "HTTP_ERROR"),
+            exc.description or exc.name,
+        )
 
     def step(result: Step) -> Response:
         return _json(result.to_json(), result.status)
@@ -97,8 +116,9 @@ def create_app(database_url: str = "sqlite:///reference-broker.db", defects: fro
 
     @route("/defects", ["GET"])
     def list_defects() -> Response:
-        return _json({"items": [{"name": d.name, "wrong": d.wrong, "rule": d.rule}
-                                for d in defect_list.DEFECTS.values()]})
+        return _json(
+            {"items": [{"name": d.name, "wrong": d.wrong, "rule": d.rule} for d in defect_list.DEFECTS.values()]}
+        )
 
     # ---------------------------------------------------------------- tenants and the clock
 
@@ -148,10 +168,16 @@ def create_app(database_url: str = "sqlite:///reference-broker.db", defects: fro
     @route("/tenants/<tenant>/subscriptions", ["POST"])
     def order(tenant: str) -> Response:
         body = _body()
-        return step(service.order(
-            tenant, _field(body, "ref", str), _field(body, "customer", str), _field(body, "sku", str),
-            _count(body, "quantity"), _field(body, "approval_code", str, required=False),
-        ))
+        return step(
+            service.order(
+                tenant,
+                _field(body, "ref", str),
+                _field(body, "customer", str),
+                _field(body, "sku", str),
+                _count(body, "quantity"),
+                _field(body, "approval_code", str, required=False),
+            )
+        )
 
     @route("/tenants/<tenant>/subscriptions/<ref>/quantity", ["POST"])
     def change_quantity(tenant: str, ref: str) -> Response:
@@ -160,7 +186,9 @@ def create_app(database_url: str = "sqlite:///reference-broker.db", defects: fro
     @route("/tenants/<tenant>/subscriptions/<ref>/switch-plan", ["POST"])
     def switch_plan(tenant: str, ref: str) -> Response:
         body = _body()
-        return step(service.switch_plan(tenant, ref, _field(body, "sku", str), _count(body, "quantity", required=False)))
+        return step(
+            service.switch_plan(tenant, ref, _field(body, "sku", str), _count(body, "quantity", required=False))
+        )
 
     @route("/tenants/<tenant>/subscriptions/<ref>/stop", ["POST"])
     def stop(tenant: str, ref: str) -> Response:
@@ -175,10 +203,16 @@ def create_app(database_url: str = "sqlite:///reference-broker.db", defects: fro
     @route("/tenants/<tenant>/kss/subscriptions", ["POST"])
     def activate(tenant: str) -> Response:
         body = _body()
-        return step(service.activate(
-            tenant, _field(body, "ref", str), _field(body, "customer", str), _field(body, "product", str),
-            _count(body, "count"), _count(body, "trial_days", required=False, minimum=0) or 0,
-        ))
+        return step(
+            service.activate(
+                tenant,
+                _field(body, "ref", str),
+                _field(body, "customer", str),
+                _field(body, "product", str),
+                _count(body, "count"),
+                _count(body, "trial_days", required=False, minimum=0) or 0,
+            )
+        )
 
     @route("/tenants/<tenant>/kss/subscriptions/<ref>/count", ["POST"])
     def change_count(tenant: str, ref: str) -> Response:

@@ -23,6 +23,7 @@ the month it starts in; ``vendor_cost`` less the MSP tier from the month's licen
 
 Money is Decimal, rounded half-up to cents once per line.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,7 +34,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 CENT = Decimal("0.01")
 PAYG, YEARLY, LEGACY, KSS = "payg", "yearly", "legacy", "kss"
 NOT_STARTED, STARTED, PAUSED, SOFT, HARD = "NotStarted", "Started", "Paused", "SoftCancelled", "HardCancelled"
@@ -116,10 +117,19 @@ class Line:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "period": self.period, "customer": self.customer, "ref": self.ref, "service": self.service,
-            "kind": self.kind, "plan": self.plan, "units": self.units, "amount": f"{self.amount:.2f}",
-            "vendor_cost": f"{self.vendor_cost:.2f}", "from": self.start.isoformat(), "to": self.end.isoformat(),
-            "days": self.days, **self.details,
+            "period": self.period,
+            "customer": self.customer,
+            "ref": self.ref,
+            "service": self.service,
+            "kind": self.kind,
+            "plan": self.plan,
+            "units": self.units,
+            "amount": f"{self.amount:.2f}",
+            "vendor_cost": f"{self.vendor_cost:.2f}",
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "days": self.days,
+            **self.details,
         }
 
 
@@ -160,8 +170,13 @@ def _dated(sub: KormSub, defects: frozenset[str]) -> list[tuple[dt.date, KormCha
         day = change.effective
         if change.kind == "stop" and "stop_day_billed" in defects:
             day += dt.timedelta(days=1)  # defect: the stop day is billed too
-        if ("payg_reduction_whole_month" in defects and change.kind == "quantity" and change.model == PAYG
-                and previous is not None and change.quantity < previous):
+        if (
+            "payg_reduction_whole_month" in defects
+            and change.kind == "quantity"
+            and change.model == PAYG
+            and previous is not None
+            and change.quantity < previous
+        ):
             day = max(day.replace(day=1), sub.activation_date)  # defect: "the new count applies to the month"
         out.append((day, change))
         if change.quantity:
@@ -193,9 +208,20 @@ def _clip(seg: Segment, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]
     return (lo, hi) if hi > lo else None
 
 
-def _korm_line(sub: KormSub, prices: Prices, defects: frozenset[str], period: str, kind: str, sku: str, units: int,
-               customer_gross: Decimal, list_gross: Decimal, start: dt.date, end: dt.date,
-               days: int | None) -> Line:
+def _korm_line(
+    sub: KormSub,
+    prices: Prices,
+    defects: frozenset[str],
+    period: str,
+    kind: str,
+    sku: str,
+    units: int,
+    customer_gross: Decimal,
+    list_gross: Decimal,
+    start: dt.date,
+    end: dt.date,
+    days: int | None,
+) -> Line:
     amount = money(customer_gross)
     gross = money(list_gross)
     vendor_cost = gross - money(gross * sub.discount_percent / 100)  # the approval discount is the broker's
@@ -219,11 +245,22 @@ def korm_lines(sub: KormSub, period: str, prices: Prices, defects: frozenset[str
     for sku, spans in per_sku.items():
         ours, listed = prices.korm(sku)
         licence_days = sum((hi - lo).days * qty for lo, hi, qty in spans)
-        lines.append(_korm_line(
-            sub, prices, defects, period, "licence_days", sku, licence_days,
-            Decimal(licence_days) * ours / dim, Decimal(licence_days) * listed / dim,
-            min(s[0] for s in spans), max(s[1] for s in spans), sum((hi - lo).days for lo, hi, _ in spans),
-        ))
+        lines.append(
+            _korm_line(
+                sub,
+                prices,
+                defects,
+                period,
+                "licence_days",
+                sku,
+                licence_days,
+                Decimal(licence_days) * ours / dim,
+                Decimal(licence_days) * listed / dim,
+                min(s[0] for s in spans),
+                max(s[1] for s in spans),
+                sum((hi - lo).days for lo, hi, _ in spans),
+            )
+        )
     # Legacy: free until the 1st of the next month, then the month's maximum count.
     act = sub.activation_date
     free_until = next_month(act)
@@ -232,10 +269,22 @@ def korm_lines(sub: KormSub, period: str, prices: Prices, defects: frozenset[str
         top = max(seg.quantity for _, seg in legacy)
         sku = legacy[-1][1].sku
         ours, listed = prices.korm(sku)
-        lines.append(_korm_line(
-            sub, prices, defects, period, "legacy_month", sku, top, ours * top, listed * top,
-            min(s[0] for s, _ in legacy), max(s[1] for s, _ in legacy), sum((hi - lo).days for (lo, hi), _ in legacy),
-        ))
+        lines.append(
+            _korm_line(
+                sub,
+                prices,
+                defects,
+                period,
+                "legacy_month",
+                sku,
+                top,
+                ours * top,
+                listed * top,
+                min(s[0] for s, _ in legacy),
+                max(s[1] for s, _ in legacy),
+                sum((hi - lo).days for (lo, hi), _ in legacy),
+            )
+        )
     # Yearly: the fee on activation and each anniversary while running; increases pro rata.
     yearly = [seg for seg in segs if seg.model == YEARLY]
     if yearly:
@@ -247,9 +296,22 @@ def korm_lines(sub: KormSub, period: str, prices: Prices, defects: frozenset[str
                 quantity = next((s.quantity for s in yearly if s.start <= anniversary < s.end), None)
                 if quantity:
                     next_ann = add_years(act, years + 1)
-                    lines.append(_korm_line(sub, prices, defects, period, "yearly_fee", sku, quantity,
-                                            ours * quantity, listed * quantity, anniversary, next_ann,
-                                            (next_ann - anniversary).days))
+                    lines.append(
+                        _korm_line(
+                            sub,
+                            prices,
+                            defects,
+                            period,
+                            "yearly_fee",
+                            sku,
+                            quantity,
+                            ours * quantity,
+                            listed * quantity,
+                            anniversary,
+                            next_ann,
+                            (next_ann - anniversary).days,
+                        )
+                    )
             years += 1
         previous = None
         for day, change in _by_day(sub, defects).items():
@@ -261,12 +323,29 @@ def korm_lines(sub: KormSub, period: str, prices: Prices, defects: frozenset[str
                     k += 1
                 year_start, year_end = add_years(act, k), add_years(act, k + 1)
                 if day != year_start:  # on an anniversary the fee already covers it
-                    added, left, year_days = change.quantity - previous, (year_end - day).days, (year_end - year_start).days
+                    added, left, year_days = (
+                        change.quantity - previous,
+                        (year_end - day).days,
+                        (year_end - year_start).days,
+                    )
                     if "yearly_increase_full_year" in defects:
                         left = year_days  # defect: a full year for the added licences
-                    lines.append(_korm_line(sub, prices, defects, period, "yearly_increase", sku, added,
-                                            ours * added * left / year_days, listed * added * left / year_days,
-                                            day, year_end, left))
+                    lines.append(
+                        _korm_line(
+                            sub,
+                            prices,
+                            defects,
+                            period,
+                            "yearly_increase",
+                            sku,
+                            added,
+                            ours * added * left / year_days,
+                            listed * added * left / year_days,
+                            day,
+                            year_end,
+                            left,
+                        )
+                    )
             previous = change.quantity
     return lines
 
@@ -292,9 +371,16 @@ class Snapshot:
         def iso(value: dt.datetime | None) -> str | None:
             return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
-        return {"status": self.status, "count": self.count, "product": self.product, "start": iso(self.start),
-                "end": iso(self.end), "trial_end": iso(self.trial_end), "paused_at": iso(self.paused_at),
-                "pause_until": iso(self.pause_until)}
+        return {
+            "status": self.status,
+            "count": self.count,
+            "product": self.product,
+            "start": iso(self.start),
+            "end": iso(self.end),
+            "trial_end": iso(self.trial_end),
+            "paused_at": iso(self.paused_at),
+            "pause_until": iso(self.pause_until),
+        }
 
     @classmethod
     def from_state(cls, effective: dt.datetime, state: dict[str, Any]) -> Snapshot:
@@ -303,8 +389,17 @@ class Snapshot:
 
         start = moment(state["start"])
         assert start is not None
-        return cls(effective, state["status"], int(state["count"]), state["product"], start, moment(state["end"]),
-                   moment(state["trial_end"]), moment(state["paused_at"]), moment(state["pause_until"]))
+        return cls(
+            effective,
+            state["status"],
+            int(state["count"]),
+            state["product"],
+            start,
+            moment(state["end"]),
+            moment(state["trial_end"]),
+            moment(state["paused_at"]),
+            moment(state["pause_until"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -371,8 +466,12 @@ def paid_spans(snaps: Sequence[Snapshot], horizon: dt.datetime, defects: frozens
         pieces = [(lo, hi)]
         if snap.paused_at is not None:
             cut_lo, cut_hi = snap.paused_at, snap.pause_until or _FOREVER
-            pieces = [(a, b) for p_lo, p_hi in pieces
-                      for a, b in ((p_lo, min(p_hi, cut_lo)), (max(p_lo, cut_hi), p_hi)) if b > a]
+            pieces = [
+                (a, b)
+                for p_lo, p_hi in pieces
+                for a, b in ((p_lo, min(p_hi, cut_lo)), (max(p_lo, cut_hi), p_hi))
+                if b > a
+            ]
         out += [Span(a, b, snap.count, snap.product) for a, b in pieces]
     return out
 
@@ -408,7 +507,9 @@ def charge(days: Sequence[DaySpan], start: dt.date, end: dt.date, defects: froze
     return PeriodCharge(start, end, len(paid), top, product)
 
 
-def periods_starting_in(kind: str, start: dt.date, end: dt.date, first_paid: dt.date | None) -> list[tuple[dt.date, dt.date]]:
+def periods_starting_in(
+    kind: str, start: dt.date, end: dt.date, first_paid: dt.date | None
+) -> list[tuple[dt.date, dt.date]]:
     if kind != THIRTY_DAYS:
         return [(start, end)]
     if first_paid is None:
@@ -421,8 +522,9 @@ def periods_starting_in(kind: str, start: dt.date, end: dt.date, first_paid: dt.
     return out
 
 
-def kss_charges(sub: KssSub, period: str, *, programme: str, billing_period: str, zone: ZoneInfo,
-                defects: frozenset[str]) -> list[PeriodCharge]:
+def kss_charges(
+    sub: KssSub, period: str, *, programme: str, billing_period: str, zone: ZoneInfo, defects: frozenset[str]
+) -> list[PeriodCharge]:
     start, end = month_bounds(period)
     horizon = local_midnight(end + dt.timedelta(days=PERIOD_DAYS if billing_period == THIRTY_DAYS else 0), zone)
     free_before = None
@@ -430,14 +532,30 @@ def kss_charges(sub: KssSub, period: str, *, programme: str, billing_period: str
         free_before = next_month(sub.created_at.astimezone(zone).date())
     days = paid_days(paid_spans(sub.snapshots, horizon, defects), zone, free_before)
     first_paid = min((d.first for d in days), default=None)
-    return [c for lo, hi in periods_starting_in(billing_period, start, end, first_paid)
-            if (c := charge(days, lo, hi, defects)) is not None]
+    return [
+        c
+        for lo, hi in periods_starting_in(billing_period, start, end, first_paid)
+        if (c := charge(days, lo, hi, defects)) is not None
+    ]
 
 
-def kss_lines(subs: Iterable[KssSub], period: str, prices: Prices, *, programme: str, billing_period: str,
-              zone: ZoneInfo, defects: frozenset[str]) -> list[Line]:
-    charged = [(sub, c) for sub in subs for c in kss_charges(
-        sub, period, programme=programme, billing_period=billing_period, zone=zone, defects=defects)]
+def kss_lines(
+    subs: Iterable[KssSub],
+    period: str,
+    prices: Prices,
+    *,
+    programme: str,
+    billing_period: str,
+    zone: ZoneInfo,
+    defects: frozenset[str],
+) -> list[Line]:
+    charged = [
+        (sub, c)
+        for sub in subs
+        for c in kss_charges(
+            sub, period, programme=programme, billing_period=billing_period, zone=zone, defects=defects
+        )
+    ]
     volume: dict[str, int] = defaultdict(int)  # KSS-MSP-1: licences per product on this month's bill
     for _, c in charged:
         volume[c.product] += c.count
@@ -448,9 +566,21 @@ def kss_lines(subs: Iterable[KssSub], period: str, prices: Prices, *, programme:
         if programme == "msp" and "kss_msp_tier_ignored" not in defects:
             percent = prices.msp_percent(volume[c.product])
         gross = money(listed * c.count)
-        lines.append(Line(
-            period, sub.customer, sub.ref, "kss", "kss_period", c.product, c.count, money(ours * c.count),
-            gross - money(gross * percent / 100), c.start, c.end, c.paid_days,
-            {"msp_discount_percent": f"{percent:.2f}"} if programme == "msp" else {},
-        ))
+        lines.append(
+            Line(
+                period,
+                sub.customer,
+                sub.ref,
+                "kss",
+                "kss_period",
+                c.product,
+                c.count,
+                money(ours * c.count),
+                gross - money(gross * percent / 100),
+                c.start,
+                c.end,
+                c.paid_days,
+                {"msp_discount_percent": f"{percent:.2f}"} if programme == "msp" else {},
+            )
+        )
     return lines

@@ -5,6 +5,7 @@ made once per operation and sent again, unchanged, on every retry; retries on tr
 included) and 5xx answers, where the first attempt may or may not have taken effect; a problem+json refusal
 becomes a :class:`KormRefused` carrying the vendor's stable ``code``, never retried.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,11 +37,22 @@ default_tls = functools.lru_cache(maxsize=1)(httpx.create_ssl_context)
 
 
 class KormClient:
-    def __init__(self, base_url: str, token: str, *, actor: str = "reference-broker", timeout: float = TIMEOUT,
-                 transport: httpx.BaseTransport | None = None, defects: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        actor: str = "reference-broker",
+        timeout: float = TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        defects: frozenset[str] = frozenset(),
+    ) -> None:
         self.defects = defects
         self.http = httpx.Client(
-            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport, verify=default_tls(),
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            transport=transport,
+            verify=default_tls(),
             headers={"Authorization": f"Bearer {token}", "X-Ksim-Actor": actor, "Accept": "application/json"},
         )
 
@@ -55,8 +67,15 @@ class KormClient:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-              idempotency_key: str | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         delay, failure = BACKOFF, "no attempt"
         for attempt in range(RETRIES):
@@ -113,6 +132,8 @@ def _refusal(response: httpx.Response) -> KormRefused:
     if not isinstance(problem, dict):
         problem = {"detail": response.text[:300]}
     return KormRefused(
-        response.status_code, str(problem.get("code") or f"HTTP_{response.status_code}"),
-        str(problem.get("detail") or problem.get("title") or ""), problem.get("rule"),
+        response.status_code,
+        str(problem.get("code") or f"HTTP_{response.status_code}"),
+        str(problem.get("detail") or problem.get("title") or ""),
+        problem.get("rule"),
     )

@@ -8,6 +8,7 @@ Retries: a transport error or an HTTP 5xx leaves the outcome unknown. Re-sending
 only get error 6, so the client re-sends under a NEW TransactionId and marks the results ``retried``: the
 caller then reads an answer like "already activated" (1) as "our first attempt got through".
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -74,15 +75,25 @@ def _client(wsdl_url: str, actor: str, timeout: float) -> tuple[zeep.Client, thr
         if found is None:
             session = requests.Session()
             session.headers["X-Ksim-Actor"] = actor
-            client = zeep.Client(wsdl_url, transport=Transport(session=session, timeout=timeout,
-                                                               operation_timeout=timeout))
+            client = zeep.Client(
+                wsdl_url, transport=Transport(session=session, timeout=timeout, operation_timeout=timeout)
+            )
             found = _clients[wsdl_url] = (client, threading.Lock())
         return found
 
 
 class KssClient:
-    def __init__(self, wsdl_url: str, username: str, password: str, *, actor: str = "reference-broker",
-                 timeout: float = TIMEOUT, transaction_prefix: str = "rb", defects: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        wsdl_url: str,
+        username: str,
+        password: str,
+        *,
+        actor: str = "reference-broker",
+        timeout: float = TIMEOUT,
+        transaction_prefix: str = "rb",
+        defects: frozenset[str] = frozenset(),
+    ) -> None:
         self.defects = defects
         self.wsdl_url, self.username, self.password = wsdl_url, username, password
         self.actor, self.timeout, self.prefix = actor, timeout, transaction_prefix
@@ -114,14 +125,19 @@ class KssClient:
     def _request(self, client: zeep.Client, units: list[Unit], now: dt.datetime) -> Any:
         items = []
         for unit_id, unit in enumerate(units, start=1):
-            factory = (client.get_element(EXT + unit.kind) if unit.kind in EXT_KINDS
-                       else client.get_type(f"{KSS}SubscriptionRequest{unit.kind}Item"))
+            factory = (
+                client.get_element(EXT + unit.kind)
+                if unit.kind in EXT_KINDS
+                else client.get_type(f"{KSS}SubscriptionRequest{unit.kind}Item")
+            )
             attrs = {k: v for k, v in unit.attrs.items() if v is not None}
             items.append({unit.kind: factory(UnitId=unit_id, SubscriberId=unit.subscriber_id, **attrs)})
         collection = client.get_type(KSS + "SubscriptionRequestItemCollection")(_value_1=items)
         access = client.get_element(KSS + "AccessInfo")(UserName=self.username, Password=self.password)
         return client.service.SubscriptionRequest(
-            Timestamp=now, TransactionId=f"{self.prefix}-{uuid.uuid4().hex}", SubscriptionRequest=collection,
+            Timestamp=now,
+            TransactionId=f"{self.prefix}-{uuid.uuid4().hex}",
+            SubscriptionRequest=collection,
             _soapheaders=[access],
         )
 
@@ -138,15 +154,30 @@ class KssClient:
                     info = None
                     if kind == "GetInfo" and item.Subscription:
                         sub = item.Subscription[0]
-                        info = {name: getattr(sub, name, None) for name in (
-                            "Status", "StartTime", "EndTime", "LicenseCount", "ProductId", "ActivationCode",
-                            "TrialEndTime", "PauseEndTime", "CustomerId", "MaxLicenseCountThisPeriod")}
+                        info = {
+                            name: getattr(sub, name, None)
+                            for name in (
+                                "Status",
+                                "StartTime",
+                                "EndTime",
+                                "LicenseCount",
+                                "ProductId",
+                                "ActivationCode",
+                                "TrialEndTime",
+                                "PauseEndTime",
+                                "CustomerId",
+                                "MaxLicenseCountThisPeriod",
+                            )
+                        }
                     by_unit[int(item.UnitId)] = UnitResult(
-                        kind=kind, subscriber_id=str(item.SubscriberId), ok=ok,
+                        kind=kind,
+                        subscriber_id=str(item.SubscriberId),
+                        ok=ok,
                         code=None if ok else int(item.ErrorCode),
                         message=None if ok else str(item.ErrorMessage),
                         activation_code=getattr(item, "ActivationCode", None) if ok else None,
-                        info=info, retried=retried,
+                        info=info,
+                        retried=retried,
                     )
         missing = [i for i in range(1, len(units) + 1) if i not in by_unit]
         if missing:

@@ -4,6 +4,7 @@ the vendor's ids and codes, a local change history, and the invoices closed at e
 Times are stored as ISO 8601 strings (UTC with ``Z``), dates as ``YYYY-MM-DD``, money as decimal strings: the
 database never has to know about time zones or Decimal.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -18,7 +19,8 @@ from sqlalchemy.pool import StaticPool
 metadata = sa.MetaData()
 
 tenants = sa.Table(
-    "rb_tenants", metadata,
+    "rb_tenants",
+    metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("scenario_id", sa.String(200), nullable=False),
     sa.Column("korm_url", sa.String(500), nullable=False),
@@ -40,7 +42,8 @@ tenants = sa.Table(
 )
 
 subscriptions = sa.Table(
-    "rb_subscriptions", metadata,
+    "rb_subscriptions",
+    metadata,
     sa.Column("tenant_id", sa.String(40), primary_key=True),
     sa.Column("ref", sa.String(200), primary_key=True),  # the broker's (and the scenario's) name for it
     sa.Column("service", sa.String(8), nullable=False),  # korm | kss
@@ -62,7 +65,8 @@ subscriptions = sa.Table(
 # The local change history: what the broker did, dated. Billing reads only this (and the price lists).
 # KORM rows: ``effective`` is a date; KSS rows: a UTC instant, with the whole state after the change in ``state``.
 changes = sa.Table(
-    "rb_changes", metadata,
+    "rb_changes",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("tenant_id", sa.String(40), nullable=False, index=True),
     sa.Column("ref", sa.String(200), nullable=False),
@@ -76,14 +80,16 @@ changes = sa.Table(
 )
 
 invoices = sa.Table(
-    "rb_invoices", metadata,
+    "rb_invoices",
+    metadata,
     sa.Column("tenant_id", sa.String(40), primary_key=True),
     sa.Column("period", sa.String(7), primary_key=True),
     sa.Column("closed_at", sa.String(40), nullable=False),
 )
 
 invoice_lines = sa.Table(
-    "rb_invoice_lines", metadata,
+    "rb_invoice_lines",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("tenant_id", sa.String(40), nullable=False, index=True),
     sa.Column("period", sa.String(7), nullable=False),
@@ -113,11 +119,11 @@ class Store:
 def iso(moment: dt.datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError(f"{moment!r} has no time zone")
-    return moment.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_instant(value: str) -> dt.datetime:
     moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone")
-    return moment.astimezone(dt.timezone.utc)
+    return moment.astimezone(dt.UTC)

@@ -5,6 +5,7 @@ A scenario never calls the simulator's KORM or KSS API itself: it asks the broke
 so scenarios run in parallel. A step the broker does not support raises ``NotImplementedError``: the
 scenario is then reported *not applicable*.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -91,7 +92,9 @@ class Broker(Protocol):
     def stop_tenant(self) -> None: ...
 
     # KORM SS
-    def order(self, ref: str, customer: str, sku: str, quantity: int, approval_code: str | None = None) -> StepResult: ...
+    def order(
+        self, ref: str, customer: str, sku: str, quantity: int, approval_code: str | None = None
+    ) -> StepResult: ...
 
     def change_quantity(self, ref: str, quantity: int) -> StepResult: ...
 

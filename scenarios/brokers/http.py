@@ -35,6 +35,7 @@ customers. ``start`` (a tenant API), ``advance_clock`` and ``charges`` are optio
 runs on pooled partners (``reset`` empties its books), without ``advance_clock`` it reads ksim's time, without
 ``charges`` it earns a vendor-side certificate only.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,7 +60,7 @@ from ksimkit.simulators.client import default_tls
 
 __all__ = ["AdapterError", "BillingPolicy", "BrokerCallError", "HttpAdapter", "HttpBroker", "MethodSpec", "ResultSpec"]
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class AdapterError(ValueError):
@@ -69,8 +70,9 @@ class AdapterError(ValueError):
 class BrokerCallError(RuntimeError):
     """A call to the broker that failed: transport error, a 5xx, an answer that is not what the file says."""
 
-    def __init__(self, message: str, *, method: str = "", url: str = "", status: int | None = None,
-                 body: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, method: str = "", url: str = "", status: int | None = None, body: str | None = None
+    ) -> None:
         self.method = method
         self.url = url
         self.status = status
@@ -97,11 +99,39 @@ STEP_METHODS: dict[str, tuple[str, ...]] = {
     "cancel_at_month_end": ("ref", "id", "month", "end"),
     "hard_cancel": ("ref", "id"),
 }
-TENANT_FIELDS = ("scenario_id", "korm_url", "korm_token", "kss_wsdl_url", "kss_username", "kss_password", "now",
-                 "timezone", "prices", "legacy", "kss_url", "kss_rest_url", "ksim_url")
+TENANT_FIELDS = (
+    "scenario_id",
+    "korm_url",
+    "korm_token",
+    "kss_wsdl_url",
+    "kss_username",
+    "kss_password",
+    "now",
+    "timezone",
+    "prices",
+    "legacy",
+    "kss_url",
+    "kss_rest_url",
+    "ksim_url",
+)
 # What decides a bill, usable in every method: the partner's vendor terms (GET /_sim/partners/{id}/terms).
-CONTEXT_FIELDS = ("programme", "billing_period", "msp_registered", "timezone", "prices", "terms", "kss_prices",
-                  "msp_tiers", "currency", "partner", "time_url", "ksim_url", "kss_rest_url", "base_url", "python")
+CONTEXT_FIELDS = (
+    "programme",
+    "billing_period",
+    "msp_registered",
+    "timezone",
+    "prices",
+    "terms",
+    "kss_prices",
+    "msp_tiers",
+    "currency",
+    "partner",
+    "time_url",
+    "ksim_url",
+    "kss_rest_url",
+    "base_url",
+    "python",
+)
 OTHER_METHODS: dict[str, tuple[str, ...]] = {
     "start": TENANT_FIELDS,
     "stop_tenant": (),
@@ -120,10 +150,40 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 POLICIES = ("pass_through", "own")
 UNITS = ("vendor", "licence_days", "licences", "licence_months", "none")
 
-_TOP_KEYS = {"name", "base_url", "timeout", "headers", "result", "methods", "vars", "omit_null", "verify",
-             "capabilities", "billing"}
-_METHOD_KEYS = {"method", "url", "body", "params", "headers", "result", "tenant_id", "items", "fields", "value",
-                "missing_status", "timeout", "omit_null", "command", "cwd", "env", "stdin", "refused_exit", "id"}
+_TOP_KEYS = {
+    "name",
+    "base_url",
+    "timeout",
+    "headers",
+    "result",
+    "methods",
+    "vars",
+    "omit_null",
+    "verify",
+    "capabilities",
+    "billing",
+}
+_METHOD_KEYS = {
+    "method",
+    "url",
+    "body",
+    "params",
+    "headers",
+    "result",
+    "tenant_id",
+    "items",
+    "fields",
+    "value",
+    "missing_status",
+    "timeout",
+    "omit_null",
+    "command",
+    "cwd",
+    "env",
+    "stdin",
+    "refused_exit",
+    "id",
+}
 _RESULT_KEYS = {"outcome", "done", "refused", "code", "message", "activation_code", "outcomes", "codes"}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -198,13 +258,16 @@ class MethodSpec:
 
 def _expand_env(value: Any, where: str, source: str) -> Any:
     if isinstance(value, str):
+
         def sub(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             found = os.environ.get(name)
             if found is None or (found == "" and default is not None):
                 if default is None:
-                    raise AdapterError(f"{source}: {where}: environment variable {name} is not set "
-                                       f"(write ${{{name}:-default}} for a default)")
+                    raise AdapterError(
+                        f"{source}: {where}: environment variable {name} is not set "
+                        f"(write ${{{name}:-default}} for a default)"
+                    )
                 return default
             return found
 
@@ -389,8 +452,9 @@ class HttpAdapter:
             bad = sorted(set(spec) - _METHOD_KEYS)
             if bad:
                 raise fail(f"{where}.{bad[0]}", f"unknown key (known: {', '.join(sorted(_METHOD_KEYS))})")
-            http_method = str(spec.get("method", "GET" if name in ("charges", "activation_code", "build")
-                                       else "POST")).upper()
+            http_method = str(
+                spec.get("method", "GET" if name in ("charges", "activation_code", "build") else "POST")
+            ).upper()
             if http_method not in HTTP_METHODS:
                 raise fail(f"{where}.method", f"must be one of {', '.join(HTTP_METHODS)}, not {spec.get('method')!r}")
             url_template = spec.get("url")
@@ -398,13 +462,22 @@ class HttpAdapter:
             if command is not None and url_template is not None:
                 raise fail(where, "has both url and command: a method is one HTTP call or one command")
             if command is not None:
-                if isinstance(command, str) or not isinstance(command, list) or not command \
-                        or not all(isinstance(a, (str, int, float)) for a in command):
-                    raise fail(f"{where}.command", "must be a list of arguments (argv), e.g. [mybroker, order, '{ref}']")
+                if (
+                    isinstance(command, str)
+                    or not isinstance(command, list)
+                    or not command
+                    or not all(isinstance(a, (str, int, float)) for a in command)
+                ):
+                    raise fail(
+                        f"{where}.command", "must be a list of arguments (argv), e.g. [mybroker, order, '{ref}']"
+                    )
                 url_template = ""
             elif not isinstance(url_template, str) or not url_template:
-                raise fail(f"{where}.url", "missing: the path (or full URL) of the call, e.g. /tenants/{tenant}/orders"
-                                           " (or a command: [argv...])")
+                raise fail(
+                    f"{where}.url",
+                    "missing: the path (or full URL) of the call, e.g. /tenants/{tenant}/orders"
+                    " (or a command: [argv...])",
+                )
             allowed = set(ALL_METHODS[name]) | set(variables) | {"scenario_id"} | set(CONTEXT_FIELDS)
             if name != "start":
                 allowed.add("tenant")
@@ -414,8 +487,10 @@ class HttpAdapter:
                     used |= set().union(*(_placeholders(v) for v in headers.values())) if headers else set()
                 stray = sorted(used - allowed)
                 if stray:
-                    raise fail(f"{where}.{key}", f"unknown placeholder {{{stray[0]}}} (this method knows: "
-                                                 f"{', '.join(sorted(allowed))})")
+                    raise fail(
+                        f"{where}.{key}",
+                        f"unknown placeholder {{{stray[0]}}} (this method knows: {', '.join(sorted(allowed))})",
+                    )
             for key in ("params", "headers"):
                 if spec.get(key) is not None and not isinstance(spec[key], dict):
                     raise fail(f"{where}.{key}", "must be a mapping")
@@ -429,14 +504,22 @@ class HttpAdapter:
                     raise fail(f"{where}.cwd", "must be a directory")
                 refused_exit = spec.get("refused_exit", [])
                 refused_exit = [refused_exit] if isinstance(refused_exit, int) else refused_exit
-                if not isinstance(refused_exit, list) or not all(isinstance(c, int) and not isinstance(c, bool)
-                                                                 for c in refused_exit):
+                if not isinstance(refused_exit, list) or not all(
+                    isinstance(c, int) and not isinstance(c, bool) for c in refused_exit
+                ):
                     raise fail(f"{where}.refused_exit", "must be an exit status or a list of them")
-                kwargs.update(command=tuple(command), env={str(k): v for k, v in env.items()}, cwd=cwd,
-                              stdin=spec.get("stdin"), refused_exit=tuple(refused_exit))
+                kwargs.update(
+                    command=tuple(command),
+                    env={str(k): v for k, v in env.items()},
+                    cwd=cwd,
+                    stdin=spec.get("stdin"),
+                    refused_exit=tuple(refused_exit),
+                )
             for key in ("method", "params", "headers", "body"):
                 if command is not None and key in spec and key != "method":
-                    raise fail(f"{where}.{key}", "is for HTTP calls; a command takes its values in its argv, env or stdin")
+                    raise fail(
+                        f"{where}.{key}", "is for HTTP calls; a command takes its values in its argv, env or stdin"
+                    )
             if command is None:
                 for key in ("env", "cwd", "stdin", "refused_exit"):
                     if key in spec:
@@ -456,34 +539,47 @@ class HttpAdapter:
             if name == "charges":
                 items = spec.get("items", "items")
                 if not isinstance(items, str):
-                    raise fail(f"{where}.items", "must be a dotted path to the list of invoice lines ('.' = the answer)")
+                    raise fail(
+                        f"{where}.items", "must be a dotted path to the list of invoice lines ('.' = the answer)"
+                    )
                 fields = spec.get("fields") or {}
                 if not isinstance(fields, dict):
                     raise fail(f"{where}.fields", "must map Charge fields to dotted paths in a line")
                 bad = sorted(set(fields) - set(CHARGE_FIELDS) - set(EXTRA_CHARGE_FIELDS))
                 if bad:
-                    raise fail(f"{where}.fields.{bad[0]}", "not a Charge field (known: "
-                                                           f"{', '.join(CHARGE_FIELDS + EXTRA_CHARGE_FIELDS)})")
+                    raise fail(
+                        f"{where}.fields.{bad[0]}",
+                        f"not a Charge field (known: {', '.join(CHARGE_FIELDS + EXTRA_CHARGE_FIELDS)})",
+                    )
                 for key, path_ in fields.items():
                     if path_ is None and key not in NULLABLE_CHARGE_FIELDS + ("id", "ref"):
-                        raise fail(f"{where}.fields.{key}", f"is required (only {', '.join(NULLABLE_CHARGE_FIELDS)} "
-                                                            "may be null: not on the broker's invoice)")
+                        raise fail(
+                            f"{where}.fields.{key}",
+                            f"is required (only {', '.join(NULLABLE_CHARGE_FIELDS)} "
+                            "may be null: not on the broker's invoice)",
+                        )
                     if path_ is not None and not isinstance(path_, str):
                         raise fail(f"{where}.fields.{key}", "must be a JSON pointer or a dotted path in a line")
                 if "id" in fields and "ref" not in fields:
                     fields = {**fields, "ref": None}  # the line names the broker's id, mapped back to the ref
                 if fields.get("ref", "ref") is None and fields.get("id") is None:
-                    raise fail(f"{where}.fields", "needs ref (the scenario's ref) or id (the broker's own id, "
-                                                  "captured by the steps' id:)")
+                    raise fail(
+                        f"{where}.fields",
+                        "needs ref (the scenario's ref) or id (the broker's own id, captured by the steps' id:)",
+                    )
                 kwargs["items"] = items
-                kwargs["fields"] = {f: (None if f in fields and fields[f] is None else str(fields.get(f, f)))
-                                    for f in CHARGE_FIELDS if f != "id" or fields.get("id")} | {
-                    f: str(fields[f]) for f in EXTRA_CHARGE_FIELDS if f in fields}
+                kwargs["fields"] = {
+                    f: (None if f in fields and fields[f] is None else str(fields.get(f, f)))
+                    for f in CHARGE_FIELDS
+                    if f != "id" or fields.get("id")
+                } | {f: str(fields[f]) for f in EXTRA_CHARGE_FIELDS if f in fields}
             if name in ("activation_code", "build"):
                 value = spec.get("value", name)
                 if not isinstance(value, str):
-                    raise fail(f"{where}.value",
-                               f"must be a JSON pointer or dotted path to the {name.replace('_', ' ')} in the answer")
+                    raise fail(
+                        f"{where}.value",
+                        f"must be a JSON pointer or dotted path to the {name.replace('_', ' ')} in the answer",
+                    )
                 kwargs["value"] = value
                 missing = spec.get("missing_status", [404])
                 missing = [missing] if isinstance(missing, int) else missing
@@ -491,26 +587,43 @@ class HttpAdapter:
                     raise fail(f"{where}.missing_status", "must be a status or a list of statuses")
                 kwargs["missing_status"] = tuple(missing)
             method_timeout = spec.get("timeout")
-            if method_timeout is not None and (isinstance(method_timeout, bool)
-                                               or not isinstance(method_timeout, (int, float)) or method_timeout <= 0):
+            if method_timeout is not None and (
+                isinstance(method_timeout, bool) or not isinstance(method_timeout, (int, float)) or method_timeout <= 0
+            ):
                 raise fail(f"{where}.timeout", "must be a number of seconds")
             method_omit = spec.get("omit_null", omit_null)
             if not isinstance(method_omit, bool):
                 raise fail(f"{where}.omit_null", "must be true or false")
             methods[name] = MethodSpec(
-                name=name, method="RUN" if command is not None else http_method, url=url_template,
-                body=spec.get("body"), params=spec.get("params"),
+                name=name,
+                method="RUN" if command is not None else http_method,
+                url=url_template,
+                body=spec.get("body"),
+                params=spec.get("params"),
                 headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
                 result=_result_spec(spec.get("result"), default_result, f"{where}.result", fail),
-                timeout=float(method_timeout) if method_timeout is not None else None, omit_null=method_omit,
+                timeout=float(method_timeout) if method_timeout is not None else None,
+                omit_null=method_omit,
                 **kwargs,
             )
         if not any(m in methods for m in STEP_METHODS):
-            raise fail("methods", f"no step method: an adapter drives at least one of {', '.join(STEP_METHODS)} "
-                                  "(start, advance_clock and charges are optional)")
-        return cls(name=str(data.get("name") or Path(source).stem), base_url=url.rstrip("/"), methods=methods,
-                   timeout=float(timeout), headers={str(k): str(v) for k, v in headers.items()}, variables=variables,
-                   verify=verify, source=source, capabilities=capabilities, billing=billing)
+            raise fail(
+                "methods",
+                f"no step method: an adapter drives at least one of {', '.join(STEP_METHODS)} "
+                "(start, advance_clock and charges are optional)",
+            )
+        return cls(
+            name=str(data.get("name") or Path(source).stem),
+            base_url=url.rstrip("/"),
+            methods=methods,
+            timeout=float(timeout),
+            headers={str(k): str(v) for k, v in headers.items()},
+            variables=variables,
+            verify=verify,
+            source=source,
+            capabilities=capabilities,
+            billing=billing,
+        )
 
     def supports(self, method: str) -> bool:
         return method in self.methods
@@ -522,8 +635,11 @@ class HttpAdapter:
 
 
 def _commands_only(methods: Any) -> bool:
-    return isinstance(methods, dict) and bool(methods) and all(
-        spec is None or (isinstance(spec, dict) and "command" in spec) for spec in methods.values())
+    return (
+        isinstance(methods, dict)
+        and bool(methods)
+        and all(spec is None or (isinstance(spec, dict) and "command" in spec) for spec in methods.values())
+    )
 
 
 def _capabilities(data: Any, fail: Any) -> frozenset[str] | None:
@@ -584,8 +700,11 @@ def _result_spec(data: Any, base: ResultSpec, where: str, fail: Any) -> ResultSp
         if key in data:
             table = data[key]
             if not isinstance(table, dict):
-                raise fail(f"{where}.{key}", "must be a table: the broker's value -> " +
-                           ("done or refused" if key == "outcomes" else "the vendor's code"))
+                raise fail(
+                    f"{where}.{key}",
+                    "must be a table: the broker's value -> "
+                    + ("done or refused" if key == "outcomes" else "the vendor's code"),
+                )
             if key == "outcomes":
                 wrong = [k for k, v in table.items() if v not in ("done", "refused")]
                 if wrong:
@@ -599,10 +718,18 @@ def context_values(setup: TenantSetup) -> dict[str, Any]:
     korm_base = setup.korm_url.rsplit("/korm/", 1)[0]
     terms = setup.terms or {}
     return {
-        "scenario_id": setup.scenario_id, "programme": setup.programme, "billing_period": setup.billing_period,
-        "msp_registered": setup.msp_registered, "timezone": setup.timezone, "prices": setup.prices, "terms": terms,
-        "kss_prices": (terms.get("kss") or {}).get("prices"), "msp_tiers": (terms.get("kss") or {}).get("msp_tiers"),
-        "currency": terms.get("currency"), "partner": setup.partner_id, "ksim_url": korm_base,
+        "scenario_id": setup.scenario_id,
+        "programme": setup.programme,
+        "billing_period": setup.billing_period,
+        "msp_registered": setup.msp_registered,
+        "timezone": setup.timezone,
+        "prices": setup.prices,
+        "terms": terms,
+        "kss_prices": (terms.get("kss") or {}).get("prices"),
+        "msp_tiers": (terms.get("kss") or {}).get("msp_tiers"),
+        "currency": terms.get("currency"),
+        "partner": setup.partner_id,
+        "ksim_url": korm_base,
         "kss_rest_url": korm_base + "/kss/v1",
         "time_url": f"{korm_base}/_sim/partners/{setup.partner_id}/time" if setup.partner_id else None,
     }
@@ -649,15 +776,20 @@ class Answer:
 
 
 class HttpBroker:
-    """One tenant of a broker reached over HTTP or by commands, as an adapter file describes (see :class:`HttpAdapter`)."""
+    """A broker tenant reached over HTTP or by commands, as an adapter file describes (see :class:`HttpAdapter`)."""
 
     def __init__(self, adapter: HttpAdapter, *, transport: httpx.BaseTransport | None = None) -> None:
         self.adapter = adapter
         self.tenant: str | None = None
         self.tenant_setup: TenantSetup | None = None
         self.ids: dict[str, str] = {}  # ref -> the broker's own id for it (captured by a method's `id:`)
-        self._http = httpx.Client(base_url=adapter.base_url, headers=dict(adapter.headers), timeout=adapter.timeout,
-                                  transport=transport, verify=default_tls() if adapter.verify else False)
+        self._http = httpx.Client(
+            base_url=adapter.base_url,
+            headers=dict(adapter.headers),
+            timeout=adapter.timeout,
+            transport=transport,
+            verify=default_tls() if adapter.verify else False,
+        )
 
     @property
     def capabilities(self) -> frozenset[str] | None:
@@ -690,8 +822,11 @@ class HttpBroker:
         return spec
 
     def _variables(self, extra: Mapping[str, Any]) -> dict[str, Any]:
-        variables: dict[str, Any] = {"base_url": self.adapter.base_url, "python": sys.executable,
-                                     **self.adapter.variables}
+        variables: dict[str, Any] = {
+            "base_url": self.adapter.base_url,
+            "python": sys.executable,
+            **self.adapter.variables,
+        }
         setup = self.tenant_setup
         if setup is not None:
             variables.update(context_values(setup))
@@ -722,8 +857,9 @@ class HttpBroker:
         try:
             response = self._http.request(spec.method, url, **kwargs)
         except httpx.HTTPError as exc:
-            raise BrokerCallError(f"{name}: the broker did not answer: {type(exc).__name__}: {exc}",
-                                  method=spec.method, url=str(url)) from exc
+            raise BrokerCallError(
+                f"{name}: the broker did not answer: {type(exc).__name__}: {exc}", method=spec.method, url=str(url)
+            ) from exc
         return spec, Answer.of(response)
 
     def _run(self, name: str, spec: MethodSpec, variables: Mapping[str, Any]) -> Answer:
@@ -737,49 +873,79 @@ class HttpBroker:
         cwd = _as_text(render(spec.cwd, variables)) if spec.cwd else None
         shown = " ".join(argv)
         try:
-            done = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, cwd=cwd,
-                                  timeout=spec.timeout or self.adapter.timeout, check=False)
+            done = subprocess.run(
+                argv,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=cwd,
+                timeout=spec.timeout or self.adapter.timeout,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BrokerCallError(f"{name}: the command did not run: {type(exc).__name__}: {exc}", method="RUN",
-                                  url=shown) from exc
+            raise BrokerCallError(
+                f"{name}: the command did not run: {type(exc).__name__}: {exc}", method="RUN", url=shown
+            ) from exc
         if done.returncode == 0:
             status = 200
         elif done.returncode in spec.refused_exit:
             status = 422
         else:
-            raise BrokerCallError(f"{name}: the command exited with status {done.returncode}", method="RUN", url=shown,
-                                  status=done.returncode, body=(done.stderr or done.stdout).strip()[-300:])
+            raise BrokerCallError(
+                f"{name}: the command exited with status {done.returncode}",
+                method="RUN",
+                url=shown,
+                status=done.returncode,
+                body=(done.stderr or done.stdout).strip()[-300:],
+            )
         return Answer(status, done.stdout.encode(), _Request("RUN", shown))
 
     @staticmethod
     def _json(name: str, response: Answer, required: bool = True) -> Any:
         if not response.content:
             if required:
-                raise BrokerCallError(f"{name}: the answer has no body", method=response.request.method,
-                                      url=str(response.request.url), status=response.status_code)
+                raise BrokerCallError(
+                    f"{name}: the answer has no body",
+                    method=response.request.method,
+                    url=str(response.request.url),
+                    status=response.status_code,
+                )
             return None
         try:
             return response.json()
         except ValueError as exc:
             if required:
-                raise BrokerCallError(f"{name}: the answer is not JSON", method=response.request.method,
-                                      url=str(response.request.url), status=response.status_code,
-                                      body=response.text) from exc
+                raise BrokerCallError(
+                    f"{name}: the answer is not JSON",
+                    method=response.request.method,
+                    url=str(response.request.url),
+                    status=response.status_code,
+                    body=response.text,
+                ) from exc
             return None
 
     @staticmethod
     def _check(name: str, response: Answer) -> None:
         if response.is_error:
-            raise BrokerCallError(f"{name}: the broker answered {response.status_code}",
-                                  method=response.request.method, url=str(response.request.url),
-                                  status=response.status_code, body=response.text)
+            raise BrokerCallError(
+                f"{name}: the broker answered {response.status_code}",
+                method=response.request.method,
+                url=str(response.request.url),
+                status=response.status_code,
+                body=response.text,
+            )
 
     def _step(self, name: str, **fields: Any) -> StepResult:
         spec, response = self._call(name, fields)
         if response.status_code >= 500 or response.status_code < 200 or 300 <= response.status_code < 400:
-            raise BrokerCallError(f"{name}: the broker answered {response.status_code}",
-                                  method=response.request.method, url=str(response.request.url),
-                                  status=response.status_code, body=response.text)
+            raise BrokerCallError(
+                f"{name}: the broker answered {response.status_code}",
+                method=response.request.method,
+                url=str(response.request.url),
+                status=response.status_code,
+                body=response.text,
+            )
         body = self._json(name, response, required=False)
         rs = spec.result
         by_status = "done" if response.is_success else "refused"
@@ -802,8 +968,11 @@ class HttpBroker:
                 raise BrokerCallError(
                     f"{name}: {rs.outcome} is {found!r}, neither done ({', '.join(map(str, rs.done))}) nor refused "
                     f"({', '.join(map(str, rs.refused))}); set result.done/result.refused in the adapter file",
-                    method=response.request.method, url=str(response.request.url), status=response.status_code,
-                    body=response.text)
+                    method=response.request.method,
+                    url=str(response.request.url),
+                    status=response.status_code,
+                    body=response.text,
+                )
 
         def text(path: str | None) -> str | None:
             value = dig(body, path)
@@ -816,12 +985,20 @@ class HttpBroker:
         if spec.id_path and ref is not None and outcome == "done":
             captured = dig(body, spec.id_path)
             if captured is MISSING or captured in (None, ""):
-                raise BrokerCallError(f"{name}: the answer has no id at {spec.id_path!r} (methods.{name}.id)",
-                                      method=response.request.method, url=response.request.url,
-                                      status=response.status_code, body=response.text)
+                raise BrokerCallError(
+                    f"{name}: the answer has no id at {spec.id_path!r} (methods.{name}.id)",
+                    method=response.request.method,
+                    url=response.request.url,
+                    status=response.status_code,
+                    body=response.text,
+                )
             self.ids[str(ref)] = str(captured)
-        return StepResult(outcome=outcome, code=code, message=text(rs.message),  # type: ignore[arg-type]
-                          activation_code=text(rs.activation_code))
+        return StepResult(
+            outcome=outcome,
+            code=code,
+            message=text(rs.message),  # type: ignore[arg-type]
+            activation_code=text(rs.activation_code),
+        )
 
     # -- the Broker protocol --
 
@@ -835,16 +1012,22 @@ class HttpBroker:
             return
         korm_base = tenant.korm_url.rsplit("/korm/", 1)[0]
         fields = {f.name: getattr(tenant, f.name) for f in dataclasses.fields(tenant)}
-        fields.update(ksim_url=korm_base, kss_url=tenant.kss_wsdl_url.split("?", 1)[0], kss_rest_url=korm_base + "/kss/v1")
+        fields.update(
+            ksim_url=korm_base, kss_url=tenant.kss_wsdl_url.split("?", 1)[0], kss_rest_url=korm_base + "/kss/v1"
+        )
         spec, response = self._call("start", fields)
         self._check("start", response)
         if spec.tenant_id:
             body = self._json("start", response)
             found = dig(body, spec.tenant_id)
             if found is MISSING or found in (None, ""):
-                raise BrokerCallError(f"start: the answer has no tenant id at {spec.tenant_id!r}",
-                                      method=spec.method, url=str(response.request.url), status=response.status_code,
-                                      body=response.text)
+                raise BrokerCallError(
+                    f"start: the answer has no tenant id at {spec.tenant_id!r}",
+                    method=spec.method,
+                    url=str(response.request.url),
+                    status=response.status_code,
+                    body=response.text,
+                )
             self.tenant = str(found)
         else:
             self.tenant = tenant.scenario_id
@@ -920,14 +1103,23 @@ class HttpBroker:
         body = self._json("charges", response)
         lines = dig(body, spec.items)
         if lines is MISSING or lines is None:
-            raise BrokerCallError(f"charges: the answer has no list of lines at {spec.items!r} (set methods.charges.items)",
-                                  method=spec.method, url=str(response.request.url), body=response.text)
+            raise BrokerCallError(
+                f"charges: the answer has no list of lines at {spec.items!r} (set methods.charges.items)",
+                method=spec.method,
+                url=str(response.request.url),
+                body=response.text,
+            )
         if not isinstance(lines, list):
-            raise BrokerCallError(f"charges: {spec.items!r} is not a list", method=spec.method,
-                                  url=str(response.request.url), body=response.text)
+            raise BrokerCallError(
+                f"charges: {spec.items!r} is not a list",
+                method=spec.method,
+                url=str(response.request.url),
+                body=response.text,
+            )
         out = []
         refs_by_id = {v: k for k, v in self.ids.items()}
         for index, line in enumerate(lines):
+
             def get(name: str, default: Any = MISSING, line: Any = line, index: int = index) -> Any:
                 path_ = spec.fields.get(name, MISSING)
                 if path_ is None:  # mapped to null: not on this broker's invoices
@@ -936,9 +1128,12 @@ class HttpBroker:
                 if value is MISSING or value is None:
                     if default is not MISSING:
                         return default
-                    raise BrokerCallError(f"charges: line {index} has no {name} at {path_!r} "
-                                          f"(set methods.charges.fields.{name})", method=spec.method,
-                                          url=str(response.request.url), body=str(line))
+                    raise BrokerCallError(
+                        f"charges: line {index} has no {name} at {path_!r} (set methods.charges.fields.{name})",
+                        method=spec.method,
+                        url=str(response.request.url),
+                        body=str(line),
+                    )
                 return value
 
             try:
@@ -948,8 +1143,12 @@ class HttpBroker:
                 raw_cost = get("vendor_cost")
                 vendor_cost = None if raw_cost is None else Decimal(str(raw_cost))
             except (TypeError, ValueError, InvalidOperation) as exc:
-                raise BrokerCallError(f"charges: line {index} has a value that is not a number: {exc}",
-                                      method=spec.method, url=str(response.request.url), body=str(line)) from exc
+                raise BrokerCallError(
+                    f"charges: line {index} has a value that is not a number: {exc}",
+                    method=spec.method,
+                    url=str(response.request.url),
+                    body=str(line),
+                ) from exc
             if spec.fields.get("id"):
                 broker_id = str(get("id"))
                 ref = refs_by_id.get(broker_id) or (str(get("ref", broker_id)) if spec.fields.get("ref") else broker_id)
@@ -959,9 +1158,18 @@ class HttpBroker:
             if re.match(r"^\d{4}-\d{2}-\d{2}", line_period):  # a line dated, not labelled: its calendar month
                 line_period = line_period[:7]
             sku, kind = get("sku", None), get("kind", None)
-            out.append(Charge(period=line_period, customer=str(get("customer", "")), ref=ref, units=units, amount=amount,
-                              vendor_cost=vendor_cost, sku=None if sku is None else str(sku),
-                              kind=None if kind is None else str(kind)))
+            out.append(
+                Charge(
+                    period=line_period,
+                    customer=str(get("customer", "")),
+                    ref=ref,
+                    units=units,
+                    amount=amount,
+                    vendor_cost=vendor_cost,
+                    sku=None if sku is None else str(sku),
+                    kind=None if kind is None else str(kind),
+                )
+            )
         return out
 
     def build(self) -> str | None:

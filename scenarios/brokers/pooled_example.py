@@ -8,6 +8,7 @@ with pooled_example_broker() as (adapter, pool):       # an HttpAdapter and a Pa
     results = run_scenarios(scenarios, adapter, Simulator(url, token, pool=pool))
 ```
 """
+
 from __future__ import annotations
 
 import importlib

@@ -9,6 +9,7 @@ with reference_broker(defects=["payg_reduction_whole_month"]) as adapter:   # an
 
 The example package is imported only here and only when asked for.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,1 +1,1 @@
-"""The packaged certification suites (``korm/``, ``kss/``): data, importable so ``pytest --pyargs ksimkit.scenarios.suites`` finds them."""
+"""Packaged suites (``korm/``, ``kss/``), importable so ``pytest --pyargs ksimkit.scenarios.suites`` finds them."""

@@ -1,12 +1,12 @@
 """The /_sim control plane: partners, clocks, reset, audit, approval codes, legacy seeds, KSS prepaid licences and
 code pools. Admin token only."""
+
 from __future__ import annotations
 
 import datetime as dt
 import re
 from decimal import Decimal
 from typing import Any
-
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
@@ -14,13 +14,18 @@ from flask import Blueprint, Response, request
 
 import ksimkit
 from ksimkit.simulators.core import audit, clock_mode, partners, terms
-from ksimkit.simulators.core.clock import move_clock, read_clock
 from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.errors import Problem, conflict
 from ksimkit.simulators.core.store import audit_log
 from ksimkit.simulators.core.store import partners as partners_table
 from ksimkit.simulators.core.web import (
-    bearer_token, is_admin, json_body, json_response, require_admin, runtime, unauthorized,
+    bearer_token,
+    is_admin,
+    json_body,
+    json_response,
+    require_admin,
+    runtime,
+    unauthorized,
 )
 from ksimkit.simulators.korm import rules as korm_rules
 from ksimkit.simulators.kss import rules as kss_rules
@@ -39,11 +44,15 @@ def _datetime(value: str, field: str = "now") -> dt.datetime:
     """RFC 3339 date-time (either case of T and Z); a zone-less one is read in the partner's zone later."""
     try:
         parsed = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-        parsed.astimezone(dt.timezone.utc)  # out-of-range offsets at the calendar's ends overflow here
+        parsed.astimezone(dt.UTC)  # out-of-range offsets at the calendar's ends overflow here
         return parsed
     except (ValueError, OverflowError):
-        raise Problem(422, "VALIDATION_ERROR", f"{value!r} is not a usable RFC 3339 date-time",
-                      errors=[{"path": f"/{field}", "message": "expected a date-time between years 1 and 9999"}]) from None
+        raise Problem(
+            422,
+            "VALIDATION_ERROR",
+            f"{value!r} is not a usable RFC 3339 date-time",
+            errors=[{"path": f"/{field}", "message": "expected a date-time between years 1 and 9999"}],
+        ) from None
 
 
 def _query_int(name: str, default: int, low: int, high: int) -> int:
@@ -51,8 +60,12 @@ def _query_int(name: str, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
     if not re.fullmatch(r"[0-9]{1,10}", raw, re.ASCII) or not low <= int(raw) <= high:
-        raise Problem(422, "VALIDATION_ERROR", f"query parameter {name} must be an integer from {low} to {high}",
-                      errors=[{"path": f"/query/{name}", "message": f"integer {low}..{high}"}])
+        raise Problem(
+            422,
+            "VALIDATION_ERROR",
+            f"query parameter {name} must be an integer from {low} to {high}",
+            errors=[{"path": f"/query/{name}", "message": f"integer {low}..{high}"}],
+        )
     return int(raw)
 
 
@@ -128,8 +141,12 @@ def update_partner(partner_id: str) -> Response:
             try:
                 ZoneInfo(values["timezone"])
             except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as 'America'
-                raise Problem(422, "VALIDATION_ERROR", f"unknown time zone {values['timezone']!r}",
-                              errors=[{"path": "/timezone", "message": "expected an IANA time zone name"}]) from None
+                raise Problem(
+                    422,
+                    "VALIDATION_ERROR",
+                    f"unknown time zone {values['timezone']!r}",
+                    errors=[{"path": "/timezone", "message": "expected an IANA time zone name"}],
+                ) from None
         changing = [k for k in RETROACTIVE if k in values]
         if changing:
             used = conn.execute(
@@ -205,13 +222,19 @@ def get_time(partner_id: str) -> Response:
         clock = clock_mode.current(conn, partner_id)  # a running clock is caught up to wall time first
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "faketime"):
-        raise Problem(422, "VALIDATION_ERROR", "format is json or faketime",
-                      errors=[{"path": "/query/format", "message": "json or faketime"}])
-    now = clock.now.astimezone(dt.timezone.utc)
+        raise Problem(
+            422,
+            "VALIDATION_ERROR",
+            "format is json or faketime",
+            errors=[{"path": "/query/format", "message": "json or faketime"}],
+        )
+    now = clock.now.astimezone(dt.UTC)
     faketime = now.strftime("@%Y-%m-%d %H:%M:%S")
     if fmt == "faketime":
         return Response(faketime + "\n", mimetype="text/plain")
     return json_response({**clock.to_json(), "epoch": int(now.timestamp()), "faketime": faketime})
+
+
 @bp.delete("/partners/<partner_id>")
 def delete_partner(partner_id: str) -> Response:
     """The partner and all of its data, journal and audit go; other partners are untouched."""
@@ -256,7 +279,10 @@ def create_approval_code(partner_id: str) -> Response:
     with runtime().store.begin() as conn:
         ctx = _admin_context(conn, partner_id)
         created = korm_rules.create_approval_code(
-            conn, ctx, percent=Decimal(str(body["percent"])), expires_on=dt.date.fromisoformat(body["expires_on"]),
+            conn,
+            ctx,
+            percent=Decimal(str(body["percent"])),
+            expires_on=dt.date.fromisoformat(body["expires_on"]),
             code=body.get("code"),
         )
     return json_response(created, 201)
@@ -273,8 +299,12 @@ def seed_legacy_subscription(partner_id: str) -> Response:
     body = json_body(CONTRACT, "seedLegacySubscription")
     with runtime().store.begin() as conn:
         created = korm_rules.seed_legacy(
-            conn, _admin_context(conn, partner_id), customer_id=body["customer_id"], sku_id=body["sku"],
-            quantity=body["quantity"], activation_date=dt.date.fromisoformat(body["activation_date"]),
+            conn,
+            _admin_context(conn, partner_id),
+            customer_id=body["customer_id"],
+            sku_id=body["sku"],
+            quantity=body["quantity"],
+            activation_date=dt.date.fromisoformat(body["activation_date"]),
         )
     return json_response(created, 201)
 
@@ -284,7 +314,11 @@ def seed_kss_prepaid(partner_id: str) -> Response:
     body = json_body(CONTRACT, "seedKssPrepaid")
     with runtime().store.begin() as conn:
         created = kss_rules.seed_prepaid(
-            conn, _admin_context(conn, partner_id), body["customer_id"], body["product_id"], body["licence_count"],
+            conn,
+            _admin_context(conn, partner_id),
+            body["customer_id"],
+            body["product_id"],
+            body["licence_count"],
             dt.date.fromisoformat(body["expires_on"]),
         )
     return json_response(created, 201)

@@ -2,6 +2,7 @@
 
 Admin token only. The strict contract switch is a partner field (``PATCH /_sim/partners/{id}``).
 """
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,13 @@ def _admin_only() -> None:
 
 
 def _invalid(name: str, message: str) -> Problem:
-    return Problem(422, "VALIDATION_ERROR", f"query parameter {name}: {message}", rule="SIM-ERR-1",
-                   errors=[{"path": f"/query/{name}", "message": message}])
+    return Problem(
+        422,
+        "VALIDATION_ERROR",
+        f"query parameter {name}: {message}",
+        rule="SIM-ERR-1",
+        errors=[{"path": f"/query/{name}", "message": message}],
+    )
 
 
 def _query_int(name: str, default: int | None, low: int, high: int) -> int | None:
@@ -143,11 +149,21 @@ def clear_journal(partner_id: str) -> Response:
 def _expected(body: dict[str, Any]) -> dict[str, int]:
     expected = {k: body[k] for k in ("count", "at_least", "at_most") if k in body}
     if "count" in expected and len(expected) > 1:
-        raise Problem(422, "VALIDATION_ERROR", "give count, or at_least and/or at_most, not both", rule="SIM-ERR-1",
-                      errors=[{"path": "/count", "message": "count excludes at_least and at_most"}])
+        raise Problem(
+            422,
+            "VALIDATION_ERROR",
+            "give count, or at_least and/or at_most, not both",
+            rule="SIM-ERR-1",
+            errors=[{"path": "/count", "message": "count excludes at_least and at_most"}],
+        )
     if expected.get("at_least", 0) > expected.get("at_most", 2**31):
-        raise Problem(422, "VALIDATION_ERROR", "at_least is more than at_most", rule="SIM-ERR-1",
-                      errors=[{"path": "/at_least", "message": "more than at_most"}])
+        raise Problem(
+            422,
+            "VALIDATION_ERROR",
+            "at_least is more than at_most",
+            rule="SIM-ERR-1",
+            errors=[{"path": "/at_least", "message": "more than at_most"}],
+        )
     return expected or {"at_least": 1}
 
 
@@ -165,14 +181,31 @@ def verify_journal(partner_id: str) -> Response:
     filters = _filters(body)
     with runtime().store.begin() as conn:
         partners.load_partner(conn, partner_id)
-        ok, matched, seen = journal.verify(conn, partner_id, filters, count=expected.get("count"),
-                                           at_least=expected.get("at_least"), at_most=expected.get("at_most"))
+        ok, matched, seen = journal.verify(
+            conn,
+            partner_id,
+            filters,
+            count=expected.get("count"),
+            at_least=expected.get("at_least"),
+            at_most=expected.get("at_most"),
+        )
     wanted = _describe(filters, expected)
     if not ok:
-        shown = "; ".join(
-            f"#{e['id']} {e['method']} {e['path']} -> {e['status'] if e['status'] is not None else 'dropped'}"
-            f"{'' if e['conforms'] else ' (non-conforming)'}" for e in seen[-5:]
-        ) or "nothing"
-        raise Problem(409, "VERIFICATION_FAILED", f"expected {wanted}, found {matched}; latest: {shown}",
-                      matched=matched, expected=expected, where=filters.to_json(), seen=seen)
+        shown = (
+            "; ".join(
+                f"#{e['id']} {e['method']} {e['path']} -> {e['status'] if e['status'] is not None else 'dropped'}"
+                f"{'' if e['conforms'] else ' (non-conforming)'}"
+                for e in seen[-5:]
+            )
+            or "nothing"
+        )
+        raise Problem(
+            409,
+            "VERIFICATION_FAILED",
+            f"expected {wanted}, found {matched}; latest: {shown}",
+            matched=matched,
+            expected=expected,
+            where=filters.to_json(),
+            seen=seen,
+        )
     return json_response({"matched": matched, "expected": expected, "where": filters.to_json()})

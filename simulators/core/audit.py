@@ -1,4 +1,5 @@
 """Audit log of every change: who, when (partner clock and system time), what (KSS-AUDIT-1)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,17 +23,21 @@ def record(
     object_id: str,
     details: dict[str, Any] | None = None,
 ) -> None:
-    insert(conn, audit_log, {  # queued while a clock move runs due events, so a long jump writes in batches
-        "partner_id": partner_id,
-        "at": clock.now,
-        "recorded_at": system_now(),
-        "actor": actor,
-        "service": service,
-        "action": action,
-        "object_type": object_type,
-        "object_id": object_id,
-        "details": details or {},
-    })
+    insert(
+        conn,
+        audit_log,
+        {  # queued while a clock move runs due events, so a long jump writes in batches
+            "partner_id": partner_id,
+            "at": clock.now,
+            "recorded_at": system_now(),
+            "actor": actor,
+            "service": service,
+            "action": action,
+            "object_type": object_type,
+            "object_id": object_id,
+            "details": details or {},
+        },
+    )
 
 
 def object_ids(conn: Connection, partner_id: str, *, service: str, action: str) -> set[str]:

@@ -1,4 +1,5 @@
 """The vendor profile: product catalog, prices and inferred vendor terms, loaded from a YAML data file."""
+
 from __future__ import annotations
 
 import functools
@@ -109,7 +110,7 @@ def parse_profile(data: dict[str, Any]) -> Profile:
             prices = spec[model]
             if len(prices) != len(bands):
                 raise ValueError(f"profile: {product_id}.{model} has {len(prices)} prices for {len(bands)} bands")
-            for (low, high), price in zip(bands, prices):
+            for (low, high), price in zip(bands, prices, strict=True):
                 sid = sku_id(product_id, model, low, high)
                 skus[sid] = Sku(sid, product_id, spec["name"], model, low, high, _dec(price), currency)
     kss = data["kss"]

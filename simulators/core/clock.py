@@ -19,6 +19,7 @@ At one instant, closings (``CLOSE``: the vendor closing the billing period that 
 changes (``CHANGE``: renewals, trial and pause ends, ends, anniversaries that open the next one); then services
 in name order, then each source's own key.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -37,7 +38,7 @@ from ksimkit.simulators.core.catalog import Profile, load_profile
 from ksimkit.simulators.core.errors import Problem, not_found
 from ksimkit.simulators.core.store import lock_partner, partners
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,12 @@ class Clock:
         return dt.datetime.combine(day, dt.time(0), tzinfo=self.zone).astimezone(UTC)
 
     def to_json(self) -> dict[str, str]:
-        return {"now": iso_utc(self.now), "today": self.today.isoformat(), "timezone": self.timezone,
-                "mode": "running" if self.running else "frozen"}
+        return {
+            "now": iso_utc(self.now),
+            "today": self.today.isoformat(),
+            "timezone": self.timezone,
+            "mode": "running" if self.running else "frozen",
+        }
 
 
 # ---------------------------------------------------------------- due events
@@ -270,8 +275,11 @@ class _BulkWriter:
             conn.execute(sa.insert(self.table), rows)
             return
         pick = operator.itemgetter(*binds)
-        processed = [(i, proc, memos.setdefault((self.table, name), {}))
-                     for i, name in enumerate(binds) if (proc := self.processors.get(name))]
+        processed = [
+            (i, proc, memos.setdefault((self.table, name), {}))
+            for i, name in enumerate(binds)
+            if (proc := self.processors.get(name))
+        ]
         out: list[Any] = []
         for row in rows:
             values = list(pick(row)) if len(binds) > 1 else [row[binds[0]]]
@@ -283,7 +291,7 @@ class _BulkWriter:
                 if found is None:
                     found = memo[id(value)] = (value, proc(value))
                 values[i] = found[1]
-            out.append(tuple(values) if compiled.positional else dict(zip(binds, values)))
+            out.append(tuple(values) if compiled.positional else dict(zip(binds, values, strict=True)))
         conn.exec_driver_sql(compiled.string, out)
 
 
@@ -331,7 +339,8 @@ def move_clock(conn: Connection, partner_id: str, new_now: dt.datetime, *, profi
         raise Problem(
             409,
             "CLOCK_BACKWARDS",
-            f"clocks only move forward: {iso_utc(new_now)} is before {iso_utc(old.now)}; reset the partner to start over",
+            f"clocks only move forward: {iso_utc(new_now)} is before {iso_utc(old.now)}; "
+            "reset the partner to start over",
             rule="SIM-CLOCK-1",
         )
     new = old.at(new_now)

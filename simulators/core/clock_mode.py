@@ -8,6 +8,7 @@ own now must never be ahead of it), with ``move_clock`` at the start of each of 
 jump. A test may still jump a running clock forward; it then runs on from there (the offset grows). A reset puts it
 back to its start and it runs on from there. Switching to frozen stops it where it is.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -46,7 +47,7 @@ def _set_offset(conn: Connection, partner_id: str, offset: dt.timedelta) -> None
 
 
 def _wall() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def current(conn: Connection, partner_id: str) -> Clock:

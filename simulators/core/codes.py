@@ -1,4 +1,5 @@
 """Activation codes: 20 characters shown as XXXXX-XXXXX-XXXXX-XXXXX, unique across the store, never issued twice."""
+
 from __future__ import annotations
 
 import re
@@ -31,6 +32,8 @@ def issue_code(conn: Connection, partner_id: str, service: str) -> str:
         code = _candidate()
         exists = conn.execute(_ISSUED, {"code": code}).first()
         if exists is None:
-            conn.execute(_INSERT, {"code": code, "partner_id": partner_id, "service": service, "issued_at": system_now()})
+            conn.execute(
+                _INSERT, {"code": code, "partner_id": partner_id, "service": service, "issued_at": system_now()}
+            )
             return code
     raise RuntimeError("could not draw a fresh activation code")  # 32**20 codes: unreachable in practice

@@ -1,4 +1,5 @@
 """What every rule call needs to know: who calls, what time it is for them, the vendor profile."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,6 +1,7 @@
 """The database a command is about to use, checked before anything starts: a wrong URL, a missing driver, a
 server that cannot be reached or a SQLite file in a directory that does not exist is one ``SettingError``
 naming ``database_url`` and where it came from (docs/settings.md, "When something is wrong")."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ksimkit.simulators.core.settings import Settings, SettingError
+from ksimkit.simulators.core.settings import SettingError, Settings
 from ksimkit.simulators.core.store import database_url
 
 NAME = "database_url"
@@ -35,16 +36,22 @@ def check_database(url: str, source: str) -> None:
 def _check_sqlite(parsed: sa.URL, url: str, source: str) -> None:
     db = parsed.database
     if not db or db == ":memory:":
-        raise SettingError(NAME, source, "an in-memory SQLite database is not shared by the server's threads and "
-                                         f"workers: name a file ({EXAMPLES})")
+        raise SettingError(
+            NAME,
+            source,
+            f"an in-memory SQLite database is not shared by the server's threads and workers: name a file ({EXAMPLES})",
+        )
     folder = Path(db).parent
     if url == Settings.database_url:
         return  # the default's directory is ksim's own (.ksim/); the store creates it
     if folder.exists() and not folder.is_dir():
         raise SettingError(NAME, source, f"{folder} is not a directory")
     if not folder.exists():
-        raise SettingError(NAME, source, f"the directory {folder} does not exist; create it, or name a SQLite file "
-                                         "in an existing directory")
+        raise SettingError(
+            NAME,
+            source,
+            f"the directory {folder} does not exist; create it, or name a SQLite file in an existing directory",
+        )
 
 
 def _check_postgresql(parsed: sa.URL, source: str) -> None:

@@ -1,4 +1,5 @@
 """Errors are values with stable codes. ``Problem`` renders as RFC 9457 problem+json on REST."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -7,6 +7,7 @@ creation order; the first that fires is the request's fault. ``when`` says wheth
 back (``before``, the default: nothing changes) or committed before the bad answer goes out (``after``: the lost
 answer). This module stores and picks rules; ``ksimkit.simulators.core.harness`` applies them on the wire.
 """
+
 from __future__ import annotations
 
 import http
@@ -42,8 +43,9 @@ COMMON = ("kind", "service", "operation", "times", "probability", "seed", "when"
 
 
 def _invalid(path: str, message: str) -> Problem:
-    return Problem(422, "VALIDATION_ERROR", f"{path}: {message}", rule="SIM-ERR-1",
-                   errors=[{"path": path, "message": message}])
+    return Problem(
+        422, "VALIDATION_ERROR", f"{path}: {message}", rule="SIM-ERR-1", errors=[{"path": path, "message": message}]
+    )
 
 
 def _status_code(status: int) -> str:
@@ -59,7 +61,7 @@ def normalise(body: Mapping[str, Any], operations: Mapping[str, Iterable[str]], 
     kind = body["kind"]
     service = body.get("service")
     if kind in KSS_KINDS and service != "kss":
-        raise _invalid("/service", f"a {kind} is a KSS SOAP answer: the rule needs \"service\": \"kss\"")
+        raise _invalid("/service", f'a {kind} is a KSS SOAP answer: the rule needs "service": "kss"')
     foreign = sorted(k for k in body if k not in COMMON and k not in KIND_FIELDS[kind])
     if foreign:
         raise _invalid(f"/{foreign[0]}", f"{', '.join(foreign)} does not apply to a {kind} fault")
@@ -67,8 +69,10 @@ def normalise(body: Mapping[str, Any], operations: Mapping[str, Iterable[str]], 
     if operation is not None:
         known = {name for svc, names in operations.items() if service in (None, svc) for name in names}
         if operation not in known:
-            raise _invalid("/operation", f"{operation!r} is not an operation of {service or 'any service'}; "
-                                         f"known: {', '.join(sorted(known))}")
+            raise _invalid(
+                "/operation",
+                f"{operation!r} is not an operation of {service or 'any service'}; known: {', '.join(sorted(known))}",
+            )
     if kind == "delay":
         if "delay_ms" not in body:
             raise _invalid("/delay_ms", "a delay fault needs delay_ms")
@@ -80,11 +84,15 @@ def normalise(body: Mapping[str, Any], operations: Mapping[str, Iterable[str]], 
         if body["delay_max_ms"] < body["delay_ms"]:
             raise _invalid("/delay_max_ms", "delay_max_ms is less than delay_ms")
     spec: dict[str, Any] = {
-        "kind": kind, "service": service, "operation": operation,
+        "kind": kind,
+        "service": service,
+        "operation": operation,
         "when": body.get("when", "after" if kind == "delay" else "before"),
-        "times": body.get("times"), "probability": body.get("probability"),
+        "times": body.get("times"),
+        "probability": body.get("probability"),
         "seed": body.get("seed", default_seed),
-        "delay_ms": body.get("delay_ms"), "delay_max_ms": body.get("delay_max_ms"),
+        "delay_ms": body.get("delay_ms"),
+        "delay_max_ms": body.get("delay_max_ms"),
     }
     for name, default in KIND_FIELDS[kind].items():
         spec[name] = body.get(name, default)
@@ -95,28 +103,45 @@ def normalise(body: Mapping[str, Any], operations: Mapping[str, Iterable[str]], 
 
 def _rule_json(row: Any) -> dict[str, Any]:
     return {
-        "id": row.id, **row.spec, "matched": row.matched, "fired": row.fired, "remaining": row.remaining,
-        "active": row.remaining is None or row.remaining > 0, "created_at": iso_utc(row.created_at),
+        "id": row.id,
+        **row.spec,
+        "matched": row.matched,
+        "fired": row.fired,
+        "remaining": row.remaining,
+        "active": row.remaining is None or row.remaining > 0,
+        "created_at": iso_utc(row.created_at),
     }
 
 
 def create(conn: Connection, partner_id: str, spec: dict[str, Any]) -> dict[str, Any]:
     rule_id = "flt_" + secrets.token_hex(6)
-    conn.execute(sa.insert(fault_rules).values(
-        id=rule_id, partner_id=partner_id, service=spec["service"], operation=spec["operation"], spec=spec,
-        remaining=spec["times"], matched=0, fired=0, created_at=system_now(),
-    ))
+    conn.execute(
+        sa.insert(fault_rules).values(
+            id=rule_id,
+            partner_id=partner_id,
+            service=spec["service"],
+            operation=spec["operation"],
+            spec=spec,
+            remaining=spec["times"],
+            matched=0,
+            fired=0,
+            created_at=system_now(),
+        )
+    )
     return get(conn, partner_id, rule_id)
 
 
 def list_rules(conn: Connection, partner_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute(sa.select(fault_rules).where(fault_rules.c.partner_id == partner_id).order_by(fault_rules.c.seq))
+    rows = conn.execute(
+        sa.select(fault_rules).where(fault_rules.c.partner_id == partner_id).order_by(fault_rules.c.seq)
+    )
     return [_rule_json(r) for r in rows]
 
 
 def get(conn: Connection, partner_id: str, rule_id: str) -> dict[str, Any]:
-    row = conn.execute(sa.select(fault_rules).where(
-        fault_rules.c.partner_id == partner_id, fault_rules.c.id == rule_id)).first()
+    row = conn.execute(
+        sa.select(fault_rules).where(fault_rules.c.partner_id == partner_id, fault_rules.c.id == rule_id)
+    ).first()
     if row is None:  # another partner's rule is not found either (SIM-AUTH-1)
         raise not_found("FAULT_NOT_FOUND", f"partner {partner_id} has no fault rule {rule_id!r}")
     return _rule_json(row)
@@ -155,22 +180,29 @@ class Fault:
         return self.when == "before" and self.kind not in ("delay", "unit_error")
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.rule_id, "kind": self.kind, "when": self.when, "firing": self.firing,
-                "delay_ms": round(self.delay_s * 1000)}
+        return {
+            "id": self.rule_id,
+            "kind": self.kind,
+            "when": self.when,
+            "firing": self.firing,
+            "delay_ms": round(self.delay_s * 1000),
+        }
 
 
 def _draw(seed: int, count: int, purpose: str) -> random.Random:
     return random.Random(f"ksim:{seed}:{count}:{purpose}")  # a str seed is hashed stably, whatever PYTHONHASHSEED
 
 
-def choose(conn: Connection, partner_id: str, service: str, operation: str | None,
-           items: tuple[str, ...]) -> tuple[Fault | None, bool]:
+def choose(
+    conn: Connection, partner_id: str, service: str, operation: str | None, items: tuple[str, ...]
+) -> tuple[Fault | None, bool]:
     """The fault of this request, if a rule fires, and whether any rule matched (its counters then changed).
 
     Runs in the request's transaction: rows are updated under the store's write lock, so two workers never
     fire the same last ``times``."""
-    rows = conn.execute(sa.select(fault_rules).where(fault_rules.c.partner_id == partner_id)
-                        .order_by(fault_rules.c.seq)).all()
+    rows = conn.execute(
+        sa.select(fault_rules).where(fault_rules.c.partner_id == partner_id).order_by(fault_rules.c.seq)
+    ).all()
     touched = False
     for row in rows:
         if row.service not in (None, service):

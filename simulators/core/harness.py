@@ -21,6 +21,7 @@ own, as before. Either way the entry is committed before the client has the answ
 Requests the harness cannot attribute to a partner (no valid token or AccessInfo) are not journaled, and the
 control plane (``/_sim``) is not journaled at all.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,7 +44,15 @@ from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.core.faults import Fault
 from ksimkit.simulators.core.openapi import Violation
 from ksimkit.simulators.core.partners import on_reset, partner_by_token
-from ksimkit.simulators.core.store import fault_rules, journal as journal_table, lock_partner, partner_settings, partners
+from ksimkit.simulators.core.store import (
+    fault_rules,
+    lock_partner,
+    partner_settings,
+    partners,
+)
+from ksimkit.simulators.core.store import (
+    journal as journal_table,
+)
 from ksimkit.simulators.core.web import bearer_token, problem_response, runtime
 
 log = logging.getLogger("ksim.harness")
@@ -52,7 +61,9 @@ __all__ = ["Exchange", "NonConforming", "Service", "exchange", "install", "regis
 
 # Request headers kept in a journal entry; the credentials are masked.
 _SECRET_HEADERS = ("authorization", "cookie", "proxy-authorization")
-_PASSWORD = re.compile(rb"(<(?:[A-Za-z_][\w.-]*:)?Password(?:\s[^>]*)?>)(.*?)(</(?:[A-Za-z_][\w.-]*:)?Password\s*>)", re.S)
+_PASSWORD = re.compile(
+    rb"(<(?:[A-Za-z_][\w.-]*:)?Password(?:\s[^>]*)?>)(.*?)(</(?:[A-Za-z_][\w.-]*:)?Password\s*>)", re.S
+)
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,7 @@ class Service:
     prefix: str  # its requests' path prefix
     operations: Callable[[], Iterable[str]]  # names a fault rule's `operation` may take
     describe: Callable[[Request], str | None]  # the operation of a request (before the front end reads it)
-    violations: Callable[[Request, "Exchange"], list[Violation]]  # the contract verdict
+    violations: Callable[[Request, Exchange], list[Violation]]  # the contract verdict
     rest: bool = True  # bearer-token partners; problem+json refusals
 
 
@@ -83,8 +94,11 @@ def rest_service(name: str, prefix: str, contract: str) -> Service:
         return None if op is None else op.operation_id
 
     def violations(req: Request, ex: Exchange) -> list[Violation]:
-        return runtime().contracts[contract].request_violations(
-            req.method, req.path, list(req.args.items(multi=True)), req.headers, ex.body())
+        return (
+            runtime()
+            .contracts[contract]
+            .request_violations(req.method, req.path, list(req.args.items(multi=True)), req.headers, ex.body())
+        )
 
     def operations() -> list[str]:
         return [op.operation_id for op in runtime().contracts[contract].operations]
@@ -138,7 +152,9 @@ class Exchange:
                 self._violations = self.service.violations(request, self)
             except Exception:  # a verdict must never break the call it judges
                 log.exception("contract verdict failed")
-                self._violations = [{"in": "harness", "path": "/", "message": "the verdict could not be computed; see the log"}]
+                self._violations = [
+                    {"in": "harness", "path": "/", "message": "the verdict could not be computed; see the log"}
+                ]
         return self._violations
 
 
@@ -167,7 +183,8 @@ def note_items(items: tuple[str, ...]) -> None:
 # default) and whether it has any fault rule at all (the rules are read only then).
 _SWITCHES = sa.select(
     sa.select(partner_settings.c.strict_contract)
-    .where(partner_settings.c.partner_id == sa.bindparam("p_partner")).scalar_subquery(),
+    .where(partner_settings.c.partner_id == sa.bindparam("p_partner"))
+    .scalar_subquery(),
     sa.exists().where(fault_rules.c.partner_id == sa.bindparam("p_partner")),
 )
 
@@ -178,8 +195,9 @@ def _switches(conn: Connection, partner_id: str) -> tuple[bool, bool]:
     return (runtime().settings.strict_contract if own is None else bool(own)), bool(has_rules)
 
 
-def serve(identify: Callable[[Connection], CallContext],
-          work: Callable[[Connection, CallContext, Fault | None], Response]) -> Response:
+def serve(
+    identify: Callable[[Connection], CallContext], work: Callable[[Connection, CallContext, Fault | None], Response]
+) -> Response:
     """One call of a simulated service, in one transaction: who calls, the fault, strict mode, the work."""
     ex = exchange()
     raised: BaseException | None = None
@@ -190,8 +208,9 @@ def serve(identify: Callable[[Connection], CallContext],
             return work(conn, ctx, None)
         ex.partner_id, ex.partner_now = ctx.partner_id, ctx.clock.now
         strict, has_rules = _switches(conn, ctx.partner_id)
-        fault, touched = (faults.choose(conn, ctx.partner_id, ex.service.name, ex.operation, ex.items)
-                          if has_rules else (None, False))
+        fault, touched = (
+            faults.choose(conn, ctx.partner_id, ex.service.name, ex.operation, ex.items) if has_rules else (None, False)
+        )
         ex.fault = fault
         if not touched:  # the usual path: a refusal rolls everything back
             if strict and ex.violations():
@@ -260,9 +279,12 @@ def _on_wire(fault: Fault, response: Response) -> tuple[Response, bytes | None]:
     if kind == "delay":
         return response, None
     if kind == "status":
-        problem = Problem(spec["status"], spec["code"],
-                          spec["message"] or f"injected by the ksim test harness (fault rule {fault.rule_id})",
-                          fault=fault.rule_id)
+        problem = Problem(
+            spec["status"],
+            spec["code"],
+            spec["message"] or f"injected by the ksim test harness (fault rule {fault.rule_id})",
+            fault=fault.rule_id,
+        )
         answer = problem_response(problem)
         if spec.get("retry_after") is not None:
             answer.headers["Retry-After"] = str(spec["retry_after"])
@@ -287,8 +309,11 @@ def _clip(raw: bytes | None, limit: int, masked: bool = False) -> dict[str, Any]
         return None
     if masked:
         raw = _PASSWORD.sub(rb"\1***\3", raw)
-    return {"body": raw[:limit].decode("utf-8", errors="replace"), "body_bytes": len(raw),
-            "body_truncated": len(raw) > limit}
+    return {
+        "body": raw[:limit].decode("utf-8", errors="replace"),
+        "body_bytes": len(raw),
+        "body_truncated": len(raw) > limit,
+    }
 
 
 def _headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -387,15 +412,27 @@ def _row(ex: Exchange, partner_id: str, response: Response, sent: bytes | None, 
         "partner_now": None if ex.partner_now is None else iso_utc(ex.partner_now),
         "query": request.query_string.decode("latin-1"),
         "duration_ms": round((time.perf_counter() - ex.started) * 1000, 3),
-        "request": {"headers": _headers(request.headers.items()),
-                    **(_clip(ex.body(), settings.journal_body_bytes, masked=not ex.service.rest)
-                       or {"body": "", "body_bytes": None, "body_truncated": True})},
+        "request": {
+            "headers": _headers(request.headers.items()),
+            **(
+                _clip(ex.body(), settings.journal_body_bytes, masked=not ex.service.rest)
+                or {"body": "", "body_bytes": None, "body_truncated": True}
+            ),
+        },
         "response": answer,
     }
     return journal.row_values(
-        partner_id=partner_id, at=ex.at, service=ex.service.name, method=request.method, path=request.path,
-        operation=ex.operation, items=ex.items, status=None if dropped else response.status_code,
-        violations=ex.violations(), fault=fault_json, details=details,
+        partner_id=partner_id,
+        at=ex.at,
+        service=ex.service.name,
+        method=request.method,
+        path=request.path,
+        operation=ex.operation,
+        items=ex.items,
+        status=None if dropped else response.status_code,
+        violations=ex.violations(),
+        fault=fault_json,
+        details=details,
     )
 
 
@@ -408,10 +445,15 @@ def _begin() -> None:
 
 
 def _non_conforming(exc: NonConforming) -> Response:
-    return problem_response(Problem(
-        422, "VALIDATION_ERROR", f"strict contract mode: the request does not conform to the contract: {exc}",
-        rule="SIM-ERR-1", errors=exc.violations,
-    ))
+    return problem_response(
+        Problem(
+            422,
+            "VALIDATION_ERROR",
+            f"strict contract mode: the request does not conform to the contract: {exc}",
+            rule="SIM-ERR-1",
+            errors=exc.violations,
+        )
+    )
 
 
 def install(app: Flask) -> None:

@@ -7,6 +7,7 @@ latest ``journal_limit`` entries. The rows beyond it are deleted in batches (``r
 overflow every ``prune_every(limit)`` of its entries written by this process), not on every insert: a
 per-insert prune costs a second statement that walks ``limit`` index entries on every request. So the table may
 hold up to about ``prune_every(limit)`` rows per worker process beyond the bound, which nobody sees."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -46,8 +47,9 @@ class Filters:
         if self.service is not None:
             clauses.append(c.service == self.service)
         if self.operation is not None:
-            clauses.append(sa.or_(c.operation == self.operation,
-                                  c.kinds.contains(f",{self.operation},", autoescape=True)))
+            clauses.append(
+                sa.or_(c.operation == self.operation, c.kinds.contains(f",{self.operation},", autoescape=True))
+            )
         if self.method is not None:
             clauses.append(c.method == self.method.upper())
         if self.path is not None:
@@ -67,8 +69,13 @@ class Filters:
 _INSERT = sa.insert(journal)  # built once: a statement built per call costs more than running it
 _PRUNE = sa.delete(journal).where(
     journal.c.partner_id == sa.bindparam("p_partner"),
-    journal.c.id <= sa.select(journal.c.id).where(journal.c.partner_id == sa.bindparam("p_partner"))
-    .order_by(journal.c.id.desc()).offset(sa.bindparam("p_keep")).limit(1).scalar_subquery(),
+    journal.c.id
+    <= sa.select(journal.c.id)
+    .where(journal.c.partner_id == sa.bindparam("p_partner"))
+    .order_by(journal.c.id.desc())
+    .offset(sa.bindparam("p_keep"))
+    .limit(1)
+    .scalar_subquery(),
 )
 _written: dict[str, int] = {}  # entries this process wrote per partner: when to prune (never read as state)
 _written_lock = threading.Lock()
@@ -80,14 +87,32 @@ def prune_every(limit: int) -> int:
     return max(1, min(limit // 8, 128))
 
 
-def row_values(*, partner_id: str, at: dt.datetime, service: str, method: str, path: str, operation: str | None,
-               items: tuple[str, ...], status: int | None, violations: list[dict[str, str]],
-               fault: dict[str, Any] | None, details: dict[str, Any]) -> dict[str, Any]:
+def row_values(
+    *,
+    partner_id: str,
+    at: dt.datetime,
+    service: str,
+    method: str,
+    path: str,
+    operation: str | None,
+    items: tuple[str, ...],
+    status: int | None,
+    violations: list[dict[str, str]],
+    fault: dict[str, Any] | None,
+    details: dict[str, Any],
+) -> dict[str, Any]:
     """The journal row of an entry (what ``record`` inserts)."""
     return {
-        "partner_id": partner_id, "at": at, "service": service, "method": method, "path": path,
-        "operation": operation, "kinds": "".join(f",{kind}" for kind in items) + ("," if items else ""),
-        "status": status, "conforms": not violations, "fault_id": None if fault is None else fault["id"],
+        "partner_id": partner_id,
+        "at": at,
+        "service": service,
+        "method": method,
+        "path": path,
+        "operation": operation,
+        "kinds": "".join(f",{kind}" for kind in items) + ("," if items else ""),
+        "status": status,
+        "conforms": not violations,
+        "fault_id": None if fault is None else fault["id"],
         "entry": {**details, "violations": violations, "fault": fault},
     }
 
@@ -110,13 +135,40 @@ def prune(conn: Connection, partner_id: str, limit: int) -> int:
     return conn.execute(_PRUNE, {"p_partner": partner_id, "p_keep": limit}).rowcount
 
 
-def record(conn: Connection, *, partner_id: str, limit: int, at: dt.datetime, service: str, method: str, path: str,
-           operation: str | None, items: tuple[str, ...], status: int | None, violations: list[dict[str, str]],
-           fault: dict[str, Any] | None, details: dict[str, Any]) -> None:
+def record(
+    conn: Connection,
+    *,
+    partner_id: str,
+    limit: int,
+    at: dt.datetime,
+    service: str,
+    method: str,
+    path: str,
+    operation: str | None,
+    items: tuple[str, ...],
+    status: int | None,
+    violations: list[dict[str, str]],
+    fault: dict[str, Any] | None,
+    details: dict[str, Any],
+) -> None:
     """Add an entry; the partner keeps its latest ``limit`` (see the module's note on pruning)."""
-    insert(conn, row_values(partner_id=partner_id, at=at, service=service, method=method, path=path,
-                            operation=operation, items=items, status=status, violations=violations, fault=fault,
-                            details=details), limit)
+    insert(
+        conn,
+        row_values(
+            partner_id=partner_id,
+            at=at,
+            service=service,
+            method=method,
+            path=path,
+            operation=operation,
+            items=items,
+            status=status,
+            violations=violations,
+            fault=fault,
+            details=details,
+        ),
+        limit,
+    )
 
 
 def _kept(partner_id: str, keep: int | None) -> list[Any]:
@@ -125,8 +177,14 @@ def _kept(partner_id: str, keep: int | None) -> list[Any]:
         keep = _setting_limit()
     if keep is None or keep <= 0:
         return []
-    cutoff = (sa.select(journal.c.id).where(journal.c.partner_id == partner_id)
-              .order_by(journal.c.id.desc()).offset(keep).limit(1).scalar_subquery())
+    cutoff = (
+        sa.select(journal.c.id)
+        .where(journal.c.partner_id == partner_id)
+        .order_by(journal.c.id.desc())
+        .offset(keep)
+        .limit(1)
+        .scalar_subquery()
+    )
     return [journal.c.id > sa.func.coalesce(cutoff, 0)]
 
 
@@ -160,8 +218,9 @@ def _entry_json(row: Any) -> dict[str, Any]:
     }
 
 
-def entries(conn: Connection, partner_id: str, filters: Filters, *, limit: int = 100,
-            offset: int = 0, keep: int | None = None) -> tuple[list[dict[str, Any]], int]:
+def entries(
+    conn: Connection, partner_id: str, filters: Filters, *, limit: int = 100, offset: int = 0, keep: int | None = None
+) -> tuple[list[dict[str, Any]], int]:
     """One page of matching entries, oldest first, and how many match in all. ``keep``: the journal's bound
     (default: the serving app's ``journal_limit``)."""
     where = [*filters.where(partner_id), *_kept(partner_id, keep)]
@@ -173,25 +232,39 @@ def entries(conn: Connection, partner_id: str, filters: Filters, *, limit: int =
 def summary(entry: dict[str, Any]) -> dict[str, Any]:
     """An entry in a line: what a failed verification shows of each request it saw."""
     return {key: entry[key] for key in ("id", "at", "service", "method", "path", "operation", "items", "status")} | {
-        "conforms": entry["verdict"]["conforms"], "fault": None if entry["fault"] is None else entry["fault"]["id"],
+        "conforms": entry["verdict"]["conforms"],
+        "fault": None if entry["fault"] is None else entry["fault"]["id"],
     }
 
 
-def verify(conn: Connection, partner_id: str, filters: Filters, *, count: int | None, at_least: int | None,
-           at_most: int | None, keep: int | None = None) -> tuple[bool, int, list[dict[str, Any]]]:
+def verify(
+    conn: Connection,
+    partner_id: str,
+    filters: Filters,
+    *,
+    count: int | None,
+    at_least: int | None,
+    at_most: int | None,
+    keep: int | None = None,
+) -> tuple[bool, int, list[dict[str, Any]]]:
     """(expectation met, entries matching, the partner's latest entries in summary) for a verification.
     ``keep``: the journal's bound (default: the serving app's ``journal_limit``)."""
     kept = _kept(partner_id, keep)
     matched = conn.execute(
-        sa.select(sa.func.count()).select_from(journal).where(*filters.where(partner_id), *kept)).scalar_one()
+        sa.select(sa.func.count()).select_from(journal).where(*filters.where(partner_id), *kept)
+    ).scalar_one()
     if count is not None:
         ok = matched == count
     else:
         ok = (at_least is None or matched >= at_least) and (at_most is None or matched <= at_most)
     seen: list[dict[str, Any]] = []
     if not ok:
-        rows = conn.execute(sa.select(journal).where(journal.c.partner_id == partner_id, *kept)
-                            .order_by(journal.c.id.desc()).limit(SEEN_MAX)).all()
+        rows = conn.execute(
+            sa.select(journal)
+            .where(journal.c.partner_id == partner_id, *kept)
+            .order_by(journal.c.id.desc())
+            .limit(SEEN_MAX)
+        ).all()
         seen = [summary(_entry_json(r)) for r in reversed(rows)]
     return ok, matched, seen
 

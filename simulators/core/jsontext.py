@@ -1,6 +1,7 @@
 """Reading a JSON request body within ksim's limits (SIM-ERR-1): not nested deeper than ``MAX_DEPTH``, and no
 string (value or key) holding text no database can store: a lone UTF-16 surrogate (not Unicode text at all) or
 NUL (PostgreSQL text refuses it; SQLite would keep it, so both refuse it alike). docs/korm.md, "Limits"."""
+
 from __future__ import annotations
 
 import json

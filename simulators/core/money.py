@@ -1,4 +1,5 @@
 """Money and billing months, the same for both services: Decimal rounded half-up to cents once per line."""
+
 from __future__ import annotations
 
 import calendar

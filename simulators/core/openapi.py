@@ -5,6 +5,7 @@ test harness's contract verdict (ksimkit.simulators.core.harness): the whole req
 parameters, headers, Content-Type and body) checked against the operation the contract declares for it,
 every violation listed, including those the server tolerates.
 """
+
 from __future__ import annotations
 
 import functools
@@ -101,10 +102,13 @@ def json_message(error: Any) -> str:
         "type": lambda: f"{_shown(value)} is not of type {_types_text(limit)}",
         "enum": lambda: f"{_shown(value)} is not one of {', '.join(_shown(v) for v in limit)}",
         "const": lambda: f"{_shown(value)} is not {_shown(limit)}",
-        "required": lambda: "missing required property " + ", ".join(
-            _shown(name) for name in limit if isinstance(value, dict) and name not in value),
-        "additionalProperties": lambda: "unknown property " + ", ".join(
-            _shown(k) for k in value if k not in error.schema.get("properties", {})),
+        "required": lambda: (
+            "missing required property "
+            + ", ".join(_shown(name) for name in limit if isinstance(value, dict) and name not in value)
+        ),
+        "additionalProperties": lambda: (
+            "unknown property " + ", ".join(_shown(k) for k in value if k not in error.schema.get("properties", {}))
+        ),
         "minimum": lambda: f"{_shown(value)} is less than the minimum of {limit}",
         "maximum": lambda: f"{_shown(value)} is more than the maximum of {limit}",
         "exclusiveMinimum": lambda: f"{_shown(value)} must be more than {limit}",
@@ -233,14 +237,24 @@ class Contract:
                         continue
                     schema_pointer = f"{pointer}/schema"
                     params[(where, param["name"].lower() if where == "header" else param["name"])] = Parameter(
-                        param["name"], where, bool(param.get("required", where == "path")), schema_pointer,
+                        param["name"],
+                        where,
+                        bool(param.get("required", where == "path")),
+                        schema_pointer,
                         self._types(param.get("schema", {}), schema_pointer),
                     )
                 body, _ = self._deref(op.get("requestBody", {}), f"{base}/{method}/requestBody")
-                found.append(Operation(
-                    op["operationId"], method.upper(), route, _template_pattern(route), tuple(params.values()),
-                    tuple(body.get("content", {})), bool(body.get("required", False)),
-                ))
+                found.append(
+                    Operation(
+                        op["operationId"],
+                        method.upper(),
+                        route,
+                        _template_pattern(route),
+                        tuple(params.values()),
+                        tuple(body.get("content", {})),
+                        bool(body.get("required", False)),
+                    )
+                )
         # Literal segments win over templated ones (/products/openapi.yaml-like clashes), then longer routes.
         found.sort(key=lambda o: (-o.template.count("/"), o.template.count("{")))
         return tuple(found)
@@ -250,7 +264,7 @@ class Contract:
         operation of that route (for the methods it allows)."""
         if not path.startswith(self.prefix + "/") and path != self.prefix:
             return None, []
-        local = path[len(self.prefix):] or "/"
+        local = path[len(self.prefix) :] or "/"
         route: list[Operation] = []
         for op in self.operations:
             if op.pattern.fullmatch(local) and (not route or op.template == route[0].template):
@@ -265,11 +279,13 @@ class Contract:
 
         return Registry().with_resource(_URI, Resource(contents=self.spec, specification=DRAFT202012))
 
-    @functools.cache
+    @functools.cache  # noqa: B019 -- one Contract per contract file, alive as long as the app
     def _schema_validator(self, pointer: str) -> Draft202012Validator:
         from jsonschema import Draft202012Validator, FormatChecker
 
-        return Draft202012Validator({"$ref": f"{_URI}#{pointer}"}, registry=self._registry, format_checker=FormatChecker())
+        return Draft202012Validator(
+            {"$ref": f"{_URI}#{pointer}"}, registry=self._registry, format_checker=FormatChecker()
+        )
 
     def request_violations(
         self,
@@ -291,10 +307,15 @@ class Contract:
             if not route:
                 return [{"in": "route", "path": "/", "message": f"no operation of the contract has the path {path}"}]
             allowed = ", ".join(sorted({o.method for o in route}))
-            return [{"in": "route", "path": "/",
-                     "message": f"{method.upper()} is not an operation of {path} (the contract has {allowed})"}]
+            return [
+                {
+                    "in": "route",
+                    "path": "/",
+                    "message": f"{method.upper()} is not an operation of {path} (the contract has {allowed})",
+                }
+            ]
         violations: list[Violation] = []
-        values = op.pattern.fullmatch(path[len(self.prefix):] or "/")
+        values = op.pattern.fullmatch(path[len(self.prefix) :] or "/")
         assert values is not None
         for name, value in values.groupdict().items():
             param = op.parameter("path", name)
@@ -307,10 +328,17 @@ class Contract:
             param = op.parameter("query", name)
             if param is None:
                 declared = ", ".join(p.name for p in op.parameters if p.where == "query") or "none"
-                violations.append({"in": "query", "path": f"/query/{name}",
-                                   "message": f"unknown query parameter {name!r} (the operation takes: {declared})"})
+                violations.append(
+                    {
+                        "in": "query",
+                        "path": f"/query/{name}",
+                        "message": f"unknown query parameter {name!r} (the operation takes: {declared})",
+                    }
+                )
             elif count > 1 and "array" not in param.types:
-                violations.append({"in": "query", "path": f"/query/{name}", "message": f"{name} is given {count} times"})
+                violations.append(
+                    {"in": "query", "path": f"/query/{name}", "message": f"{name} is given {count} times"}
+                )
         for param in op.parameters:
             if param.where == "query" and param.name in seen:
                 value = next(v for k, v in query if k == param.name)
@@ -319,16 +347,23 @@ class Contract:
                 violations += self._parameter_errors(param, headers[param.name], f"/headers/{param.name}")
             elif param.where != "path" and param.required:
                 where = "query" if param.where == "query" else "headers"
-                violations.append({"in": param.where, "path": f"/{where}/{param.name}",
-                                   "message": f"the required {param.where} parameter {param.name} is missing"})
+                violations.append(
+                    {
+                        "in": param.where,
+                        "path": f"/{where}/{param.name}",
+                        "message": f"the required {param.where} parameter {param.name} is missing",
+                    }
+                )
         violations += self._body_violations(op, headers, body)
         return violations
 
     def _parameter_errors(self, param: Parameter, text: str, where: str) -> list[Violation]:
-        return [{"in": param.where, "path": where, "message": f"{param.name}: {message}"}
-                for message in self._parameter_messages(param.pointer, param.types, text)]
+        return [
+            {"in": param.where, "path": where, "message": f"{param.name}: {message}"}
+            for message in self._parameter_messages(param.pointer, param.types, text)
+        ]
 
-    @functools.lru_cache(maxsize=1024)  # a pure function of the schema and the text; ids repeat (keys do not)
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 -- a pure function of the schema and the text; ids repeat (keys do not)
     def _parameter_messages(self, pointer: str, types: tuple[str, ...], text: str) -> tuple[str, ...]:
         value = _read_as(text, types)
         return tuple(json_message(error) for error in self._schema_validator(pointer).iter_errors(value))
@@ -345,15 +380,31 @@ class Contract:
             return []
         if not present:
             if op.body_required:
-                return [{"in": "body", "path": "/", "message": f"{op.operation_id} needs a request body "
-                                                               f"({', '.join(op.body_media)})"}]
+                return [
+                    {
+                        "in": "body",
+                        "path": "/",
+                        "message": f"{op.operation_id} needs a request body ({', '.join(op.body_media)})",
+                    }
+                ]
             return []
         if content_type is None:
-            return [{"in": "header", "path": "/headers/Content-Type",
-                     "message": f"a body was sent without Content-Type; the operation takes {', '.join(op.body_media)}"}]
+            return [
+                {
+                    "in": "header",
+                    "path": "/headers/Content-Type",
+                    "message": f"a body was sent without Content-Type; the operation takes {', '.join(op.body_media)}",
+                }
+            ]
         if mimetype not in op.body_media:
-            return [{"in": "header", "path": "/headers/Content-Type",
-                     "message": f"Content-Type {mimetype or content_type!r}: the operation takes {', '.join(op.body_media)}"}]
+            return [
+                {
+                    "in": "header",
+                    "path": "/headers/Content-Type",
+                    "message": f"Content-Type {mimetype or content_type!r}: "
+                    f"the operation takes {', '.join(op.body_media)}",
+                }
+            ]
         try:
             errors = self.raw_body_errors(op.operation_id, body)
         except jsontext.JsonLimitError as exc:
@@ -362,7 +413,7 @@ class Contract:
             return [{"in": "body", "path": "/", "message": f"the body is not valid JSON: {exc}"}]
         return [{"in": "body", **error} for error in errors]
 
-    @functools.cache
+    @functools.cache  # noqa: B019 -- one Contract per contract file, alive as long as the app
     def _validator(self, operation_id: str) -> Draft202012Validator | None:
         pointer = self._pointers.get(operation_id)
         return None if pointer is None else self._schema_validator(pointer)

@@ -1,4 +1,5 @@
-"""Partners: who calls (SIM-AUTH-1). Each has a bearer token (KORM, control plane views), KSS credentials and a clock."""
+"""Partners: who calls (SIM-AUTH-1). Each has a token (KORM, control plane views), KSS credentials and a clock."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -16,7 +17,14 @@ from sqlalchemy.engine import Connection
 from ksimkit.simulators.core.clock import Clock, iso_utc, system_now
 from ksimkit.simulators.core.errors import conflict, not_found, unprocessable
 from ksimkit.simulators.core.store import (
-    activation_codes, audit_log, idempotency, lock_partner, metadata, partner_settings, partners, serialize,
+    activation_codes,
+    audit_log,
+    idempotency,
+    lock_partner,
+    metadata,
+    partner_settings,
+    partners,
+    serialize,
 )
 
 PROGRAMMES = ("xsp", "reseller", "msp")
@@ -44,9 +52,14 @@ class Partner:
     clock: Clock
 
     @classmethod
-    def from_row(cls, row: Any) -> "Partner":
+    def from_row(cls, row: Any) -> Partner:
         return cls(
-            row.id, row.name, row.programme, row.msp_registered, row.timezone, row.billing_period,
+            row.id,
+            row.name,
+            row.programme,
+            row.msp_registered,
+            row.timezone,
+            row.billing_period,
             Clock(row.clock_now, row.timezone),
         )
 
@@ -113,13 +126,16 @@ def create_partner(
     serialize(conn, "ksim partners")  # one seq per partner, also with several processes on one PostgreSQL
     seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(partners.c.seq), 0))).scalar_one() + 1
     fake_name, contact = _made_up(faker_seed * 1_000_003 + seq, name is None)  # repeatable for repeatable runs
-    start = (now or system_now())
+    start = now or system_now()
     if start.tzinfo is None:
         start = start.replace(tzinfo=zone)
-    start = start.astimezone(dt.timezone.utc)
+    start = start.astimezone(dt.UTC)
     partner_id = partner_id or "ptn_" + secrets.token_hex(6)
-    for column, value, what in ((partners.c.id, partner_id, "partner id"), (partners.c.token, token, "token"),
-                                (partners.c.kss_username, kss_username, "KSS user name")):
+    for column, value, what in (
+        (partners.c.id, partner_id, "partner id"),
+        (partners.c.token, token, "token"),
+        (partners.c.kss_username, kss_username, "KSS user name"),
+    ):
         if value is not None and conn.execute(sa.select(partners.c.id).where(column == value)).first() is not None:
             raise conflict("CREDENTIALS_IN_USE", f"the {what} is already another partner's")
     values = {
@@ -141,7 +157,11 @@ def create_partner(
     conn.execute(sa.insert(partners).values(**values))
     set_strict_contract(conn, partner_id, strict_contract)
     row = conn.execute(_select().where(partners.c.id == partner_id)).one()
-    return {**_row_json(row), "token": values["token"], "kss": {"username": values["kss_username"], "password": values["kss_password"]}}
+    return {
+        **_row_json(row),
+        "token": values["token"],
+        "kss": {"username": values["kss_username"], "password": values["kss_password"]},
+    }
 
 
 _FAKER_LOCK = threading.Lock()
@@ -221,7 +241,7 @@ def reset_partner(conn: Connection, partner_id: str, start: dt.datetime | None =
     if start is not None:
         if start.tzinfo is None:
             start = start.replace(tzinfo=ZoneInfo(row.timezone))
-        start = start.astimezone(dt.timezone.utc)
+        start = start.astimezone(dt.UTC)
     else:
         start = row.clock_start
     # The clock first: the services' reset hooks (a running clock's) see the start it goes back to.
@@ -231,7 +251,6 @@ def reset_partner(conn: Connection, partner_id: str, start: dt.datetime | None =
     conn.execute(sa.delete(audit_log).where(audit_log.c.partner_id == partner_id))
     conn.execute(sa.delete(idempotency).where(idempotency.c.partner_id == partner_id))
     return Clock(start, row.timezone)
-
 
 
 def delete_partner(conn: Connection, partner_id: str) -> None:

@@ -1,13 +1,15 @@
 """Settings from one place: defaults, then ``ksim.toml`` (table ``[ksim]``), then ``KSIM_*`` environment variables."""
+
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import os
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,13 +44,13 @@ class Settings:
     # port", "--port"), so an error about it can say so.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def source(self, name: str) -> str:
         return self.sources.get(name, "default")
 
-    def override(self, source: Callable[[str], str], **changes: Any) -> "Settings":
+    def override(self, source: Callable[[str], str], **changes: Any) -> Settings:
         """``replace`` that records where the new values came from (``source(name)``, e.g. the flag)."""
         return dataclasses.replace(self, **changes, sources={**self.sources, **{k: source(k) for k in changes}})
 
@@ -66,12 +68,23 @@ class SettingError(ValueError):
 
 
 # What each kind of setting must be, said the same way everywhere.
-_EXPECTED = {"int": "expected a whole number", "bool": "expected true or false (also 1/0, yes/no, on/off)",
-             "str": "expected a string"}
+_EXPECTED = {
+    "int": "expected a whole number",
+    "bool": "expected true or false (also 1/0, yes/no, on/off)",
+    "str": "expected a string",
+}
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 # Settings that must not be negative, and those that must be at least 1.
-_AT_LEAST = {"port": 0, "workers": 1, "max_body_bytes": 1, "kss_start_tolerance_seconds": 0, "journal_limit": 0,
-             "journal_body_bytes": 0, "faker_seed": 0, "fault_seed": 0}
+_AT_LEAST = {
+    "port": 0,
+    "workers": 1,
+    "max_body_bytes": 1,
+    "kss_start_tolerance_seconds": 0,
+    "journal_limit": 0,
+    "journal_body_bytes": 0,
+    "faker_seed": 0,
+    "fault_seed": 0,
+}
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -150,8 +163,9 @@ def load_settings(config_path: str | os.PathLike[str] | None = None, env: Mappin
         if key not in kinds:
             close = difflib.get_close_matches(key, kinds, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
-            raise SettingError(None, f"{path} [ksim] {key}",
-                               f"unknown setting; {hint}known: {', '.join(sorted(kinds))}")
+            raise SettingError(
+                None, f"{path} [ksim] {key}", f"unknown setting; {hint}known: {', '.join(sorted(kinds))}"
+            )
         sources[key] = f"{path} [ksim] {key}"
         values[key] = coerce_setting(key, raw, sources[key])
     for name in kinds:

@@ -12,6 +12,7 @@ one process take their turns on a lock of the process first: a thread waiting fo
 sleep in SQLite's busy handler (backing off by milliseconds) and miss its turn; on the lock it is woken at once
 (about 10% more requests per second under load). Processes still wait in the busy handler.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -29,7 +30,11 @@ from sqlalchemy.engine import Connection, Engine
 metadata = sa.MetaData()
 
 # Service modules that add their tables to ``metadata``; imported before ``create_all``.
-TABLE_MODULES = ("ksimkit.simulators.korm.tables", "ksimkit.simulators.kss.tables", "ksimkit.simulators.core.clock_mode")
+TABLE_MODULES = (
+    "ksimkit.simulators.korm.tables",
+    "ksimkit.simulators.kss.tables",
+    "ksimkit.simulators.core.clock_mode",
+)
 
 
 class UTCDateTime(sa.TypeDecorator[dt.datetime]):
@@ -43,10 +48,10 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+        return None if value is None else value.replace(tzinfo=dt.UTC)
 
 
 class DecimalText(sa.TypeDecorator[Decimal]):
@@ -119,7 +124,7 @@ idempotency = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
-# The test harness (ksimkit.simulators.core.harness, docs/harness.md): per-partner switches, fault rules, request journal.
+# The test harness (core.harness, docs/harness.md): per-partner switches, fault rules, request journal.
 # New tables only (no new columns on old ones), so a state file of an earlier ksim still opens.
 partner_settings = sa.Table(
     "partner_settings",

@@ -5,6 +5,7 @@ the KSS price list for its programme and the MSP volume tiers all come from the 
 and the partner's settings. A broker's test configuration reads them here instead of copying ``profile.yaml``
 (``GET /_sim/partners/{id}/terms``; the KSS part also at ``GET /kss/v1/prices`` with the partner's own token).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,9 +29,14 @@ def kss_price_list(profile: Profile, partner: Partner) -> dict[str, Any]:
         "billing_period": partner.billing_period,
         "currency": profile.currency,
         "products": [
-            {"product_id": p.product_id, "name": p.name, "price": f"{p.price:.2f}",
-             "price_per": "licence per billing period"}
-            for p in profile.kss_products.values() if partner.programme in p.programmes
+            {
+                "product_id": p.product_id,
+                "name": p.name,
+                "price": f"{p.price:.2f}",
+                "price_per": "licence per billing period",
+            }
+            for p in profile.kss_products.values()
+            if partner.programme in p.programmes
         ],
         "msp_tiers": [{"from_licences": t.from_licences, "percent": f"{t.percent:f}"} for t in profile.msp_tiers],
         "msp_tiers_apply": partner.programme == "msp",

@@ -1,4 +1,5 @@
 """The REST plumbing shared by every JSON front end: runtime, auth, body parsing, idempotency, problem+json."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -48,7 +49,9 @@ def _app_profile() -> Profile | None:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status=status, headers=headers, mimetype="application/json")
+    return Response(
+        json.dumps(body, separators=(",", ":")), status=status, headers=headers, mimetype="application/json"
+    )
 
 
 def problem_response(problem: Problem) -> Response:
@@ -79,17 +82,25 @@ def _refuse_unusable_head() -> None:
     environ = request.environ
     url = environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", "")
     if len(url.encode("latin-1", "replace")) > MAX_URL_BYTES:
-        raise Problem(414, "URI_TOO_LONG", f"the path and query are longer than {MAX_URL_BYTES} bytes",
-                      rule="SIM-ERR-1")
+        raise Problem(
+            414, "URI_TOO_LONG", f"the path and query are longer than {MAX_URL_BYTES} bytes", rule="SIM-ERR-1"
+        )
     if len(request.headers) > MAX_HEADER_FIELDS:
-        raise Problem(431, "REQUEST_HEADER_FIELDS_TOO_LARGE",
-                      f"the request has {len(request.headers)} header fields; at most {MAX_HEADER_FIELDS} are taken",
-                      rule="SIM-ERR-1")
+        raise Problem(
+            431,
+            "REQUEST_HEADER_FIELDS_TOO_LARGE",
+            f"the request has {len(request.headers)} header fields; at most {MAX_HEADER_FIELDS} are taken",
+            rule="SIM-ERR-1",
+        )
     for name, value in request.headers.items():
         if len(name) + len(value) > MAX_HEADER_BYTES:
-            raise Problem(431, "REQUEST_HEADER_FIELDS_TOO_LARGE",
-                          f"the header {name} is {len(name) + len(value)} bytes long; at most {MAX_HEADER_BYTES} "
-                          "bytes per header are taken", rule="SIM-ERR-1")
+            raise Problem(
+                431,
+                "REQUEST_HEADER_FIELDS_TOO_LARGE",
+                f"the header {name} is {len(name) + len(value)} bytes long; at most {MAX_HEADER_BYTES} "
+                "bytes per header are taken",
+                rule="SIM-ERR-1",
+            )
         if "\x00" in value:
             raise _nul(f"/headers/{name}")
     if "\x00" in request.path:
@@ -102,8 +113,13 @@ def _refuse_unusable_head() -> None:
 def _nul(where: str) -> Problem:
     """NUL (%00) where no stored text can hold it (PostgreSQL refuses it; SQLite alike, so both answer the same)."""
     where = where.replace("\x00", "\\u0000")
-    return Problem(422, "VALIDATION_ERROR", f"{where}: contains NUL (%00), which no text holds", rule="SIM-ERR-1",
-                   errors=[{"path": where, "message": "contains NUL (\\u0000)"}])
+    return Problem(
+        422,
+        "VALIDATION_ERROR",
+        f"{where}: contains NUL (%00), which no text holds",
+        rule="SIM-ERR-1",
+        errors=[{"path": where, "message": "contains NUL (\\u0000)"}],
+    )
 
 
 def install_error_handlers(app: Flask) -> None:
@@ -133,13 +149,17 @@ def install_error_handlers(app: Flask) -> None:
         headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
         detail = exc.description or exc.name
         if status == 413:
-            detail = f"the request body is larger than {runtime().settings.max_body_bytes} bytes (setting max_body_bytes)"
+            detail = (
+                f"the request body is larger than {runtime().settings.max_body_bytes} bytes (setting max_body_bytes)"
+            )
         return problem_response(Problem(status, code, detail, headers=headers))
 
     @app.errorhandler(Exception)
     def _crash(exc: Exception) -> Response:
         current_app.logger.exception("unhandled error")
-        return problem_response(Problem(500, "INTERNAL_ERROR", f"{type(exc).__name__}: the simulator failed; see its log"))
+        return problem_response(
+            Problem(500, "INTERNAL_ERROR", f"{type(exc).__name__}: the simulator failed; see its log")
+        )
 
 
 def bearer_token() -> str | None:
@@ -190,17 +210,28 @@ def json_body(contract: str, operation_id: str, *, optional: bool = False) -> di
         try:
             body = jsontext.loads(raw)
         except jsontext.JsonLimitError as exc:
-            raise Problem(422, "VALIDATION_ERROR", str(exc), rule="SIM-ERR-1",
-                          errors=[{"path": exc.path, "message": exc.message}]) from None
+            raise Problem(
+                422, "VALIDATION_ERROR", str(exc), rule="SIM-ERR-1", errors=[{"path": exc.path, "message": exc.message}]
+            ) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise Problem(400, "MALFORMED_JSON", f"the body is not valid JSON: {exc}", rule="SIM-ERR-1") from None
     if body is None and not optional:
-        raise Problem(422, "VALIDATION_ERROR", "a JSON object body is required", rule="SIM-ERR-1",
-                      errors=[{"path": "/", "message": "a JSON object is required"}])
+        raise Problem(
+            422,
+            "VALIDATION_ERROR",
+            "a JSON object body is required",
+            rule="SIM-ERR-1",
+            errors=[{"path": "/", "message": "a JSON object is required"}],
+        )
     errors = runtime().contracts[contract].raw_body_errors(operation_id, raw, body)
     if errors:
-        raise Problem(422, "VALIDATION_ERROR", "; ".join(f"{e['path']}: {e['message']}" for e in errors[:5]),
-                      rule="SIM-ERR-1", errors=errors)
+        raise Problem(
+            422,
+            "VALIDATION_ERROR",
+            "; ".join(f"{e['path']}: {e['message']}" for e in errors[:5]),
+            rule="SIM-ERR-1",
+            errors=errors,
+        )
     return body or {}
 
 
@@ -209,8 +240,9 @@ def parse_date(value: str | None) -> dt.date | None:
 
 
 # Built once: building a statement per call costs more than running it.
-_IDEMPOTENCY_GET = sa.select(idempotency).where(idempotency.c.partner_id == sa.bindparam("p_partner"),
-                                                idempotency.c.key == sa.bindparam("p_key"))
+_IDEMPOTENCY_GET = sa.select(idempotency).where(
+    idempotency.c.partner_id == sa.bindparam("p_partner"), idempotency.c.key == sa.bindparam("p_key")
+)
 _IDEMPOTENCY_PUT = sa.insert(idempotency)
 
 
@@ -224,23 +256,39 @@ def idempotent(conn: Connection, partner_id: str, handler: Callable[[], Response
     if key is None:
         return handler()
     if not 1 <= len(key) <= 255:
-        raise Problem(422, "VALIDATION_ERROR", "Idempotency-Key must be 1 to 255 characters", rule="SIM-IDEM-1",
-                      errors=[{"path": "/headers/Idempotency-Key", "message": "length 1..255"}])
+        raise Problem(
+            422,
+            "VALIDATION_ERROR",
+            "Idempotency-Key must be 1 to 255 characters",
+            rule="SIM-IDEM-1",
+            errors=[{"path": "/headers/Idempotency-Key", "message": "length 1..255"}],
+        )
     fingerprint = hashlib.sha256(
         b"\n".join([request.method.encode(), request.path.encode(), request.get_data(cache=True)])
     ).hexdigest()
     stored = conn.execute(_IDEMPOTENCY_GET, {"p_partner": partner_id, "p_key": key}).first()
     if stored is not None:
         if stored.fingerprint != fingerprint:
-            raise Problem(409, "IDEMPOTENCY_KEY_REUSED",
-                          "this Idempotency-Key was used with a different request; use a new key per operation",
-                          rule="SIM-IDEM-1")
+            raise Problem(
+                409,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was used with a different request; use a new key per operation",
+                rule="SIM-IDEM-1",
+            )
         return json_response(stored.body, stored.status, {**stored.headers, "Idempotent-Replayed": "true"})
     response = handler()
     if 200 <= response.status_code < 300:
         headers = {k: v for k, v in response.headers.items() if k in ("Location",)}
-        conn.execute(_IDEMPOTENCY_PUT, {
-            "partner_id": partner_id, "key": key, "fingerprint": fingerprint, "status": response.status_code,
-            "body": response.get_json(), "headers": headers, "created_at": system_now(),
-        })
+        conn.execute(
+            _IDEMPOTENCY_PUT,
+            {
+                "partner_id": partner_id,
+                "key": key,
+                "fingerprint": fingerprint,
+                "status": response.status_code,
+                "body": response.get_json(),
+                "headers": headers,
+                "created_at": system_now(),
+            },
+        )
     return response

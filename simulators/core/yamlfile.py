@@ -1,4 +1,5 @@
 """YAML loading for data files and contracts: safe, and through libyaml when present (5x faster starts)."""
+
 from __future__ import annotations
 
 from typing import IO, Any

@@ -1,4 +1,5 @@
 """KORM SS over REST (/korm/v1): parse, call the rules, render. No rule is decided here."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,7 +11,13 @@ from ksimkit.simulators.core import harness
 from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.core.web import (
-    authenticate_partner, call_context, idempotent, json_body, json_response, parse_date, runtime,
+    authenticate_partner,
+    call_context,
+    idempotent,
+    json_body,
+    json_response,
+    parse_date,
+    runtime,
 )
 from ksimkit.simulators.korm import billing, rules
 
@@ -32,8 +39,13 @@ def _check_path_ids() -> None:
         value = (request.view_args or {}).get(name)
         if value is not None and len(value) > MAX_PATH_ID:
             message = f"is longer than {MAX_PATH_ID} characters"
-            raise Problem(422, "VALIDATION_ERROR", f"path/{name}: {message}", rule="SIM-ERR-1",
-                          errors=[{"path": f"path/{name}", "message": message}])
+            raise Problem(
+                422,
+                "VALIDATION_ERROR",
+                f"path/{name}: {message}",
+                rule="SIM-ERR-1",
+                errors=[{"path": f"path/{name}", "message": message}],
+            )
 
 
 def _run(action: Callable[[Any, CallContext], Response], *, write: bool = False) -> Response:
@@ -52,8 +64,12 @@ def _run(action: Callable[[Any, CallContext], Response], *, write: bool = False)
 def _flag(name: str) -> bool:
     raw = request.args.get(name, "false").lower()
     if raw not in ("true", "false"):
-        raise Problem(422, "VALIDATION_ERROR", f"query parameter {name} must be true or false",
-                      errors=[{"path": f"/query/{name}", "message": "expected true or false"}])
+        raise Problem(
+            422,
+            "VALIDATION_ERROR",
+            f"query parameter {name} must be true or false",
+            errors=[{"path": f"/query/{name}", "message": "expected true or false"}],
+        )
     return raw == "true"
 
 
@@ -69,10 +85,15 @@ def list_products() -> Response:
 
     def action(conn: Any, ctx: CallContext) -> Response:
         if model is not None and model not in ("payg", "yearly"):
-            raise Problem(422, "VALIDATION_ERROR", "billing_model must be payg or yearly",
-                          errors=[{"path": "/query/billing_model", "message": "expected payg or yearly"}])
+            raise Problem(
+                422,
+                "VALIDATION_ERROR",
+                "billing_model must be payg or yearly",
+                errors=[{"path": "/query/billing_model", "message": "expected payg or yearly"}],
+            )
         items = [
-            s.to_json() for s in ctx.profile.skus.values()
+            s.to_json()
+            for s in ctx.profile.skus.values()
             if (product_id is None or s.product_id == product_id) and (model is None or s.billing_model == model)
         ]
         return json_response({"items": items})
@@ -96,9 +117,14 @@ def create_subscription() -> Response:
     def action(conn: Any, ctx: CallContext) -> Response:
         body = json_body(CONTRACT, "createSubscription")
         order = rules.Order(
-            customer_id=body["customer_id"], sku=body["sku"], quantity=body["quantity"],
-            activation_date=parse_date(body.get("activation_date")), approval_code=body.get("approval_code"),
-            trial=body.get("trial", False), trial_days=body.get("trial_days", 0), external_ref=body.get("external_ref"),
+            customer_id=body["customer_id"],
+            sku=body["sku"],
+            quantity=body["quantity"],
+            activation_date=parse_date(body.get("activation_date")),
+            approval_code=body.get("approval_code"),
+            trial=body.get("trial", False),
+            trial_days=body.get("trial_days", 0),
+            external_ref=body.get("external_ref"),
         )
         sub = rules.order(conn, ctx, order)
         location = url_for("korm.get_subscription", subscription_id=sub["id"])
@@ -113,8 +139,12 @@ def list_subscriptions() -> Response:
 
     def action(conn: Any, ctx: CallContext) -> Response:
         if status is not None and status not in ("pending", "active", "deleted"):
-            raise Problem(422, "VALIDATION_ERROR", "status must be pending, active or deleted",
-                          errors=[{"path": "/query/status", "message": "expected pending, active or deleted"}])
+            raise Problem(
+                422,
+                "VALIDATION_ERROR",
+                "status must be pending, active or deleted",
+                errors=[{"path": "/query/status", "message": "expected pending, active or deleted"}],
+            )
         include_deleted = _flag("include_deleted")
         items = rules.list_subscriptions(
             conn, ctx, customer_id=request.args.get("customer_id"), status=status, include_deleted=include_deleted
@@ -133,9 +163,9 @@ def get_subscription(subscription_id: str) -> Response:
 def change_quantity(subscription_id: str) -> Response:
     def action(conn: Any, ctx: CallContext) -> Response:
         body = json_body(CONTRACT, "changeQuantity")
-        return json_response(rules.change_quantity(
-            conn, ctx, subscription_id, body["quantity"], parse_date(body.get("effective_date"))
-        ))
+        return json_response(
+            rules.change_quantity(conn, ctx, subscription_id, body["quantity"], parse_date(body.get("effective_date")))
+        )
 
     return _run(action, write=True)
 
@@ -144,9 +174,11 @@ def change_quantity(subscription_id: str) -> Response:
 def switch_plan(subscription_id: str) -> Response:
     def action(conn: Any, ctx: CallContext) -> Response:
         body = json_body(CONTRACT, "switchPlan")
-        return json_response(rules.switch_plan(
-            conn, ctx, subscription_id, body["sku"], body.get("quantity"), parse_date(body.get("effective_date"))
-        ))
+        return json_response(
+            rules.switch_plan(
+                conn, ctx, subscription_id, body["sku"], body.get("quantity"), parse_date(body.get("effective_date"))
+            )
+        )
 
     return _run(action, write=True)
 

@@ -7,13 +7,15 @@
 - Approval discount (KORM-APPR-1) lowers what the vendor bills, per line.
 Intervals are half-open; on a day with several changes the last one counts. Money rounds half-up once per line.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -24,6 +26,7 @@ from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.money import CENT, money, month_bounds
 from ksimkit.simulators.korm.rules import LEGACY, PAYG, YEARLY, add_years
 from ksimkit.simulators.korm.tables import history, subscriptions
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -65,8 +68,20 @@ def _clip(seg: Segment, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]
 DERIVED_PRICES = ("licence_days", "yearly_increase")
 
 
-def _line(row: Any, profile: Profile, *, sku: str, kind: str, units: int, days: int | None, unit_price: Decimal,
-          gross: Decimal, start: dt.date, end: dt.date, model: str) -> dict[str, Any]:
+def _line(
+    row: Any,
+    profile: Profile,
+    *,
+    sku: str,
+    kind: str,
+    units: int,
+    days: int | None,
+    unit_price: Decimal,
+    gross: Decimal,
+    start: dt.date,
+    end: dt.date,
+    model: str,
+) -> dict[str, Any]:
     gross = money(gross)
     discount = money(gross * row.discount_percent / 100)
     return {
@@ -79,7 +94,8 @@ def _line(row: Any, profile: Profile, *, sku: str, kind: str, units: int, days: 
         "units": units,
         "days": days,
         "unit_price": f"{unit_price.quantize(Decimal('0.000001'), rounding=ROUND_HALF_UP):f}"
-        if kind in DERIVED_PRICES else f"{unit_price.quantize(CENT, rounding=ROUND_HALF_UP):f}",
+        if kind in DERIVED_PRICES
+        else f"{unit_price.quantize(CENT, rounding=ROUND_HALF_UP):f}",
         "from": start.isoformat(),
         "to": end.isoformat(),
         "gross": f"{gross:.2f}",
@@ -100,11 +116,21 @@ def _payg_lines(row: Any, segs: list[Segment], profile: Profile, start: dt.date,
         price = profile.skus[sku_id].price
         licence_days = sum((hi - lo).days * qty for lo, hi, qty in spans)
         days = sum((hi - lo).days for lo, hi, _ in spans)
-        lines.append(_line(
-            row, profile, sku=sku_id, kind="licence_days", units=licence_days, days=days,
-            unit_price=price / dim, gross=Decimal(licence_days) * price / dim,
-            start=min(s[0] for s in spans), end=max(s[1] for s in spans), model=PAYG,
-        ))
+        lines.append(
+            _line(
+                row,
+                profile,
+                sku=sku_id,
+                kind="licence_days",
+                units=licence_days,
+                days=days,
+                unit_price=price / dim,
+                gross=Decimal(licence_days) * price / dim,
+                start=min(s[0] for s in spans),
+                end=max(s[1] for s in spans),
+                model=PAYG,
+            )
+        )
     return lines
 
 
@@ -125,13 +151,23 @@ def yearly_fee(row: Any, segs: list[Segment], profile: Profile, years: int) -> d
     price = profile.skus[row.sku].price
     next_ann = add_years(row.activation_date, years + 1)
     return _line(
-        row, profile, sku=row.sku, kind="yearly_fee", units=quantity, days=(next_ann - anniversary).days,
-        unit_price=price, gross=price * quantity, start=anniversary, end=next_ann, model=YEARLY,
+        row,
+        profile,
+        sku=row.sku,
+        kind="yearly_fee",
+        units=quantity,
+        days=(next_ann - anniversary).days,
+        unit_price=price,
+        gross=price * quantity,
+        start=anniversary,
+        end=next_ann,
+        model=YEARLY,
     )
 
 
-def _yearly_lines(row: Any, segs: list[Segment], profile: Profile, entries: list[Any],
-                  start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+def _yearly_lines(
+    row: Any, segs: list[Segment], profile: Profile, entries: list[Any], start: dt.date, end: dt.date
+) -> list[dict[str, Any]]:
     lines = []
     activation = row.activation_date
     # The year's fee on activation and on each anniversary while not stopped (KORM-YEAR-4).
@@ -143,7 +179,9 @@ def _yearly_lines(row: Any, segs: list[Segment], profile: Profile, entries: list
     return lines + _yearly_increases(row, profile, entries, start, end)
 
 
-def _yearly_increases(row: Any, profile: Profile, entries: list[Any], start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+def _yearly_increases(
+    row: Any, profile: Profile, entries: list[Any], start: dt.date, end: dt.date
+) -> list[dict[str, Any]]:
     """Increases, pro rata for the rest of the current year (KORM-YEAR-3); none on an anniversary, the fee covers it."""
     lines = []
     price = profile.skus[row.sku].price
@@ -162,33 +200,56 @@ def _yearly_increases(row: Any, profile: Profile, entries: list[Any], start: dt.
                 k += 1
             year_start, year_end = add_years(activation, k), add_years(activation, k + 1)
             if day != year_start:
-                added, remaining, year_days = entry.quantity - previous, (year_end - day).days, (year_end - year_start).days
-                lines.append(_line(
-                    row, profile, sku=row.sku, kind="yearly_increase", units=added, days=remaining,
-                    unit_price=price * remaining / year_days, gross=price * added * remaining / year_days,
-                    start=day, end=year_end, model=YEARLY,
-                ))
+                added, remaining, year_days = (
+                    entry.quantity - previous,
+                    (year_end - day).days,
+                    (year_end - year_start).days,
+                )
+                lines.append(
+                    _line(
+                        row,
+                        profile,
+                        sku=row.sku,
+                        kind="yearly_increase",
+                        units=added,
+                        days=remaining,
+                        unit_price=price * remaining / year_days,
+                        gross=price * added * remaining / year_days,
+                        start=day,
+                        end=year_end,
+                        model=YEARLY,
+                    )
+                )
         previous = entry.quantity
     return lines
 
 
-def _legacy_lines(row: Any, segs: list[Segment], profile: Profile, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+def _legacy_lines(
+    row: Any, segs: list[Segment], profile: Profile, start: dt.date, end: dt.date
+) -> list[dict[str, Any]]:
     # Free until the first day of the month after activation (KORM-LEG-1).
     act = row.activation_date
     free_until = dt.date(act.year + (act.month == 12), act.month % 12 + 1, 1)
-    spans = [
-        (span, seg) for seg in segs
-        if seg.model == LEGACY and (span := _clip(seg, max(start, free_until), end))
-    ]
+    spans = [(span, seg) for seg in segs if seg.model == LEGACY and (span := _clip(seg, max(start, free_until), end))]
     if not spans:
         return []
     top = max(seg.quantity for _, seg in spans)  # the month's maximum count (KORM-LEG-2)
     price = profile.skus[row.sku].price
-    return [_line(
-        row, profile, sku=row.sku, kind="legacy_month", units=top, days=sum((hi - lo).days for (lo, hi), _ in spans),
-        unit_price=price, gross=price * top, start=min(s[0][0] for s in spans), end=max(s[0][1] for s in spans),
-        model=LEGACY,
-    )]
+    return [
+        _line(
+            row,
+            profile,
+            sku=row.sku,
+            kind="legacy_month",
+            units=top,
+            days=sum((hi - lo).days for (lo, hi), _ in spans),
+            unit_price=price,
+            gross=price * top,
+            start=min(s[0][0] for s in spans),
+            end=max(s[0][1] for s in spans),
+            model=LEGACY,
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -209,12 +270,22 @@ class Book:
 
 
 _ROW_COLUMNS = (
-    subscriptions.c.id, subscriptions.c.customer_id, subscriptions.c.sku, subscriptions.c.product_id,
-    subscriptions.c.billing_model, subscriptions.c.activation_date, subscriptions.c.stopped_on,
-    subscriptions.c.discount_percent, subscriptions.c.quantity,
+    subscriptions.c.id,
+    subscriptions.c.customer_id,
+    subscriptions.c.sku,
+    subscriptions.c.product_id,
+    subscriptions.c.billing_model,
+    subscriptions.c.activation_date,
+    subscriptions.c.stopped_on,
+    subscriptions.c.discount_percent,
+    subscriptions.c.quantity,
 )
 _ENTRY_COLUMNS = (
-    history.c.subscription_id, history.c.effective_date, history.c.change, history.c.billing_model, history.c.sku,
+    history.c.subscription_id,
+    history.c.effective_date,
+    history.c.change,
+    history.c.billing_model,
+    history.c.sku,
     history.c.quantity,
 )
 # Positions in the rows of a ``Book`` (result rows read by index: much faster than by attribute).
@@ -231,7 +302,9 @@ def load_book(conn: Connection, partner_id: str, end: dt.date, month: dt.date | 
     query = (
         sa.select(*_ROW_COLUMNS)
         .where(subscriptions.c.partner_id == partner_id, subscriptions.c.activation_date < end)
-        .where(sa.or_(subscriptions.c.stopped_on.is_(None), subscriptions.c.stopped_on > subscriptions.c.activation_date))
+        .where(
+            sa.or_(subscriptions.c.stopped_on.is_(None), subscriptions.c.stopped_on > subscriptions.c.activation_date)
+        )
     )
     if month is not None:
         query = query.where(
@@ -282,8 +355,19 @@ class _Lines:
             found = self._price[sku_id] = (price, f"{price.quantize(CENT, rounding=ROUND_HALF_UP):f}")
         return found
 
-    def add(self, row: Any, sku: str, kind: str, units: int, days: int | None, unit_price: str, gross: Decimal,
-            start: dt.date, end: dt.date, model: str) -> None:
+    def add(
+        self,
+        row: Any,
+        sku: str,
+        kind: str,
+        units: int,
+        days: int | None,
+        unit_price: str,
+        gross: Decimal,
+        start: dt.date,
+        end: dt.date,
+        model: str,
+    ) -> None:
         """One line, as ``_line`` makes it (``unit_price`` already shown)."""
         gross = money(gross)
         percent = row[_DISCOUNT]
@@ -300,23 +384,25 @@ class _Lines:
             amount, discount_text, amount_text = gross, "0.00", gross_text
         self.gross += gross
         self.amount += amount
-        self.lines.append({
-            "subscription_id": row[_ID],
-            "customer_id": row[_CUSTOMER],
-            "sku": sku,
-            "product_id": row[_PRODUCT],
-            "billing_model": model,
-            "kind": kind,
-            "units": units,
-            "days": days,
-            "unit_price": unit_price,
-            "from": start.isoformat(),
-            "to": end.isoformat(),
-            "gross": gross_text,
-            "discount_percent": shown,
-            "discount": discount_text,
-            "amount": amount_text,
-        })
+        self.lines.append(
+            {
+                "subscription_id": row[_ID],
+                "customer_id": row[_CUSTOMER],
+                "sku": sku,
+                "product_id": row[_PRODUCT],
+                "billing_model": model,
+                "kind": kind,
+                "units": units,
+                "days": days,
+                "unit_price": unit_price,
+                "from": start.isoformat(),
+                "to": end.isoformat(),
+                "gross": gross_text,
+                "discount_percent": shown,
+                "discount": discount_text,
+                "amount": amount_text,
+            }
+        )
 
     def add_line(self, line: dict[str, Any]) -> None:
         """A line made by ``_line`` (the rare kinds)."""
@@ -362,8 +448,18 @@ def _lines_of(out: _Lines, row: Any, entries: list[Any], start: dt.date, end: dt
         if spans:
             top = max(q for _, _, q in spans)
             price, shown = out.price(row[_SKU])
-            out.add(row, row[_SKU], "legacy_month", top, sum((hi - lo).days for lo, hi, _ in spans), shown,
-                    price * top, min(s[0] for s in spans), max(s[1] for s in spans), LEGACY)
+            out.add(
+                row,
+                row[_SKU],
+                "legacy_month",
+                top,
+                sum((hi - lo).days for lo, hi, _ in spans),
+                shown,
+                price * top,
+                min(s[0] for s in spans),
+                max(s[1] for s in spans),
+                LEGACY,
+            )
     # PAYG (KORM-PAYG-2/3): licence-days per SKU, in the order the SKUs first appear.
     if PAYG in models:
         per_sku: dict[str, list[Any]] = {}  # sku -> [licence-days, days, from, to]
@@ -384,8 +480,18 @@ def _lines_of(out: _Lines, row: Any, entries: list[Any], start: dt.date, end: dt
                 acc[3] = max(acc[3], hi)
         for sku_id, (licence_days, n, lo, hi) in per_sku.items():
             price, shown = out.daily(sku_id)
-            out.add(row, sku_id, "licence_days", licence_days, n, shown, Decimal(licence_days) * price / out.dim,
-                    lo, hi, PAYG)
+            out.add(
+                row,
+                sku_id,
+                "licence_days",
+                licence_days,
+                n,
+                shown,
+                Decimal(licence_days) * price / out.dim,
+                lo,
+                hi,
+                PAYG,
+            )
     if row[_MODEL] == YEARLY:
         # The year's fee on activation and on each anniversary while not stopped (KORM-YEAR-4), at the count in
         # force that day (yearly_fee); the anniversaries before the month are skipped without being computed.
@@ -397,8 +503,18 @@ def _lines_of(out: _Lines, row: Any, entries: list[Any], start: dt.date, end: dt
                 if quantity:
                     price, shown = out.price(row[_SKU])
                     next_ann = add_years(act, years + 1)
-                    out.add(row, row[_SKU], "yearly_fee", quantity, (next_ann - anniversary).days, shown,
-                            price * quantity, anniversary, next_ann, YEARLY)
+                    out.add(
+                        row,
+                        row[_SKU],
+                        "yearly_fee",
+                        quantity,
+                        (next_ann - anniversary).days,
+                        shown,
+                        price * quantity,
+                        anniversary,
+                        next_ann,
+                        YEARLY,
+                    )
             years += 1
         if len(entries) > 1:
             for line in _yearly_increases(row, out.profile, entries, start, end):

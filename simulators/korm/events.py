@@ -1,6 +1,6 @@
 """KORM SS due events: what the vendor does when a partner's clock passes a date (SIM-CLOCK-1).
 
-Registered with ``ksimkit.simulators.core.clock.on_due``; each is audited with service ``korm`` and actor ``ksim-vendor``,
+Registered with ``core.clock.on_due``; each is audited with service ``korm`` and actor ``ksim-vendor``,
 dated 00:00 (partner's zone) of its day:
 
 - ``anniversary`` (KORM-YEAR-4): each anniversary of a Yearly subscription not stopped by then; the year's fee
@@ -16,6 +16,7 @@ dated 00:00 (partner's zone) of its day:
 Nothing else moves with the clock in KORM: a subscription is pending until its activation date and deleted on
 its stop date by reading the clock, and no state changes when those dates pass.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,12 +70,25 @@ def _anniversary(conn: Connection, window: Window, row: Any, entries: list[Any],
     if fee is None:
         return
     audit.record(
-        conn, window.partner_id, window.new.at(at), actor=VENDOR, service=SERVICE, action="anniversary",
-        object_type="subscription", object_id=row.id,
+        conn,
+        window.partner_id,
+        window.new.at(at),
+        actor=VENDOR,
+        service=SERVICE,
+        action="anniversary",
+        object_type="subscription",
+        object_id=row.id,
         details={
-            "anniversary": day.isoformat(), "year": years, "sku": fee["sku"], "quantity": fee["units"],
-            "unit_price": fee["unit_price"], "gross": fee["gross"], "discount_percent": fee["discount_percent"],
-            "discount": fee["discount"], "amount": fee["amount"], "until": fee["to"],
+            "anniversary": day.isoformat(),
+            "year": years,
+            "sku": fee["sku"],
+            "quantity": fee["units"],
+            "unit_price": fee["unit_price"],
+            "gross": fee["gross"],
+            "discount_percent": fee["discount_percent"],
+            "discount": fee["discount"],
+            "amount": fee["amount"],
+            "until": fee["to"],
         },
     )
 
@@ -102,8 +116,14 @@ def _closings(conn: Connection, window: Window, rows: list[Any]) -> Iterator[Due
             return
         state["closed"].add(period)
         audit.record(
-            conn, window.partner_id, clock, actor=VENDOR, service=SERVICE, action="statement_closed",
-            object_type="statement", object_id=period,
+            conn,
+            window.partner_id,
+            clock,
+            actor=VENDOR,
+            service=SERVICE,
+            action="statement_closed",
+            object_type="statement",
+            object_id=period,
             details={"period": period, "currency": found["currency"], "lines": len(found["lines"]), **found["totals"]},
         )
 

@@ -3,6 +3,7 @@
 Every change is a dated row in ``korm_history``; billing reads that history. Changes take effect on the
 partner's today (SIM-CLOCK-1). A function here either applies its whole change or raises ``Problem``.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -206,23 +207,35 @@ def _effective_today(ctx: CallContext, row: Any, effective_date: dt.date | None)
 # ---------------------------------------------------------------- changes
 
 
-def _record(conn: Connection, ctx: CallContext, row_id: str, day: dt.date, change: str, model: str, sku: str, qty: int) -> None:
-    conn.execute(_INSERT_HISTORY, {
-        "subscription_id": row_id,
-        "partner_id": ctx.partner_id,
-        "effective_date": day,
-        "change": change,
-        "billing_model": model,
-        "sku": sku,
-        "quantity": qty,
-        "at": ctx.clock.now,
-    })
+def _record(
+    conn: Connection, ctx: CallContext, row_id: str, day: dt.date, change: str, model: str, sku: str, qty: int
+) -> None:
+    conn.execute(
+        _INSERT_HISTORY,
+        {
+            "subscription_id": row_id,
+            "partner_id": ctx.partner_id,
+            "effective_date": day,
+            "change": change,
+            "billing_model": model,
+            "sku": sku,
+            "quantity": qty,
+            "at": ctx.clock.now,
+        },
+    )
 
 
 def _audit(conn: Connection, ctx: CallContext, action: str, object_id: str, **details: Any) -> None:
     audit.record(
-        conn, ctx.partner_id, ctx.clock, actor=ctx.actor, service="korm", action=action,
-        object_type="subscription", object_id=object_id, details=details,
+        conn,
+        ctx.partner_id,
+        ctx.clock,
+        actor=ctx.actor,
+        service="korm",
+        action=action,
+        object_type="subscription",
+        object_id=object_id,
+        details=details,
     )
 
 
@@ -231,27 +244,39 @@ def _reload(conn: Connection, ctx: CallContext, subscription_id: str) -> dict[st
 
 
 def _create(
-    conn: Connection, ctx: CallContext, *, customer_id: str, sku: Sku, quantity: int, activation: dt.date,
-    model: str, change: str, approval_code: str | None = None, discount: Decimal = Decimal("0"),
+    conn: Connection,
+    ctx: CallContext,
+    *,
+    customer_id: str,
+    sku: Sku,
+    quantity: int,
+    activation: dt.date,
+    model: str,
+    change: str,
+    approval_code: str | None = None,
+    discount: Decimal = Decimal("0"),
     external_ref: str | None = None,
 ) -> str:
     subscription_id = "sub_" + secrets.token_hex(8)
-    conn.execute(_INSERT_SUBSCRIPTION, {
-        "id": subscription_id,
-        "partner_id": ctx.partner_id,
-        "customer_id": customer_id,
-        "sku": sku.sku,
-        "product_id": sku.product_id,
-        "billing_model": model,
-        "quantity": quantity,
-        "activation_code": issue_code(conn, ctx.partner_id, "korm"),  # always fresh (KORM-STOP-2)
-        "activation_date": activation,
-        "approval_code": approval_code,
-        "discount_percent": discount,
-        "external_ref": external_ref,
-        "created_at": ctx.clock.now,
-        "updated_at": ctx.clock.now,
-    })
+    conn.execute(
+        _INSERT_SUBSCRIPTION,
+        {
+            "id": subscription_id,
+            "partner_id": ctx.partner_id,
+            "customer_id": customer_id,
+            "sku": sku.sku,
+            "product_id": sku.product_id,
+            "billing_model": model,
+            "quantity": quantity,
+            "activation_code": issue_code(conn, ctx.partner_id, "korm"),  # always fresh (KORM-STOP-2)
+            "activation_date": activation,
+            "approval_code": approval_code,
+            "discount_percent": discount,
+            "external_ref": external_ref,
+            "created_at": ctx.clock.now,
+            "updated_at": ctx.clock.now,
+        },
+    )
     _record(conn, ctx, subscription_id, activation, change, model, sku.sku, quantity)
     return subscription_id
 
@@ -265,7 +290,9 @@ def _use_approval_code(conn: Connection, ctx: CallContext, code: str, subscripti
         raise unprocessable("INVALID_APPROVAL_CODE", f"approval code {code!r} is not known", rule="KORM-APPR-1")
     if row.expires_on < ctx.clock.today:
         raise unprocessable(
-            "APPROVAL_CODE_EXPIRED", f"approval code {code!r} expired on {row.expires_on.isoformat()}", rule="KORM-APPR-1"
+            "APPROVAL_CODE_EXPIRED",
+            f"approval code {code!r} expired on {row.expires_on.isoformat()}",
+            rule="KORM-APPR-1",
         )
     if row.used_by is not None:
         raise unprocessable(
@@ -297,8 +324,15 @@ def order(conn: Connection, ctx: CallContext, req: Order) -> dict[str, Any]:
             rule="KORM-ACT-1",
         )
     subscription_id = _create(
-        conn, ctx, customer_id=req.customer_id, sku=sku, quantity=req.quantity, activation=activation,
-        model=sku.billing_model, change="order", external_ref=req.external_ref,
+        conn,
+        ctx,
+        customer_id=req.customer_id,
+        sku=sku,
+        quantity=req.quantity,
+        activation=activation,
+        model=sku.billing_model,
+        change="order",
+        external_ref=req.external_ref,
     )
     if req.approval_code is not None:
         discount = _use_approval_code(conn, ctx, req.approval_code, subscription_id)
@@ -308,8 +342,15 @@ def order(conn: Connection, ctx: CallContext, req: Order) -> dict[str, Any]:
             .values(approval_code=req.approval_code, discount_percent=discount)
         )
     _audit(
-        conn, ctx, "order", subscription_id, customer_id=req.customer_id, sku=sku.sku, quantity=req.quantity,
-        activation_date=activation.isoformat(), approval_code=req.approval_code,
+        conn,
+        ctx,
+        "order",
+        subscription_id,
+        customer_id=req.customer_id,
+        sku=sku.sku,
+        quantity=req.quantity,
+        activation_date=activation.isoformat(),
+        approval_code=req.approval_code,
     )
     return _reload(conn, ctx, subscription_id)
 
@@ -335,7 +376,11 @@ def change_quantity(
 
 
 def switch_plan(
-    conn: Connection, ctx: CallContext, subscription_id: str, sku_id: str, quantity: int | None = None,
+    conn: Connection,
+    ctx: CallContext,
+    subscription_id: str,
+    sku_id: str,
+    quantity: int | None = None,
     effective_date: dt.date | None = None,
 ) -> dict[str, Any]:
     row = _live(conn, ctx, subscription_id)
@@ -353,7 +398,8 @@ def switch_plan(
     if target.product_id != row.product_id or target.billing_model != PAYG:
         raise unprocessable(
             "SWITCH_TO_OTHER_PRODUCT",
-            f"a plan switch moves to another band of the same product and model ({row.product_id}, payg), not to {target.sku}",
+            f"a plan switch moves to another band of the same product and model ({row.product_id}, payg), "
+            f"not to {target.sku}",
             rule="KORM-PAYG-3",
         )
     new_quantity = row.quantity if quantity is None else quantity
@@ -364,12 +410,23 @@ def switch_plan(
         .values(sku=target.sku, quantity=new_quantity, updated_at=ctx.clock.now)
     )
     _record(conn, ctx, row.id, day, "switch", PAYG, target.sku, new_quantity)
-    _audit(conn, ctx, "switch_plan", row.id, old_sku=row.sku, new_sku=target.sku, old=row.quantity, new=new_quantity,
-           effective_date=day.isoformat())
+    _audit(
+        conn,
+        ctx,
+        "switch_plan",
+        row.id,
+        old_sku=row.sku,
+        new_sku=target.sku,
+        old=row.quantity,
+        new=new_quantity,
+        effective_date=day.isoformat(),
+    )
     return _reload(conn, ctx, row.id)
 
 
-def stop(conn: Connection, ctx: CallContext, subscription_id: str, effective_date: dt.date | None = None) -> dict[str, Any]:
+def stop(
+    conn: Connection, ctx: CallContext, subscription_id: str, effective_date: dt.date | None = None
+) -> dict[str, Any]:
     """KORM-STOP-1: the vendor deletes the subscription; the stop day is not billed (half-open)."""
     row = _live(conn, ctx, subscription_id)
     day = _effective_today(ctx, row, effective_date)
@@ -385,7 +442,9 @@ def reactivate(conn: Connection, ctx: CallContext, subscription_id: str) -> dict
     """Never succeeds: a stopped subscription is gone for good (KORM-STOP-1); a live one is not stopped."""
     row = _live(conn, ctx, subscription_id)
     raise conflict(
-        "SUBSCRIPTION_ACTIVE", f"subscription {row.id} is not stopped; there is nothing to reactivate", rule="KORM-STOP-1"
+        "SUBSCRIPTION_ACTIVE",
+        f"subscription {row.id} is not stopped; there is nothing to reactivate",
+        rule="KORM-STOP-1",
     )
 
 
@@ -399,11 +458,13 @@ def migrate_legacy(conn: Connection, ctx: CallContext) -> dict[str, Any]:
             rule="KORM-MIG-1",
         )
     rows = conn.execute(
-        sa.select(subscriptions).where(
+        sa.select(subscriptions)
+        .where(
             subscriptions.c.partner_id == ctx.partner_id,
             subscriptions.c.billing_model == LEGACY,
             subscriptions.c.stopped_on.is_(None),
-        ).order_by(subscriptions.c.created_at, subscriptions.c.id)
+        )
+        .order_by(subscriptions.c.created_at, subscriptions.c.id)
     ).all()
     for row in rows:
         conn.execute(
@@ -428,11 +489,24 @@ def seed_legacy(
         raise unprocessable("UNKNOWN_SKU", f"legacy subscriptions use a PAYG SKU (monthly price), not {sku.sku}")
     _in_band(sku, quantity)
     subscription_id = _create(
-        conn, ctx, customer_id=customer_id, sku=sku, quantity=quantity, activation=activation_date,
-        model=LEGACY, change="legacy_order",
+        conn,
+        ctx,
+        customer_id=customer_id,
+        sku=sku,
+        quantity=quantity,
+        activation=activation_date,
+        model=LEGACY,
+        change="legacy_order",
     )
-    _audit(conn, ctx, "seed_legacy", subscription_id, sku=sku.sku, quantity=quantity,
-           activation_date=activation_date.isoformat())
+    _audit(
+        conn,
+        ctx,
+        "seed_legacy",
+        subscription_id,
+        sku=sku.sku,
+        quantity=quantity,
+        activation_date=activation_date.isoformat(),
+    )
     return _reload(conn, ctx, subscription_id)
 
 
@@ -453,18 +527,32 @@ def create_approval_code(
         raise unprocessable("VALIDATION_ERROR", "percent must be above 0 and at most 100")
     code = code or "APR-" + secrets.token_hex(4).upper()
     exists = conn.execute(
-        sa.select(approval_codes.c.code).where(approval_codes.c.partner_id == ctx.partner_id, approval_codes.c.code == code)
+        sa.select(approval_codes.c.code).where(
+            approval_codes.c.partner_id == ctx.partner_id, approval_codes.c.code == code
+        )
     ).first()
     if exists is not None:
         raise conflict("APPROVAL_CODE_EXISTS", f"approval code {code!r} exists already")
     conn.execute(
         sa.insert(approval_codes).values(
-            partner_id=ctx.partner_id, code=code, percent=percent.quantize(Decimal("0.01")), expires_on=expires_on,
+            partner_id=ctx.partner_id,
+            code=code,
+            percent=percent.quantize(Decimal("0.01")),
+            expires_on=expires_on,
             created_at=ctx.clock.now,
         )
     )
-    audit.record(conn, ctx.partner_id, ctx.clock, actor=ctx.actor, service="admin", action="create_approval_code",
-                 object_type="approval_code", object_id=code, details={"percent": str(percent), "expires_on": expires_on.isoformat()})
+    audit.record(
+        conn,
+        ctx.partner_id,
+        ctx.clock,
+        actor=ctx.actor,
+        service="admin",
+        action="create_approval_code",
+        object_type="approval_code",
+        object_id=code,
+        details={"percent": str(percent), "expires_on": expires_on.isoformat()},
+    )
     row = conn.execute(
         sa.select(approval_codes).where(approval_codes.c.partner_id == ctx.partner_id, approval_codes.c.code == code)
     ).one()
@@ -473,7 +561,9 @@ def create_approval_code(
 
 def list_approval_codes(conn: Connection, ctx: CallContext) -> list[dict[str, Any]]:
     rows = conn.execute(
-        sa.select(approval_codes).where(approval_codes.c.partner_id == ctx.partner_id).order_by(approval_codes.c.created_at)
+        sa.select(approval_codes)
+        .where(approval_codes.c.partner_id == ctx.partner_id)
+        .order_by(approval_codes.c.created_at)
     )
     return [approval_code_json(r) for r in rows]
 

@@ -1,4 +1,5 @@
 """KORM SS state: subscriptions, their dated history (the input of billing), approval codes."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -43,8 +44,9 @@ history = sa.Table(
 
 # Statements read a partner's subscriptions in the order they were made, and which of them changed since their order
 # (simulators/korm/billing.py load_book): both straight from an index, not a sort or a scan of the history.
-sa.Index("ix_korm_subscriptions_partner_created", subscriptions.c.partner_id, subscriptions.c.created_at,
-         subscriptions.c.id)
+sa.Index(
+    "ix_korm_subscriptions_partner_created", subscriptions.c.partner_id, subscriptions.c.created_at, subscriptions.c.id
+)
 sa.Index("ix_korm_history_partner_change", history.c.partner_id, history.c.change, history.c.subscription_id)
 
 approval_codes = sa.Table(

@@ -4,6 +4,7 @@ KSS 3.0 has no public REST API for any of this: it is ksim's own partner portal,
 "monthly collective bill" (KSS-BILL-1), "monthly report" (KSS-REPORT-1) and "modifications recorded by name
 and timestamp" (KSS-AUDIT-1). Orders and changes go through the SOAP service; nothing here writes.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,13 +28,15 @@ harness.rest_service("kss-rest", "/kss/v1", CONTRACT)
 def _run(action: Callable[[Any, CallContext], Response]) -> Response:
     """One transaction per request, through the test harness: authenticate, then act (SIM-AUTH-1: everything is
     the caller's own)."""
-    return harness.serve(lambda conn: call_context(authenticate_partner(conn)),
-                         lambda conn, ctx, fault: action(conn, ctx))
+    return harness.serve(
+        lambda conn: call_context(authenticate_partner(conn)), lambda conn, ctx, fault: action(conn, ctx)
+    )
 
 
 def _invalid(where: str, message: str) -> Problem:
-    return Problem(422, "VALIDATION_ERROR", f"{where}: {message}", rule="SIM-ERR-1",
-                   errors=[{"path": where, "message": message}])
+    return Problem(
+        422, "VALIDATION_ERROR", f"{where}: {message}", rule="SIM-ERR-1", errors=[{"path": where, "message": message}]
+    )
 
 
 def _query_int(name: str, default: int, low: int, high: int) -> int:

@@ -24,6 +24,7 @@ Choices where the spec is silent:
 - ``provisional`` is true while the partner's today is before the end of the month or of any line's period
   (a 30-day period that starts late in the month ends in the next one and can still grow).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -44,7 +45,7 @@ from ksimkit.simulators.core.money import money, month_bounds
 from ksimkit.simulators.core.partners import Partner
 from ksimkit.simulators.kss.tables import history, subscriptions
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PERIOD_DAYS = 30
 CALENDAR_MONTH, THIRTY_DAYS = "calendar_month", "30_days"
 FREE_FIRST_MONTH = ("reseller", "msp")  # KSS-FREE-1
@@ -80,10 +81,17 @@ class Snapshot:
     pause_until: dt.datetime | None
 
     @classmethod
-    def from_row(cls, row: Any) -> "Snapshot":
+    def from_row(cls, row: Any) -> Snapshot:
         return cls(
-            row.effective, row.status, row.license_count, row.product_id, row.start_time, row.end_time,
-            row.trial_end, row.paused_at, row.pause_until,
+            row.effective,
+            row.status,
+            row.license_count,
+            row.product_id,
+            row.start_time,
+            row.end_time,
+            row.trial_end,
+            row.paused_at,
+            row.pause_until,
         )
 
 
@@ -158,7 +166,12 @@ def paid_spans(snaps: Sequence[Snapshot], horizon: dt.datetime) -> list[Span]:
         pieces = [(lo, hi)] if hi > lo else []
         if snap.paused_at is not None:  # the pause [paused_at, pause_until) is cut out
             cut_lo, cut_hi = snap.paused_at, snap.pause_until or _FOREVER
-            pieces = [(a, b) for p_lo, p_hi in pieces for a, b in ((p_lo, min(p_hi, cut_lo)), (max(p_lo, cut_hi), p_hi)) if b > a]
+            pieces = [
+                (a, b)
+                for p_lo, p_hi in pieces
+                for a, b in ((p_lo, min(p_hi, cut_lo)), (max(p_lo, cut_hi), p_hi))
+                if b > a
+            ]
         out += [Span(a, b, snap.license_count, snap.product_id) for a, b in pieces]
     return out
 
@@ -217,7 +230,9 @@ def anchor(days: Sequence[DaySpan]) -> dt.date | None:
     return min((d.first for d in days), default=None)
 
 
-def periods_starting_in(kind: str, start: dt.date, end: dt.date, first_paid: dt.date | None) -> list[tuple[dt.date, dt.date]]:
+def periods_starting_in(
+    kind: str, start: dt.date, end: dt.date, first_paid: dt.date | None
+) -> list[tuple[dt.date, dt.date]]:
     if kind == CALENDAR_MONTH:
         return [(start, end)]
     if first_paid is None:
@@ -240,7 +255,9 @@ def period_containing(kind: str, day: dt.date, first_paid: dt.date | None) -> tu
     return p, p + dt.timedelta(days=PERIOD_DAYS)
 
 
-def _days_of(partner: Partner, snaps: Sequence[Snapshot], created_at: dt.datetime, horizon: dt.datetime) -> list[DaySpan]:
+def _days_of(
+    partner: Partner, snaps: Sequence[Snapshot], created_at: dt.datetime, horizon: dt.datetime
+) -> list[DaySpan]:
     zone = ZoneInfo(partner.timezone)
     return paid_days(paid_spans(snaps, horizon), zone, free_until(partner, created_at))
 
@@ -251,13 +268,17 @@ def first_paid_day(conn: Connection, partner: Partner, row: Any, horizon: dt.dat
     return anchor(_days_of(partner, snaps, row.created_at, horizon))
 
 
-def first_paid_days(conn: Connection, partner: Partner, rows: Sequence[Any], horizon: dt.datetime) -> dict[str, dt.date | None]:
+def first_paid_days(
+    conn: Connection, partner: Partner, rows: Sequence[Any], horizon: dt.datetime
+) -> dict[str, dt.date | None]:
     """``first_paid_day`` of each of ``rows``, from one read of the partner's snapshots."""
     if not rows:
         return {}
     snaps_by_sub = load_snapshots(conn, partner.id)
-    return {row.subscriber_id: anchor(_days_of(partner, snaps_by_sub[row.subscriber_id], row.created_at, horizon))
-            for row in rows}
+    return {
+        row.subscriber_id: anchor(_days_of(partner, snaps_by_sub[row.subscriber_id], row.created_at, horizon))
+        for row in rows
+    }
 
 
 def current_period_charge(conn: Connection, partner: Partner, today: dt.date, row: Any) -> PeriodCharge | None:
@@ -308,7 +329,9 @@ class Book:
 def load_book(conn: Connection, partner: Partner, horizon: dt.datetime) -> Book:
     snaps_by_sub = load_snapshots(conn, partner.id)
     rows = _partner_rows(conn, partner.id)
-    days = {row.subscriber_id: _days_of(partner, snaps_by_sub[row.subscriber_id], row.created_at, horizon) for row in rows}
+    days = {
+        row.subscriber_id: _days_of(partner, snaps_by_sub[row.subscriber_id], row.created_at, horizon) for row in rows
+    }
     return Book(horizon, rows, days)
 
 
@@ -365,8 +388,12 @@ def bill(conn: Connection, ctx: CallContext, period: str, *, book: Book | None =
         "volume": [
             {"product_id": pid, "licences": n, "discount_percent": f"{percent[pid]:.2f}"}
             for pid, n in sorted(volume.items())
-        ] if msp else [],
-        "totals": {name: f"{total:.2f}" for name, total in zip(("gross", "discount", "amount"), lines.totals)},
+        ]
+        if msp
+        else [],
+        "totals": {
+            name: f"{total:.2f}" for name, total in zip(("gross", "discount", "amount"), lines.totals, strict=True)
+        },
     }
 
 
@@ -393,20 +420,22 @@ class _BillLines:
         else:  # no discount: 0.00, and the amount is the gross
             discount, amount, discount_text, amount_text = Decimal("0"), gross, "0.00", gross_text
         customer = row.customer_id
-        self.lines.append({
-            "customer_id": customer,
-            "subscriber_id": row.subscriber_id,
-            "product_id": c.product_id,
-            "period_start": c.start.isoformat(),
-            "period_end": c.end.isoformat(),
-            "paid_days": c.paid_days,
-            "charged_count": c.charged_count,
-            "unit_price": price_text,
-            "gross": gross_text,
-            "discount_percent": percent_text,
-            "discount": discount_text,
-            "amount": amount_text,
-        })
+        self.lines.append(
+            {
+                "customer_id": customer,
+                "subscriber_id": row.subscriber_id,
+                "product_id": c.product_id,
+                "period_start": c.start.isoformat(),
+                "period_end": c.end.isoformat(),
+                "paid_days": c.paid_days,
+                "charged_count": c.charged_count,
+                "unit_price": price_text,
+                "gross": gross_text,
+                "discount_percent": percent_text,
+                "discount": discount_text,
+                "amount": amount_text,
+            }
+        )
         sums = self.customers.get(customer)
         if sums is None:
             sums = self.customers[customer] = [0, Decimal("0"), Decimal("0"), Decimal("0")]
@@ -433,13 +462,15 @@ def report(conn: Connection, ctx: CallContext, period: str) -> dict[str, Any]:
         if not any(span.end > lo for span in live_spans(snaps, hi)):
             continue
         last = [s for s in snaps if s.effective < hi][-1]
-        customers[row.customer_id].append({
-            "subscriber_id": row.subscriber_id,
-            "product_id": last.product_id,
-            "license_count": last.license_count,
-            "status": status_at(last, hi - _TINY),
-            "activation_code": row.activation_code,
-        })
+        customers[row.customer_id].append(
+            {
+                "subscriber_id": row.subscriber_id,
+                "product_id": last.product_id,
+                "license_count": last.license_count,
+                "status": status_at(last, hi - _TINY),
+                "activation_code": row.activation_code,
+            }
+        )
     items = [
         {"customer_id": cid, "licences": sum(s["license_count"] for s in subs), "subscriptions": subs}
         for cid, subs in customers.items()

@@ -2,11 +2,11 @@
 the rules take and return only these. Times are timezone-aware UTC (the SOAP layer reads zone-less times in
 the partner's time zone). ``None`` for an end time means ``indefinite``.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-
 
 # ---------------------------------------------------------------- request items (one per unit)
 
@@ -91,7 +91,18 @@ class ChangeProduct:  # ext:ChangeProduct
     product_id: str
 
 
-Item = Activate | Renew | SoftCancel | HardCancel | Pause | Resume | GetInfo | GetDownloadLinks | ChangeLicenseCount | ChangeProduct
+Item = (
+    Activate
+    | Renew
+    | SoftCancel
+    | HardCancel
+    | Pause
+    | Resume
+    | GetInfo
+    | GetDownloadLinks
+    | ChangeLicenseCount
+    | ChangeProduct
+)
 
 
 def kind(item: Item) -> str:

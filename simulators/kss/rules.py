@@ -31,6 +31,7 @@ Choices where the spec is silent (what a vendor would do):
 - Error 601 is not used: a product outside the partner's programme has its own code, 705.
 - A unit that fails for an unexpected reason is not caught here: the SOAP layer answers it (99 or a fault).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -57,13 +58,30 @@ from ksimkit.simulators.core.errors import conflict, not_found, unprocessable
 from ksimkit.simulators.core.partners import Partner, load_partner, on_reset
 from ksimkit.simulators.kss import billing
 from ksimkit.simulators.kss.model import (
-    Activate, ChangeLicenseCount, ChangeProduct, DownloadLink, GetDownloadLinks, GetInfo, HardCancel, Item,
-    ItemError, ItemResult, Pause, RequestContainer, Renew, ResponseContainer, Resume, SoftCancel,
-    SubscriptionInfo, TransactionError, UsageInfo, kind,
+    Activate,
+    ChangeLicenseCount,
+    ChangeProduct,
+    DownloadLink,
+    GetDownloadLinks,
+    GetInfo,
+    HardCancel,
+    Item,
+    ItemError,
+    ItemResult,
+    Pause,
+    Renew,
+    RequestContainer,
+    ResponseContainer,
+    Resume,
+    SoftCancel,
+    SubscriptionInfo,
+    TransactionError,
+    UsageInfo,
+    kind,
 )
 from ksimkit.simulators.kss.tables import code_pools, history, options, prepaid, subscriptions, transactions
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOT_STARTED, STARTED, PAUSED, SOFT, HARD = "NotStarted", "Started", "Paused", "SoftCancelled", "HardCancelled"
 EARLIEST = dt.datetime(2008, 1, 1, tzinfo=UTC)  # 602: no date before it
 MIN_TERM = dt.timedelta(days=28)  # 101
@@ -124,7 +142,6 @@ _POOL = sa.select(code_pools.c.remaining).where(code_pools.c.partner_id == sa.bi
 _INSERT_SUBSCRIPTION = sa.insert(subscriptions)
 
 
-
 def process(
     conn: Connection, ctx: CallContext, container: RequestContainer, *, start_tolerance_seconds: int = 600
 ) -> ResponseContainer:
@@ -140,18 +157,25 @@ def process(
         twice = sorted({u for u in units if units.count(u) > 1})
         answer.transaction_error = TransactionError(708, f"UnitId {twice[0]} appears more than once in the container")
         return answer
-    conn.execute(_INSERT_TRANSACTION, {
-        "partner_id": ctx.partner_id, "transaction_id": container.transaction_id, "at": ctx.clock.now,
-        "units": len(units),
-    })
+    conn.execute(
+        _INSERT_TRANSACTION,
+        {
+            "partner_id": ctx.partner_id,
+            "transaction_id": container.transaction_id,
+            "at": ctx.clock.now,
+            "units": len(units),
+        },
+    )
     call = Call(conn, ctx, dt.timedelta(seconds=start_tolerance_seconds))
     paired = {i.subscriber_id for i in container.items if isinstance(i, HardCancel)} & {
-        i.subscriber_id for i in container.items if isinstance(i, Activate)}
+        i.subscriber_id for i in container.items if isinstance(i, Activate)
+    }
     known = {sid for sid in paired if _row(call, sid) is not None}
     for step in application_order(container.items, known):
         if isinstance(step, _Contradiction):
-            answer.errors.append(ItemError(kind(step.item), step.item.unit_id, step.item.subscriber_id, 602,
-                                           step.message))
+            answer.errors.append(
+                ItemError(kind(step.item), step.item.unit_id, step.item.subscriber_id, 602, step.message)
+            )
         elif isinstance(step, _LicenceChange):
             if not _licence_change(call, step, answer):  # not one: cancel first, then the Activate brings it back
                 for item in step.items:
@@ -227,9 +251,14 @@ def application_order(items: tuple[Item, ...], known: Collection[str] = ()) -> l
         for it in mine:
             if type(it) in clash:
                 names = " and ".join(sorted(k.__name__ for k in clash))
-                steps.append(_Contradiction(it, f"{names} of one SubscriberId in one container contradict each other "
-                                                f"(the result would depend on their order): send them in separate "
-                                                f"containers"))
+                steps.append(
+                    _Contradiction(
+                        it,
+                        f"{names} of one SubscriberId in one container contradict each other "
+                        f"(the result would depend on their order): send them in separate "
+                        f"containers",
+                    )
+                )
             else:
                 steps.append(it)
         cancels = [s for s in steps if isinstance(s, HardCancel)]
@@ -237,9 +266,9 @@ def application_order(items: tuple[Item, ...], known: Collection[str] = ()) -> l
         if len(cancels) == 1 and len(activations) == 1 and cancels[0].subscriber_id in known:
             pair = _LicenceChange(cancels[0], activations[0])
             steps = [pair if s is activations[0] else s for s in steps if s is not cancels[0]]
-        for place, step in zip(places, steps):
+        for place, step in zip(places, steps, strict=False):
             slots[place] = step
-        for place in places[len(steps):]:  # a pair takes one place
+        for place in places[len(steps) :]:  # a pair takes one place
             slots[place] = None
     return [s for s in slots if s is not None]
 
@@ -262,7 +291,9 @@ def _known(call: Call, subscriber_id: str) -> Any:
 def _live(call: Call, subscriber_id: str) -> Any:
     row = _known(call, subscriber_id)
     if row.status == HARD:
-        raise KssError(4, f"subscription {subscriber_id!r} is hard-cancelled; only Activate brings it back", "KSS-STOP-1")
+        raise KssError(
+            4, f"subscription {subscriber_id!r} is hard-cancelled; only Activate brings it back", "KSS-STOP-1"
+        )
     return row
 
 
@@ -284,21 +315,27 @@ def _product(call: Call, product_id: str) -> KssProduct:
     if product is None:
         raise KssError(9, f"unknown product {product_id!r}", "KSS-PROD-1")
     if partner.programme not in product.programmes:
-        raise KssError(
-            705, f"product {product_id} is not offered to the {partner.programme} programme", "KSS-PROD-1"
-        )
+        raise KssError(705, f"product {product_id} is not offered to the {partner.programme} programme", "KSS-PROD-1")
     if partner.programme == "msp" and not partner.msp_registered:
         raise KssError(704, "the partner is not registered for the MSP programme", "KSS-MSP-2")
     return product
 
 
 def _no_prepaid(call: Call, customer_id: str, product_id: str) -> None:
-    held = call.conn.execute(_PREPAID_HELD, {
-        "p_id": call.ctx.partner_id, "c_id": customer_id, "product": product_id, "today": call.ctx.clock.today,
-    }).scalar_one()
+    held = call.conn.execute(
+        _PREPAID_HELD,
+        {
+            "p_id": call.ctx.partner_id,
+            "c_id": customer_id,
+            "product": product_id,
+            "today": call.ctx.clock.today,
+        },
+    ).scalar_one()
     if held:
         raise KssError(
-            703, f"customer {customer_id!r} still holds {held} active prepaid licence(s) of {product_id}", "KSS-PREPAID-1"
+            703,
+            f"customer {customer_id!r} still holds {held} active prepaid licence(s) of {product_id}",
+            "KSS-PREPAID-1",
         )
 
 
@@ -341,24 +378,35 @@ def _not_too_old(call: Call, moment: dt.datetime, what: str) -> None:
 # ---------------------------------------------------------------- writing
 
 
-def _snapshot(conn: Connection, partner_id: str, row: Any, *, event: str, effective: dt.datetime,
-              recorded_at: dt.datetime, source: str) -> None:
-    conn.execute(_INSERT_SNAPSHOT, {
-        "partner_id": partner_id,
-        "subscriber_id": row.subscriber_id,
-        "effective": effective,
-        "recorded_at": recorded_at,
-        "source": source,
-        "event": event,
-        "status": row.status,
-        "license_count": row.license_count,
-        "product_id": row.product_id,
-        "start_time": row.start_time,
-        "end_time": row.end_time,
-        "trial_end": row.trial_end,
-        "paused_at": row.paused_at,
-        "pause_until": row.pause_until,
-    })
+def _snapshot(
+    conn: Connection,
+    partner_id: str,
+    row: Any,
+    *,
+    event: str,
+    effective: dt.datetime,
+    recorded_at: dt.datetime,
+    source: str,
+) -> None:
+    conn.execute(
+        _INSERT_SNAPSHOT,
+        {
+            "partner_id": partner_id,
+            "subscriber_id": row.subscriber_id,
+            "effective": effective,
+            "recorded_at": recorded_at,
+            "source": source,
+            "event": event,
+            "status": row.status,
+            "license_count": row.license_count,
+            "product_id": row.product_id,
+            "start_time": row.start_time,
+            "end_time": row.end_time,
+            "trial_end": row.trial_end,
+            "paused_at": row.paused_at,
+            "pause_until": row.pause_until,
+        },
+    )
 
 
 def _change(call: Call, row: Any, event: str, effective: dt.datetime, **values: Any) -> Any:
@@ -366,7 +414,9 @@ def _change(call: Call, row: Any, event: str, effective: dt.datetime, **values: 
     where = (subscriptions.c.partner_id == call.ctx.partner_id, subscriptions.c.subscriber_id == row.subscriber_id)
     call.conn.execute(sa.update(subscriptions).where(*where).values(**values, updated_at=call.now))
     new = _row(call, row.subscriber_id)
-    _snapshot(call.conn, call.ctx.partner_id, new, event=event, effective=effective, recorded_at=call.now, source="partner")
+    _snapshot(
+        call.conn, call.ctx.partner_id, new, event=event, effective=effective, recorded_at=call.now, source="partner"
+    )
     _audit(call, event, new, effective, {k: v for k, v in values.items() if k != "status_change_time"})
     return new
 
@@ -377,8 +427,14 @@ def _json(value: Any) -> Any:
 
 def _audit(call: Call, action: str, row: Any, effective: dt.datetime, details: dict[str, Any]) -> None:
     audit.record(
-        call.conn, call.ctx.partner_id, call.ctx.clock, actor=call.ctx.actor, service="kss", action=action,
-        object_type="subscription", object_id=row.subscriber_id,
+        call.conn,
+        call.ctx.partner_id,
+        call.ctx.clock,
+        actor=call.ctx.actor,
+        service="kss",
+        action=action,
+        object_type="subscription",
+        object_id=row.subscriber_id,
         details={"effective": iso_utc(effective), **{k: _json(v) for k, v in details.items()}},
     )
 
@@ -390,7 +446,9 @@ def _draw_code(call: Call) -> str:
         if pool.remaining <= 0:
             raise KssError(8, "the activation-code pool of this provider is empty")
         call.conn.execute(
-            sa.update(code_pools).where(code_pools.c.partner_id == call.ctx.partner_id).values(remaining=pool.remaining - 1)
+            sa.update(code_pools)
+            .where(code_pools.c.partner_id == call.ctx.partner_id)
+            .values(remaining=pool.remaining - 1)
         )
     return issue_code(call.conn, call.ctx.partner_id, "kss")
 
@@ -404,7 +462,9 @@ def _activation_checks(call: Call, item: Activate) -> None:
     if start < EARLIEST or (end is not None and (end < EARLIEST or end < start)):
         raise KssError(602, "StartTime and EndTime must be on or after 2008-01-01, EndTime not before StartTime")
     if item.license_count < 1 or (item.trial_days or 0) < 0 or item.activation_type not in ACTIVATION_TYPES:
-        raise KssError(602, "LicenseCount must be positive, TrialDays not negative, ActivationType Standard or Secondary")
+        raise KssError(
+            602, "LicenseCount must be positive, TrialDays not negative, ActivationType Standard or Secondary"
+        )
     if start > now + call.tolerance:
         raise KssError(103, f"StartTime {iso_utc(start)} is in the future (now {iso_utc(now)})")
     if end is not None and end - start < MIN_TERM:
@@ -433,7 +493,8 @@ def activate(call: Call, item: Activate) -> ItemResult:
     cap = trial_cap_days(call.ctx, start)
     if trial_days > cap:
         raise KssError(
-            701, f"a trial of {trial_days} days is longer than the {cap} days allowed to {call.ctx.partner.programme}",
+            701,
+            f"a trial of {trial_days} days is longer than the {cap} days allowed to {call.ctx.partner.programme}",
             "KSS-TRIAL-1",
         )
     if row is None:
@@ -471,11 +532,22 @@ def _activate_new(call: Call, item: Activate, customer: str, trial_days: int) ->
     call.conn.execute(_INSERT_SUBSCRIPTION, values)
     row = _row(call, item.subscriber_id)
     _snapshot(call.conn, call.ctx.partner_id, row, event="activate", effective=start, recorded_at=now, source="partner")
-    _audit(call, "activate", row, start, {
-        "customer_id": customer, "product_id": item.product_id, "license_count": item.license_count,
-        "start_time": start, "end_time": item.end_time, "trial_days": trial_days,
-        "activation_type": item.activation_type, "activation_code": code,
-    })
+    _audit(
+        call,
+        "activate",
+        row,
+        start,
+        {
+            "customer_id": customer,
+            "product_id": item.product_id,
+            "license_count": item.license_count,
+            "start_time": start,
+            "end_time": item.end_time,
+            "trial_days": trial_days,
+            "activation_type": item.activation_type,
+            "activation_code": code,
+        },
+    )
     return ItemResult("Activate", item.unit_id, item.subscriber_id, activation_code=code)
 
 
@@ -500,8 +572,11 @@ def _licence_change(call: Call, pair: _LicenceChange, answer: ResponseContainer)
             if item.product_id != row.product_id:
                 _no_prepaid(call, row.customer_id, item.product_id)
             effective = _not_before_last_change(call, row.subscriber_id, call.now)
-            values: dict[str, Any] = {"license_count": item.license_count, "product_id": item.product_id,
-                                      "end_time": item.end_time}
+            values: dict[str, Any] = {
+                "license_count": item.license_count,
+                "product_id": item.product_id,
+                "end_time": item.end_time,
+            }
             if row.status != STARTED:  # an activation runs: a pause or a soft cancel in force ends with it
                 values.update(status=STARTED, status_change_time=effective, paused_at=None, pause_until=None)
             new = _change(call, row, "licence_change", effective, **values)
@@ -520,17 +595,37 @@ def activate_device(conn: Connection, ctx: CallContext, subscriber_id: str, at: 
         raise not_found("SUBSCRIBER_NOT_FOUND", f"no KSS subscriber {subscriber_id!r}", rule="SIM-AUTH-1")
     at = ctx.clock.now if at is None else at
     if at > ctx.clock.now:
-        raise unprocessable("VALIDATION_ERROR", f"a device activation at {iso_utc(at)} is after the partner's now "
-                                                f"{iso_utc(ctx.clock.now)}", rule="SIM-CLOCK-1")
+        raise unprocessable(
+            "VALIDATION_ERROR",
+            f"a device activation at {iso_utc(at)} is after the partner's now {iso_utc(ctx.clock.now)}",
+            rule="SIM-CLOCK-1",
+        )
     if row.status in (NOT_STARTED, HARD) or at < row.start_time:
-        raise conflict("CODE_NOT_USABLE", f"the activation code of {subscriber_id!r} cannot be used on a device "
-                                          f"({row.status}, started {iso_utc(row.start_time)}) at {iso_utc(at)}")
+        raise conflict(
+            "CODE_NOT_USABLE",
+            f"the activation code of {subscriber_id!r} cannot be used on a device "
+            f"({row.status}, started {iso_utc(row.start_time)}) at {iso_utc(at)}",
+        )
     if row.first_activation_time is None:
-        conn.execute(sa.update(subscriptions).where(
-            subscriptions.c.partner_id == ctx.partner_id, subscriptions.c.subscriber_id == subscriber_id,
-        ).values(first_activation_time=at))
-        audit.record(conn, ctx.partner_id, ctx.clock, actor=ctx.actor, service="admin", action="device_activation",
-                     object_type="subscription", object_id=subscriber_id, details={"at": iso_utc(at)})
+        conn.execute(
+            sa.update(subscriptions)
+            .where(
+                subscriptions.c.partner_id == ctx.partner_id,
+                subscriptions.c.subscriber_id == subscriber_id,
+            )
+            .values(first_activation_time=at)
+        )
+        audit.record(
+            conn,
+            ctx.partner_id,
+            ctx.clock,
+            actor=ctx.actor,
+            service="admin",
+            action="device_activation",
+            object_type="subscription",
+            object_id=subscriber_id,
+            details={"at": iso_utc(at)},
+        )
         first = at
     else:
         first = row.first_activation_time
@@ -542,7 +637,10 @@ def _reactivate(call: Call, item: Activate, row: Any) -> ItemResult:
     effective = _not_before_last_change(call, row.subscriber_id, item.start_time)
     started = item.start_time <= call.now
     new = _change(
-        call, row, "reactivate", effective,
+        call,
+        row,
+        "reactivate",
+        effective,
         status=STARTED if started else NOT_STARTED,
         status_change_time=effective if started else call.now,
         start_time=item.start_time,
@@ -630,8 +728,16 @@ def pause(call: Call, item: Pause) -> ItemResult:
         raise KssError(103, f"PauseTime {iso_utc(at)} is in the future; pauses are not scheduled")
     _not_too_old(call, at, "PauseTime")
     paused_at = _not_before_last_change(call, row.subscriber_id, min(at, call.now))
-    _change(call, row, "pause", paused_at, status=PAUSED, status_change_time=paused_at, paused_at=paused_at,
-            pause_until=resume_at)
+    _change(
+        call,
+        row,
+        "pause",
+        paused_at,
+        status=PAUSED,
+        status_change_time=paused_at,
+        paused_at=paused_at,
+        pause_until=resume_at,
+    )
     return ItemResult("Pause", item.unit_id, item.subscriber_id)
 
 
@@ -640,7 +746,9 @@ def resume(call: Call, item: Resume) -> ItemResult:
     if row.status != PAUSED:
         raise KssError(501, f"the subscription is not paused ({row.status})")
     effective = _not_before_last_change(call, row.subscriber_id, call.now)
-    _change(call, row, "resume", effective, status=STARTED, status_change_time=effective, paused_at=None, pause_until=None)
+    _change(
+        call, row, "resume", effective, status=STARTED, status_change_time=effective, paused_at=None, pause_until=None
+    )
     return ItemResult("Resume", item.unit_id, item.subscriber_id)
 
 
@@ -669,7 +777,9 @@ def get_info(call: Call, item: GetInfo) -> ItemResult:
     if wrong or not item.sections:
         raise KssError(602, f"InfoSection must be Subscription and/or SubscriptionUsage, not {wrong}")
     return ItemResult(
-        "GetInfo", item.unit_id, item.subscriber_id,
+        "GetInfo",
+        item.unit_id,
+        item.subscriber_id,
         subscription=subscription_info(call.conn, call.ctx, row) if "Subscription" in item.sections else None,
         usage=UsageInfo(row.first_activation_time) if "SubscriptionUsage" in item.sections else None,
     )
@@ -684,8 +794,12 @@ def get_download_links(call: Call, item: GetDownloadLinks) -> ItemResult:
     if item.rebranding_code:
         url += "?" + urlencode({"rebranding": item.rebranding_code})
     link = DownloadLink(
-        url=url, language=item.language, application_name=call.ctx.profile.kss_products[row.product_id].name,
-        alphabet=item.alphabet, region=item.region, rebranding_code=item.rebranding_code,
+        url=url,
+        language=item.language,
+        application_name=call.ctx.profile.kss_products[row.product_id].name,
+        alphabet=item.alphabet,
+        region=item.region,
+        rebranding_code=item.rebranding_code,
     )
     return ItemResult("GetDownloadLinks", item.unit_id, item.subscriber_id, platform=item.platform, links=(link,))
 
@@ -736,6 +850,7 @@ HANDLERS: dict[type, Callable[[Call, Any], ItemResult]] = {
 # subscription's start, pause end, trial end, renewal per billing period (KSS-RENEW-1) and end; and each monthly
 # collective bill closed (KSS-BILL-1). All are audited with the actor ``ksim-vendor``.
 
+
 def _order(due: Due) -> tuple[Any, ...]:
     return due.order
 
@@ -755,10 +870,13 @@ def _next_boundary(partner: Partner, after: dt.datetime, first_paid: dt.date | N
     else:
         if first_paid is None:
             return None
-        candidate = first_paid + dt.timedelta(days=billing.PERIOD_DAYS * max(0, (day - first_paid).days // billing.PERIOD_DAYS))
+        candidate = first_paid + dt.timedelta(
+            days=billing.PERIOD_DAYS * max(0, (day - first_paid).days // billing.PERIOD_DAYS)
+        )
 
         def step(d: dt.date) -> dt.date:
             return d + dt.timedelta(days=billing.PERIOD_DAYS)
+
     while billing.local_midnight(candidate, zone) <= after:
         candidate = step(candidate)
     return billing.local_midnight(candidate, zone)
@@ -787,8 +905,9 @@ class _Boundaries:
         return _next_boundary(self.partner, after, first_paid)
 
 
-def _due_events(row: Any, old: dt.datetime, new: dt.datetime, first_paid: dt.date | None,
-                boundaries: _Boundaries) -> Iterator[tuple[dt.datetime, str, int]]:
+def _due_events(
+    row: Any, old: dt.datetime, new: dt.datetime, first_paid: dt.date | None, boundaries: _Boundaries
+) -> Iterator[tuple[dt.datetime, str, int]]:
     """Replay one subscription's clock-driven events in (old, new], in order, on a local copy of its state; each as
     (instant, subscriber, rank in ``_EVENTS``), which is also the order of events across subscriptions."""
     sid, status, cur = row.subscriber_id, row.status, old
@@ -810,8 +929,12 @@ def _due_events(row: Any, old: dt.datetime, new: dt.datetime, first_paid: dt.dat
         if status == STARTED and end_time is None:
             boundary = boundaries.after(cur, first_paid)
             # a period inside the trial is not a renewal
-            if (boundary is not None and boundary <= new and not (trial_end is not None and boundary < trial_end)
-                    and (at is None or boundary < at)):
+            if (
+                boundary is not None
+                and boundary <= new
+                and not (trial_end is not None and boundary < trial_end)
+                and (at is None or boundary < at)
+            ):
                 at, rank = boundary, _RENEW
         if status in (STARTED, SOFT) and not ended and end_time <= new and (at is None or end_time < at):
             at, rank = end_time, _END
@@ -842,15 +965,21 @@ def _update_of(names: tuple[str, ...]) -> Any:
     if names not in _updates:
         _updates[names] = (
             sa.update(subscriptions)
-            .where(subscriptions.c.partner_id == sa.bindparam("w_partner"),
-                   subscriptions.c.subscriber_id == sa.bindparam("w_subscriber"))
+            .where(
+                subscriptions.c.partner_id == sa.bindparam("w_partner"),
+                subscriptions.c.subscriber_id == sa.bindparam("w_subscriber"),
+            )
             .values({name: sa.bindparam(f"v_{name}") for name in names})
         )
     return _updates[names]
 
 
-def _changes(conn: Connection, partner: Partner, states: dict[str, dict[str, Any]],
-             streams: list[Iterator[tuple[dt.datetime, str, int]]]) -> Iterator[Due]:
+def _changes(
+    conn: Connection,
+    partner: Partner,
+    states: dict[str, dict[str, Any]],
+    streams: list[Iterator[tuple[dt.datetime, str, int]]],
+) -> Iterator[Due]:
     """The subscriptions' event streams merged in time order, one ``Due`` per instant that applies that instant's
     events one after another in (subscriber, rank) order: the order and the effects of one ``Due`` per event, without
     the cost (at a renewal, every subscription renews at the same instant). Read a slice of time at a time, so a
@@ -876,15 +1005,27 @@ def _changes(conn: Connection, partner: Partner, states: dict[str, dict[str, Any
             yield Due(at, "kss", events[0], functools.partial(_apply_at, conn, partner, states, at, events))
 
 
-def _apply_at(conn: Connection, partner: Partner, states: dict[str, dict[str, Any]], at: dt.datetime,
-              events: list[tuple[str, int]]) -> None:
+def _apply_at(
+    conn: Connection,
+    partner: Partner,
+    states: dict[str, dict[str, Any]],
+    at: dt.datetime,
+    events: list[tuple[str, int]],
+) -> None:
     clock = Clock(at, partner.timezone)
     for sid, rank in events:
         _apply_due(conn, partner, states[sid], at, sid, rank, clock)
 
 
-def _apply_due(conn: Connection, partner: Partner, state: dict[str, Any], at: dt.datetime, subscriber_id: str,
-               rank: int, clock: Clock) -> None:
+def _apply_due(
+    conn: Connection,
+    partner: Partner,
+    state: dict[str, Any],
+    at: dt.datetime,
+    subscriber_id: str,
+    rank: int,
+    clock: Clock,
+) -> None:
     """One event on the subscription whose current row is ``state`` (kept in memory through the whole move)."""
     event = _EVENTS[rank]
     values: dict[str, Any] = {}
@@ -896,15 +1037,29 @@ def _apply_due(conn: Connection, partner: Partner, state: dict[str, Any], at: dt
         values = {"status": SOFT, "status_change_time": at}
     if values:
         values["updated_at"] = at
-        conn.execute(_update_of(tuple(values)), {
-            "w_partner": partner.id, "w_subscriber": subscriber_id, **{f"v_{k}": v for k, v in values.items()},
-        })
+        conn.execute(
+            _update_of(tuple(values)),
+            {
+                "w_partner": partner.id,
+                "w_subscriber": subscriber_id,
+                **{f"v_{k}": v for k, v in values.items()},
+            },
+        )
         state.update(values)
     row = {name: state[name] for name in _SNAPSHOT}
-    insert(conn, history, {  # the vendor's snapshot, as _snapshot writes it
-        "partner_id": partner.id, "subscriber_id": subscriber_id, "effective": at, "recorded_at": at,
-        "source": "vendor", "event": event, **row,
-    })
+    insert(
+        conn,
+        history,
+        {  # the vendor's snapshot, as _snapshot writes it
+            "partner_id": partner.id,
+            "subscriber_id": subscriber_id,
+            "effective": at,
+            "recorded_at": at,
+            "source": "vendor",
+            "event": event,
+            **row,
+        },
+    )
     shown = (row["status"], row["license_count"], row["product_id"])
     details = _details.get(shown)
     if details is None:  # one dict per distinct state: written as JSON once per flush (ksimkit.simulators.core.clock)
@@ -913,8 +1068,15 @@ def _apply_due(conn: Connection, partner: Partner, state: dict[str, Any], at: dt
             _details.clear()
             _details[shown] = details
     audit.record(
-        conn, partner.id, clock, actor=VENDOR, service="kss", action=event,
-        object_type="subscription", object_id=subscriber_id, details=details,
+        conn,
+        partner.id,
+        clock,
+        actor=VENDOR,
+        service="kss",
+        action=event,
+        object_type="subscription",
+        object_id=subscriber_id,
+        details=details,
     )
 
 
@@ -958,11 +1120,21 @@ def _bill_closings(conn: Connection, partner: Partner, window: Window, rows: lis
             return
         closed.add(period)
         audit.record(
-            conn, partner.id, clock, actor=VENDOR, service="kss", action="bill_closed", object_type="bill",
+            conn,
+            partner.id,
+            clock,
+            actor=VENDOR,
+            service="kss",
+            action="bill_closed",
+            object_type="bill",
             object_id=period,
             details={
-                "period": period, "billing_period": found["billing_period"], "currency": found["currency"],
-                "lines": len(found["lines"]), "customers": len(found["customers"]), **found["totals"],
+                "period": period,
+                "billing_period": found["billing_period"],
+                "currency": found["currency"],
+                "lines": len(found["lines"]),
+                "customers": len(found["customers"]),
+                **found["totals"],
             },
         )
 
@@ -1016,15 +1188,31 @@ def seed_prepaid(
         raise unprocessable("VALIDATION_ERROR", "licence_count must be at least 1")
     result = conn.execute(
         sa.insert(prepaid).values(
-            partner_id=ctx.partner_id, customer_id=customer_id, product_id=product_id, licence_count=licence_count,
-            expires_on=expires_on, created_at=ctx.clock.now,
+            partner_id=ctx.partner_id,
+            customer_id=customer_id,
+            product_id=product_id,
+            licence_count=licence_count,
+            expires_on=expires_on,
+            created_at=ctx.clock.now,
         )
     )
     prepaid_id = result.inserted_primary_key[0]
-    audit.record(conn, ctx.partner_id, ctx.clock, actor=ctx.actor, service="admin", action="seed_prepaid",
-                 object_type="prepaid", object_id=str(prepaid_id),
-                 details={"customer_id": customer_id, "product_id": product_id, "licence_count": licence_count,
-                          "expires_on": expires_on.isoformat()})
+    audit.record(
+        conn,
+        ctx.partner_id,
+        ctx.clock,
+        actor=ctx.actor,
+        service="admin",
+        action="seed_prepaid",
+        object_type="prepaid",
+        object_id=str(prepaid_id),
+        details={
+            "customer_id": customer_id,
+            "product_id": product_id,
+            "licence_count": licence_count,
+            "expires_on": expires_on.isoformat(),
+        },
+    )
     return _prepaid_json(conn.execute(sa.select(prepaid).where(prepaid.c.id == prepaid_id)).one(), ctx.clock.today)
 
 
@@ -1052,8 +1240,17 @@ def set_code_pool(conn: Connection, ctx: CallContext, remaining: int | None) -> 
     conn.execute(sa.delete(code_pools).where(code_pools.c.partner_id == ctx.partner_id))
     if remaining is not None:
         conn.execute(sa.insert(code_pools).values(partner_id=ctx.partner_id, remaining=remaining))
-    audit.record(conn, ctx.partner_id, ctx.clock, actor=ctx.actor, service="admin", action="set_code_pool",
-                 object_type="code_pool", object_id=ctx.partner_id, details={"remaining": remaining})
+    audit.record(
+        conn,
+        ctx.partner_id,
+        ctx.clock,
+        actor=ctx.actor,
+        service="admin",
+        action="set_code_pool",
+        object_type="code_pool",
+        object_id=ctx.partner_id,
+        details={"remaining": remaining},
+    )
     return {"remaining": remaining}
 
 

@@ -30,6 +30,7 @@ contract mode (TransactionError 709 for a request the contract verdict finds wan
 The envelope is read and written with lxml (ksimkit.simulators.kss.xml), not spyne: why, in
 docs/decisions/0001-soap-front-in-lxml-not-spyne.md.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -43,14 +44,20 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ksimkit.simulators.core import harness
 from ksimkit.simulators.core.clock import system_now
 from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.core.faults import Fault
 from ksimkit.simulators.core.partners import partner_by_kss_credentials
-from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.core.web import call_context, close_connection, runtime
 from ksimkit.simulators.kss import rules
 from ksimkit.simulators.kss import xml as kxml
 from ksimkit.simulators.kss.model import (
-    ItemError, ItemResult, RequestContainer, ResponseContainer, Resume, TransactionError, kind,
+    ItemError,
+    ItemResult,
+    RequestContainer,
+    ResponseContainer,
+    Resume,
+    TransactionError,
+    kind,
 )
 
 log = logging.getLogger("ksim.kss.soap")
@@ -62,6 +69,7 @@ def _problem(problem: Problem) -> Response:
     """A refusal of the request head (core/web.py: size limits, NUL) is a SOAP fault here, not problem+json."""
     return _fault(kxml.CLIENT, problem.detail, 500, dict(problem.headers))
 
+
 XML_TYPE = "text/xml; charset=utf-8"
 METHODS = ["GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE"]
 ALLOW = "GET, HEAD, OPTIONS, POST"
@@ -71,8 +79,13 @@ def _verdict(req: Request, ex: harness.Exchange) -> list[dict[str, str]]:
     raw = ex.body()
     read = g.get("ksim_kss_read")  # what the front end made of this very body: not parsed or validated twice
     if read is not None and read.raw is raw:
-        return kxml.request_violations(raw, req.headers.get("Content-Type"), req.headers.get("SOAPAction"),
-                                       envelope=read.envelope, payload_valid=read.payload_valid)
+        return kxml.request_violations(
+            raw,
+            req.headers.get("Content-Type"),
+            req.headers.get("SOAPAction"),
+            envelope=read.envelope,
+            payload_valid=read.payload_valid,
+        )
     return kxml.request_violations(raw, req.headers.get("Content-Type"), req.headers.get("SOAPAction"))
 
 
@@ -85,10 +98,16 @@ class _Read:
     payload_valid: bool = False
 
 
-harness.register(harness.Service(
-    "kss", "/kss/soap/", lambda: (kxml.OPERATION, *kxml.ITEM_KINDS),
-    lambda req: kxml.OPERATION if req.method == "POST" else None, _verdict, rest=False,
-))
+harness.register(
+    harness.Service(
+        "kss",
+        "/kss/soap/",
+        lambda: (kxml.OPERATION, *kxml.ITEM_KINDS),
+        lambda req: kxml.OPERATION if req.method == "POST" else None,
+        _verdict,
+        rest=False,
+    )
+)
 
 
 def _xml(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -109,8 +128,9 @@ def upi() -> Response:
                 return _xml(kxml.render_wsdl(request.base_url))
             return _fault(kxml.CLIENT, "POST a SOAP 1.1 envelope here, or GET ?wsdl for the contract", 400)
         if request.method != "POST":
-            return _fault(kxml.CLIENT, f"{request.method} is not allowed: POST a SOAP 1.1 envelope", 405,
-                          {"Allow": ALLOW})
+            return _fault(
+                kxml.CLIENT, f"{request.method} is not allowed: POST a SOAP 1.1 envelope", 405, {"Allow": ALLOW}
+            )
         return _post()
     except kxml.Fault as fault:
         return _fault(fault.code, fault.message)
@@ -185,11 +205,16 @@ def _post() -> Response:
             answer = _process(conn, ctx, _faulted_units(parsed, fault))
             _fault_results(answer, parsed, fault)
         if fault is not None and fault.kind == "soap_fault":
-            return _fault(fault.spec["fault_code"], fault.spec["message"] or
-                          f"injected by the ksim test harness (fault rule {fault.rule_id})")
+            return _fault(
+                fault.spec["fault_code"],
+                fault.spec["message"] or f"injected by the ksim test harness (fault rule {fault.rule_id})",
+            )
         if fault is not None and fault.kind == "transaction_error":
-            answer = ResponseContainer(ctx.clock.now, answer.transaction_id, transaction_error=TransactionError(
-                fault.spec["error_code"], _fault_message(fault)))
+            answer = ResponseContainer(
+                ctx.clock.now,
+                answer.transaction_id,
+                transaction_error=TransactionError(fault.spec["error_code"], _fault_message(fault)),
+            )
         return _xml(kxml.render_answer(answer, ext=_ext_answers(conn, ctx, envelope, answer)))
 
     try:
@@ -199,8 +224,11 @@ def _post() -> Response:
     except harness.NonConforming as exc:  # strict contract mode: 709, nothing is changed
         ex = harness.exchange()
         now = ex.partner_now if ex is not None and ex.partner_now is not None else system_now()
-        return _refused(now, envelope, kxml.Refusal(
-            709, f"strict contract mode: the request does not conform to the contract: {exc}"))
+        return _refused(
+            now,
+            envelope,
+            kxml.Refusal(709, f"strict contract mode: the request does not conform to the contract: {exc}"),
+        )
 
 
 def _ext_answers(conn: Connection, ctx: CallContext, envelope: kxml.Envelope, answer: ResponseContainer) -> bool:
@@ -240,7 +268,8 @@ def _faulted_units(parsed: kxml.Parsed, fault: Fault | None) -> kxml.Parsed:
         return parsed
     units = tuple(
         ItemError(kind(u), u.unit_id, u.subscriber_id, fault.spec["error_code"], _fault_message(fault))
-        if not isinstance(u, ItemError) and _hit(fault, kind(u)) else u
+        if not isinstance(u, ItemError) and _hit(fault, kind(u))
+        else u
         for u in parsed.units
     )
     return kxml.Parsed(parsed.timestamp, parsed.transaction_id, units)
@@ -253,8 +282,11 @@ def _fault_results(answer: ResponseContainer, parsed: kxml.Parsed, fault: Fault 
     kept: list[ItemResult] = []
     for result in answer.results:
         if _hit(fault, result.kind):
-            answer.errors.append(ItemError(result.kind, result.unit_id, result.subscriber_id,
-                                           fault.spec["error_code"], _fault_message(fault)))
+            answer.errors.append(
+                ItemError(
+                    result.kind, result.unit_id, result.subscriber_id, fault.spec["error_code"], _fault_message(fault)
+                )
+            )
         else:
             kept.append(result)
     answer.results = kept
@@ -273,8 +305,9 @@ def _process(conn: Connection, ctx: CallContext, parsed: kxml.Parsed) -> Respons
         # refused here gets the answer the whole container would.
         items = tuple(Resume(u.unit_id, u.subscriber_id) if isinstance(u, ItemError) else u for u in parsed.units)
         refused = []
-    answer = rules.process(conn, ctx, RequestContainer(parsed.timestamp, parsed.transaction_id, items),
-                           start_tolerance_seconds=tolerance)
+    answer = rules.process(
+        conn, ctx, RequestContainer(parsed.timestamp, parsed.transaction_id, items), start_tolerance_seconds=tolerance
+    )
     if len(set(unit_ids)) != len(unit_ids) and answer.transaction_error is None:  # rolled back: a Server fault
         raise RuntimeError("the rules applied a container with a repeated UnitId")
     if refused and answer.transaction_error is None:

@@ -1,6 +1,7 @@
 """KSS 3.0 state: subscriptions, their dated history (the input of billing), seen TransactionIds,
 activation-code pools and prepaid licences (both seeded through the control plane).
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa

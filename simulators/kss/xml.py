@@ -12,6 +12,7 @@ it to HTTP and the rules.
   times read in the partner's zone), or a ``Refusal`` (709).
 - ``render_answer`` / ``render_fault`` / ``render_wsdl``: the bytes sent back.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -29,8 +30,21 @@ from lxml import etree
 from ksimkit import contracts
 from ksimkit.simulators.core.clock import iso_utc
 from ksimkit.simulators.kss.model import (
-    Activate, ChangeLicenseCount, ChangeProduct, GetDownloadLinks, GetInfo, HardCancel, Item, ItemError, ItemResult,
-    Pause, Renew, ResponseContainer, Resume, SoftCancel, SubscriptionInfo,
+    Activate,
+    ChangeLicenseCount,
+    ChangeProduct,
+    GetDownloadLinks,
+    GetInfo,
+    HardCancel,
+    Item,
+    ItemError,
+    ItemResult,
+    Pause,
+    Renew,
+    ResponseContainer,
+    Resume,
+    SoftCancel,
+    SubscriptionInfo,
 )
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -39,7 +53,7 @@ EXT = "http://ksim.dev/kss/3.0/ext"
 WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 SOAP_ACTION = "http://schemas.kaspersky.com/services/subscription/subscriptionRequest"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # Limits of ours (docs/kss-wire.md, "Limits"). The body size limit is the setting max_body_bytes.
 MAX_DEPTH = 32  # element nesting; a real request nests 5 deep (Envelope/Body/Container/SubscriptionRequest/item)
@@ -79,13 +93,23 @@ class Refusal(Exception):
 def _parser(*, strip: bool = True) -> etree.XMLParser:
     """A fresh hardened parser (one per call: parsers are not shared between threads)."""
     return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False,
-        remove_comments=strip, remove_pis=strip, collect_ids=False,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=strip,
+        remove_pis=strip,
+        collect_ids=False,
     )
 
 
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 def _declares_dtd(raw: bytes) -> bool:
@@ -151,7 +175,9 @@ def read_envelope(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Envelope:
     if name.localname != "Envelope":
         raise Fault(CLIENT, f"the request is not a SOAP envelope: its root element is {root.tag}")
     if name.namespace != SOAP_ENV:
-        raise Fault(VERSION_MISMATCH, f"the Envelope must be in the SOAP 1.1 namespace {SOAP_ENV}, not {name.namespace}")
+        raise Fault(
+            VERSION_MISMATCH, f"the Envelope must be in the SOAP 1.1 namespace {SOAP_ENV}, not {name.namespace}"
+        )
     header = root.find(q(SOAP_ENV, "Header"))
     body = root.find(q(SOAP_ENV, "Body"))
     if body is None:
@@ -162,11 +188,17 @@ def read_envelope(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Envelope:
             raise Fault(MUST_UNDERSTAND, f"the header entry {entry.tag} is marked mustUnderstand and is not understood")
     payload = list(body)
     if len(payload) != 1:
-        raise Fault(CLIENT, f"the SOAP Body must hold exactly one element, {q(KSS, 'SubscriptionRequestContainer')}; "
-                            f"it holds {len(payload)}")
+        raise Fault(
+            CLIENT,
+            f"the SOAP Body must hold exactly one element, {q(KSS, 'SubscriptionRequestContainer')}; "
+            f"it holds {len(payload)}",
+        )
     if payload[0].tag != q(KSS, "SubscriptionRequestContainer"):
-        raise Fault(CLIENT, f"no operation takes {payload[0].tag}: the one operation, SubscriptionRequest, takes "
-                            f"{q(KSS, 'SubscriptionRequestContainer')}")
+        raise Fault(
+            CLIENT,
+            f"no operation takes {payload[0].tag}: the one operation, SubscriptionRequest, takes "
+            f"{q(KSS, 'SubscriptionRequestContainer')}",
+        )
     return Envelope(headers, payload[0])
 
 
@@ -209,8 +241,18 @@ def schema_errors(element: etree._Element, limit: int = 3) -> list[str]:
 
 
 # Item kinds of the contract (local names), for the test harness: fault rules and journal filters name them.
-ITEM_KINDS = ("Activate", "Renew", "SoftCancel", "HardCancel", "Pause", "Resume", "GetInfo", "GetDownloadLinks",
-              "ChangeLicenseCount", "ChangeProduct")
+ITEM_KINDS = (
+    "Activate",
+    "Renew",
+    "SoftCancel",
+    "HardCancel",
+    "Pause",
+    "Resume",
+    "GetInfo",
+    "GetDownloadLinks",
+    "ChangeLicenseCount",
+    "ChangeProduct",
+)
 OPERATION = "SubscriptionRequest"
 
 
@@ -234,8 +276,9 @@ def _readable_path(root: etree._Element, xpath: str | None) -> str:
         match = _STEP.fullmatch(step)
         if match is None:
             break
-        children = [c for c in node if isinstance(c.tag, str)
-                    and (match[1] == "*" or etree.QName(c).localname == match[1])]
+        children = [
+            c for c in node if isinstance(c.tag, str) and (match[1] == "*" or etree.QName(c).localname == match[1])
+        ]
         index = int(match[2] or 1) - 1
         if index >= len(children):
             break
@@ -251,13 +294,21 @@ def _schema_violations(element: etree._Element, where: str, limit: int) -> list[
     schema = _schema()
     if schema.validate(element):
         return []
-    return [{"in": where, "path": _readable_path(element, e.path), "message": f"line {e.line}: {e.message}"}
-            for e in list(schema.error_log)[:limit]]
+    return [
+        {"in": where, "path": _readable_path(element, e.path), "message": f"line {e.line}: {e.message}"}
+        for e in list(schema.error_log)[:limit]
+    ]
 
 
-def request_violations(raw: bytes | None, content_type: str | None, soap_action: str | None,
-                       limit: int = 50, *, envelope: Envelope | None = None,
-                       payload_valid: bool = False) -> list[dict[str, str]]:
+def request_violations(
+    raw: bytes | None,
+    content_type: str | None,
+    soap_action: str | None,
+    limit: int = 50,
+    *,
+    envelope: Envelope | None = None,
+    payload_valid: bool = False,
+) -> list[dict[str, str]]:
     """The test harness's contract verdict of a SOAP request: every way it breaks the WSDL's binding and the XSD,
     including what the service tolerates (no SOAPAction, a Content-Type other than text/xml, an undeclared
     header entry). ``raw`` is ``None`` when the body was larger than the service reads.
@@ -267,16 +318,31 @@ def request_violations(raw: bytes | None, content_type: str | None, soap_action:
     violations: list[dict[str, str]] = []
     mimetype = (content_type or "").split(";")[0].strip().lower()
     if content_type is None:
-        violations.append({"in": "header", "path": "/headers/Content-Type",
-                           "message": "no Content-Type: a SOAP 1.1 request is text/xml; charset=utf-8"})
+        violations.append(
+            {
+                "in": "header",
+                "path": "/headers/Content-Type",
+                "message": "no Content-Type: a SOAP 1.1 request is text/xml; charset=utf-8",
+            }
+        )
     elif mimetype != "text/xml":
-        violations.append({"in": "header", "path": "/headers/Content-Type",
-                           "message": f"Content-Type {mimetype or content_type!r}: a SOAP 1.1 request is text/xml"})
+        violations.append(
+            {
+                "in": "header",
+                "path": "/headers/Content-Type",
+                "message": f"Content-Type {mimetype or content_type!r}: a SOAP 1.1 request is text/xml",
+            }
+        )
     action = None if soap_action is None else soap_action.strip().strip('"').strip()
     if action != SOAP_ACTION:
         said = "no SOAPAction header" if action is None else f"SOAPAction {soap_action!r}"
-        violations.append({"in": "header", "path": "/headers/SOAPAction",
-                           "message": f'{said}: the binding declares SOAPAction "{SOAP_ACTION}"'})
+        violations.append(
+            {
+                "in": "header",
+                "path": "/headers/SOAPAction",
+                "message": f'{said}: the binding declares SOAPAction "{SOAP_ACTION}"',
+            }
+        )
     if raw is None:
         return [*violations, {"in": "body", "path": "/", "message": "the body is larger than the server accepts"}]
     if envelope is None:
@@ -287,11 +353,21 @@ def request_violations(raw: bytes | None, content_type: str | None, soap_action:
     access = [h for h in envelope.headers if h.tag == q(KSS, "AccessInfo")]
     for entry in envelope.headers:
         if entry.tag != q(KSS, "AccessInfo"):
-            violations.append({"in": "soap-header", "path": f"/Envelope/Header/{etree.QName(entry).localname}",
-                               "message": f"the contract declares no SOAP header entry {entry.tag}"})
+            violations.append(
+                {
+                    "in": "soap-header",
+                    "path": f"/Envelope/Header/{etree.QName(entry).localname}",
+                    "message": f"the contract declares no SOAP header entry {entry.tag}",
+                }
+            )
     if len(access) != 1:
-        violations.append({"in": "soap-header", "path": "/Envelope/Header",
-                           "message": f"the contract declares one kss:AccessInfo header entry; found {len(access)}"})
+        violations.append(
+            {
+                "in": "soap-header",
+                "path": "/Envelope/Header",
+                "message": f"the contract declares one kss:AccessInfo header entry; found {len(access)}",
+            }
+        )
     else:
         violations += _schema_violations(access[0], "soap-header", limit)
     if payload_valid:
@@ -316,8 +392,11 @@ _SPACED = re.compile(r"\s*(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d
 TIME_ATTRIBUTES = ("StartTime", "EndTime", "PauseTime", q(EXT, "ResumeTime"))
 _OPTIONAL: dict[str, tuple[str, ...]] = {
     "Activate": ("LicenseCount", "ActivationType", "UserIgnore", q(EXT, "TrialDays"), q(EXT, "CustomerId")),
-    "Renew": ("EndTime",), "SoftCancel": ("EndTime",), "HardCancel": ("EndTime",),
-    "Pause": ("PauseTime", q(EXT, "ResumeTime")), "GetInfo": ("InfoSection",),
+    "Renew": ("EndTime",),
+    "SoftCancel": ("EndTime",),
+    "HardCancel": ("EndTime",),
+    "Pause": ("PauseTime", q(EXT, "ResumeTime")),
+    "GetInfo": ("InfoSection",),
 }
 
 
@@ -347,8 +426,9 @@ def tolerate(container: etree._Element) -> etree._Element | None:
     if not changes and fixed_stamp is None:
         return None
     copy = etree.fromstring(etree.tostring(container), _parser())
-    copy_items = [] if holder is None else [el for el in copy.find(q(KSS, "SubscriptionRequest"))
-                                            if isinstance(el.tag, str)]
+    copy_items = (
+        [] if holder is None else [el for el in copy.find(q(KSS, "SubscriptionRequest")) if isinstance(el.tag, str)]
+    )
     for el, name, value in changes:
         target = copy_items[items.index(el)]
         if value is None:
@@ -374,8 +454,12 @@ def parse_datetime(value: str, zone: ZoneInfo) -> dt.datetime:
     if hour == 24:  # 24:00:00 is the end of the day, i.e. the next day's start
         hour, extra = 0, dt.timedelta(days=1)
     try:
-        naive = dt.datetime(year, int(match["month"]), int(match["day"]), hour, int(match["minute"]),
-                            int(match["second"]), micro) + extra
+        naive = (
+            dt.datetime(
+                year, int(match["month"]), int(match["day"]), hour, int(match["minute"]), int(match["second"]), micro
+            )
+            + extra
+        )
         if match["zone"] is None:
             local = naive.replace(tzinfo=zone)
         elif match["zone"] == "Z":
@@ -451,7 +535,11 @@ def _activate(r: _Reader, unit: int, sid: str) -> Item:
     start = r.time("StartTime")
     assert start is not None  # required by the schema
     return Activate(
-        unit, sid, start, r.end_time(), r.text("ProductId") or "",
+        unit,
+        sid,
+        start,
+        r.end_time(),
+        r.text("ProductId") or "",
         license_count=r.integer("LicenseCount", maximum=MAX_INT) or 1,
         activation_type=r.text("ActivationType") or "Standard",
         trial_days=r.integer("TrialDays", EXT),
@@ -478,10 +566,17 @@ READERS: dict[str, Callable[[_Reader, int, str], Item | ItemError]] = {
     q(KSS, "Resume"): lambda r, u, s: Resume(u, s),
     q(KSS, "GetInfo"): lambda r, u, s: GetInfo(u, s, _info_sections(r.text("InfoSection"))),
     q(KSS, "GetDownloadLinks"): lambda r, u, s: GetDownloadLinks(
-        u, s, r.text("Language") or "", r.text("Platform") or "",
-        alphabet=r.text("Alphabet"), region=r.text("Region"), rebranding_code=r.text("RebrandingCode"),
+        u,
+        s,
+        r.text("Language") or "",
+        r.text("Platform") or "",
+        alphabet=r.text("Alphabet"),
+        region=r.text("Region"),
+        rebranding_code=r.text("RebrandingCode"),
     ),
-    q(EXT, "ChangeLicenseCount"): lambda r, u, s: ChangeLicenseCount(u, s, r.integer("LicenseCount", maximum=MAX_INT) or 0),
+    q(EXT, "ChangeLicenseCount"): lambda r, u, s: ChangeLicenseCount(
+        u, s, r.integer("LicenseCount", maximum=MAX_INT) or 0
+    ),
     q(EXT, "ChangeProduct"): lambda r, u, s: ChangeProduct(u, s, r.text("ProductId") or ""),
 }
 
@@ -521,7 +616,10 @@ def read_container(container: etree._Element, zone: ZoneInfo, now: dt.datetime) 
 # ====================================================================================== rendering
 
 
-_EXT_RESULTS = {"ChangeLicenseCount": q(EXT, "ChangeLicenseCountResult"), "ChangeProduct": q(EXT, "ChangeProductResult")}
+_EXT_RESULTS = {
+    "ChangeLicenseCount": q(EXT, "ChangeLicenseCountResult"),
+    "ChangeProduct": q(EXT, "ChangeProductResult"),
+}
 _EXT_KINDS = ("ChangeLicenseCount", "ChangeProduct")
 
 
@@ -578,9 +676,14 @@ def _result(parent: etree._Element, result: ItemResult, ext: bool) -> None:
         links = etree.SubElement(el, q(KSS, "DownloadLinks"))
         for link in result.links:
             item = etree.SubElement(links, q(KSS, "DownloadLink"))
-            for name, value in (("Url", link.url), ("Language", link.language), ("Alphabet", link.alphabet),
-                                ("Region", link.region), ("RebrandingCode", link.rebranding_code),
-                                ("ApplicationName", link.application_name)):
+            for name, value in (
+                ("Url", link.url),
+                ("Language", link.language),
+                ("Alphabet", link.alphabet),
+                ("Region", link.region),
+                ("RebrandingCode", link.rebranding_code),
+                ("ApplicationName", link.application_name),
+            ):
                 _set(item, name, value)
 
 
@@ -592,8 +695,9 @@ def _error(parent: etree._Element, error: ItemError) -> None:
 
 
 def _uses_ext(answer: ResponseContainer, ext: bool) -> bool:
-    return (any(r.kind in _EXT_KINDS or (ext and r.subscription is not None) for r in answer.results)
-            or any(e.kind in _EXT_KINDS for e in answer.errors))
+    return any(r.kind in _EXT_KINDS or (ext and r.subscription is not None) for r in answer.results) or any(
+        e.kind in _EXT_KINDS for e in answer.errors
+    )
 
 
 def answer_element(answer: ResponseContainer, *, ext: bool = True) -> etree._Element:
@@ -647,6 +751,8 @@ def _wsdl_bytes() -> bytes:
 def render_wsdl(address: str) -> bytes:
     """contracts/kss-upi.wsdl (schemas inline) with soap:address set to ``address``, for this request only."""
     doc = etree.fromstring(_wsdl_bytes(), _parser(strip=False)).getroottree()  # a tree per request: none is shared
-    for port_address in doc.getroot().iterfind(f"{q(WSDL_NS, 'service')}/{q(WSDL_NS, 'port')}/{q(WSDL_SOAP, 'address')}"):
+    for port_address in doc.getroot().iterfind(
+        f"{q(WSDL_NS, 'service')}/{q(WSDL_NS, 'port')}/{q(WSDL_SOAP, 'address')}"
+    ):
         port_address.set("location", address)
     return etree.tostring(doc, xml_declaration=True, encoding="utf-8")

@@ -4,6 +4,7 @@ It checks that the scripts run and that every request they send is answered corr
 error item); it never asserts on timings. The load parts need wrk, the peer part an installed peer: skipped
 when absent.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,36 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "bench" / "run.py"
 PEERS = ROOT / "bench" / "peers.py"
-TINY = ["--reps", "1", "--duration", "1", "--warmup", "0", "--jvm-warmup", "0", "--startup-reps", "1",
-        "--workers", "1", "--connections", "2", "--threads", "1", "--soak", "2"]
+TINY = [
+    "--reps",
+    "1",
+    "--duration",
+    "1",
+    "--warmup",
+    "0",
+    "--jvm-warmup",
+    "0",
+    "--startup-reps",
+    "1",
+    "--workers",
+    "1",
+    "--connections",
+    "2",
+    "--threads",
+    "1",
+    "--soak",
+    "2",
+]
 
 
 def run_bench(tmp_path: Path, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, str(RUN), *TINY, "--out", str(tmp_path), *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(RUN), *TINY, "--out", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     results = list(tmp_path.glob("*.json"))
     assert len(results) == 1 and list(tmp_path.glob("*.md"))
@@ -70,16 +94,31 @@ def test_peers_list() -> None:
 
 def test_cpu_per_call_script() -> None:
     """bench/cpu.py (CPU per call through the test client) runs every workload without a wrong answer."""
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "cpu.py"), "-n", "5"], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "cpu.py"), "-n", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert [line.split()[0] for line in proc.stdout.splitlines()] == ["get", "post", "quantity", "activate", "getinfo"]
 
 
 def test_run_scaling_table_against_workers(tmp_path: Path) -> None:
     """``--scaling``: ksim alone for each worker count, the server on its own cores; busy cores are counted."""
-    report = run_bench(tmp_path, "--scaling", "--workers", "1,2", "--server-cores", "per-worker", "--load-cores", "1",
-                       "--workloads", "korm_get")
+    report = run_bench(
+        tmp_path,
+        "--scaling",
+        "--workers",
+        "1,2",
+        "--server-cores",
+        "per-worker",
+        "--load-cores",
+        "1",
+        "--workloads",
+        "korm_get",
+    )
     assert [entry["workers"] for entry in report["ksim"]] == [1, 2]
     assert [entry["server_cores"] for entry in report["ksim"]] == ["0-0", "0-1"]
     assert report["peers"] == {} and report["settings"]["scaling"] is True
@@ -93,7 +132,12 @@ def test_run_scaling_table_against_workers(tmp_path: Path) -> None:
 
 def test_plugin_cost_script() -> None:
     """bench/plugin_cost.py (a test's partner made, one call, the partner gone) runs in-process without an error."""
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "plugin_cost.py"), "-n", "5", "--where", "in-process"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "plugin_cost.py"), "-n", "5", "--where", "in-process"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stdout.startswith("in-process  5 tests: median ")

@@ -1,5 +1,6 @@
 """A seconds-long smoke of bench/scale.py at tiny sizes (no timing asserted), and the check that its bulk KORM
 setup writes what the rules write: the same statements as the same plan built through ksimkit.simulators.korm.rules."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,23 @@ finally:
 
 def test_scale_runs_at_tiny_sizes(tmp_path: Path, capsys: Any) -> None:
     out = tmp_path / "scale.json"
-    code = scale.main(["--quick", "--korm-subs", "200", "--kss-subs", "50", "--korm-jump-subs", "60", "--months", "3",
-                       "--skip", "certify", "--json", str(out)])
+    code = scale.main(
+        [
+            "--quick",
+            "--korm-subs",
+            "200",
+            "--kss-subs",
+            "50",
+            "--korm-jump-subs",
+            "60",
+            "--months",
+            "3",
+            "--skip",
+            "certify",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| KORM month statement, 200 subscriptions |" in printed

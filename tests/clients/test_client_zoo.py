@@ -13,6 +13,7 @@ the public facts of docs/kss-wire.md with the item kinds in the public descripti
 ksim's declaration order. Answers to these pure 2.0 requests are validated against that pure 2.0 schema.
 The partners' clocks run with wall time (SIM-CLOCK-1), as a broker that reads its system clock needs.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -38,18 +39,29 @@ PUBLIC_WSDL = Path(__file__).with_name("public-facts.wsdl")
 WSDLS = ("served", "public-facts")
 # The item types each WSDL names (a client written from a WSDL uses its names).
 TYPES = {
-    "served": {"Activate": "SubscriptionRequestActivateItem", "HardCancel": "SubscriptionRequestHardCancelItem",
-               "SoftCancel": "SubscriptionRequestSoftCancelItem", "Renew": "SubscriptionRequestRenewItem",
-               "Pause": "SubscriptionRequestPauseItem", "GetInfo": "SubscriptionRequestGetInfoItem"},
-    "public-facts": {"Activate": "ActivateItem", "HardCancel": "CancelItem", "SoftCancel": "CancelItem",
-                     "Renew": "RenewItem", "Pause": "PauseItem", "GetInfo": "GetInfoItem"},
+    "served": {
+        "Activate": "SubscriptionRequestActivateItem",
+        "HardCancel": "SubscriptionRequestHardCancelItem",
+        "SoftCancel": "SubscriptionRequestSoftCancelItem",
+        "Renew": "SubscriptionRequestRenewItem",
+        "Pause": "SubscriptionRequestPauseItem",
+        "GetInfo": "SubscriptionRequestGetInfoItem",
+    },
+    "public-facts": {
+        "Activate": "ActivateItem",
+        "HardCancel": "CancelItem",
+        "SoftCancel": "CancelItem",
+        "Renew": "RenewItem",
+        "Pause": "PauseItem",
+        "GetInfo": "GetInfoItem",
+    },
 }
 
 
 def local_now() -> dt.datetime:
     """The client's naive local time, as public clients stamp it (the zoo's partners are in UTC, and so is the
     machine's clock as far as the client knows: its local time is read in the partner's zone)."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +75,9 @@ def pure_2_0_schema() -> etree.XMLSchema:
 @pytest.fixture
 def zoo_partner(admin: httpx.Client) -> Iterator[dict[str, Any]]:
     """A partner whose clock runs with wall time itself (offset 0), in UTC."""
-    created = admin.post("/partners", json={"programme": "xsp", "timezone": "UTC",
-                                             "now": dt.datetime.now(dt.timezone.utc).isoformat()})
+    created = admin.post(
+        "/partners", json={"programme": "xsp", "timezone": "UTC", "now": dt.datetime.now(dt.UTC).isoformat()}
+    )
     assert created.status_code == 201, created.text
     partner = created.json()
     mode = admin.put(f"/partners/{partner['id']}/clock/mode", json={"mode": "running", "offset_seconds": 0})
@@ -111,7 +124,8 @@ class Suds:
         for kind, items in kinds.items():
             setattr(collection, kind, items)
         return self.client.service.SubscriptionRequest(
-            Timestamp=local_now(), TransactionId=str(uuid.uuid4()), SubscriptionRequest=collection)
+            Timestamp=local_now(), TransactionId=str(uuid.uuid4()), SubscriptionRequest=collection
+        )
 
     def sent_kinds(self) -> list[str]:
         sent = etree.fromstring(str(self.client.last_sent()).encode())
@@ -129,8 +143,16 @@ def errors_of(reply: Any) -> list[tuple[str, int]]:
     if getattr(reply, "TransactionError", None) is not None:
         found.append(("TransactionError", int(reply.TransactionError._ErrorCode)))
     holder = getattr(reply, "SubscriptionError", None)
-    for kind in ("ActivateError", "RenewError", "SoftCancelError", "HardCancelError", "PauseError", "ResumeError",
-                 "GetInfoError", "GetDownloadLinksError"):
+    for kind in (
+        "ActivateError",
+        "RenewError",
+        "SoftCancelError",
+        "HardCancelError",
+        "PauseError",
+        "ResumeError",
+        "GetInfoError",
+        "GetDownloadLinksError",
+    ):
         for error in getattr(holder, kind, None) or []:
             found.append((kind, int(error._ErrorCode)))
     return found
@@ -138,19 +160,42 @@ def errors_of(reply: Any) -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize("wsdl", WSDLS)
 def test_KSS_CODE_1_suds_licence_change_as_hard_cancel_and_activate(
-        server: Any, zoo_partner: dict[str, Any], wsdl: str, pure_2_0_schema: etree.XMLSchema) -> None:
+    server: Any, zoo_partner: dict[str, Any], wsdl: str, pure_2_0_schema: etree.XMLSchema
+) -> None:
     """The public client's licence change ("first a hard cancel"), in its WSDL's order: HardCancel first from the
     served WSDL, Activate first from the public-facts one. Either way one licence change, same code."""
     client = Suds(server, zoo_partner, wsdl)
     sid = str(uuid.uuid4())
-    first = client.send(Activate=[client.item("Activate", sid, StartTime=local_now(), EndTime="indefinite",
-                                              LicenseCount=3, ProductId="KIS", ActivationType="Standard")])
+    first = client.send(
+        Activate=[
+            client.item(
+                "Activate",
+                sid,
+                StartTime=local_now(),
+                EndTime="indefinite",
+                LicenseCount=3,
+                ProductId="KIS",
+                ActivationType="Standard",
+            )
+        ]
+    )
     assert errors_of(first) == []
     code = first.SubscriptionResponse.Activate[0]._ActivationCode
     now = local_now()
-    change = client.send(HardCancel=[client.item("HardCancel", sid, EndTime=now)],
-                         Activate=[client.item("Activate", sid, StartTime=now, EndTime="indefinite", LicenseCount=5,
-                                               ProductId="KIS", ActivationType="Standard")])
+    change = client.send(
+        HardCancel=[client.item("HardCancel", sid, EndTime=now)],
+        Activate=[
+            client.item(
+                "Activate",
+                sid,
+                StartTime=now,
+                EndTime="indefinite",
+                LicenseCount=5,
+                ProductId="KIS",
+                ActivationType="Standard",
+            )
+        ],
+    )
     assert client.sent_kinds() == (["HardCancel", "Activate"] if wsdl == "served" else ["Activate", "HardCancel"])
     assert errors_of(change) == [], change
     assert change.SubscriptionResponse.Activate[0]._ActivationCode == code
@@ -162,21 +207,26 @@ def test_KSS_CODE_1_suds_licence_change_as_hard_cancel_and_activate(
 
 @pytest.mark.parametrize("wsdl", WSDLS)
 def test_SIM_CLOCK_1_suds_renew_pause_and_cancel_with_the_clients_own_clock(
-        server: Any, admin: httpx.Client, zoo_partner: dict[str, Any], wsdl: str,
-        pure_2_0_schema: etree.XMLSchema) -> None:
+    server: Any, admin: httpx.Client, zoo_partner: dict[str, Any], wsdl: str, pure_2_0_schema: etree.XMLSchema
+) -> None:
     """StartTime = the client's now; the next calls (Renew with a datetime in a union attribute, which suds writes
     as ``YYYY-MM-DD HH:MM:SS.ffffff``; Pause; SoftCancel) are not refused with 2; FirstActivationTime appears only
     after a device activation (KSS-CODE-1)."""
     client = Suds(server, zoo_partner, wsdl)
     fixed, open_ended = str(uuid.uuid4()), str(uuid.uuid4())
     start = local_now()
-    made = client.send(Activate=[
-        client.item("Activate", fixed, StartTime=start, EndTime=start + dt.timedelta(days=60), ProductId="KIS"),
-        client.item("Activate", open_ended, StartTime=start, EndTime="indefinite", ProductId="KIS")])
+    made = client.send(
+        Activate=[
+            client.item("Activate", fixed, StartTime=start, EndTime=start + dt.timedelta(days=60), ProductId="KIS"),
+            client.item("Activate", open_ended, StartTime=start, EndTime="indefinite", ProductId="KIS"),
+        ]
+    )
     assert errors_of(made) == []
     renew_to = local_now() + dt.timedelta(days=400)
-    renewed = client.send(Renew=[client.item("Renew", fixed, EndTime=renew_to)],
-                          Pause=[client.item("Pause", open_ended, PauseTime=local_now())])
+    renewed = client.send(
+        Renew=[client.item("Renew", fixed, EndTime=renew_to)],
+        Pause=[client.item("Pause", open_ended, PauseTime=local_now())],
+    )
     sent = etree.fromstring(str(client.client.last_sent()).encode())
     assert sent.find(f".//{{{KSS}}}Renew").get("EndTime") in (str(renew_to), renew_to.isoformat())
     assert errors_of(renewed) == [], renewed
@@ -190,8 +240,10 @@ def test_SIM_CLOCK_1_suds_renew_pause_and_cancel_with_the_clients_own_clock(
     assert device.status_code == 201, device.text
     client.send(GetInfo=[client.item("GetInfo", open_ended, InfoSection="SubscriptionUsage")])
     answer = assert_pure_2_0(str(client.client.last_received()), pure_2_0_schema)
-    assert answer.find(f".//{{{KSS}}}SubscriptionUsage").get("FirstActivationTime") == \
-        device.json()["first_activation_time"]
+    assert (
+        answer.find(f".//{{{KSS}}}SubscriptionUsage").get("FirstActivationTime")
+        == device.json()["first_activation_time"]
+    )
 
 
 # ============================================================================================ zeep
@@ -208,18 +260,26 @@ class Zeep:
             self.service = self.client.create_service(f"{{{KSS}}}UpiBinding", server.url + "/kss/soap/upi")
         self.types = TYPES[wsdl]
         self.access = self.client.get_element(f"{{{KSS}}}AccessInfo")(
-            UserName=partner["kss"]["username"], Password=partner["kss"]["password"])
+            UserName=partner["kss"]["username"], Password=partner["kss"]["password"]
+        )
         self.unit = int(time.time())
 
     def item(self, kind: str, subscriber_id: str, **attributes: Any) -> dict[str, Any]:
         self.unit += 1
-        return {kind: self.client.get_type(f"{{{KSS}}}{self.types[kind]}")(
-            UnitId=self.unit, SubscriberId=subscriber_id, **attributes)}
+        return {
+            kind: self.client.get_type(f"{{{KSS}}}{self.types[kind]}")(
+                UnitId=self.unit, SubscriberId=subscriber_id, **attributes
+            )
+        }
 
     def send(self, *items: dict[str, Any]) -> Any:
         collection = self.client.get_type(f"{{{KSS}}}SubscriptionRequestItemCollection")(_value_1=list(items))
-        return self.service.SubscriptionRequest(Timestamp=local_now(), TransactionId=str(uuid.uuid4()),
-                                                SubscriptionRequest=collection, _soapheaders=[self.access])
+        return self.service.SubscriptionRequest(
+            Timestamp=local_now(),
+            TransactionId=str(uuid.uuid4()),
+            SubscriptionRequest=collection,
+            _soapheaders=[self.access],
+        )
 
     def received(self) -> bytes:
         return etree.tostring(self.history.last_received["envelope"])
@@ -246,16 +306,19 @@ def zeep_results(answer: Any, kind: str) -> list[Any]:
 @pytest.mark.parametrize("wsdl", WSDLS)
 @pytest.mark.parametrize("cancel_first", [True, False], ids=["cancel-first", "activate-first"])
 def test_KSS_CODE_1_zeep_licence_change_in_either_order(
-        server: Any, zoo_partner: dict[str, Any], wsdl: str, cancel_first: bool,
-        pure_2_0_schema: etree.XMLSchema) -> None:
+    server: Any, zoo_partner: dict[str, Any], wsdl: str, cancel_first: bool, pure_2_0_schema: etree.XMLSchema
+) -> None:
     client = Zeep(server, zoo_partner, wsdl)
     sid = str(uuid.uuid4())
-    first = client.send(client.item("Activate", sid, StartTime=local_now(), EndTime="indefinite", ProductId="KIS",
-                                    LicenseCount=2))
+    first = client.send(
+        client.item("Activate", sid, StartTime=local_now(), EndTime="indefinite", ProductId="KIS", LicenseCount=2)
+    )
     code = zeep_results(first, "Activate")[0].ActivationCode
     now = local_now()
-    pair = [client.item("HardCancel", sid, EndTime=now),
-            client.item("Activate", sid, StartTime=now, EndTime="indefinite", ProductId="KIS", LicenseCount=7)]
+    pair = [
+        client.item("HardCancel", sid, EndTime=now),
+        client.item("Activate", sid, StartTime=now, EndTime="indefinite", ProductId="KIS", LicenseCount=7),
+    ]
     changed = client.send(*(pair if cancel_first else pair[::-1]))
     assert zeep_errors(changed) == []
     assert zeep_results(changed, "Activate")[0].ActivationCode == code
@@ -267,15 +330,19 @@ def test_KSS_CODE_1_zeep_licence_change_in_either_order(
 
 @pytest.mark.parametrize("wsdl", WSDLS)
 def test_SIM_CLOCK_1_zeep_renew_and_pause_right_after_activation(
-        server: Any, zoo_partner: dict[str, Any], wsdl: str) -> None:
+    server: Any, zoo_partner: dict[str, Any], wsdl: str
+) -> None:
     client = Zeep(server, zoo_partner, wsdl)
     fixed, open_ended = str(uuid.uuid4()), str(uuid.uuid4())
     start = local_now()
-    client.send(client.item("Activate", fixed, StartTime=start, EndTime=start + dt.timedelta(days=40),
-                            ProductId="KIS"),
-                client.item("Activate", open_ended, StartTime=start, EndTime="indefinite", ProductId="KIS"))
-    answer = client.send(client.item("Renew", fixed, EndTime=local_now() + dt.timedelta(days=365)),
-                         client.item("Pause", open_ended, PauseTime=local_now()))
+    client.send(
+        client.item("Activate", fixed, StartTime=start, EndTime=start + dt.timedelta(days=40), ProductId="KIS"),
+        client.item("Activate", open_ended, StartTime=start, EndTime="indefinite", ProductId="KIS"),
+    )
+    answer = client.send(
+        client.item("Renew", fixed, EndTime=local_now() + dt.timedelta(days=365)),
+        client.item("Pause", open_ended, PauseTime=local_now()),
+    )
     assert zeep_errors(answer) == []
 
 
@@ -285,20 +352,20 @@ WCF = (  # .NET WCF (basicHttpBinding, XmlSerializer): s: prefix, xsi/xsd on the
     '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">\r\n'
     '<s:Header><AccessInfo xmlns="{kss}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
     'xmlns:xsd="http://www.w3.org/2001/XMLSchema"><UserName>{user}</UserName><Password>{password}</Password>'
-    '</AccessInfo></s:Header>\r\n'
+    "</AccessInfo></s:Header>\r\n"
     '<s:Body xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">\r\n'
     '<SubscriptionRequestContainer xmlns="{kss}"><Timestamp>{stamp}</Timestamp>'
-    '<TransactionId>{txn}</TransactionId><SubscriptionRequest>{items}</SubscriptionRequest>'
-    '</SubscriptionRequestContainer></s:Body></s:Envelope>'
+    "<TransactionId>{txn}</TransactionId><SubscriptionRequest>{items}</SubscriptionRequest>"
+    "</SubscriptionRequestContainer></s:Body></s:Envelope>"
 )
 JAXWS = (  # Java JAX-WS (Metro/CXF, JAXB): S: and ns2: prefixes, xsi:type on the collection, millisecond offsets
     '<?xml version="1.0" ?><S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Header>'
     '<ns2:AccessInfo xmlns:ns2="{kss}"><ns2:UserName>{user}</ns2:UserName><ns2:Password>{password}</ns2:Password>'
     '</ns2:AccessInfo></S:Header><S:Body><ns2:SubscriptionRequestContainer xmlns:ns2="{kss}" '
     'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><ns2:Timestamp>{stamp}</ns2:Timestamp>'
-    '<ns2:TransactionId>{txn}</ns2:TransactionId>'
+    "<ns2:TransactionId>{txn}</ns2:TransactionId>"
     '<ns2:SubscriptionRequest xsi:type="ns2:SubscriptionRequestItemCollection">{items}</ns2:SubscriptionRequest>'
-    '</ns2:SubscriptionRequestContainer></S:Body></S:Envelope>'
+    "</ns2:SubscriptionRequestContainer></S:Body></S:Envelope>"
 )
 
 
@@ -322,9 +389,14 @@ CLIENTS: dict[str, tuple[str, str, Callable[[dt.datetime], str], bytes, str, str
 
 def raw_post(server: Any, partner: dict[str, Any], client: str, items: list[str]) -> httpx.Response:
     template, _, stamp, bom, newline, action = CLIENTS[client]
-    body = template.format(kss=KSS, user=partner["kss"]["username"], password=partner["kss"]["password"],
-                           stamp=stamp(dt.datetime.now(dt.timezone.utc)), txn=str(uuid.uuid4()),
-                           items=newline.join(items))
+    body = template.format(
+        kss=KSS,
+        user=partner["kss"]["username"],
+        password=partner["kss"]["password"],
+        stamp=stamp(dt.datetime.now(dt.UTC)),
+        txn=str(uuid.uuid4()),
+        items=newline.join(items),
+    )
     headers = {"Content-Type": "text/xml; charset=utf-8"}
     if action is not None:
         headers["SOAPAction"] = action
@@ -344,23 +416,42 @@ def answered(response: httpx.Response, schema: etree.XMLSchema) -> dict[str, tup
 
 @pytest.mark.parametrize("order", ["served", "public-facts"])
 @pytest.mark.parametrize("client", sorted(CLIENTS))
-def test_KSS_CODE_1_raw_wcf_and_jaxws_envelopes(server: Any, admin: httpx.Client, zoo_partner: dict[str, Any],
-                                                client: str, order: str, pure_2_0_schema: etree.XMLSchema) -> None:
+def test_KSS_CODE_1_raw_wcf_and_jaxws_envelopes(
+    server: Any,
+    admin: httpx.Client,
+    zoo_partner: dict[str, Any],
+    client: str,
+    order: str,
+    pure_2_0_schema: etree.XMLSchema,
+) -> None:
     """A generated client's envelope, items grouped in the order of the WSDL it was generated from (served: the
     HardCancel first; public facts: the Activate first), times with offsets, empty optional attributes."""
     _, p, stamp, *_ = CLIENTS[client]
     sid = str(uuid.uuid4())
-    now = dt.datetime.now(dt.timezone.utc)
-    first = answered(raw_post(server, zoo_partner, client, [
-        f'<{p}Activate UnitId="1" SubscriberId="{sid}" StartTime="{stamp(now)}" EndTime="indefinite" '
-        f'LicenseCount="3" ProductId="KIS" ActivationType="Standard" UserIgnore="false"/>']), pure_2_0_schema)
+    now = dt.datetime.now(dt.UTC)
+    first = answered(
+        raw_post(
+            server,
+            zoo_partner,
+            client,
+            [
+                f'<{p}Activate UnitId="1" SubscriberId="{sid}" StartTime="{stamp(now)}" EndTime="indefinite" '
+                f'LicenseCount="3" ProductId="KIS" ActivationType="Standard" UserIgnore="false"/>'
+            ],
+        ),
+        pure_2_0_schema,
+    )
     assert first["1"][0] == "Activate", first
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cancel = f'<{p}HardCancel UnitId="2" SubscriberId="{sid}" EndTime=""/>'  # empty: read as absent, i.e. now
-    activate = (f'<{p}Activate UnitId="3" SubscriberId="{sid}" StartTime="{stamp(now)}" EndTime="indefinite" '
-                f'LicenseCount="4" ProductId="KIS"/>')
-    links = (f'<{p}GetDownloadLinks UnitId="4" SubscriberId="{sid}" Language="en" Alphabet="" Region="" '
-             f'RebrandingCode="" Platform="Windows"/>')
+    activate = (
+        f'<{p}Activate UnitId="3" SubscriberId="{sid}" StartTime="{stamp(now)}" EndTime="indefinite" '
+        f'LicenseCount="4" ProductId="KIS"/>'
+    )
+    links = (
+        f'<{p}GetDownloadLinks UnitId="4" SubscriberId="{sid}" Language="en" Alphabet="" Region="" '
+        f'RebrandingCode="" Platform="Windows"/>'
+    )
     info = f'<{p}GetInfo UnitId="5" SubscriberId="{sid}" InfoSection="Subscription"/>'
     items = [cancel, activate] if order == "served" else [activate, cancel]
     second = answered(raw_post(server, zoo_partner, client, [*items, info, links]), pure_2_0_schema)
@@ -371,11 +462,17 @@ def test_KSS_CODE_1_raw_wcf_and_jaxws_envelopes(server: Any, admin: httpx.Client
 
 
 @pytest.mark.parametrize("action", [None, '""', ACTION, f'"{ACTION}"', f'"{ACTION} "'])
-def test_SIM_ERR_1_soap_action_quoted_unquoted_empty_or_absent(server: Any, zoo_partner: dict[str, Any],
-                                                               action: str | None) -> None:
-    body = WCF.format(kss=KSS, user=zoo_partner["kss"]["username"], password=zoo_partner["kss"]["password"],
-                      stamp=wcf_time(dt.datetime.now(dt.timezone.utc)), txn=str(uuid.uuid4()),
-                      items='<GetInfo UnitId="1" SubscriberId="nobody"/>')
+def test_SIM_ERR_1_soap_action_quoted_unquoted_empty_or_absent(
+    server: Any, zoo_partner: dict[str, Any], action: str | None
+) -> None:
+    body = WCF.format(
+        kss=KSS,
+        user=zoo_partner["kss"]["username"],
+        password=zoo_partner["kss"]["password"],
+        stamp=wcf_time(dt.datetime.now(dt.UTC)),
+        txn=str(uuid.uuid4()),
+        items='<GetInfo UnitId="1" SubscriberId="nobody"/>',
+    )
     headers = {"Content-Type": "text/xml; charset=utf-8", **({} if action is None else {"SOAPAction": action})}
     response = httpx.post(server.url + "/kss/soap/upi", content=body.encode(), headers=headers, timeout=30)
     assert response.status_code == 200 and b'ErrorCode="5"' in response.content, response.text
@@ -384,11 +481,17 @@ def test_SIM_ERR_1_soap_action_quoted_unquoted_empty_or_absent(server: Any, zoo_
 def test_SIM_ERR_1_a_time_in_neither_form_is_refused_with_709(server: Any, zoo_partner: dict[str, Any]) -> None:
     """The tolerance is exactly the spaced form: ``2027/06/01 12:00`` or a date alone is still 709, nothing done."""
     for bad in ("2027/06/01 12:00:00", "2027-06-01", "2027-06-01  12:00:00", "01.06.2027 12:00:00"):
-        body = WCF.format(kss=KSS, user=zoo_partner["kss"]["username"], password=zoo_partner["kss"]["password"],
-                          stamp=wcf_time(dt.datetime.now(dt.timezone.utc)), txn=str(uuid.uuid4()),
-                          items=f'<Renew UnitId="1" SubscriberId="nobody" EndTime="{bad}"/>')
-        response = httpx.post(server.url + "/kss/soap/upi", content=body.encode(),
-                              headers={"Content-Type": "text/xml"}, timeout=30)
+        body = WCF.format(
+            kss=KSS,
+            user=zoo_partner["kss"]["username"],
+            password=zoo_partner["kss"]["password"],
+            stamp=wcf_time(dt.datetime.now(dt.UTC)),
+            txn=str(uuid.uuid4()),
+            items=f'<Renew UnitId="1" SubscriberId="nobody" EndTime="{bad}"/>',
+        )
+        response = httpx.post(
+            server.url + "/kss/soap/upi", content=body.encode(), headers={"Content-Type": "text/xml"}, timeout=30
+        )
         assert response.status_code == 200 and b'TransactionError ErrorCode="709"' in response.content, bad
 
 

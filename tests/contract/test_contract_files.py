@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +122,7 @@ def test_files_exist_and_are_openapi_31(contract: tuple[str, dict[str, Any]]) ->
 
 def test_valid_openapi_31(contract: tuple[str, dict[str, Any]]) -> None:
     import openapi_spec_validator as validator
+
     name, doc = contract
     validator.validate(copy.deepcopy(doc), cls=validator.OpenAPIV31SpecValidator)
 
@@ -153,7 +154,7 @@ def _known_rule_ids() -> set[str]:
 def _check_operation_rules(doc: dict[str, Any]) -> None:
     known = _known_rule_ids()
     description = doc["info"]["description"]
-    for path, method, op in _operations(doc):
+    for _path, _method, op in _operations(doc):
         rules = op.get("x-rules")
         assert isinstance(rules, list), f"{op['operationId']}: x-rules must be a list"
         for rule in rules:
@@ -190,7 +191,7 @@ def test_security_global_bearer_with_public_contract(contract: tuple[str, dict[s
     name, doc = contract
     schemes = doc["components"]["securitySchemes"]
     assert len(schemes) == 1
-    (scheme_name, scheme), = schemes.items()
+    ((scheme_name, scheme),) = schemes.items()
     assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
     assert doc["security"] == [{scheme_name: []}]
     public = {op["operationId"] for _, _, op in _operations(doc) if op.get("security") == []}
@@ -231,7 +232,7 @@ def test_every_problem_code_has_an_example(contract: tuple[str, dict[str, Any]])
 
 def test_every_operation_has_an_example(contract: tuple[str, dict[str, Any]]) -> None:
     name, doc = contract
-    for path, method, op in _operations(doc):
+    for _path, _method, op in _operations(doc):
         found = False
         for response in op["responses"].values():
             for content in _deref(doc, response).get("content", {}).values():
@@ -239,12 +240,12 @@ def test_every_operation_has_an_example(contract: tuple[str, dict[str, Any]]) ->
         assert found, f"{op['operationId']}: no response example"
         body = _deref(doc, op.get("requestBody"))
         if body:
-            for media, content in body["content"].items():
+            for content in body["content"].values():
                 assert content.get("examples"), f"{op['operationId']}: no request example"
 
 
 def test_korm_posts_list_the_common_statuses_and_headers(korm: dict[str, Any]) -> None:
-    for path, method, op in _operations(korm):
+    for _path, method, op in _operations(korm):
         if method != "post":
             continue
         name = op["operationId"]
@@ -268,7 +269,7 @@ def test_korm_posts_list_the_common_statuses_and_headers(korm: dict[str, Any]) -
 
 def test_request_bodies_forbid_unknown_fields(contract: tuple[str, dict[str, Any]]) -> None:
     name, doc = contract
-    for path, method, op in _operations(doc):
+    for _path, _method, op in _operations(doc):
         body = _deref(doc, op.get("requestBody"))
         if not body:
             continue
@@ -286,6 +287,7 @@ def test_shared_schemas_are_identical(korm: dict[str, Any], admin: dict[str, Any
 def test_examples_match_their_schemas(contract: tuple[str, dict[str, Any]]) -> None:
     import jsonschema
     import referencing
+
     name, doc = contract
     uri = f"urn:ksim:contract:{name}"
     resource = referencing.Resource.from_contents(doc, default_specification=referencing.jsonschema.DRAFT202012)
@@ -310,6 +312,7 @@ def test_examples_match_their_schemas(contract: tuple[str, dict[str, Any]]) -> N
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_schemathesis_accepts_the_contract(name: str) -> None:
     import schemathesis
+
     schema = schemathesis.openapi.from_path(str(FILES[name]))
     operations = [result.ok() for result in schema.get_all_operations()]
     doc = _load(FILES[name])

@@ -5,6 +5,7 @@ links (order -> get/change/switch/stop) as a state machine. Business refusals of
 (a SKU the catalog lacks, a quantity outside the band, a stopped subscription) are the vendor's answers,
 so positive-data acceptance also expects 409/410/422.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -36,7 +37,7 @@ _RUNTIME: Runtime = APP.extensions["ksim"]
 CALLS = CallCounter(APP)
 with _RUNTIME.store.begin() as _conn:
     PARTNER = create_partner(
-        _conn, faker_seed=0, default_timezone="UTC", now=dt.datetime(2026, 4, 15, 9, tzinfo=dt.timezone.utc)
+        _conn, faker_seed=0, default_timezone="UTC", now=dt.datetime(2026, 4, 15, 9, tzinfo=dt.UTC)
     )
 
 CONFIG = {
@@ -48,10 +49,16 @@ CONFIG = {
 }
 
 korm = schemathesis.openapi.from_wsgi(
-    "/korm/v1/openapi.yaml", APP, config=SchemathesisConfig.from_dict({**CONFIG, "auth": {"openapi": {"partnerBearer": {"bearer": PARTNER["token"]}}}})
+    "/korm/v1/openapi.yaml",
+    APP,
+    config=SchemathesisConfig.from_dict(
+        {**CONFIG, "auth": {"openapi": {"partnerBearer": {"bearer": PARTNER["token"]}}}}
+    ),
 )
 admin = schemathesis.openapi.from_wsgi(
-    "/_sim/openapi.yaml", APP, config=SchemathesisConfig.from_dict({**CONFIG, "auth": {"openapi": {"adminBearer": {"bearer": "st-admin"}}}})
+    "/_sim/openapi.yaml",
+    APP,
+    config=SchemathesisConfig.from_dict({**CONFIG, "auth": {"openapi": {"adminBearer": {"bearer": "st-admin"}}}}),
 )
 
 
@@ -60,7 +67,9 @@ def call_and_validate_unchanged_on_refusal(case: schemathesis.Case) -> None:
     before = digest(_RUNTIME.store)
     response = case.call_and_validate()
     if response.status_code >= 400:
-        assert digest(_RUNTIME.store) == before, f"{case.method} {case.formatted_path} -> {response.status_code} changed the state"
+        assert digest(_RUNTIME.store) == before, (
+            f"{case.method} {case.formatted_path} -> {response.status_code} changed the state"
+        )
 
 
 @korm.parametrize()
@@ -86,4 +95,9 @@ TestKormStateful = KormStateMachine.TestCase
 @pytest.fixture(scope="module", autouse=True)
 def _figures() -> Any:
     yield
-    record("schemathesis_korm_admin", examples_per_operation=EXAMPLES, requests=sum(CALLS.counts.values()), by_status=dict(CALLS.counts))
+    record(
+        "schemathesis_korm_admin",
+        examples_per_operation=EXAMPLES,
+        requests=sum(CALLS.counts.values()),
+        by_status=dict(CALLS.counts),
+    )

@@ -10,6 +10,7 @@ What they prove:
 After editing an .xsd, refresh the WSDL's inline copies with:
     python tests/contract/test_kss_contract.py sync-wsdl
 """
+
 from __future__ import annotations
 
 import copy
@@ -204,8 +205,12 @@ def test_extensions_are_optional_for_2_0_clients() -> None:
     upi = etree.parse(str(UPI_XSD), SAFE_PARSER).getroot()
     ext_attr_refs = [a for a in upi.iter(q(XS, "attribute")) if (a.get("ref") or "").startswith("ext:")]
     assert {a.get("ref") for a in ext_attr_refs} == {
-        "ext:TrialDays", "ext:CustomerId", "ext:ResumeTime",
-        "ext:TrialEndTime", "ext:PauseEndTime", "ext:MaxLicenseCountThisPeriod",
+        "ext:TrialDays",
+        "ext:CustomerId",
+        "ext:ResumeTime",
+        "ext:TrialEndTime",
+        "ext:PauseEndTime",
+        "ext:MaxLicenseCountThisPeriod",
     }
     assert all(a.get("use", "optional") == "optional" for a in ext_attr_refs)
     for el in upi.iter(q(XS, "element")):
@@ -263,8 +268,11 @@ def test_samples_cover_every_item_kind() -> None:
     seen: dict[str, set[str]] = {"request": set(), "response": set(), "error": set()}
     for path in [*samples("request_"), *samples("response_")]:
         _, container = envelope_parts(path)
-        for part, key in (("SubscriptionRequest", "request"), ("SubscriptionResponse", "response"),
-                          ("SubscriptionError", "error")):
+        for part, key in (
+            ("SubscriptionRequest", "request"),
+            ("SubscriptionResponse", "response"),
+            ("SubscriptionError", "error"),
+        ):
             holder = container.find(q(KSS, part))
             if holder is not None:
                 seen[key].update(child.tag for child in holder if isinstance(child.tag, str))
@@ -277,8 +285,11 @@ def test_real_client_sample_has_interleaved_kinds_and_zone_less_times() -> None:
     _, container = envelope_parts(SAMPLES / "request_real_client_interleaved.xml")
     kinds = [etree.QName(c).localname for c in container.find(q(KSS, "SubscriptionRequest"))]
     # interleaved: some kind reappears after another kind came between
-    assert any(kinds[i] == kinds[j] and len(set(kinds[i:j + 1])) > 1
-               for i in range(len(kinds)) for j in range(i + 2, len(kinds)))
+    assert any(
+        kinds[i] == kinds[j] and len(set(kinds[i : j + 1])) > 1
+        for i in range(len(kinds))
+        for j in range(i + 2, len(kinds))
+    )
     zone_less = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?$")
     assert zone_less.match(container.findtext(q(KSS, "Timestamp")))
     starts = [c.get("StartTime") for c in container.iter(q(KSS, "Activate"))]
@@ -330,8 +341,11 @@ def test_ext_attribute_types(schema: etree.XMLSchema, kind, attr, value: str, va
 
 def test_ext_items_require_their_attributes(schema: etree.XMLSchema) -> None:
     _, container = envelope_parts(SAMPLES / "request_ext_every_item.xml")
-    for kind, attr in (("ChangeLicenseCount", "LicenseCount"), ("ChangeProduct", "ProductId"),
-                       ("ChangeProduct", "UnitId")):
+    for kind, attr in (
+        ("ChangeLicenseCount", "LicenseCount"),
+        ("ChangeProduct", "ProductId"),
+        ("ChangeProduct", "UnitId"),
+    ):
         broken = copy.deepcopy(container)
         del broken.find(f".//{q(EXT, kind)}").attrib[attr]
         assert not schema.validate(etree.ElementTree(broken)), f"{kind} without {attr}"
@@ -370,10 +384,22 @@ def test_doc_example_validates(schema: etree.XMLSchema, index: int) -> None:
 
 def test_doc_has_an_example_per_extension_item() -> None:
     examples = "\n".join(_doc_examples())
-    for name in ("ext:TrialDays", "ext:CustomerId", "ext:ResumeTime", "ext:ChangeLicenseCount ",
-                 "ext:ChangeLicenseCountResult", "ext:ChangeLicenseCountError", "ext:ChangeProduct ",
-                 "ext:ChangeProductResult", "ext:ChangeProductError", "ext:TrialEndTime", "ext:PauseEndTime",
-                 "ext:MaxLicenseCountThisPeriod", "<TransactionError", "<SubscriptionError>"):
+    for name in (
+        "ext:TrialDays",
+        "ext:CustomerId",
+        "ext:ResumeTime",
+        "ext:ChangeLicenseCount ",
+        "ext:ChangeLicenseCountResult",
+        "ext:ChangeLicenseCountError",
+        "ext:ChangeProduct ",
+        "ext:ChangeProductResult",
+        "ext:ChangeProductError",
+        "ext:TrialEndTime",
+        "ext:PauseEndTime",
+        "ext:MaxLicenseCountThisPeriod",
+        "<TransactionError",
+        "<SubscriptionError>",
+    ):
         assert name in examples, name
 
 
@@ -418,6 +444,7 @@ def test_wsdl_declares_the_public_service_shape() -> None:
 
 # ======================================================================================== zeep
 
+
 @pytest.fixture(scope="module")
 def client():
     return zeep.Client(str(WSDL))
@@ -429,24 +456,58 @@ def _every_item(client) -> list[dict]:
     e = lambda name: client.get_element(q(EXT, name))  # noqa: E731
     start = dt.datetime(2026, 1, 5, 9, 0)  # zone-less, as real clients send
     return [
-        {"Activate": t("SubscriptionRequestActivateItem")(
-            UnitId=1, SubscriberId="sub-1", StartTime=start, EndTime="indefinite", LicenseCount=3,
-            ProductId="KISMD", ActivationType="Standard", TrialDays=30, CustomerId="cust-1")},
-        {"GetInfo": t("SubscriptionRequestGetInfoItem")(
-            UnitId=2, SubscriberId="sub-1", InfoSection="Subscription, SubscriptionUsage")},
-        {"Renew": t("SubscriptionRequestRenewItem")(
-            UnitId=3, SubscriberId="sub-2", EndTime=dt.datetime(2027, 1, 5, tzinfo=dt.timezone.utc))},
+        {
+            "Activate": t("SubscriptionRequestActivateItem")(
+                UnitId=1,
+                SubscriberId="sub-1",
+                StartTime=start,
+                EndTime="indefinite",
+                LicenseCount=3,
+                ProductId="KISMD",
+                ActivationType="Standard",
+                TrialDays=30,
+                CustomerId="cust-1",
+            )
+        },
+        {
+            "GetInfo": t("SubscriptionRequestGetInfoItem")(
+                UnitId=2, SubscriberId="sub-1", InfoSection="Subscription, SubscriptionUsage"
+            )
+        },
+        {
+            "Renew": t("SubscriptionRequestRenewItem")(
+                UnitId=3, SubscriberId="sub-2", EndTime=dt.datetime(2027, 1, 5, tzinfo=dt.UTC)
+            )
+        },
         {"SoftCancel": t("SubscriptionRequestSoftCancelItem")(UnitId=4, SubscriberId="sub-3", EndTime=start)},
         {"HardCancel": t("SubscriptionRequestHardCancelItem")(UnitId=5, SubscriberId="sub-4", EndTime=start)},
-        {"Activate": t("SubscriptionRequestActivateItem")(
-            UnitId=6, SubscriberId="sub-4", StartTime=start, EndTime="2027-01-05T09:00:00",
-            ProductId="KTSMD", ActivationType="Secondary")},
-        {"Pause": t("SubscriptionRequestPauseItem")(
-            UnitId=7, SubscriberId="sub-5", PauseTime=start, ResumeTime=dt.datetime(2026, 3, 1))},
+        {
+            "Activate": t("SubscriptionRequestActivateItem")(
+                UnitId=6,
+                SubscriberId="sub-4",
+                StartTime=start,
+                EndTime="2027-01-05T09:00:00",
+                ProductId="KTSMD",
+                ActivationType="Secondary",
+            )
+        },
+        {
+            "Pause": t("SubscriptionRequestPauseItem")(
+                UnitId=7, SubscriberId="sub-5", PauseTime=start, ResumeTime=dt.datetime(2026, 3, 1)
+            )
+        },
         {"Resume": t("SubscriptionRequestResumeItem")(UnitId=8, SubscriberId="sub-6")},
-        {"GetDownloadLinks": t("SubscriptionRequestGetDownloadLinksItem")(
-            UnitId=9, SubscriberId="sub-1", Language="pt", Alphabet="Latin", Region="BR",
-            RebrandingCode="ACME", Platform="Android")},
+        {
+            "GetDownloadLinks": t("SubscriptionRequestGetDownloadLinksItem")(
+                UnitId=9,
+                SubscriberId="sub-1",
+                Language="pt",
+                Alphabet="Latin",
+                Region="BR",
+                RebrandingCode="ACME",
+                Platform="Android",
+            )
+        },
         {"ChangeLicenseCount": e("ChangeLicenseCount")(UnitId=10, SubscriberId="sub-7", LicenseCount=12)},
         {"ChangeProduct": e("ChangeProduct")(UnitId=11, SubscriberId="sub-8", ProductId="KESB-ADV")},
     ]
@@ -455,11 +516,15 @@ def _every_item(client) -> list[dict]:
 def _build(client, items: list[dict], **access) -> etree._Element:
     collection = client.get_type(q(KSS, "SubscriptionRequestItemCollection"))(_value_1=items)
     access_info = client.get_element(q(KSS, "AccessInfo"))(
-        UserName=access.get("UserName", "acme_isp"), Password=access.get("Password", "s3cret"))
+        UserName=access.get("UserName", "acme_isp"), Password=access.get("Password", "s3cret")
+    )
     return client.create_message(
-        client.service, "SubscriptionRequest",
-        Timestamp=dt.datetime(2026, 1, 5, 9, 0), TransactionId="zeep-0001",
-        SubscriptionRequest=collection, _soapheaders=[access_info],
+        client.service,
+        "SubscriptionRequest",
+        Timestamp=dt.datetime(2026, 1, 5, 9, 0),
+        TransactionId="zeep-0001",
+        SubscriptionRequest=collection,
+        _soapheaders=[access_info],
     )
 
 
@@ -511,8 +576,8 @@ def zeep_items(holder) -> list[tuple[str, object]]:
     zeep gives each run of one kind as a list (the alternatives have maxOccurs="unbounded"), except
     GetInfo, which is one item per entry."""
     pairs = []
-    for entry in (holder._value_1 if holder is not None else []):
-        (kind, value), = entry.items()
+    for entry in holder._value_1 if holder is not None else []:
+        ((kind, value),) = entry.items()
         pairs.extend((kind, item) for item in (value if isinstance(value, list) else [value]))
     return pairs
 
@@ -563,6 +628,7 @@ def test_suds_public_client_patterns(schema: etree.XMLSchema) -> None:
     before Activate, errors read as error[0], GetInfo read as info['Subscription'][0].
     Runs only where suds is installed (pip install suds)."""
     import suds.client as suds_client
+
     client = suds_client.Client(WSDL.as_uri(), nosend=True)
     request = client.factory.create("SubscriptionRequestItemCollection")
     token = client.factory.create("AccessInfo")

@@ -7,6 +7,7 @@ licence change, a cancel), so that bills, reports, audit pages and subscriptions
 An unknown SubscriberId (404) or a well-formed but refused value (422) is the API's answer, so
 positive-data acceptance also expects those.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,10 +26,10 @@ from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.partners import create_partner, load_partner, reset_partner
 from ksimkit.simulators.core.settings import Settings
 from ksimkit.simulators.core.web import Runtime
-from tests.reliability.figures import record
-from tests.state import CallCounter
 from ksimkit.simulators.kss import rules
 from ksimkit.simulators.kss.model import Activate, ChangeLicenseCount, RequestContainer, SoftCancel
+from tests.reliability.figures import record
+from tests.state import CallCounter
 
 pytestmark = pytest.mark.contract
 
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.contract
 LONG = os.environ.get("KSIM_RELIABILITY") == "long"
 EXAMPLES = int(os.environ.get("KSIM_SCHEMATHESIS_EXAMPLES", "200" if LONG else "20"))
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 START = dt.datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 _DB = Path(tempfile.mkdtemp(prefix="ksim-st-kss-")) / "state.db"
@@ -60,8 +61,11 @@ def seed() -> None:
     """From an empty partner: acme-1 (10, then 15 KESB-SELECT), globex-1 (20 KSMS, cancelled end of April)."""
     with _RUNTIME.store.begin() as conn:
         reset_partner(conn, PARTNER["id"])
-    _send(START, Activate(1, "acme-1", START, None, "KESB-SELECT", 10, customer_id="acme"),
-          Activate(2, "globex-1", START, None, "KSMS", 20, customer_id="globex"))
+    _send(
+        START,
+        Activate(1, "acme-1", START, None, "KESB-SELECT", 10, customer_id="acme"),
+        Activate(2, "globex-1", START, None, "KSMS", 20, customer_id="globex"),
+    )
     april = dt.datetime(2026, 4, 10, 9, tzinfo=UTC)
     _send(april, ChangeLicenseCount(1, "acme-1", 15), SoftCancel(2, "globex-1", dt.datetime(2026, 5, 1, tzinfo=UTC)))
     with _RUNTIME.store.begin() as conn:
@@ -99,4 +103,9 @@ TestKssRestStateful = KssRestStateMachine.TestCase
 @pytest.fixture(scope="module", autouse=True)
 def _figures() -> Any:
     yield
-    record("schemathesis_kss_rest", examples_per_operation=EXAMPLES, requests=sum(CALLS.counts.values()), by_status=dict(CALLS.counts))
+    record(
+        "schemathesis_kss_rest",
+        examples_per_operation=EXAMPLES,
+        requests=sum(CALLS.counts.values()),
+        by_status=dict(CALLS.counts),
+    )

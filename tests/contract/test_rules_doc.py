@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import ast
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-
-import pytest
 
 import yaml
 
@@ -46,25 +44,25 @@ SKIPPED_DIRS = {".git", ".venv", "build", "dist", "out"}
 OUTSIDE_NAMES = re.compile(r"(?<![\w-])(?:RULES|WIRE|DESIGN)\.md|" + _SPEC_DIR + r"/|\bseeds?\b")
 
 
-@lru_cache(maxsize=None)
+@cache
 def rule_ids() -> tuple[str, ...]:
     data = yaml.safe_load(CATALOG.read_text(encoding="utf-8"))
     return tuple(str(rule) for group in data.values() for rule in group)
 
 
-@lru_cache(maxsize=None)
+@cache
 def doc_text() -> str:
     return DOC.read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def sections() -> dict[str, str]:
     """Rule ID -> the text of its section (up to the next heading of level 1 to 3)."""
     text = doc_text()
     found: dict[str, str] = {}
     for match in HEADING.finditer(text):
         following = ANY_HEADING.search(text, match.end())
-        found[match.group(1)] = text[match.end(): following.start() if following else len(text)]
+        found[match.group(1)] = text[match.end() : following.start() if following else len(text)]
     return found
 
 
@@ -74,7 +72,7 @@ def rule_pattern(rule: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z0-9])(?:{forms})(?![0-9])")
 
 
-@lru_cache(maxsize=None)
+@cache
 def scenario_rules() -> dict[str, tuple[str, ...]]:
     """Scenario file (relative path) -> the rule IDs of its ``rules:`` list."""
     found = {}
@@ -90,7 +88,7 @@ def function_source(source: str, function: str) -> str | None:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:
             start = min([node.lineno] + [decorator.lineno for decorator in node.decorator_list])
-            return "\n".join(source.splitlines()[start - 1: node.end_lineno])
+            return "\n".join(source.splitlines()[start - 1 : node.end_lineno])
     return None
 
 
@@ -185,8 +183,10 @@ def test_every_scenario_is_cited_under_each_rule_it_lists() -> None:
 
 def test_every_test_named_after_a_rule_is_cited_under_that_rule() -> None:
     patterns = {rule: rule_pattern(rule) for rule in rule_ids()}
-    cited = {rule: {(path, (name or "").split("::")[-1]) for path, name in cited_tests(text)}
-             for rule, text in sections().items()}
+    cited = {
+        rule: {(path, (name or "").split("::")[-1]) for path, name in cited_tests(text)}
+        for rule, text in sections().items()
+    }
     problems = []
     for file in sorted(TESTS.rglob("test_*.py")):
         path = file.relative_to(ROOT).as_posix()

@@ -4,6 +4,7 @@ The host project (``host_project/``) has its own top-level ``scenarios``, ``simu
 ``examples`` packages and a conftest that imports them: the plugin must leave them alone. Run alone with
 ``pytest -m install``.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,23 @@ def python(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
     venv.EnvBuilder(with_pip=True).create(env)
     interpreter = env / "bin" / "python"
     pytest_version = pytest.__version__
-    _ok(_run([interpreter, "-m", "pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check",
-              wheel, f"pytest=={pytest_version}"], cwd=env, timeout=300))
+    _ok(
+        _run(
+            [
+                interpreter,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-compile",
+                "--disable-pip-version-check",
+                wheel,
+                f"pytest=={pytest_version}",
+            ],
+            cwd=env,
+            timeout=300,
+        )
+    )
     yield interpreter
 
 
@@ -100,16 +116,32 @@ def test_the_version_from_the_command_and_the_module(python: Path, host: Path) -
 
 def test_certify_the_reference_broker_from_the_install(python: Path, host: Path) -> None:
     out = host / "out"
-    _ok(_run([python.parent / "ksim", "certify", "--reference-broker", "-k", "two-customers", "--out", out],
-             cwd=host))
+    _ok(_run([python.parent / "ksim", "certify", "--reference-broker", "-k", "two-customers", "--out", out], cwd=host))
     summary = (out / "summary.json").read_text(encoding="utf-8")
     assert '"passed": 2' in summary
     assert not (host / "scenarios" / "suites" / "report.html").exists()
 
 
 def test_the_packaged_suites_by_pyargs(python: Path, host: Path) -> None:
-    out = _ok(_run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "ksimkit.scenarios.suites",
-                    "--ksim-broker", "reference", "-k", "customers and apart"], cwd=host))
+    out = _ok(
+        _run(
+            [
+                python,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--pyargs",
+                "ksimkit.scenarios.suites",
+                "--ksim-broker",
+                "reference",
+                "-k",
+                "customers and apart",
+            ],
+            cwd=host,
+        )
+    )
     assert "2 passed" in out, out
 
 
@@ -117,6 +149,7 @@ def test_setting_database_url_postgresql_without_the_driver_names_the_extra(pyth
     """A plain install has no psycopg: a PostgreSQL URL is one line naming the extra to install, exit status 2."""
     result = _run([python.parent / "ksim", "serve", "--database-url", "postgresql://ksim@127.0.0.1:1/ksim"], cwd=host)
     assert result.returncode == 2, result
-    assert result.stderr.strip() == ("ksim: database_url (--database-url): PostgreSQL needs the psycopg driver: "
-                                     "pip install 'ksimkit[postgresql]'"), result.stderr
+    assert result.stderr.strip() == (
+        "ksim: database_url (--database-url): PostgreSQL needs the psycopg driver: pip install 'ksimkit[postgresql]'"
+    ), result.stderr
     assert "Traceback" not in result.stdout + result.stderr

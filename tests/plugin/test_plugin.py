@@ -1,5 +1,6 @@
 """The control-plane client (against the project's real server) and the pytest plugin (run by pytester,
 in-process and under xdist against one ``ksim serve``)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,7 +28,7 @@ ADMIN_TOKEN = "test-admin"  # the token of tests/conftest.py's `server`
 KSS = "{http://schemas.kaspersky.com/services/subscription/2.0/}"
 ORDER = {"customer_id": "acme", "sku": "KESB-SELECT-PAYG-20-49", "quantity": 25}
 APRIL_15 = "2026-04-15T09:00:00Z"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 # ---------------------------------------------------------------------------------------- the client
@@ -46,12 +47,19 @@ def handle(ksim_admin: KsimAdmin) -> PartnerHandle:
 
 def test_create_partner_gives_a_handle_with_credentials(ksim_admin: KsimAdmin, server: InProcessServer) -> None:
     partner = ksim_admin.create_partner(
-        name="Contoso Cloud GmbH", programme="msp", timezone="Europe/Berlin", billing_period="30_days",
+        name="Contoso Cloud GmbH",
+        programme="msp",
+        timezone="Europe/Berlin",
+        billing_period="30_days",
         now=dt.datetime(2026, 4, 15, 9, 0, tzinfo=UTC),
     )
     assert partner.id.startswith("ptn_") and partner.token and partner.kss_username and partner.kss_password
     assert (partner.name, partner.programme, partner.timezone, partner.billing_period) == (
-        "Contoso Cloud GmbH", "msp", "Europe/Berlin", "30_days")
+        "Contoso Cloud GmbH",
+        "msp",
+        "Europe/Berlin",
+        "30_days",
+    )
     assert partner.msp_registered is True  # the server's default for msp
     assert partner.base_url == server.url and partner.korm_url == server.url + "/korm/v1"
     assert partner.kss_soap_url == server.url + "/kss/soap/upi"
@@ -186,12 +194,19 @@ def test_kss_zeep_client_is_bound_and_sends_access_info(handle: PartnerHandle) -
         _value_1=[{"GetInfo": client.get_type(KSS + "SubscriptionRequestGetInfoItem")(UnitId=1, SubscriberId="s-1")}]
     )
     envelope = client.create_message(
-        client.service, "SubscriptionRequest", Timestamp=dt.datetime(2026, 4, 15, tzinfo=UTC), TransactionId="t-1",
-        SubscriptionRequest=items, _soapheaders=client._default_soapheaders,
+        client.service,
+        "SubscriptionRequest",
+        Timestamp=dt.datetime(2026, 4, 15, tzinfo=UTC),
+        TransactionId="t-1",
+        SubscriptionRequest=items,
+        _soapheaders=client._default_soapheaders,
     )
     header = envelope.find("{http://schemas.xmlsoap.org/soap/envelope/}Header/" + KSS + "AccessInfo")
     assert header is not None
-    assert (header.findtext(KSS + "UserName"), header.findtext(KSS + "Password")) == (handle.kss_username, handle.kss_password)
+    assert (header.findtext(KSS + "UserName"), header.findtext(KSS + "Password")) == (
+        handle.kss_username,
+        handle.kss_password,
+    )
     bare = handle.kss_zeep_client(access_info=False)
     assert not bare._default_soapheaders
     element = handle.kss_access_info()
@@ -202,8 +217,11 @@ def test_kss_zeep_client_is_bound_and_sends_access_info(handle: PartnerHandle) -
 def _kss_units(client: Any, *items: dict[str, Any], txn: str, **kwargs: Any) -> dict[int, tuple[str, int | None]]:
     """Send items through zeep; {UnitId: (answer kind, ErrorCode or None)}."""
     answer = client.service.SubscriptionRequest(
-        Timestamp=dt.datetime(2026, 4, 15, 9, 0, tzinfo=UTC), TransactionId=txn,
-        SubscriptionRequest=client.get_type(KSS + "SubscriptionRequestItemCollection")(_value_1=list(items)), **kwargs)
+        Timestamp=dt.datetime(2026, 4, 15, 9, 0, tzinfo=UTC),
+        TransactionId=txn,
+        SubscriptionRequest=client.get_type(KSS + "SubscriptionRequestItemCollection")(_value_1=list(items)),
+        **kwargs,
+    )
     if answer.TransactionError is not None:
         return {0: ("TransactionError", int(answer.TransactionError.ErrorCode))}
     units: dict[int, tuple[str, int | None]] = {}
@@ -217,9 +235,16 @@ def _kss_units(client: Any, *items: dict[str, Any], txn: str, **kwargs: Any) -> 
 
 
 def _activate(client: Any, unit: int, sid: str, product: str, customer: str | None = None) -> dict[str, Any]:
-    return {"Activate": client.get_type(KSS + "SubscriptionRequestActivateItem")(
-        UnitId=unit, SubscriberId=sid, StartTime=dt.datetime(2026, 4, 15, 9, 0, tzinfo=UTC), EndTime="indefinite",
-        ProductId=product, CustomerId=customer)}
+    return {
+        "Activate": client.get_type(KSS + "SubscriptionRequestActivateItem")(
+            UnitId=unit,
+            SubscriberId=sid,
+            StartTime=dt.datetime(2026, 4, 15, 9, 0, tzinfo=UTC),
+            EndTime="indefinite",
+            ProductId=product,
+            CustomerId=customer,
+        )
+    }
 
 
 def test_SIM_AUTH_1_kss_zeep_client_talks_to_the_server(handle: PartnerHandle) -> None:
@@ -228,18 +253,28 @@ def test_SIM_AUTH_1_kss_zeep_client_talks_to_the_server(handle: PartnerHandle) -
     assert _kss_units(client, get_info, txn="t-1") == {1: ("GetInfoError", 5)}  # authenticated, then judged
     wrong = dataclasses.replace(handle, kss_password="wrong")
     bare = handle.kss_zeep_client(access_info=False)
-    assert _kss_units(bare, get_info, txn="t-2", _soapheaders=[wrong.kss_access_info()]) == {0: ("TransactionError", 710)}
+    assert _kss_units(bare, get_info, txn="t-2", _soapheaders=[wrong.kss_access_info()]) == {
+        0: ("TransactionError", 710)
+    }
     assert _kss_units(bare, get_info, txn="t-3", _soapheaders=[handle.kss_access_info()]) == {1: ("GetInfoError", 5)}
 
 
 def test_KSS_PREPAID_1_seeded_prepaid_licences_refuse_an_activation(handle: PartnerHandle) -> None:
     seeded = handle.seed_kss_prepaid("cust-1", "KESB-SELECT", 10, dt.date(2026, 12, 31))
     assert (seeded["customer_id"], seeded["product_id"], seeded["licence_count"], seeded["active"]) == (
-        "cust-1", "KESB-SELECT", 10, True)
+        "cust-1",
+        "KESB-SELECT",
+        10,
+        True,
+    )
     assert [p["id"] for p in handle.kss_prepaid()] == [seeded["id"]]
     client = handle.kss_zeep_client()
-    units = _kss_units(client, _activate(client, 1, "cust-1/pool", "KESB-SELECT", "cust-1"),
-                       _activate(client, 2, "cust-2/pool", "KESB-SELECT", "cust-2"), txn="prepaid")
+    units = _kss_units(
+        client,
+        _activate(client, 1, "cust-1/pool", "KESB-SELECT", "cust-1"),
+        _activate(client, 2, "cust-2/pool", "KESB-SELECT", "cust-2"),
+        txn="prepaid",
+    )
     assert units == {1: ("ActivateError", 703), 2: ("Activate", None)}
     with pytest.raises(KsimError) as caught:
         handle.seed_kss_prepaid("cust-1", "NOPE", 10, "2026-12-31")
@@ -294,7 +329,7 @@ def test_the_entry_point_names_the_plugin() -> None:
     assert [(ep.name, ep.value) for ep in found] == [("ksim", "ksimkit.simulators.pytest_plugin")]
 
 
-USER_TESTS = '''
+USER_TESTS = """
 import dataclasses
 import datetime as dt
 import json
@@ -353,7 +388,7 @@ class TestMarkers:
 @pytest.mark.ksim_partner("msp")
 def test_d_marker_with_positional_arguments_is_an_error(ksim_partner):
     pass
-'''
+"""
 
 
 def _records(directory: Path) -> list[dict[str, Any]]:
@@ -387,13 +422,25 @@ def test_plugin_in_process(pytester: pytest.Pytester, plugin_env: None) -> None:
     assert [r["seen"] for r in found] == [[r["ordered"]] for r in found]  # each test saw only its own order
 
 
-def test_plugin_under_xdist_against_one_running_server(pytester: pytest.Pytester, plugin_env: None, tmp_path: Path) -> None:
+def test_plugin_under_xdist_against_one_running_server(
+    pytester: pytest.Pytester, plugin_env: None, tmp_path: Path
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "ksimkit.simulators.cli", "serve", "--port", str(port), "--workers", "1",
-           "--database-url", f"sqlite:///{tmp_path / 'shared.db'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ksimkit.simulators.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'shared.db'}",
+    ]
     proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         with KsimAdmin(url, "plugin-admin") as admin:
@@ -402,7 +449,8 @@ def test_plugin_under_xdist_against_one_running_server(pytester: pytest.Pytester
             pytester.makepyfile(test_user=USER_TESTS.format(records=str(records)))
             # Two tests on two workers: xdist hands them out one each.
             result = pytester.runpytest_subprocess(
-                *PLUGIN_ARGS, "-p", "xdist.plugin", "-n", "2", "--ksim-url", url, "-k", "test_a or test_b")
+                *PLUGIN_ARGS, "-p", "xdist.plugin", "-n", "2", "--ksim-url", url, "-k", "test_a or test_b"
+            )
             result.assert_outcomes(passed=2)
             found = _records(records)
             assert {r["worker"] for r in found} == {"gw0", "gw1"}, found  # both workers ran a test and passed
@@ -425,30 +473,35 @@ def test_plugin_under_xdist_against_one_running_server(pytester: pytest.Pytester
 
 
 def test_SIM_ERR_1_plugin_ksim_url_of_a_server_that_is_down_is_one_clear_line(
-        pytester: pytest.Pytester, plugin_env: None) -> None:
+    pytester: pytest.Pytester, plugin_env: None
+) -> None:
     with socket.socket() as s:  # bound, never listening, closed: nothing answers there
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
     pytester.makepyfile(test_user=USER_TESTS.format(records=str(pytester.path / "records")))
     result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "--ksim-url", url, "-k", "test_a or test_b")
     result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines([f"*ksim: --ksim-url: the simulator at {url} cannot be reached (ConnectError*start one (ksim serve)*"])
+    result.stdout.fnmatch_lines(
+        [f"*ksim: --ksim-url: the simulator at {url} cannot be reached (ConnectError*start one (ksim serve)*"]
+    )
     text = result.stdout.str()
     assert "Traceback" not in text and "httpcore" not in text and len(text.splitlines()) < 40, text
 
 
-def test_setting_errors_reach_the_plugin_as_one_line(pytester: pytest.Pytester, plugin_env: None,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_setting_errors_reach_the_plugin_as_one_line(
+    pytester: pytest.Pytester, plugin_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KSIM_JOURNAL_LIMIT", "lots")
     pytester.makepyfile(test_user=USER_TESTS.format(records=str(pytester.path / "records")))
     result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-k", "test_a")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*ksim: journal_limit (environment variable KSIM_JOURNAL_LIMIT): expected a whole "
-                                 "number, got 'lots'*"])
+    result.stdout.fnmatch_lines(
+        ["*ksim: journal_limit (environment variable KSIM_JOURNAL_LIMIT): expected a whole number, got 'lots'*"]
+    )
     assert "Traceback" not in result.stdout.str()
 
 
-HARNESS_TESTS = '''
+HARNESS_TESTS = """
 import httpx
 import pytest
 
@@ -477,7 +530,7 @@ def test_lost_answer_with_the_handle(ksim_partner, korm_client):
     assert ksim_partner.verify(2, operation="createSubscription") == 2
     with pytest.raises(AssertionError):
         ksim_partner.verify(3, operation="createSubscription")
-'''
+"""
 
 
 def test_plugin_harness_strict_option_marker_and_handle(pytester: pytest.Pytester, plugin_env: None) -> None:

@@ -3,6 +3,7 @@
 ``world(...)`` makes a fresh simulator partner (its own clock and data) and a broker tenant bound to it, and
 returns a :class:`World` that drives the broker's REST API the way a scenario does, moving both clocks together.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -74,8 +75,11 @@ class LossyProxy:
         if lose:
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [b"upstream answer lost"]
-        passed = [(k, v) for k, v in answer.headers.items()
-                  if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")]
+        passed = [
+            (k, v)
+            for k, v in answer.headers.items()
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")
+        ]
         start_response(f"{answer.status_code} {answer.reason_phrase}", passed)
         return [answer.content]
 
@@ -89,31 +93,52 @@ def lossy_proxy(simulator: InProcessServer) -> Iterator[LossyProxy]:
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 class World:
     """One simulator partner and one broker tenant bound to it."""
 
-    def __init__(self, ksim_admin: KsimAdmin, broker_url: str, *, now: str, programme: str = "reseller",
-                 timezone: str = "UTC", billing_period: str | None = None, prices: dict[str, str] | None = None,
-                 defects: list[str] | None = None, vendor_url: str | None = None,
-                 legacy: list[dict[str, Any]] | None = None, approval_codes: list[dict[str, Any]] | None = None,
-                 tell_programme: bool = False) -> None:
+    def __init__(
+        self,
+        ksim_admin: KsimAdmin,
+        broker_url: str,
+        *,
+        now: str,
+        programme: str = "reseller",
+        timezone: str = "UTC",
+        billing_period: str | None = None,
+        prices: dict[str, str] | None = None,
+        defects: list[str] | None = None,
+        vendor_url: str | None = None,
+        legacy: list[dict[str, Any]] | None = None,
+        approval_codes: list[dict[str, Any]] | None = None,
+        tell_programme: bool = False,
+    ) -> None:
         self.partner: PartnerHandle = ksim_admin.create_partner(
-            programme=programme, timezone=timezone, now=now,
-            **({"billing_period": billing_period} if billing_period else {}))
+            programme=programme,
+            timezone=timezone,
+            now=now,
+            **({"billing_period": billing_period} if billing_period else {}),
+        )
         for code in approval_codes or []:
             self.partner.create_approval_code(**code)
         for entry in legacy or []:
-            self.partner.seed_legacy_subscription(entry["customer"], entry["sku"], entry["quantity"],
-                                                  entry["activation_date"])
+            self.partner.seed_legacy_subscription(
+                entry["customer"], entry["sku"], entry["quantity"], entry["activation_date"]
+            )
         base = vendor_url or self.partner.base_url
         setup: dict[str, Any] = {
-            "scenario_id": "test", "korm_url": f"{base}/korm/v1", "korm_token": self.partner.token,
-            "kss_wsdl_url": f"{base}/kss/soap/upi?wsdl", "kss_username": self.partner.kss_username,
-            "kss_password": self.partner.kss_password, "now": _iso(self.partner.clock().now), "timezone": timezone,
-            "prices": prices or {}, "defects": defects or [],
+            "scenario_id": "test",
+            "korm_url": f"{base}/korm/v1",
+            "korm_token": self.partner.token,
+            "kss_wsdl_url": f"{base}/kss/soap/upi?wsdl",
+            "kss_username": self.partner.kss_username,
+            "kss_password": self.partner.kss_password,
+            "now": _iso(self.partner.clock().now),
+            "timezone": timezone,
+            "prices": prices or {},
+            "defects": defects or [],
         }
         if legacy:
             setup["legacy"] = legacy
@@ -134,18 +159,26 @@ class World:
             assert result.get("outcome") == expect, (path, answer.status_code, result)
         return result
 
-    def order(self, ref: str, customer: str, sku: str, quantity: int, approval_code: str | None = None,
-              **kw: Any) -> dict[str, Any]:
-        return self.call("/subscriptions", {"ref": ref, "customer": customer, "sku": sku, "quantity": quantity,
-                                            "approval_code": approval_code}, **kw)
+    def order(
+        self, ref: str, customer: str, sku: str, quantity: int, approval_code: str | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        return self.call(
+            "/subscriptions",
+            {"ref": ref, "customer": customer, "sku": sku, "quantity": quantity, "approval_code": approval_code},
+            **kw,
+        )
 
     def quantity(self, ref: str, quantity: int, **kw: Any) -> dict[str, Any]:
         return self.call(f"/subscriptions/{ref}/quantity", {"quantity": quantity}, **kw)
 
-    def activate(self, ref: str, customer: str, product: str, count: int, trial_days: int = 0,
-                 **kw: Any) -> dict[str, Any]:
-        return self.call("/kss/subscriptions", {"ref": ref, "customer": customer, "product": product, "count": count,
-                                                "trial_days": trial_days}, **kw)
+    def activate(
+        self, ref: str, customer: str, product: str, count: int, trial_days: int = 0, **kw: Any
+    ) -> dict[str, Any]:
+        return self.call(
+            "/kss/subscriptions",
+            {"ref": ref, "customer": customer, "product": product, "count": count, "trial_days": trial_days},
+            **kw,
+        )
 
     def count(self, ref: str, count: int, **kw: Any) -> dict[str, Any]:
         return self.call(f"/kss/subscriptions/{ref}/count", {"count": count}, **kw)
@@ -210,8 +243,11 @@ class World:
             ref = vendor_ids.get(line["subscriber_id"], line["subscriber_id"])
             theirs[ref][0] += line["charged_count"]
             theirs[ref][1] += Decimal(line["amount"])
-        return [(ref, tuple(ours.get(ref, (0, 0))), tuple(theirs.get(ref, (0, 0))))
-                for ref in sorted(set(ours) | set(theirs)) if tuple(ours.get(ref, (0, 0))) != tuple(theirs.get(ref, (0, 0)))]
+        return [
+            (ref, tuple(ours.get(ref, (0, 0))), tuple(theirs.get(ref, (0, 0))))
+            for ref in sorted(set(ours) | set(theirs))
+            if tuple(ours.get(ref, (0, 0))) != tuple(theirs.get(ref, (0, 0)))
+        ]
 
 
 @pytest.fixture

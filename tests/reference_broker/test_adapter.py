@@ -1,4 +1,5 @@
 """adapter.yaml drives the reference broker through ksim's own HTTP adapter (scenarios/brokers/http.py)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -6,17 +7,34 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-ADAPTER = Path(__file__).resolve().parents[2] / "examples" / "reference_broker" / "adapter.yaml"
-BROKER_METHODS = ("start", "stop_tenant", "order", "change_quantity", "switch_plan", "stop", "reactivate", "migrate",
-                  "activate", "change_count", "change_product", "pause", "resume", "cancel_at_month_end",
-                  "hard_cancel", "advance_clock", "charges", "activation_code", "build")
-UTC = dt.timezone.utc
+from ksimkit.scenarios.brokers import base, http
 
-from ksimkit.scenarios.brokers import http
-from ksimkit.scenarios.brokers import base
+ADAPTER = Path(__file__).resolve().parents[2] / "examples" / "reference_broker" / "adapter.yaml"
+BROKER_METHODS = (
+    "start",
+    "stop_tenant",
+    "order",
+    "change_quantity",
+    "switch_plan",
+    "stop",
+    "reactivate",
+    "migrate",
+    "activate",
+    "change_count",
+    "change_product",
+    "pause",
+    "resume",
+    "cancel_at_month_end",
+    "hard_cancel",
+    "advance_clock",
+    "charges",
+    "activation_code",
+    "build",
+)
+
+UTC = dt.UTC
 
 
 def test_the_adapter_maps_every_broker_method() -> None:
@@ -28,10 +46,19 @@ def test_the_adapter_maps_every_broker_method() -> None:
 
 def _start(adapter: Any, partner: Any, now: dt.datetime, **setup: Any) -> Any:
     broker = adapter.broker()
-    broker.start(base.TenantSetup(
-        scenario_id="adapter-test", korm_url=partner.korm_url, korm_token=partner.token,
-        kss_wsdl_url=partner.kss_soap_url + "?wsdl", kss_username=partner.kss_username,
-        kss_password=partner.kss_password, now=now, timezone="UTC", **setup))
+    broker.start(
+        base.TenantSetup(
+            scenario_id="adapter-test",
+            korm_url=partner.korm_url,
+            korm_token=partner.token,
+            kss_wsdl_url=partner.kss_soap_url + "?wsdl",
+            kss_username=partner.kss_username,
+            kss_password=partner.kss_password,
+            now=now,
+            timezone="UTC",
+            **setup,
+        )
+    )
     return broker
 
 
@@ -54,9 +81,11 @@ def test_korm_worked_example_through_the_adapter(ksim_admin: Any, broker: Any) -
         assert (same.outcome, same.code) == ("refused", "SAME_PLAN")
         _advance(b, partner, "2026-06-01")
         assert [(c.period, c.ref, c.units, c.amount) for c in b.charges("2026-04")] == [
-            ("2026-04", "s1", 400, Decimal("37.60"))]
+            ("2026-04", "s1", 400, Decimal("37.60"))
+        ]
         assert [(c.units, c.amount, c.vendor_cost) for c in b.charges("2026-05")] == [
-            (665, Decimal("60.49"), Decimal("60.49"))]
+            (665, Decimal("60.49"), Decimal("60.49"))
+        ]
         assert b.stop("s1").outcome == "done"
         refused = b.reactivate("s1")
         assert (refused.outcome, refused.code) == ("refused", "SUBSCRIPTION_DELETED")
@@ -98,9 +127,15 @@ def test_korm_legacy_named_by_the_tenant_setup(ksim_admin: Any, broker: Any) -> 
     now = dt.datetime(2026, 4, 15, 9, tzinfo=UTC)
     partner = ksim_admin.create_partner(now=now)
     seeded = partner.seed_legacy_subscription("acme", "KESB-SELECT-PAYG-20-49", 25, "2026-03-10")
-    legacy = base.LegacySubscription(ref="L1", customer="acme", sku="KESB-SELECT-PAYG-20-49", quantity=25,
-                                     activation_date=dt.date(2026, 3, 10), activation_code=seeded["activation_code"],
-                                     vendor_id=seeded["id"])
+    legacy = base.LegacySubscription(
+        ref="L1",
+        customer="acme",
+        sku="KESB-SELECT-PAYG-20-49",
+        quantity=25,
+        activation_date=dt.date(2026, 3, 10),
+        activation_code=seeded["activation_code"],
+        vendor_id=seeded["id"],
+    )
     b = _start(adapter, partner, now, legacy=(legacy,))
     try:
         assert b.activation_code("L1") == seeded["activation_code"]

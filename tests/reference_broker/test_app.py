@@ -1,4 +1,5 @@
 """The broker's own API: its refusals, settings and entry point."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,12 +15,18 @@ from ksimkit.examples.reference_broker.defects import DEFECTS, ENV
 def test_broker_refusals_are_problem_json_with_an_outcome(world: Any, broker: Any) -> None:
     w = world(now="2026-04-15T09:00:00Z")
     with httpx.Client(base_url=broker.url) as http:
-        answer = http.post("/tenants/tnt_nope/subscriptions", json={"ref": "a", "customer": "c", "sku": "x", "quantity": 1})
+        answer = http.post(
+            "/tenants/tnt_nope/subscriptions", json={"ref": "a", "customer": "c", "sku": "x", "quantity": 1}
+        )
         assert answer.status_code == 404 and answer.headers["content-type"] == "application/problem+json"
         assert (answer.json()["outcome"], answer.json()["code"]) == ("refused", "TENANT_NOT_FOUND")
         assert http.post("/tenants", json={"now": "2026-04-15T09:00:00Z"}).json()["code"] == "VALIDATION_ERROR"
-        assert http.post(f"/tenants/{w.tenant}/subscriptions", content=b"{", headers={
-            "Content-Type": "application/json"}).json()["code"] == "MALFORMED_JSON"
+        assert (
+            http.post(
+                f"/tenants/{w.tenant}/subscriptions", content=b"{", headers={"Content-Type": "application/json"}
+            ).json()["code"]
+            == "MALFORMED_JSON"
+        )
         assert http.post(f"/tenants/{w.tenant}/subscriptions", json={"ref": "a"}).status_code == 422
         assert http.get(f"/tenants/{w.tenant}/invoices/2026-13").json()["code"] == "INVALID_PERIOD"
         assert http.post(f"/tenants/{w.tenant}/clock", json={"now": "2026-01-01"}).json()["code"] == "CLOCK_BACKWARDS"
@@ -43,7 +50,10 @@ def test_process_defects_from_the_environment_apply_to_every_tenant(monkeypatch:
     monkeypatch.setenv(ENV, "stop_day_billed, kss_msp_tier_ignored")
     app = create_app("sqlite://", defects={"payg_reduction_whole_month"})
     assert app.extensions["reference_broker"].defects == {
-        "stop_day_billed", "kss_msp_tier_ignored", "payg_reduction_whole_month"}
+        "stop_day_billed",
+        "kss_msp_tier_ignored",
+        "payg_reduction_whole_month",
+    }
     assert create_app("sqlite://", use_env=False).extensions["reference_broker"].defects == frozenset()
     with app.test_client() as client:
         assert client.get("/health").json["defects"] == sorted(app.extensions["reference_broker"].defects)

@@ -2,6 +2,7 @@
 
 Every test runs the same steps with the defect on a tenant and, where it helps to see the deviation, without.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -80,8 +81,11 @@ def test_stop_day_billed(world: Any) -> None:
 
 
 def test_approval_discount_to_customer(world: Any) -> None:
-    w = world(now="2026-04-15T09:00:00Z", defects=defect("approval_discount_to_customer"),
-              approval_codes=[{"percent": "15", "expires_on": "2026-12-31", "code": "APR-15"}])
+    w = world(
+        now="2026-04-15T09:00:00Z",
+        defects=defect("approval_discount_to_customer"),
+        approval_codes=[{"percent": "15", "expires_on": "2026-12-31", "code": "APR-15"}],
+    )
     w.order("s1", "acme", PAYG, 25, approval_code="APR-15")
     w.advance("2026-05-01")
     (line,) = w.lines("2026-04", "s1")
@@ -159,8 +163,10 @@ def test_kss_msp_tier_ignored(world: Any) -> None:
     w.activate("m2", "globex", "KESB-SELECT", 30)
     w.advance("2026-05-01")
     assert [line["vendor_cost"] for line in w.lines("2026-04")] == ["90.00", "90.00"]  # the vendor bills 85.50
-    assert w.reconcile("2026-04") == [("m1", (30, Decimal("90.00")), (30, Decimal("85.50"))),
-                                      ("m2", (30, Decimal("90.00")), (30, Decimal("85.50")))]
+    assert w.reconcile("2026-04") == [
+        ("m1", (30, Decimal("90.00")), (30, Decimal("85.50"))),
+        ("m2", (30, Decimal("90.00")), (30, Decimal("85.50"))),
+    ]
 
 
 def test_kss_new_code_after_licence_change(world: Any) -> None:

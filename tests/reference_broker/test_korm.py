@@ -1,4 +1,5 @@
 """The clean reference broker on KORM SS: it bills its customers by the vendor's rules and its books reconcile."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -27,8 +28,9 @@ def test_KORM_YEAR_1_KORM_YEAR_2_KORM_YEAR_3_KORM_YEAR_4_yearly_fee_refusals_and
     w = world(now="2026-04-15T09:00:00Z")
     w.order("y1", "globex", YEARLY, 20)
     assert w.quantity("y1", 18, expect="refused")["code"] == "DECREASE_NOT_ALLOWED"
-    refused = w.call("/subscriptions/y1/switch-plan", {"sku": "KESB-ADV-YEARLY-50-99", "quantity": 60},
-                     expect="refused")
+    refused = w.call(
+        "/subscriptions/y1/switch-plan", {"sku": "KESB-ADV-YEARLY-50-99", "quantity": 60}, expect="refused"
+    )
     assert refused["code"] == "SWITCH_NOT_ALLOWED"
     w.advance("2026-06-01")
     w.quantity("y1", 30)
@@ -60,8 +62,9 @@ def test_KORM_STOP_1_KORM_STOP_2_reactivation_refused_and_a_new_order_gets_a_new
 
 
 def test_KORM_APPR_1_customer_pays_list_and_the_discount_is_the_brokers(world: Any) -> None:
-    w = world(now="2026-04-15T09:00:00Z",
-              approval_codes=[{"percent": "15", "expires_on": "2026-12-31", "code": "APR-15"}])
+    w = world(
+        now="2026-04-15T09:00:00Z", approval_codes=[{"percent": "15", "expires_on": "2026-12-31", "code": "APR-15"}]
+    )
     assert w.order("s1", "acme", PAYG, 25, approval_code="NOPE", expect="refused")["code"] == "INVALID_APPROVAL_CODE"
     w.order("s1", "acme", PAYG, 25, approval_code="APR-15")
     w.advance("2026-05-01")
@@ -100,7 +103,9 @@ def test_KORM_LEG_1_KORM_LEG_2_KORM_MIG_1_legacy_taken_over_billed_at_the_maximu
     assert w.reconcile("2026-04") == [] and w.reconcile("2026-05") == []
 
 
-def test_SIM_IDEM_1_a_lost_order_answer_is_retried_with_the_same_key_and_orders_once(world: Any, lossy_proxy: Any) -> None:
+def test_SIM_IDEM_1_a_lost_order_answer_is_retried_with_the_same_key_and_orders_once(
+    world: Any, lossy_proxy: Any
+) -> None:
     w = world(now="2026-04-15T09:00:00Z", vendor_url=lossy_proxy.url)
     lossy_proxy.lose[("POST", "/korm/v1/subscriptions")] = 1
     code = w.order("s1", "acme", PAYG, 25)["activation_code"]

@@ -1,4 +1,5 @@
 """The clean reference broker on KSS 3.0: zeep against the simulator's WSDL, billing by the vendor's rules."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -132,7 +133,8 @@ def test_KSS_PREPAID_1_vendor_refusal_relayed(world: Any) -> None:
 
 
 def test_SIM_IDEM_1_a_lost_soap_answer_is_retried_under_a_new_transaction_and_activates_once(
-        world: Any, lossy_proxy: Any) -> None:
+    world: Any, lossy_proxy: Any
+) -> None:
     w = world(now="2026-03-01T09:00:00Z", programme="xsp", vendor_url=lossy_proxy.url)
     lossy_proxy.lose[("POST", "/kss/soap/upi")] = 1
     code = w.activate("k1", "home", "KIS", 3)["activation_code"]  # the retry answers 1: the broker asks GetInfo

@@ -1,4 +1,5 @@
 """Figures of the reliability runs for docs/reliability.md: one JSON line per test to $KSIM_RELIABILITY_REPORT."""
+
 from __future__ import annotations
 
 import json

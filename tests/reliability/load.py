@@ -6,6 +6,7 @@ ext:ChangeLicenseCount, or a one-hour clock advance. It keeps what was acknowled
 what the simulator must show: every acknowledged change audited once and nothing else, the last audited values
 in force, the clock moved by exactly the acknowledged hours.
 """
+
 from __future__ import annotations
 
 import collections
@@ -50,21 +51,36 @@ def setup_partner(base: str, *, now: str = "2026-04-15T09:00:00Z") -> Partner:
         created = http.post("/_sim/partners", json={"now": now, "programme": "xsp"}, headers=ADMIN)
         assert created.status_code == 201, created.text
         p = created.json()
-        korm = http.post("/korm/v1/subscriptions", headers={"Authorization": f"Bearer {p['token']}"},
-                         json={"customer_id": "hammer-corp", "sku": KORM_SKU, "quantity": KORM_FIRST})
+        korm = http.post(
+            "/korm/v1/subscriptions",
+            headers={"Authorization": f"Bearer {p['token']}"},
+            json={"customer_id": "hammer-corp", "sku": KORM_SKU, "quantity": KORM_FIRST},
+        )
         assert korm.status_code == 201, korm.text
-        item = (f'<Activate UnitId="1" SubscriberId="hammer-kss" StartTime="{now}" EndTime="indefinite" '
-                f'LicenseCount="{KSS_FIRST}" ProductId="KIS"/>')
+        item = (
+            f'<Activate UnitId="1" SubscriberId="hammer-kss" StartTime="{now}" EndTime="indefinite" '
+            f'LicenseCount="{KSS_FIRST}" ProductId="KIS"/>'
+        )
         answer = soap(http, base, p["kss"]["username"], p["kss"]["password"], item, "setup-1")
         assert answer == ("Activate", None), answer
-    return Partner(p["id"], p["token"], p["kss"]["username"], p["kss"]["password"], korm.json()["id"], "hammer-kss",
-                   dt.datetime.fromisoformat(now.replace("Z", "+00:00")))
+    return Partner(
+        p["id"],
+        p["token"],
+        p["kss"]["username"],
+        p["kss"]["password"],
+        korm.json()["id"],
+        "hammer-kss",
+        dt.datetime.fromisoformat(now.replace("Z", "+00:00")),
+    )
 
 
 def soap(http: httpx.Client, base: str, user: str, password: str, item: str, txn: str) -> tuple[str, int | None]:
     """(the answer item's name, its ErrorCode or None); raises on anything but a SOAP answer."""
-    response = http.post(base + ENDPOINT, content=envelope(item, txn=txn, username=user, password=password).encode(),
-                         headers={"SOAPAction": f'"{SOAP_ACTION}"', "Content-Type": "text/xml; charset=utf-8"})
+    response = http.post(
+        base + ENDPOINT,
+        content=envelope(item, txn=txn, username=user, password=password).encode(),
+        headers={"SOAPAction": f'"{SOAP_ACTION}"', "Content-Type": "text/xml; charset=utf-8"},
+    )
     if response.status_code != 200:
         raise RuntimeError(f"SOAP answered {response.status_code}: {response.text[:300]}")
     root = etree.fromstring(response.content, SAFE)
@@ -102,8 +118,11 @@ def hammer(bases: list[str], partner: Partner, *, clients: int, ops: int) -> Out
                 try:
                     if kind == 0:
                         quantity = korm_quantity(n)
-                        r = http.post(f"{base}/korm/v1/subscriptions/{partner.korm_subscription}/quantity",
-                                      json={"quantity": quantity}, headers=korm_headers)
+                        r = http.post(
+                            f"{base}/korm/v1/subscriptions/{partner.korm_subscription}/quantity",
+                            json={"quantity": quantity},
+                            headers=korm_headers,
+                        )
                         ok = r.status_code == 200
                         with lock:
                             if ok:
@@ -114,8 +133,10 @@ def hammer(bases: list[str], partner: Partner, *, clients: int, ops: int) -> Out
                                 outcome.unexpected.append(f"korm {r.status_code}: {r.text[:200]}")
                     elif kind == 1:
                         count = kss_count(n)
-                        item = (f'<ext:ChangeLicenseCount UnitId="1" SubscriberId="{partner.kss_subscriber}" '
-                                f'LicenseCount="{count}"/>')
+                        item = (
+                            f'<ext:ChangeLicenseCount UnitId="1" SubscriberId="{partner.kss_subscriber}" '
+                            f'LicenseCount="{count}"/>'
+                        )
                         name, code = soap(http, base, partner.kss_user, partner.kss_password, item, f"hammer-{n}")
                         with lock:
                             if name == "ChangeLicenseCountResult":
@@ -123,8 +144,9 @@ def hammer(bases: list[str], partner: Partner, *, clients: int, ops: int) -> Out
                             else:
                                 outcome.refused[f"kss {name} {code}"] += 1
                     else:
-                        r = http.post(f"{base}/_sim/partners/{partner.id}/clock/advance", json={"hours": 1},
-                                      headers=ADMIN)
+                        r = http.post(
+                            f"{base}/_sim/partners/{partner.id}/clock/advance", json={"hours": 1}, headers=ADMIN
+                        )
                         with lock:
                             if r.status_code == 200:
                                 outcome.hours_acked += 1
@@ -159,11 +181,13 @@ def audit(base: str, partner_id: str) -> list[dict[str, Any]]:
 def settled_state(base: str, partner: Partner) -> dict[str, Any]:
     """What the simulator shows once the load is over."""
     with httpx.Client(base_url=base, timeout=60) as http:
-        korm = http.get(f"/korm/v1/subscriptions/{partner.korm_subscription}",
-                        headers={"Authorization": f"Bearer {partner.token}"})
+        korm = http.get(
+            f"/korm/v1/subscriptions/{partner.korm_subscription}", headers={"Authorization": f"Bearer {partner.token}"}
+        )
         assert korm.status_code == 200, korm.text
-        kss = http.get(f"/kss/v1/subscriptions/{partner.kss_subscriber}",
-                       headers={"Authorization": f"Bearer {partner.token}"})
+        kss = http.get(
+            f"/kss/v1/subscriptions/{partner.kss_subscriber}", headers={"Authorization": f"Bearer {partner.token}"}
+        )
         assert kss.status_code == 200, kss.text
         clock = http.get(f"/_sim/partners/{partner.id}/clock", headers=ADMIN)
         assert clock.status_code == 200, clock.text

@@ -1,4 +1,5 @@
 """`ksim serve` processes for the reliability tests: several on one database, killed and restarted at will."""
+
 from __future__ import annotations
 
 import os
@@ -33,11 +34,21 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60) -> "ServeProcess":
+    def start(self, timeout: float = 60) -> ServeProcess:
         (self.workdir / "none.toml").write_text("[ksim]\n")  # no settings of the outer run's ksim.toml
         env = {**os.environ, "KSIM_ADMIN_TOKEN": ADMIN_TOKEN, "KSIM_CONFIG": str(self.workdir / "none.toml")}
-        cmd = [sys.executable, "-m", "ksimkit.simulators.cli", "serve", "--port", str(self.port),
-               "--workers", str(self.workers), "--database-url", self.database_url]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ksimkit.simulators.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--database-url",
+            self.database_url,
+        ]
         log = open(self.workdir / f"serve-{self.port}.log", "ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
@@ -70,9 +81,10 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def __enter__(self) -> "ServeProcess":
+    def __enter__(self) -> ServeProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -4,6 +4,7 @@ invariants holding afterwards. How: docs/reliability.md (per-partner row lock / 
 
 CI runs a short load; ``make reliability`` (KSIM_RELIABILITY=long) a long one.
 """
+
 from __future__ import annotations
 
 import collections
@@ -34,8 +35,9 @@ def two_servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list
         yield [first.url, second.url]
 
 
-def test_concurrent_changes_on_one_subscription_lose_nothing(two_servers: list[str],
-                                                              request: pytest.FixtureRequest) -> None:
+def test_concurrent_changes_on_one_subscription_lose_nothing(
+    two_servers: list[str], request: pytest.FixtureRequest
+) -> None:
     """SIM-CONC-1 (docs/reliability.md), KORM-QTY-1, KSS-QTY-1, KSS-QTY-3, SIM-CLOCK-1, KSS-AUDIT-1."""
     partner = load.setup_partner(two_servers[0])
     outcome = load.hammer(two_servers, partner, clients=CLIENTS, ops=OPS)
@@ -65,9 +67,18 @@ def test_concurrent_changes_on_one_subscription_lose_nothing(two_servers: list[s
     times = [load.parse_time(e["at"]) for e in entries]
     assert times == sorted(times)
     assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)
-    record("concurrency", backend=request.node.callspec.params["two_servers"], servers=len(two_servers), clients=CLIENTS, operations=outcome.operations,
-           korm_changes=sum(outcome.korm_acked.values()), kss_changes=sum(outcome.kss_acked.values()),
-           clock_hours=outcome.hours_acked, refused=dict(outcome.refused), lost=0)
+    record(
+        "concurrency",
+        backend=request.node.callspec.params["two_servers"],
+        servers=len(two_servers),
+        clients=CLIENTS,
+        operations=outcome.operations,
+        korm_changes=sum(outcome.korm_acked.values()),
+        kss_changes=sum(outcome.kss_acked.values()),
+        clock_hours=outcome.hours_acked,
+        refused=dict(outcome.refused),
+        lost=0,
+    )
 
 
 def test_concurrent_orders_with_one_idempotency_key_make_one_subscription(two_servers: list[str]) -> None:
@@ -84,16 +95,21 @@ def test_concurrent_orders_with_one_idempotency_key_make_one_subscription(two_se
     assert {a.status_code for a in answers} == {201}
     assert len({a.json()["id"] for a in answers}) == 1
     assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 15
-    listed = httpx.get(f"{two_servers[1]}/korm/v1/subscriptions", params={"customer_id": "race-corp"},
-                       headers={"Authorization": f"Bearer {partner.token}"}).json()["items"]
+    listed = httpx.get(
+        f"{two_servers[1]}/korm/v1/subscriptions",
+        params={"customer_id": "race-corp"},
+        headers={"Authorization": f"Bearer {partner.token}"},
+    ).json()["items"]
     assert len(listed) == 1
 
 
 def test_concurrent_activations_of_one_subscriber_make_one_subscription(two_servers: list[str]) -> None:
     """KSS-ACT-1 under a race: one Activate of a SubscriberId wins, the others are refused, one code issued."""
     partner = load.setup_partner(two_servers[0])
-    item = ('<Activate UnitId="1" SubscriberId="race-kss" StartTime="2026-04-15T09:00:00Z" EndTime="indefinite" '
-            'LicenseCount="3" ProductId="KIS"/>')
+    item = (
+        '<Activate UnitId="1" SubscriberId="race-kss" StartTime="2026-04-15T09:00:00Z" EndTime="indefinite" '
+        'LicenseCount="3" ProductId="KIS"/>'
+    )
 
     def activate(i: int) -> tuple[str, int | None]:
         with httpx.Client(timeout=60) as http:
@@ -103,6 +119,7 @@ def test_concurrent_activations_of_one_subscriber_make_one_subscription(two_serv
         answers = list(pool.map(activate, range(12)))
     assert answers.count(("Activate", None)) == 1, answers
     assert all(name == "ActivateError" for name, _ in answers if (name, _) != ("Activate", None)), answers
-    activations = [e for e in load.audit(two_servers[1], partner.id)
-                   if e["action"] == "activate" and e["object_id"] == "race-kss"]
+    activations = [
+        e for e in load.audit(two_servers[1], partner.id) if e["action"] == "activate" and e["object_id"] == "race-kss"
+    ]
     assert len(activations) == 1

@@ -5,6 +5,7 @@ subscription); a request whose answer was lost, retried with its Idempotency-Key
 
 CI kills once after a short load; ``make reliability`` (KSIM_RELIABILITY=long) kills several times.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -42,7 +43,9 @@ class Ledger:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def write_load(base: str, partner: load.Partner, ledger: Ledger, stop: threading.Event, round_: int) -> list[threading.Thread]:
+def write_load(
+    base: str, partner: load.Partner, ledger: Ledger, stop: threading.Event, round_: int
+) -> list[threading.Thread]:
     numbers = itertools.count(1)
 
     def client(index: int) -> None:
@@ -53,8 +56,11 @@ def write_load(base: str, partner: load.Partner, ledger: Ledger, stop: threading
                     key = f"crash-{round_}-{index}-{n}"
                     order = {"customer_id": f"cust-{round_}-{index}-{n}", "sku": SKU, "quantity": 10 + n % 5}
                     try:
-                        r = http.post(f"{base}/korm/v1/subscriptions", json=order,
-                                      headers={"Authorization": f"Bearer {partner.token}", "Idempotency-Key": key})
+                        r = http.post(
+                            f"{base}/korm/v1/subscriptions",
+                            json=order,
+                            headers={"Authorization": f"Bearer {partner.token}", "Idempotency-Key": key},
+                        )
                     except httpx.TransportError as exc:
                         with ledger.lock:
                             ledger.unknown_orders[key] = order
@@ -67,8 +73,10 @@ def write_load(base: str, partner: load.Partner, ledger: Ledger, stop: threading
                             ledger.unexpected.append(f"order {r.status_code}: {r.text[:200]}")
                 else:
                     sid = f"kss-{round_}-{index}-{n}"
-                    item = (f'<Activate UnitId="1" SubscriberId="{sid}" StartTime="2026-04-15T09:00:00Z" '
-                            'EndTime="indefinite" LicenseCount="2" ProductId="KIS"/>')
+                    item = (
+                        f'<Activate UnitId="1" SubscriberId="{sid}" StartTime="2026-04-15T09:00:00Z" '
+                        'EndTime="indefinite" LicenseCount="2" ProductId="KIS"/>'
+                    )
                     try:
                         name, code = load.soap(http, base, partner.kss_user, partner.kss_password, item, sid)
                     except (httpx.TransportError, RuntimeError) as exc:
@@ -108,10 +116,18 @@ def test_sigkill_under_write_load_loses_no_acknowledged_change(backend: str, tmp
         assert ledger.unexpected == []
         assert ledger.orders and ledger.activations
         check_after_restart(server.url, partner, ledger)
-        record("crash", backend=backend, kills=KILLS, clients=CLIENTS, acknowledged_orders=len(ledger.orders),
-               acknowledged_activations=len(ledger.activations), unknown_orders=len(ledger.unknown_orders),
-               unknown_activations=len(ledger.unknown_activations), answers_lost_in_flight=ledger.answers_lost,
-               lost=0)
+        record(
+            "crash",
+            backend=backend,
+            kills=KILLS,
+            clients=CLIENTS,
+            acknowledged_orders=len(ledger.orders),
+            acknowledged_activations=len(ledger.activations),
+            unknown_orders=len(ledger.unknown_orders),
+            unknown_activations=len(ledger.unknown_activations),
+            answers_lost_in_flight=ledger.answers_lost,
+            lost=0,
+        )
     finally:
         server.stop()
 
@@ -123,8 +139,9 @@ def check_after_restart(base: str, partner: load.Partner, ledger: Ledger) -> Non
         for body in ledger.orders.values():
             got = http.get(f"/korm/v1/subscriptions/{body['id']}", headers=korm)
             assert got.status_code == 200, got.text
-            assert {k: got.json()[k] for k in ("customer_id", "sku", "quantity")} == \
-                {k: body[k] for k in ("customer_id", "sku", "quantity")}
+            assert {k: got.json()[k] for k in ("customer_id", "sku", "quantity")} == {
+                k: body[k] for k in ("customer_id", "sku", "quantity")
+            }
         # Every acknowledged activation is there, with one code for ever.
         for sid in ledger.activations:
             got = http.get(f"/kss/v1/subscriptions/{sid}", headers=korm)
@@ -132,8 +149,12 @@ def check_after_restart(base: str, partner: load.Partner, ledger: Ledger) -> Non
         # Nothing half applied: subscriptions and their audit entries match one to one.
         entries = load.audit(base, partner.id)
         audited_orders = {e["object_id"] for e in entries if e["action"] == "order"}
-        listed = {s["id"] for s in http.get("/korm/v1/subscriptions", headers=korm,
-                                            params={"include_deleted": "true"}).json()["items"]}
+        listed = {
+            s["id"]
+            for s in http.get("/korm/v1/subscriptions", headers=korm, params={"include_deleted": "true"}).json()[
+                "items"
+            ]
+        }
         assert listed == audited_orders
         for sid in {e["object_id"] for e in entries if e["action"] == "activate"}:
             assert http.get(f"/kss/v1/subscriptions/{sid}", headers=korm).status_code == 200
@@ -147,11 +168,14 @@ def check_after_restart(base: str, partner: load.Partner, ledger: Ledger) -> Non
         assert len({s["customer_id"] for s in listed}) == expected
         # A lost activation either happened (the subscriber exists, audited) or not (it can be made now).
         for sid in ledger.unknown_activations:
-            item = (f'<Activate UnitId="1" SubscriberId="{sid}" StartTime="2026-04-15T09:00:00Z" '
-                    'EndTime="indefinite" LicenseCount="2" ProductId="KIS"/>')
+            item = (
+                f'<Activate UnitId="1" SubscriberId="{sid}" StartTime="2026-04-15T09:00:00Z" '
+                'EndTime="indefinite" LicenseCount="2" ProductId="KIS"/>'
+            )
             name, _code = load.soap(http, base, partner.kss_user, partner.kss_password, item, sid + "-retry")
             assert name in ("Activate", "ActivateError")
             assert http.get(f"/kss/v1/subscriptions/{sid}", headers=korm).status_code == 200
         final = load.audit(base, partner.id)
         assert sum(e["action"] == "activate" for e in final) == len(
-            {e["object_id"] for e in final if e["action"] == "activate"})
+            {e["object_id"] for e in final if e["action"] == "activate"}
+        )

@@ -12,6 +12,7 @@
   AccessInfo: TransactionError 710; every secured /_sim operation of
   contracts/admin.openapi.yaml with a partner's token or KSS password: 401. Nothing changes for any of them.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,11 +64,16 @@ def operations(contract: str) -> list[dict[str, Any]]:
                 media = _deref(doc, op["requestBody"])["content"]["application/json"]
                 examples = media.get("examples") or {}
                 body = _deref(doc, next(iter(examples.values())))["value"] if examples else media.get("example", {})
-            found.append({
-                "id": op["operationId"], "method": method.upper(), "path": base + path, "body": body,
-                "path_params": [p["name"] for p in params if p["in"] == "path"],
-                "secured": op.get("security", doc.get("security")) != [],
-            })
+            found.append(
+                {
+                    "id": op["operationId"],
+                    "method": method.upper(),
+                    "path": base + path,
+                    "body": body,
+                    "path_params": [p["name"] for p in params if p["in"] == "path"],
+                    "secured": op.get("security", doc.get("security")) != [],
+                }
+            )
     return found
 
 
@@ -79,7 +85,7 @@ REST_OPS = [("korm", op) for op in KORM_OPS] + [("kss", op) for op in KSS_OPS]
 # The SOAP item kinds of contracts/kss-upi.xsd (SubscriptionRequestItemCollection), each as one item on {sid}.
 SOAP_ITEMS = {
     "Activate": '<Activate UnitId="1" SubscriberId="{sid}" StartTime="2026-04-15T09:00:00Z" EndTime="indefinite" '
-                'LicenseCount="2" ProductId="KIS"/>',
+    'LicenseCount="2" ProductId="KIS"/>',
     "Renew": '<Renew UnitId="1" SubscriberId="{sid}" EndTime="2027-04-15T09:00:00Z"/>',
     "SoftCancel": '<SoftCancel UnitId="1" SubscriberId="{sid}" EndTime="2026-04-15T09:00:00Z"/>',
     "HardCancel": '<HardCancel UnitId="1" SubscriberId="{sid}" EndTime="2026-04-15T09:00:00Z"/>',
@@ -94,9 +100,12 @@ SOAP_ITEMS = {
 
 def test_SIM_AUTH_1_the_matrix_covers_every_item_kind_of_the_schema() -> None:
     xsd = (ROOT / "contracts" / "kss-upi.xsd").read_text(encoding="utf-8")
-    choice = re.search(r'name="SubscriptionRequestItemCollection">.*?<xs:choice.*?</xs:choice>', xsd, re.DOTALL).group(0)
+    choice = re.search(r'name="SubscriptionRequestItemCollection">.*?<xs:choice.*?</xs:choice>', xsd, re.DOTALL).group(
+        0
+    )
     kinds = set(re.findall(r'<xs:element name="(\w+)"', choice)) | {
-        f"ext:{n}" for n in re.findall(r'<xs:element ref="ext:(\w+)"', choice)}
+        f"ext:{n}" for n in re.findall(r'<xs:element ref="ext:(\w+)"', choice)
+    }
     assert kinds == set(SOAP_ITEMS)
 
 
@@ -113,12 +122,26 @@ class Partner:
         self.server, self.admin = server, admin
         self.rest = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
 
-    def soap(self, items: str, username: str | None = None, password: str | None = None,
-             header: bool = True, txn: str = "iso-1") -> httpx.Response:
-        body = envelope(items, txn=txn, username=(username or self.username) if header else None,
-                        password=self.password if password is None else password)
-        return httpx.post(self.server.url + ENDPOINT, content=body.encode(), timeout=30, headers={
-            "Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{SOAP_ACTION}"'})
+    def soap(
+        self,
+        items: str,
+        username: str | None = None,
+        password: str | None = None,
+        header: bool = True,
+        txn: str = "iso-1",
+    ) -> httpx.Response:
+        body = envelope(
+            items,
+            txn=txn,
+            username=(username or self.username) if header else None,
+            password=self.password if password is None else password,
+        )
+        return httpx.post(
+            self.server.url + ENDPOINT,
+            content=body.encode(),
+            timeout=30,
+            headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{SOAP_ACTION}"'},
+        )
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +164,10 @@ def bob(server: Any, module_admin: httpx.Client, kss_schema: Any) -> Any:
     stopped = b.rest.post("/korm/v1/subscriptions", json={**KORM_ORDER, "customer_id": "bob-other"})
     assert active.status_code == stopped.status_code == 201, active.text
     b.korm_ids = {"active": active.json()["id"], "stopped": stopped.json()["id"]}
-    items = "".join(SOAP_ITEMS["Activate"].replace('UnitId="1"', f'UnitId="{u}"').format(sid=f"bob-{kind}")
-                    for u, kind in enumerate(("started", "paused", "cancelled"), 1))
+    items = "".join(
+        SOAP_ITEMS["Activate"].replace('UnitId="1"', f'UnitId="{u}"').format(sid=f"bob-{kind}")
+        for u, kind in enumerate(("started", "paused", "cancelled"), 1)
+    )
     items += '<Pause UnitId="4" SubscriberId="bob-paused"/><SoftCancel UnitId="5" SubscriberId="bob-cancelled"/>'
     answer = read_answer(b.soap(items, txn="bob-seed"), kss_schema)
     assert answer.transaction_error is None and all(u.ok for u in answer.units.values()), answer.order
@@ -233,8 +258,12 @@ def _path_values(b: Partner, op: dict[str, Any]) -> list[tuple[str, dict[str, st
 
 
 # B's objects per path parameter, by name (the fixture `bob` makes them).
-TARGETS = {"subscription_id": ["active", "stopped"], "subscriber_id": ["bob-started", "bob-paused", "bob-cancelled"],
-           "period": ["2026-04", "2026-05"], "sku": [KORM_ORDER["sku"]]}
+TARGETS = {
+    "subscription_id": ["active", "stopped"],
+    "subscriber_id": ["bob-started", "bob-paused", "bob-cancelled"],
+    "period": ["2026-04", "2026-05"],
+    "sku": [KORM_ORDER["sku"]],
+}
 CROSS = [
     pytest.param(service, op, target, id=f"SIM-AUTH-1-{service}-{op['id']}-{target}")
     for service, op in REST_OPS
@@ -244,8 +273,9 @@ CROSS = [
 
 
 @pytest.mark.parametrize(("service", "op", "target"), CROSS)
-def test_SIM_AUTH_1_partner_A_with_partner_B_ids(unchanged: Partner, alice: Partner, service: str,
-                                                   op: dict[str, Any], target: str) -> None:
+def test_SIM_AUTH_1_partner_A_with_partner_B_ids(
+    unchanged: Partner, alice: Partner, service: str, op: dict[str, Any], target: str
+) -> None:
     b = unchanged
     values = dict(_path_values(b, op))[target]
     response = alice.rest.request(op["method"], op["path"].format(**values), json=op["body"])
@@ -269,8 +299,9 @@ def test_SIM_AUTH_1_partner_A_with_partner_B_ids(unchanged: Partner, alice: Part
 
 @pytest.mark.parametrize("kind", [pytest.param(k, id=f"SIM-AUTH-1-soap-{k}") for k in SOAP_ITEMS])
 @pytest.mark.parametrize("sid", ["bob-started", "bob-paused", "bob-cancelled"])
-def test_SIM_AUTH_1_soap_item_with_partner_B_subscriber(unchanged: Partner, alice: Partner, kss_schema: Any,
-                                                        kind: str, sid: str) -> None:
+def test_SIM_AUTH_1_soap_item_with_partner_B_subscriber(
+    unchanged: Partner, alice: Partner, kss_schema: Any, kind: str, sid: str
+) -> None:
     answer = read_answer(alice.soap(SOAP_ITEMS[kind].format(sid=sid)), kss_schema)
     assert answer.transaction_error is None
     (unit,) = answer.units.values()
@@ -296,8 +327,15 @@ def answer_text(answer: Any) -> str:
 # ============================================================================== refused credentials
 
 
-REST_CREDENTIALS = ["missing", "wrong-token", "expired-token", "basic-scheme", "admin-token", "kss-password",
-                    "empty-bearer"]
+REST_CREDENTIALS = [
+    "missing",
+    "wrong-token",
+    "expired-token",
+    "basic-scheme",
+    "admin-token",
+    "kss-password",
+    "empty-bearer",
+]
 
 
 def _rest_headers(kind: str, b: Partner) -> dict[str, str]:
@@ -313,14 +351,21 @@ def _rest_headers(kind: str, b: Partner) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("cred", REST_CREDENTIALS)
-@pytest.mark.parametrize(("service", "op"), [
-    pytest.param(s, op, id=f"SIM-AUTH-1-{s}-{op['id']}") for s, op in REST_OPS if op["secured"]])
-def test_SIM_AUTH_1_rest_refuses_bad_credentials(server: Any, unchanged: Partner, service: str,
-                                                 op: dict[str, Any], cred: str) -> None:
+@pytest.mark.parametrize(
+    ("service", "op"), [pytest.param(s, op, id=f"SIM-AUTH-1-{s}-{op['id']}") for s, op in REST_OPS if op["secured"]]
+)
+def test_SIM_AUTH_1_rest_refuses_bad_credentials(
+    server: Any, unchanged: Partner, service: str, op: dict[str, Any], cred: str
+) -> None:
     b = unchanged
     values = {name: dict(_path_values(b, op))[_path_values(b, op)[0][0]][name] for name in op["path_params"]}
-    response = httpx.request(op["method"], server.url + op["path"].format(**values), json=op["body"],
-                             headers=_rest_headers(cred, b), timeout=30)
+    response = httpx.request(
+        op["method"],
+        server.url + op["path"].format(**values),
+        json=op["body"],
+        headers=_rest_headers(cred, b),
+        timeout=30,
+    )
     assert response.status_code == 401, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.headers["www-authenticate"].startswith("Bearer")
@@ -331,25 +376,42 @@ def test_SIM_AUTH_1_every_rest_operation_is_secured_but_the_contract() -> None:
     assert {op["id"] for _, op in REST_OPS if not op["secured"]} == {"getContract"}
 
 
-SOAP_CREDENTIALS = ["no-header", "wrong-password", "expired-password", "wrong-username", "B-user-A-password",
-                    "A-user-B-password", "bearer-token-as-password", "empty-password"]
+SOAP_CREDENTIALS = [
+    "no-header",
+    "wrong-password",
+    "expired-password",
+    "wrong-username",
+    "B-user-A-password",
+    "A-user-B-password",
+    "bearer-token-as-password",
+    "empty-password",
+]
 
 
 @pytest.mark.parametrize("cred", SOAP_CREDENTIALS)
 @pytest.mark.parametrize("kind", [pytest.param(k, id=f"SIM-AUTH-1-soap-{k}") for k in SOAP_ITEMS])
-def test_SIM_AUTH_1_soap_refuses_bad_credentials(unchanged: Partner, alice: Partner, kss_schema: Any,
-                                                 kind: str, cred: str) -> None:
+def test_SIM_AUTH_1_soap_refuses_bad_credentials(
+    unchanged: Partner, alice: Partner, kss_schema: Any, kind: str, cred: str
+) -> None:
     b = unchanged
     user, password = {
-        "no-header": (None, None), "wrong-password": (b.username, b.password + "x"),
+        "no-header": (None, None),
+        "wrong-password": (b.username, b.password + "x"),
         "expired-password": (b.username, b.expired_password),
-        "wrong-username": (b.username + "x", b.password), "B-user-A-password": (b.username, alice.password),
-        "A-user-B-password": (alice.username, b.password), "bearer-token-as-password": (b.username, b.token),
+        "wrong-username": (b.username + "x", b.password),
+        "B-user-A-password": (b.username, alice.password),
+        "A-user-B-password": (alice.username, b.password),
+        "bearer-token-as-password": (b.username, b.token),
         "empty-password": (b.username, ""),
     }[cred]
     alice_audit = alice.admin.get(f"/partners/{alice.id}/audit").json()["total"]
-    response = b.soap(SOAP_ITEMS[kind].format(sid="bob-started"), username=user, password=password,
-                      header=user is not None, txn=f"refused-{cred}")
+    response = b.soap(
+        SOAP_ITEMS[kind].format(sid="bob-started"),
+        username=user,
+        password=password,
+        header=user is not None,
+        txn=f"refused-{cred}",
+    )
     answer = read_answer(response, kss_schema)
     assert answer.transaction_error is not None and answer.transaction_error[0] == 710, response.text
     assert answer.units == {}
@@ -363,19 +425,26 @@ ADMIN_CREDENTIALS = ["partner-token", "kss-password", "missing", "basic-admin-to
 
 
 @pytest.mark.parametrize("cred", ADMIN_CREDENTIALS)
-@pytest.mark.parametrize("op", [pytest.param(op, id=f"SIM-AUTH-1-admin-{op['id']}") for op in ADMIN_OPS if op["secured"]])
-def test_SIM_AUTH_1_the_control_plane_refuses_partner_tokens(server: Any, unchanged: Partner, alice: Partner,
-                                                              op: dict[str, Any], cred: str) -> None:
+@pytest.mark.parametrize(
+    "op", [pytest.param(op, id=f"SIM-AUTH-1-admin-{op['id']}") for op in ADMIN_OPS if op["secured"]]
+)
+def test_SIM_AUTH_1_the_control_plane_refuses_partner_tokens(
+    server: Any, unchanged: Partner, alice: Partner, op: dict[str, Any], cred: str
+) -> None:
     b = unchanged
     # getTime is a partner's clock source: its own token reads it (docs/control-plane.md), another partner's may not
     token = alice.token if op["id"] == "getTime" else b.token
-    headers = {"partner-token": {"Authorization": f"Bearer {token}"},
-               "kss-password": {"Authorization": f"Bearer {b.password}"}, "missing": {},
-               "basic-admin-token": {"Authorization": "Basic test-admin"}}[cred]
+    headers = {
+        "partner-token": {"Authorization": f"Bearer {token}"},
+        "kss-password": {"Authorization": f"Bearer {b.password}"},
+        "missing": {},
+        "basic-admin-token": {"Authorization": "Basic test-admin"},
+    }[cred]
     values = {"partner_id": b.id, "fault_id": "flt_0", "subscriber_id": "sub-0"}
     partners_before = b.admin.get("/partners").json()
-    response = httpx.request(op["method"], server.url + op["path"].format(**values), json=op["body"],
-                             headers=headers, timeout=30)
+    response = httpx.request(
+        op["method"], server.url + op["path"].format(**values), json=op["body"], headers=headers, timeout=30
+    )
     assert response.status_code == 401, response.text
     assert response.json()["code"] == "UNAUTHORIZED"
     assert b.admin.get("/partners").json() == partners_before

@@ -10,6 +10,7 @@ subscriptions (GET /kss/v1/subscriptions/...) are what they were.
 
 Budget: ``KSIM_FUZZ_EXAMPLES`` examples per test (default 50, CI); the long run sets it higher.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,8 +31,12 @@ from tests.wire.conftest import ENDPOINT, EXT, KSS, SAFE, SOAP_ACTION, SOAP_ENV,
 pytestmark = pytest.mark.wire
 
 EXAMPLES = int(os.environ.get("KSIM_FUZZ_EXAMPLES", "50"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="KSIM_FUZZ_EXAMPLES" not in os.environ,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize="KSIM_FUZZ_EXAMPLES" not in os.environ,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 ADMIN = {"Authorization": "Bearer test-admin"}
 POOL = ["fz-started", "fz-paused", "fz-cancelled", "fz-new-1", "fz-new-2"]  # SubscriberIds the fuzzer aims at
 SEEDED = POOL[:3]
@@ -41,8 +46,9 @@ _txn = itertools.count(1)
 # ============================================================================== values by XSD type
 
 # Characters XML 1.0 allows (no C0 controls but tab, newline, carriage return; no surrogates, no U+FFFE/FFFF).
-XML_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\ufffe\uffff",
-                          min_codepoint=0x20) | st.sampled_from("\t\n\r")
+XML_CHARS = st.characters(
+    blacklist_categories=("Cs",), blacklist_characters="\ufffe\uffff", min_codepoint=0x20
+) | st.sampled_from("\t\n\r")
 text = st.text(XML_CHARS, max_size=40)
 sid = st.sampled_from(POOL) | st.text(XML_CHARS, min_size=0, max_size=30)
 non_negative = st.integers(0, 10**6).map(str) | st.integers(0, 10**30).map(str)
@@ -52,8 +58,10 @@ positive = st.integers(1, 50).map(str) | st.integers(1, 10**20).map(str)
 @st.composite
 def date_time(draw: Any) -> str:
     """xs:dateTime: with Z, with an offset or zone-less; mostly near the partner's clock."""
-    moment = draw(st.datetimes(min_value=dt.datetime(2008, 1, 1), max_value=dt.datetime(2030, 12, 31))
-                  | st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)))
+    moment = draw(
+        st.datetimes(min_value=dt.datetime(2008, 1, 1), max_value=dt.datetime(2030, 12, 31))
+        | st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30))
+    )
     base = f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S")  # %Y does not pad years below 1000
     if draw(st.booleans()):
         base += "." + str(moment.microsecond).rjust(6, "0")
@@ -66,22 +74,46 @@ end_time = date_time() | st.just("indefinite")
 # kind -> (element name, {attribute: (required, strategy)})
 IDENT = {"SubscriberId": (True, sid)}
 KINDS: dict[str, tuple[str, dict[str, tuple[bool, Any]]]] = {
-    "Activate": ("Activate", {**IDENT, "StartTime": (True, date_time()), "EndTime": (True, end_time),
-                              "LicenseCount": (False, positive), "ProductId": (True, st.sampled_from(PRODUCTS) | text),
-                              "ActivationType": (False, st.sampled_from(["Standard", "Secondary"])),
-                              "UserIgnore": (False, st.sampled_from(["true", "false", "1", "0"])),
-                              "ext:TrialDays": (False, non_negative), "ext:CustomerId": (False, text)}),
+    "Activate": (
+        "Activate",
+        {
+            **IDENT,
+            "StartTime": (True, date_time()),
+            "EndTime": (True, end_time),
+            "LicenseCount": (False, positive),
+            "ProductId": (True, st.sampled_from(PRODUCTS) | text),
+            "ActivationType": (False, st.sampled_from(["Standard", "Secondary"])),
+            "UserIgnore": (False, st.sampled_from(["true", "false", "1", "0"])),
+            "ext:TrialDays": (False, non_negative),
+            "ext:CustomerId": (False, text),
+        },
+    ),
     "Renew": ("Renew", {**IDENT, "EndTime": (False, end_time)}),
     "SoftCancel": ("SoftCancel", {**IDENT, "EndTime": (False, date_time())}),
     "HardCancel": ("HardCancel", {**IDENT, "EndTime": (False, date_time())}),
     "Pause": ("Pause", {**IDENT, "PauseTime": (False, date_time()), "ext:ResumeTime": (False, date_time())}),
     "Resume": ("Resume", IDENT),
-    "GetInfo": ("GetInfo", {**IDENT, "InfoSection": (False, st.sampled_from(
-        ["Subscription", "SubscriptionUsage", "Subscription, SubscriptionUsage"]))}),
-    "GetDownloadLinks": ("GetDownloadLinks", {**IDENT, "Language": (True, st.sampled_from(["en", "pt", "de"]) | text),
-                                              "Alphabet": (False, text), "Region": (False, text),
-                                              "RebrandingCode": (False, text),
-                                              "Platform": (True, st.sampled_from(["Windows", "macOS", "Android", "iOS"]))}),
+    "GetInfo": (
+        "GetInfo",
+        {
+            **IDENT,
+            "InfoSection": (
+                False,
+                st.sampled_from(["Subscription", "SubscriptionUsage", "Subscription, SubscriptionUsage"]),
+            ),
+        },
+    ),
+    "GetDownloadLinks": (
+        "GetDownloadLinks",
+        {
+            **IDENT,
+            "Language": (True, st.sampled_from(["en", "pt", "de"]) | text),
+            "Alphabet": (False, text),
+            "Region": (False, text),
+            "RebrandingCode": (False, text),
+            "Platform": (True, st.sampled_from(["Windows", "macOS", "Android", "iOS"])),
+        },
+    ),
     "ChangeLicenseCount": ("ext:ChangeLicenseCount", {**IDENT, "LicenseCount": (True, positive)}),
     "ChangeProduct": ("ext:ChangeProduct", {**IDENT, "ProductId": (True, st.sampled_from(PRODUCTS) | text)}),
 }
@@ -106,8 +138,11 @@ def container(draw: Any) -> dict[str, Any]:
     units = draw(st.lists(st.integers(0, 10**6), min_size=count, max_size=count, unique=True))
     if count and draw(st.integers(0, 9)) == 0:  # now and then a UnitId twice (still XSD-valid: 708)
         units[-1] = units[0]
-    return {"items": [draw(item(u)) for u in units], "timestamp": draw(date_time()),
-            "txn": f"fz-{os.getpid()}-{next(_txn)}-" + draw(st.text(XML_CHARS, max_size=8))}
+    return {
+        "items": [draw(item(u)) for u in units],
+        "timestamp": draw(date_time()),
+        "txn": f"fz-{os.getpid()}-{next(_txn)}-" + draw(st.text(XML_CHARS, max_size=8)),
+    }
 
 
 def render_item(name: str, attrs: dict[str, str]) -> str:
@@ -133,9 +168,12 @@ WRONG = {  # attribute -> values of the wrong type
     "LicenseCount": ["0", "-3", "many", "1e3", "", "2147483648"],
     "StartTime": ["yesterday", "2026-13-01T00:00:00", "2026-02-30T10:00:00", "2026-04-15", "", "2026-04-15T25:00:00"],
     "EndTime": ["never", "Indefinite", "2026-04-15T09:00:00+25:00", ""],
-    "PauseTime": ["soon", "0000-01-01T00:00:00"], "ext:ResumeTime": ["later", "10000-01-01T00:00:00"],
-    "ext:TrialDays": ["-1", "ten", "3.0"], "Platform": ["Linux", "windows", ""],
-    "InfoSection": ["All", "Subscription,SubscriptionUsage"], "ActivationType": ["Primary"],
+    "PauseTime": ["soon", "0000-01-01T00:00:00"],
+    "ext:ResumeTime": ["later", "10000-01-01T00:00:00"],
+    "ext:TrialDays": ["-1", "ten", "3.0"],
+    "Platform": ["Linux", "windows", ""],
+    "InfoSection": ["All", "Subscription,SubscriptionUsage"],
+    "ActivationType": ["Primary"],
     "UserIgnore": ["yes", "2"],
 }
 
@@ -145,11 +183,26 @@ def mutated(draw: Any, user: str, password: str) -> bytes:
     doc = draw(container())
     if not doc["items"]:
         doc["items"] = [draw(item(1))]
-    how = draw(st.sampled_from([
-        "drop-required", "wrong-type", "unknown-element", "unknown-attribute", "huge-value", "bad-container",
-        "random-splice", "truncate", "latin1-as-utf8", "utf16-declared-utf8", "invalid-utf8", "undeclared-prefix",
-        "text-in-items", "control-char",
-    ]))
+    how = draw(
+        st.sampled_from(
+            [
+                "drop-required",
+                "wrong-type",
+                "unknown-element",
+                "unknown-attribute",
+                "huge-value",
+                "bad-container",
+                "random-splice",
+                "truncate",
+                "latin1-as-utf8",
+                "utf16-declared-utf8",
+                "invalid-utf8",
+                "undeclared-prefix",
+                "text-in-items",
+                "control-char",
+            ]
+        )
+    )
     i = draw(st.integers(0, len(doc["items"]) - 1))
     name, attrs = doc["items"][i]
     extra = ""
@@ -175,8 +228,11 @@ def mutated(draw: Any, user: str, password: str) -> bytes:
     elif how == "unknown-attribute":
         attrs[draw(st.sampled_from(["Color", "ext:Color", "xml:lang"]))] = draw(text)
     elif how == "huge-value":
-        attr = draw(st.sampled_from(["SubscriberId", "UnitId", "LicenseCount", "ProductId", "ext:CustomerId",
-                                     "ext:TrialDays", "txn"]))
+        attr = draw(
+            st.sampled_from(
+                ["SubscriberId", "UnitId", "LicenseCount", "ProductId", "ext:CustomerId", "ext:TrialDays", "txn"]
+            )
+        )
         size = draw(st.sampled_from([201, 256, 4301, 70_000, 1_100_000]))
         value = ("9" if attr in ("UnitId", "LicenseCount", "ext:TrialDays") else "x") * size
         if attr == "txn":
@@ -201,7 +257,7 @@ def mutated(draw: Any, user: str, password: str) -> bytes:
         at = draw(st.integers(0, len(raw)))
         raw = raw[:at] + draw(st.binary(min_size=1, max_size=16)) + raw[at:]
     elif how == "truncate":
-        raw = raw[:draw(st.integers(0, len(raw) - 1))]
+        raw = raw[: draw(st.integers(0, len(raw) - 1))]
     elif how == "latin1-as-utf8":
         raw = raw.replace(b"fz-", "fz-\u00e9\u00df".encode("latin-1"), 1)
     elif how == "utf16-declared-utf8":
@@ -228,19 +284,39 @@ class Victim:
         self.url = server.url + ENDPOINT
         self.tried: dict[int, int] = {}  # answers by HTTP status, for the figures
         self.http = httpx.Client(timeout=60)
-        self.rest = httpx.Client(base_url=server.url + "/kss/v1", timeout=30,
-                                 headers={"Authorization": f"Bearer {data['token']}"})
-        seed = {"timestamp": "2026-04-15T09:00:00Z", "txn": f"seed-{self.id}", "items": [
-            ("Activate", {"UnitId": str(u), "SubscriberId": s, "StartTime": "2026-04-15T09:00:00Z",
-                          "EndTime": "indefinite", "ProductId": "KIS"}) for u, s in enumerate(SEEDED, 1)]
-            + [("Pause", {"UnitId": "4", "SubscriberId": "fz-paused"}),
-               ("SoftCancel", {"UnitId": "5", "SubscriberId": "fz-cancelled"})]}
+        self.rest = httpx.Client(
+            base_url=server.url + "/kss/v1", timeout=30, headers={"Authorization": f"Bearer {data['token']}"}
+        )
+        seed = {
+            "timestamp": "2026-04-15T09:00:00Z",
+            "txn": f"seed-{self.id}",
+            "items": [
+                (
+                    "Activate",
+                    {
+                        "UnitId": str(u),
+                        "SubscriberId": s,
+                        "StartTime": "2026-04-15T09:00:00Z",
+                        "EndTime": "indefinite",
+                        "ProductId": "KIS",
+                    },
+                )
+                for u, s in enumerate(SEEDED, 1)
+            ]
+            + [
+                ("Pause", {"UnitId": "4", "SubscriberId": "fz-paused"}),
+                ("SoftCancel", {"UnitId": "5", "SubscriberId": "fz-cancelled"}),
+            ],
+        }
         status, container_el = self.check(self.post(render(seed, self.user, self.password).encode()))
         assert status == 200 and container_el.find(q(KSS, "SubscriptionError")) is None
 
     def post(self, body: bytes) -> httpx.Response:
-        return self.http.post(self.url, content=body, headers={
-            "Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{SOAP_ACTION}"'})
+        return self.http.post(
+            self.url,
+            content=body,
+            headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{SOAP_ACTION}"'},
+        )
 
     def state(self) -> tuple[int, dict[str, Any]]:
         audit = self.admin.get(f"/partners/{self.id}/audit", params={"limit": 1})
@@ -265,7 +341,11 @@ class Victim:
             code = payload.findtext("faultcode")
             prefix, _, local = code.partition(":")
             assert payload.nsmap.get(prefix) == SOAP_ENV and local in (
-                "Client", "Server", "VersionMismatch", "MustUnderstand"), code
+                "Client",
+                "Server",
+                "VersionMismatch",
+                "MustUnderstand",
+            ), code
             assert payload.findtext("faultstring"), text[:2000]
             assert local != "Server", f"the simulator failed on this input: {text[:2000]}"
         else:
@@ -287,9 +367,15 @@ def victim(server: Any, kss_schema: etree.XMLSchema) -> Any:
     with httpx.Client(base_url=server.url + "/_sim", headers=ADMIN, timeout=30) as admin:
         v = Victim(server, admin, kss_schema)
         yield v
-        record("soap_fuzz", backend=server.app.extensions["ksim"].store.url.get_backend_name(), examples_per_test=EXAMPLES, inputs=sum(v.tried.values()),
-               answered_200=v.tried.get(200, 0), faults_500=v.tried.get(500, 0), other=sum(
-                   n for status, n in v.tried.items() if status not in (200, 500)))
+        record(
+            "soap_fuzz",
+            backend=server.app.extensions["ksim"].store.url.get_backend_name(),
+            examples_per_test=EXAMPLES,
+            inputs=sum(v.tried.values()),
+            answered_200=v.tried.get(200, 0),
+            faults_500=v.tried.get(500, 0),
+            other=sum(n for status, n in v.tried.items() if status not in (200, 500)),
+        )
         v.http.close()
         v.rest.close()
 
@@ -305,8 +391,9 @@ def units_of(doc: dict[str, Any]) -> list[int]:
 
 @FUZZ
 @given(doc=container())
-def test_SIM_ERR_1_fuzz_valid_containers_are_answered_per_unit(victim: Victim, request_schema: Any,
-                                                               doc: dict[str, Any]) -> None:
+def test_SIM_ERR_1_fuzz_valid_containers_are_answered_per_unit(
+    victim: Victim, request_schema: Any, doc: dict[str, Any]
+) -> None:
     body = render(doc, victim.user, victim.password)
     sent = etree.fromstring(body.encode(), SAFE).find(f"{q(SOAP_ENV, 'Body')}/{q(KSS, 'SubscriptionRequestContainer')}")
     assert request_schema.validate(sent), f"the strategy built an invalid request: {request_schema.error_log}"
@@ -330,13 +417,23 @@ def test_SIM_ERR_1_fuzz_mutated_containers_are_refused_cleanly(victim: Victim, d
 
 
 @FUZZ
-@given(body=st.binary(max_size=2048) | st.text(max_size=512).map(lambda s: s.encode("utf-8", "surrogatepass")),
-       content_type=st.sampled_from(["text/xml; charset=utf-8", "application/soap+xml", "text/xml; charset=latin-1",
-                                     "text/xml; charset=nope", "text/xml; charset=utf-16"]))
+@given(
+    body=st.binary(max_size=2048) | st.text(max_size=512).map(lambda s: s.encode("utf-8", "surrogatepass")),
+    content_type=st.sampled_from(
+        [
+            "text/xml; charset=utf-8",
+            "application/soap+xml",
+            "text/xml; charset=latin-1",
+            "text/xml; charset=nope",
+            "text/xml; charset=utf-16",
+        ]
+    ),
+)
 def test_SIM_ERR_1_fuzz_random_bytes_get_a_fault(victim: Victim, body: bytes, content_type: str) -> None:
     before = victim.state()
-    response = victim.http.post(victim.url, content=body,
-                                headers={"Content-Type": content_type, "SOAPAction": f'"{SOAP_ACTION}"'})
+    response = victim.http.post(
+        victim.url, content=body, headers={"Content-Type": content_type, "SOAPAction": f'"{SOAP_ACTION}"'}
+    )
     status, _ = victim.check(response)
     assert status == 500, "random bytes are never a request"
     assert victim.state() == before

@@ -1,5 +1,6 @@
 """Fixtures of the scenario tests: the session's real simulator (tests/conftest.py ``server``) as a runner target,
 scenario files written on the fly, and the tiny HTTP broker served on a real socket."""
+
 from __future__ import annotations
 
 import textwrap

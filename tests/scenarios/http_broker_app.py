@@ -1,5 +1,6 @@
 """A tiny broker REST API for the adapter and CLI tests: a Flask app that serves the scripted broker's tenants,
 with an API deliberately unlike the reference broker's (other paths, a body-less outcome: refusals are 4xx)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -75,12 +76,19 @@ def create_app(defects: frozenset[str] = frozenset()) -> Flask:
     def start() -> Any:
         setup = request.get_json()["setup"]
         tenant = TenantSetup(
-            scenario_id=setup["scenario"], korm_url=setup["korm"]["url"], korm_token=setup["korm"]["token"],
-            kss_wsdl_url=setup["kss"]["wsdl"], kss_username=setup["kss"]["user"], kss_password=setup["kss"]["password"],
-            now=_time(setup["clock"]), timezone=setup["zone"],
+            scenario_id=setup["scenario"],
+            korm_url=setup["korm"]["url"],
+            korm_token=setup["korm"]["token"],
+            kss_wsdl_url=setup["kss"]["wsdl"],
+            kss_username=setup["kss"]["user"],
+            kss_password=setup["kss"]["password"],
+            now=_time(setup["clock"]),
+            timezone=setup["zone"],
             prices={k: Decimal(v) for k, v in (setup.get("prices") or {}).items()},
-            legacy=tuple(LegacySubscription(**{**item, "activation_date": dt.date.fromisoformat(item["activation_date"])})
-                         for item in setup.get("legacy") or []),
+            legacy=tuple(
+                LegacySubscription(**{**item, "activation_date": dt.date.fromisoformat(item["activation_date"])})
+                for item in setup.get("legacy") or []
+            ),
         )
         tenant_id = "t-" + secrets.token_hex(4)
         tenants[tenant_id] = ScriptedBroker(defects)
@@ -100,8 +108,9 @@ def create_app(defects: frozenset[str] = frozenset()) -> Flask:
     @app.post("/v2/tenants/<tenant>/orders")
     def order(tenant: str) -> Any:
         body = request.get_json()
-        return step(broker(tenant).order(body["ref"], body["customer"], body["sku"], body["licences"],
-                                         body.get("approval")))
+        return step(
+            broker(tenant).order(body["ref"], body["customer"], body["sku"], body["licences"], body.get("approval"))
+        )
 
     @app.post("/v2/tenants/<tenant>/orders/<ref>/licences")
     def licences(tenant: str, ref: str) -> Any:
@@ -118,8 +127,11 @@ def create_app(defects: frozenset[str] = frozenset()) -> Flask:
     @app.post("/v2/tenants/<tenant>/kss")
     def activate(tenant: str) -> Any:
         body = request.get_json()
-        return step(broker(tenant).activate(body["ref"], body["customer"], body["product"], body["count"],
-                                            body.get("trial_days", 0)))
+        return step(
+            broker(tenant).activate(
+                body["ref"], body["customer"], body["product"], body["count"], body.get("trial_days", 0)
+            )
+        )
 
     @app.post("/v2/tenants/<tenant>/kss/<ref>/count")
     def count(tenant: str, ref: str) -> Any:
@@ -134,9 +146,15 @@ def create_app(defects: frozenset[str] = frozenset()) -> Flask:
 
     @app.get("/v2/tenants/<tenant>/billing")
     def billing(tenant: str) -> Any:
-        rows = [{"subscription": c.ref, "customer": c.customer, "qty": c.units,
-                 "price": {"customer": str(c.amount), "vendor": str(c.vendor_cost)}}
-                for c in broker(tenant).charges(request.args["month"])]
+        rows = [
+            {
+                "subscription": c.ref,
+                "customer": c.customer,
+                "qty": c.units,
+                "price": {"customer": str(c.amount), "vendor": str(c.vendor_cost)},
+            }
+            for c in broker(tenant).charges(request.args["month"])
+        ]
         return jsonify({"invoice": {"rows": rows}})
 
     return app

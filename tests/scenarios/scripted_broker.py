@@ -1,6 +1,7 @@
 """A small broker for the runner's tests: it talks to the real simulator (KORM over httpx, KSS over zeep) the
 way a correct broker does, and bills its customers from the vendor's own statements (so it is right by
 construction). ``defects`` switches on deliberate mistakes, to see the runner catch them."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -15,7 +16,7 @@ from ksimkit.scenarios.brokers.base import Charge, StepResult, TenantSetup, Unsu
 
 KSS = "{http://schemas.kaspersky.com/services/subscription/2.0/}"
 EXT = "{http://ksim.dev/kss/3.0/ext}"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class ScriptedBroker(UnsupportedBroker):
@@ -34,11 +35,15 @@ class ScriptedBroker(UnsupportedBroker):
     def start(self, tenant: TenantSetup) -> None:
         self.tenant = tenant
         self.now = tenant.now
-        self.korm = httpx.Client(base_url=tenant.korm_url, headers={"Authorization": f"Bearer {tenant.korm_token}"},
-                                 timeout=10)
+        self.korm = httpx.Client(
+            base_url=tenant.korm_url, headers={"Authorization": f"Bearer {tenant.korm_token}"}, timeout=10
+        )
         for legacy in tenant.legacy:
-            self.subs[legacy.ref] = {"vendor_id": legacy.vendor_id, "code": legacy.activation_code,
-                                     "customer": legacy.customer}
+            self.subs[legacy.ref] = {
+                "vendor_id": legacy.vendor_id,
+                "code": legacy.activation_code,
+                "customer": legacy.customer,
+            }
 
     def stop_tenant(self) -> None:
         if self.korm is not None:
@@ -116,33 +121,45 @@ class ScriptedBroker(UnsupportedBroker):
 
             assert self.tenant is not None
             self._soap = zeep.Client(self.tenant.kss_wsdl_url)
-            self._access = self._soap.get_element(KSS + "AccessInfo")(UserName=self.tenant.kss_username,
-                                                                      Password=self.tenant.kss_password)
+            self._access = self._soap.get_element(KSS + "AccessInfo")(
+                UserName=self.tenant.kss_username, Password=self.tenant.kss_password
+            )
         return self._soap
 
     def _kss(self, ref: str, kind: str, **attrs: Any) -> StepResult:
         client = self._client()
-        factory = (client.get_element(EXT + kind) if kind.startswith("Change")
-                   else client.get_type(f"{KSS}SubscriptionRequest{kind}Item"))
+        factory = (
+            client.get_element(EXT + kind)
+            if kind.startswith("Change")
+            else client.get_type(f"{KSS}SubscriptionRequest{kind}Item")
+        )
         items = client.get_type(KSS + "SubscriptionRequestItemCollection")(
-            _value_1=[{kind: factory(UnitId=next(self._units), SubscriberId=self.subs[ref]["vendor_id"], **attrs)}])
-        answer = client.service.SubscriptionRequest(Timestamp=self.now, TransactionId=str(uuid.uuid4()),
-                                                    SubscriptionRequest=items, _soapheaders=[self._access])
+            _value_1=[{kind: factory(UnitId=next(self._units), SubscriberId=self.subs[ref]["vendor_id"], **attrs)}]
+        )
+        answer = client.service.SubscriptionRequest(
+            Timestamp=self.now, TransactionId=str(uuid.uuid4()), SubscriptionRequest=items, _soapheaders=[self._access]
+        )
         if answer.TransactionError is not None:
-            return StepResult("refused", code=str(answer.TransactionError.ErrorCode),
-                              message=answer.TransactionError.ErrorMessage)
+            return StepResult(
+                "refused", code=str(answer.TransactionError.ErrorCode), message=answer.TransactionError.ErrorMessage
+            )
         if answer.SubscriptionError is not None:
-            (_, [error]), = answer.SubscriptionError._value_1[0].items()
+            ((_, [error]),) = answer.SubscriptionError._value_1[0].items()
             return StepResult("refused", code=str(error.ErrorCode), message=error.ErrorMessage)
-        (_, result), = answer.SubscriptionResponse._value_1[0].items()
+        ((_, result),) = answer.SubscriptionResponse._value_1[0].items()
         result = result[0] if isinstance(result, list) else result
         return StepResult("done", activation_code=getattr(result, "ActivationCode", None))
 
     def activate(self, ref: str, customer: str, product: str, count: int, trial_days: int = 0) -> StepResult:
         self._client()
         self.subs[ref] = {"vendor_id": f"{customer}-{ref}", "code": None, "customer": customer, "kss": True}
-        attrs: dict[str, Any] = {"StartTime": self.now, "EndTime": "indefinite", "LicenseCount": count,
-                                 "ProductId": product, "CustomerId": customer}
+        attrs: dict[str, Any] = {
+            "StartTime": self.now,
+            "EndTime": "indefinite",
+            "LicenseCount": count,
+            "ProductId": product,
+            "CustomerId": customer,
+        }
         if trial_days:
             attrs["TrialDays"] = trial_days
         result = self._kss(ref, "Activate", **attrs)
@@ -182,8 +199,9 @@ class ScriptedBroker(UnsupportedBroker):
         by_vendor_id = {sub["vendor_id"]: (ref, sub) for ref, sub in self.subs.items()}
         if any(sub.get("kss") for sub in self.subs.values()):
             base = self.tenant.korm_url.rsplit("/korm/", 1)[0]
-            with httpx.Client(base_url=base + "/kss/v1", headers={"Authorization": f"Bearer {self.tenant.korm_token}"},
-                              timeout=10) as rest:
+            with httpx.Client(
+                base_url=base + "/kss/v1", headers={"Authorization": f"Bearer {self.tenant.korm_token}"}, timeout=10
+            ) as rest:
                 lines = rest.get(f"/bills/{period}").json()["lines"]
             id_key, units_key = "subscriber_id", "charged_count"
         else:
@@ -195,8 +213,16 @@ class ScriptedBroker(UnsupportedBroker):
                 continue
             ref, sub = by_vendor_id[line[id_key]]
             units = int(line[units_key]) + (1 if "extra_unit" in self.defects else 0)
-            out.append(Charge(period=period, customer=sub["customer"], ref=ref, units=units,
-                              amount=Decimal(line["gross"]), vendor_cost=Decimal(line["amount"])))
+            out.append(
+                Charge(
+                    period=period,
+                    customer=sub["customer"],
+                    ref=ref,
+                    units=units,
+                    amount=Decimal(line["gross"]),
+                    vendor_cost=Decimal(line["amount"]),
+                )
+            )
         return out
 
 

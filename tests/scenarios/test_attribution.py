@@ -1,6 +1,7 @@
 """Which rule each check belongs to (scenarios/attribution.py): written beside it or derived from what it
 checks; a rule's verdict in a scenario from its own checks only; the packaged suites name every rule their checks
 belong to."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,7 +11,15 @@ import pytest
 
 from ksimkit import scenarios
 from ksimkit.scenarios.attribution import (
-    BILLS, END, NOT_REACHED, POLICY, Finding, bill_events, planned_positions, rule_verdicts, scenario_checks,
+    BILLS,
+    END,
+    NOT_REACHED,
+    POLICY,
+    Finding,
+    bill_events,
+    planned_positions,
+    rule_verdicts,
+    scenario_checks,
 )
 from ksimkit.scenarios.brokers.reference import reference_broker
 from ksimkit.scenarios.model import Scenario, ScenarioFileError, load_suite
@@ -68,15 +77,27 @@ def test_a_checks_rule_must_be_one_the_scenario_names(write_scenario: Callable[.
 def test_a_rule_fails_on_its_own_checks_and_the_rest_is_not_reached() -> None:
     rules = ["KORM-PAYG-1", "KORM-PAYG-2", "KORM-STOP-1", "SIM-CLOCK-1"]
     planned = {"KORM-PAYG-1": 2, "KORM-PAYG-2": BILLS, "KORM-STOP-1": END, POLICY: BILLS}
-    wrong_bill = [Finding("KORM-PAYG-1", 2, True), Finding("KORM-STOP-1", END, True),
-                  Finding(POLICY, BILLS, False), Finding("KORM-PAYG-2", BILLS, True)]
+    wrong_bill = [
+        Finding("KORM-PAYG-1", 2, True),
+        Finding("KORM-STOP-1", END, True),
+        Finding(POLICY, BILLS, False),
+        Finding("KORM-PAYG-2", BILLS, True),
+    ]
     assert rule_verdicts(rules, wrong_bill, planned) == {  # the customer's invoice alone: only the policy is red
-        "KORM-PAYG-1": PASSED, "KORM-PAYG-2": PASSED, "KORM-STOP-1": PASSED, "SIM-CLOCK-1": NOT_REACHED,
-        POLICY: FAILED}
+        "KORM-PAYG-1": PASSED,
+        "KORM-PAYG-2": PASSED,
+        "KORM-STOP-1": PASSED,
+        "SIM-CLOCK-1": NOT_REACHED,
+        POLICY: FAILED,
+    }
     wrong_step = [Finding("KORM-PAYG-1", 2, False), Finding("KORM-STOP-1", END, False), Finding(POLICY, BILLS, False)]
     assert rule_verdicts(rules, wrong_step, planned) == {  # later failures follow from the first
-        "KORM-PAYG-1": FAILED, "KORM-PAYG-2": NOT_REACHED, "KORM-STOP-1": NOT_REACHED, "SIM-CLOCK-1": NOT_REACHED,
-        POLICY: NOT_REACHED}
+        "KORM-PAYG-1": FAILED,
+        "KORM-PAYG-2": NOT_REACHED,
+        "KORM-STOP-1": NOT_REACHED,
+        "SIM-CLOCK-1": NOT_REACHED,
+        POLICY: NOT_REACHED,
+    }
     stopped = [Finding("KORM-PAYG-1", 2, True), Finding("KORM-PAYG-2", 3, False)]
     assert rule_verdicts(rules, stopped, planned, stopped_at=3)["KORM-STOP-1"] == NOT_REACHED
 

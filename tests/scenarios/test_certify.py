@@ -1,5 +1,6 @@
 """``ksim certify``: the whole pipeline against a broker over HTTP (the tiny test broker, and the reference broker
 when the source tree has it), the three outputs, and the exit codes."""
+
 from __future__ import annotations
 
 import json
@@ -77,10 +78,13 @@ def defective_adapter_file(tmp_path: Path) -> Iterator[Path]:
         yield path
 
 
-def test_certify_a_broker_that_passes(tiny_adapter_file: Path, suite: Path, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_certify_a_broker_that_passes(
+    tiny_adapter_file: Path, suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
-    code = main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite), "--out", str(out), "--jobs", "2"])
+    code = main(
+        ["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite), "--out", str(out), "--jobs", "2"]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "CERTIFIED" in printed and "2 scenarios: 2 passed" in printed and "KORM-PAYG-2" in printed
@@ -92,42 +96,85 @@ def test_certify_a_broker_that_passes(tiny_adapter_file: Path, suite: Path, tmp_
     assert ET.parse(out / "junit.xml").getroot().get("tests") == "2"
 
 
-def test_certify_a_broker_that_fails(defective_adapter_file: Path, suite: Path, tmp_path: Path, server: InProcessServer,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_certify_a_broker_that_fails(
+    defective_adapter_file: Path,
+    suite: Path,
+    tmp_path: Path,
+    server: InProcessServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = tmp_path / "out"
-    code = main(["certify", "--broker", str(defective_adapter_file), "--suite", str(suite / "korm"), "--out", str(out),
-                 "--ksim-url", server.url, "--admin-token", ADMIN_TOKEN])
+    code = main(
+        [
+            "certify",
+            "--broker",
+            str(defective_adapter_file),
+            "--suite",
+            str(suite / "korm"),
+            "--out",
+            str(out),
+            "--ksim-url",
+            server.url,
+            "--admin-token",
+            ADMIN_TOKEN,
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 1, printed
     assert "NOT CERTIFIED" in printed and "korm-one" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict"] == "failed" and summary["simulator"] == server.url
     [scenario] = summary["scenarios"]
-    assert any("expected refused (SUBSCRIPTION_DELETED), the broker told its customer done" in f
-               for f in scenario["failures"])
+    assert any(
+        "expected refused (SUBSCRIPTION_DELETED), the broker told its customer done" in f for f in scenario["failures"]
+    )
     failure = ET.parse(out / "junit.xml").getroot().find(".//testcase/failure")
     assert failure is not None
 
 
-def test_certify_selects_scenarios_and_kss_needs_soap(tiny_adapter_file: Path, suite: Path, tmp_path: Path,
-                                                      server: InProcessServer) -> None:
+def test_certify_selects_scenarios_and_kss_needs_soap(
+    tiny_adapter_file: Path, suite: Path, tmp_path: Path, server: InProcessServer
+) -> None:
     out = tmp_path / "out"
-    code = main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite), "--out", str(out),
-                 "--ksim-url", server.url, "--admin-token", ADMIN_TOKEN, "-k", "KSS-CODE"])
+    code = main(
+        [
+            "certify",
+            "--broker",
+            str(tiny_adapter_file),
+            "--suite",
+            str(suite),
+            "--out",
+            str(out),
+            "--ksim-url",
+            server.url,
+            "--admin-token",
+            ADMIN_TOKEN,
+            "-k",
+            "KSS-CODE",
+        ]
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [s["scenario_id"] for s in summary["scenarios"]] == ["kss-one"]
 
 
-def test_bad_input_exits_2(tiny_adapter_file: Path, suite: Path, tmp_path: Path, write_scenario: Callable[..., Path],
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_exits_2(
+    tiny_adapter_file: Path,
+    suite: Path,
+    tmp_path: Path,
+    write_scenario: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     bad_adapter = tmp_path / "bad-adapter.yaml"
     bad_adapter.write_text("base_url: http://x\nmethods: {start: {url: /t}}\n")
     assert main(["certify", "--broker", str(bad_adapter), "--suite", str(suite)]) == 2
     assert "bad adapter file" in capsys.readouterr().err
 
-    broken = write_scenario("broken", KORM.replace("id: korm-one", "id: broken").replace("quantity: 20", "quantity: x"),
-                            tmp_path / "broken-suite")
+    broken = write_scenario(
+        "broken",
+        KORM.replace("id: korm-one", "id: broken").replace("quantity: 20", "quantity: x"),
+        tmp_path / "broken-suite",
+    )
     assert main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(broken.parent)]) == 2
     err = capsys.readouterr().err
     assert "do not validate" in err and f"{broken}:10: step 3 (change_quantity): quantity must be a whole number" in err
@@ -143,11 +190,26 @@ def test_bad_input_exits_2(tiny_adapter_file: Path, suite: Path, tmp_path: Path,
 
 
 def test_SIM_ERR_1_an_unreachable_simulator_is_one_error_before_any_scenario(
-        tiny_adapter_file: Path, suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_adapter_file: Path, suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     down = f"http://127.0.0.1:{_closed_port()}"
-    assert main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite), "--out", str(out),
-                 "--ksim-url", down]) == 2
+    assert (
+        main(
+            [
+                "certify",
+                "--broker",
+                str(tiny_adapter_file),
+                "--suite",
+                str(suite),
+                "--out",
+                str(out),
+                "--ksim-url",
+                down,
+            ]
+        )
+        == 2
+    )
     captured = capsys.readouterr()
     assert f"the simulator at {down} cannot be reached" in captured.err and "no scenario was run" in captured.err
     assert len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err + captured.out
@@ -155,21 +217,52 @@ def test_SIM_ERR_1_an_unreachable_simulator_is_one_error_before_any_scenario(
 
 
 def test_SIM_ERR_1_a_wrong_admin_token_is_one_error_before_any_scenario(
-        tiny_adapter_file: Path, suite: Path, tmp_path: Path, server: InProcessServer,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_adapter_file: Path, suite: Path, tmp_path: Path, server: InProcessServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
-    assert main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite), "--out", str(out),
-                 "--ksim-url", server.url, "--admin-token", "not-the-token"]) == 2
+    assert (
+        main(
+            [
+                "certify",
+                "--broker",
+                str(tiny_adapter_file),
+                "--suite",
+                str(suite),
+                "--out",
+                str(out),
+                "--ksim-url",
+                server.url,
+                "--admin-token",
+                "not-the-token",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "refuses the admin token" in err and not (out / "summary.json").exists()
 
 
 def test_SIM_ERR_1_a_broker_that_is_down_is_one_error_not_red_rules(
-        tiny_adapter_file: Path, suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_adapter_file: Path, suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     down = f"http://127.0.0.1:{_closed_port()}"
-    assert main(["certify", "--broker", str(tiny_adapter_file), "--broker-url", down, "--suite", str(suite),
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "certify",
+                "--broker",
+                str(tiny_adapter_file),
+                "--broker-url",
+                down,
+                "--suite",
+                str(suite),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     captured = capsys.readouterr()
     assert f"the broker at {down} cannot be reached" in captured.err and "no scenario was run" in captured.err
     assert "failed" not in captured.out and not (out / "summary.json").exists()
@@ -179,22 +272,56 @@ def test_certify_keep_state_keeps_the_database_in_out(tiny_adapter_file: Path, s
     out = tmp_path / "out"
     out.mkdir()
     (out / "ksim-state.db").write_bytes(b"a previous run's")
-    assert main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite), "--out", str(out),
-                 "-k", "korm-one"]) == 0
+    assert (
+        main(
+            ["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite), "--out", str(out), "-k", "korm-one"]
+        )
+        == 0
+    )
     assert not (out / "ksim-state.db").exists()  # not reused, not left behind
-    assert main(["certify", "--broker", str(tiny_adapter_file), "--suite", str(suite), "--out", str(out),
-                 "-k", "korm-one", "--keep-state"]) == 0
+    assert (
+        main(
+            [
+                "certify",
+                "--broker",
+                str(tiny_adapter_file),
+                "--suite",
+                str(suite),
+                "--out",
+                str(out),
+                "-k",
+                "korm-one",
+                "--keep-state",
+            ]
+        )
+        == 0
+    )
     with sqlite3.connect(out / "ksim-state.db") as kept:  # the run's state, to look into
         assert kept.execute("SELECT count(*) FROM partners").fetchone()[0] >= 1
 
 
 def test_certify_off_a_terminal_never_cuts_scenario_ids(
-        defective_adapter_file: Path, write_scenario: Callable[..., Path], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    defective_adapter_file: Path,
+    write_scenario: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     long_id = "korm-a-scenario-id-long-enough-to-be-cut-at-eighty-columns-in-a-ci-log-" + "x" * 30
     write_scenario(long_id, KORM.replace("id: korm-one", f"id: {long_id}"), tmp_path / "long")
-    assert main(["certify", "--broker", str(defective_adapter_file), "--suite", str(tmp_path / "long"),
-                 "--out", str(tmp_path / "out")]) == 1  # capsys: stdout is not a terminal, as in CI
+    assert (
+        main(
+            [
+                "certify",
+                "--broker",
+                str(defective_adapter_file),
+                "--suite",
+                str(tmp_path / "long"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 1
+    )  # capsys: stdout is not a terminal, as in CI
     printed = capsys.readouterr().out
     lines = [line for line in printed.splitlines() if long_id in line]
     assert len(lines) >= 2, printed  # the progress line and the failures table, each with the whole id
@@ -217,8 +344,16 @@ def _reference_suite() -> Path:
 
 def test_certify_the_reference_broker(tmp_path: Path, server: InProcessServer) -> None:
     scenario = _reference_suite()
-    common = ["certify", "--reference-broker", "--suite", str(scenario), "--ksim-url", server.url,
-              "--admin-token", ADMIN_TOKEN]
+    common = [
+        "certify",
+        "--reference-broker",
+        "--suite",
+        str(scenario),
+        "--ksim-url",
+        server.url,
+        "--admin-token",
+        ADMIN_TOKEN,
+    ]
     assert main(common + ["--out", str(tmp_path / "clean")]) == 0
     assert main(common + ["--out", str(tmp_path / "defect"), "--defects", "payg_reduction_whole_month"]) == 1
     assert main(common + ["--defects", "no_such_defect"]) == 2

@@ -1,5 +1,6 @@
 """Scenario files collected by pytest (scenarios/collect.py), run by pytester against the plugin's own simulator
 and the tiny HTTP broker."""
+
 from __future__ import annotations
 
 import textwrap
@@ -45,8 +46,19 @@ def run(server: InProcessServer) -> Any:
     the simulator's tables a second time)."""
 
     def go(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-        return pytester.runpytest("-p", "ksimkit.scenarios.collect", "-p", "no:cacheprovider", "-p", "no:xdist",
-                                             "--ksim-url", server.url, "--ksim-admin-token", ADMIN_TOKEN, *args)
+        return pytester.runpytest(
+            "-p",
+            "ksimkit.scenarios.collect",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            "--ksim-url",
+            server.url,
+            "--ksim-admin-token",
+            ADMIN_TOKEN,
+            *args,
+        )
 
     return go
 
@@ -54,16 +66,25 @@ def run(server: InProcessServer) -> Any:
 def test_each_scenario_file_is_a_test_item(run: Any, project: pytest.Pytester, tiny_adapter_file: Path) -> None:
     result = run(project, "--ksim-broker", str(tiny_adapter_file), "-v", "scenarios")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*scenarios/suites/korm/korm-one.yaml::korm-one PASSED*",
-                                 "*scenarios/suites/kss/kss-one.yaml::kss-one PASSED*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*scenarios/suites/korm/korm-one.yaml::korm-one PASSED*",
+            "*scenarios/suites/kss/kss-one.yaml::kss-one PASSED*",
+        ]
+    )
 
 
-def test_a_failing_scenario_fails_with_the_runners_explanations(run: Any, project: pytest.Pytester,
-                                                                defective_adapter: Path) -> None:
+def test_a_failing_scenario_fails_with_the_runners_explanations(
+    run: Any, project: pytest.Pytester, defective_adapter: Path
+) -> None:
     result = run(project, "--ksim-broker", str(defective_adapter), "-k", "KORM_STOP_1")
     result.assert_outcomes(failed=1, deselected=1)
-    result.stdout.fnmatch_lines(["*korm-one (KORM-PAYG-2, KORM-STOP-1)*",
-                                 "*expected refused (SUBSCRIPTION_DELETED), the broker told its customer done*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*korm-one (KORM-PAYG-2, KORM-STOP-1)*",
+            "*expected refused (SUBSCRIPTION_DELETED), the broker told its customer done*",
+        ]
+    )
 
 
 def test_without_a_broker_no_yaml_file_is_collected(run: Any, project: pytest.Pytester) -> None:
@@ -74,29 +95,34 @@ def test_without_a_broker_no_yaml_file_is_collected(run: Any, project: pytest.Py
 
 
 def test_the_packaged_suites_by_pyargs(run: Any, project: pytest.Pytester, tiny_adapter_file: Path) -> None:
-    result = run(project, "--ksim-broker", str(tiny_adapter_file), "--co", "-q", "--pyargs",
-                 "ksimkit.scenarios.suites.korm")
+    result = run(
+        project, "--ksim-broker", str(tiny_adapter_file), "--co", "-q", "--pyargs", "ksimkit.scenarios.suites.korm"
+    )
     result.stdout.fnmatch_lines(["*korm-payg-reduction-mid-month.yaml::korm-payg-reduction-mid-month*"])
     packaged = len(list((ROOT / "scenarios" / "suites" / "korm").glob("*.yaml")))
     assert packaged >= 50 and sum(".yaml::" in line for line in result.stdout.lines) == packaged
 
 
-def test_an_invalid_scenario_file_is_a_collection_error_with_file_and_line(run: Any, project: pytest.Pytester,
-                                                                           tiny_adapter_file: Path) -> None:
+def test_an_invalid_scenario_file_is_a_collection_error_with_file_and_line(
+    run: Any, project: pytest.Pytester, tiny_adapter_file: Path
+) -> None:
     bad = project.path / "scenarios" / "suites" / "korm" / "korm-bad.yaml"
-    bad.write_text("id: korm-bad\ntitle: t\nrules: [KORM-NOPE-1]\nservice: korm\nsetup: {start: 2026-04-15}\n"
-                   "steps: [{advance: 2026-05-01}]\n")
+    bad.write_text(
+        "id: korm-bad\ntitle: t\nrules: [KORM-NOPE-1]\nservice: korm\nsetup: {start: 2026-04-15}\n"
+        "steps: [{advance: 2026-05-01}]\n"
+    )
     result = run(project, "--ksim-broker", str(tiny_adapter_file), "--co")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*invalid scenario file:*", "*korm-bad.yaml:3: unknown rule ID 'KORM-NOPE-1'*"])
 
 
-def test_a_step_the_broker_lacks_skips_the_scenario(run: Any, project: pytest.Pytester, tmp_path: Path,
-                                                    tiny_adapter_file: Path) -> None:
+def test_a_step_the_broker_lacks_skips_the_scenario(
+    run: Any, project: pytest.Pytester, tmp_path: Path, tiny_adapter_file: Path
+) -> None:
     korm_only = tmp_path / "korm-only.yaml"
     text = tiny_adapter_file.read_text()
     start = text.index("  activate:")
-    korm_only.write_text(text[:start] + text[text.index("  charges:"):])
+    korm_only.write_text(text[:start] + text[text.index("  charges:") :])
     result = run(project, "--ksim-broker", str(korm_only), "-rs", "scenarios/suites/kss")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*the broker does not support activate*"])

@@ -3,21 +3,21 @@ switched on alone over its service's whole suite, is caught by a scenario naming
 only that rule (plus the broker's own billing policy where the customer's invoice is wrong, and any rule its
 checks genuinely break: ``Defect.red`` in examples/reference_broker/defects.py). A rule fails only when one of its
 own checks fails (scenarios/attribution.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+import ksimkit.examples.reference_broker  # noqa: F401  (the broker the suites must catch)
 from ksimkit import scenarios
+from ksimkit.examples.reference_broker.defects import DEFECTS  # noqa: E402
 from ksimkit.scenarios.attribution import POLICY
 from ksimkit.scenarios.brokers.reference import reference_broker
 from ksimkit.scenarios.model import load_suite
 from ksimkit.scenarios.report import rule_matrix
 from ksimkit.scenarios.runner import ERROR, FAILED, Simulator, run_scenarios
-
-import ksimkit.examples.reference_broker  # noqa: F401  (the broker the suites must catch)
-from ksimkit.examples.reference_broker.defects import DEFECTS  # noqa: E402
 
 SUITE = load_suite([Path(scenarios.__file__).parent / "suites"])
 

@@ -1,11 +1,11 @@
 """The second example broker (examples/pooled_broker) certified as it is, by ``ksim certify --pooled-example``: pooled
 partners with fixed credentials, its own order numbers and error codes, a clock moved by its CLI, its own invoice
 shape, no legacy takeover. A few packaged scenarios here; all of them: ``make certify-pooled``."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
 
 from ksimkit.scenarios.model import SUITES_DIR
 from ksimkit.simulators.cli import main
@@ -21,29 +21,57 @@ PICKED = [
 
 def test_the_pooled_example_broker_is_certified_on_its_pool(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code = main(["certify", "--pooled-example", "--jobs", "2", "--out", str(out), "--suite",
-                 *[str(SUITES_DIR / name) for name in PICKED]])
+    code = main(
+        [
+            "certify",
+            "--pooled-example",
+            "--jobs",
+            "2",
+            "--out",
+            str(out),
+            "--suite",
+            *[str(SUITES_DIR / name) for name in PICKED],
+        ]
+    )
     summary = json.loads((out / "summary.json").read_text())
     verdicts = {s["scenario_id"]: s["verdict"] for s in summary["scenarios"]}
     assert code == 0, [(s["scenario_id"], s["failures"] or s["reason"]) for s in summary["scenarios"]]
-    assert verdicts == {"korm-stop-reactivate-refused": "passed", "korm-payg-reduction-mid-month": "passed",
-                        "korm-legacy-free-first-month": "not_applicable", "kss-count-unchanged-refused": "passed",
-                        "kss-msp-volume-tier-across-customers": "passed"}
+    assert verdicts == {
+        "korm-stop-reactivate-refused": "passed",
+        "korm-payg-reduction-mid-month": "passed",
+        "korm-legacy-free-first-month": "not_applicable",
+        "kss-count-unchanged-refused": "passed",
+        "kss-msp-volume-tier-across-customers": "passed",
+    }
     by_id = {s["scenario_id"]: s for s in summary["scenarios"]}
     refused = by_id["korm-stop-reactivate-refused"]["steps"][-1]
     assert refused["code"] == "SUBSCRIPTION_DELETED (the vendor's, from ksim's journal)"
     assert by_id["korm-stop-reactivate-refused"]["levels"] == {"vendor_side": "passed", "full": "passed"}
     assert "legacy" in by_id["korm-legacy-free-first-month"]["reason"]
     assert {s["partner_id"] for s in summary["scenarios"] if s["partner_id"]} <= {
-        "ptn_00000000e001", "ptn_00000000e002", "ptn_00000000e003", "ptn_00000000e004"}
+        "ptn_00000000e001",
+        "ptn_00000000e002",
+        "ptn_00000000e003",
+        "ptn_00000000e004",
+    }
     assert all(row["ok"] for s in summary["scenarios"] for row in s["charges"] + s["reconciliation"])
 
 
 def test_a_bad_pool_file_is_exit_status_2_with_the_reason(tmp_path: Path, capsys: object) -> None:
     pool = tmp_path / "pool.yaml"
     pool.write_text("partners:\n  - {id: ptn_00000000a001, token: short, kss_username: u1, kss_password: secret123}\n")
-    code = main(["certify", "--pooled-example", "--pool", str(pool), "--out", str(tmp_path / "out"), "--suite",
-                 str(SUITES_DIR / PICKED[0])])
+    code = main(
+        [
+            "certify",
+            "--pooled-example",
+            "--pool",
+            str(pool),
+            "--out",
+            str(tmp_path / "out"),
+            "--suite",
+            str(SUITES_DIR / PICKED[0]),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert "--pool:" in err and "partners[0].token: must be 16 to 200 characters" in err

@@ -1,5 +1,6 @@
 """The certification outputs: a self-contained HTML report with the rules matrix and a timeline per scenario,
 summary.json and a JUnit XML file that parse."""
+
 from __future__ import annotations
 
 import json
@@ -11,44 +12,131 @@ import pytest
 
 from ksimkit.scenarios.report import ReportMeta, overall_verdict, render_html, rule_matrix, timeline_svg, write_reports
 from ksimkit.scenarios.runner import (
-    ERROR, FAILED, NOT_APPLICABLE, PASSED, ChargeRow, CheckRecord, ReconRow, ScenarioResult, StepRecord, Timeline,
+    ERROR,
+    FAILED,
+    NOT_APPLICABLE,
+    PASSED,
+    ChargeRow,
+    CheckRecord,
+    ReconRow,
+    ScenarioResult,
+    StepRecord,
+    Timeline,
 )
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "embed", "source", "track", "wbr"}
 
 
 def results() -> list[ScenarioResult]:
-    timeline = Timeline(start="2026-04-15", end="2026-05-31",
-                        series={"s1": [("2026-04-15", 25), ("2026-05-10", 20)], "vendor sub_x (no ref)": [
-                            ("2026-04-15", 0), ("2026-04-20", 5)]},
-                        periods=[{"period": "2026-04", "expected": "37.60", "broker": "37.60", "broker_cost": "37.60",
-                                  "vendor": "37.60"},
-                                 {"period": "2026-05", "expected": "60.49", "broker": "70.50", "broker_cost": "70.50",
-                                  "vendor": "60.49"}])
-    good = ScenarioResult("korm-good", "A good one", "korm", ["KORM-PAYG-1", "KORM-PAYG-2"], "suites/korm/korm-good.yaml",
-                          verdict=PASSED, partner_id="ptn_1", duration_s=0.5, timeline=timeline,
-                          steps=[StepRecord(1, "order", "order s1 quantity=25", 8, "2026-04-15T09:00:00Z", "s1", "done",
-                                            "done", activation_code="AAAAA")])
+    timeline = Timeline(
+        start="2026-04-15",
+        end="2026-05-31",
+        series={
+            "s1": [("2026-04-15", 25), ("2026-05-10", 20)],
+            "vendor sub_x (no ref)": [("2026-04-15", 0), ("2026-04-20", 5)],
+        },
+        periods=[
+            {"period": "2026-04", "expected": "37.60", "broker": "37.60", "broker_cost": "37.60", "vendor": "37.60"},
+            {"period": "2026-05", "expected": "60.49", "broker": "70.50", "broker_cost": "70.50", "vendor": "60.49"},
+        ],
+    )
+    good = ScenarioResult(
+        "korm-good",
+        "A good one",
+        "korm",
+        ["KORM-PAYG-1", "KORM-PAYG-2"],
+        "suites/korm/korm-good.yaml",
+        verdict=PASSED,
+        partner_id="ptn_1",
+        duration_s=0.5,
+        timeline=timeline,
+        steps=[
+            StepRecord(
+                1,
+                "order",
+                "order s1 quantity=25",
+                8,
+                "2026-04-15T09:00:00Z",
+                "s1",
+                "done",
+                "done",
+                activation_code="AAAAA",
+            )
+        ],
+    )
     bad = ScenarioResult(
-        "korm-bad", "A <bad> one & more", "korm", ["KORM-PAYG-2", "KORM-STOP-1"], "suites/korm/korm-bad.yaml",
-        verdict=FAILED, partner_id="ptn_2", duration_s=0.7, timeline=timeline,
-        failures=["charge 2026-05 s1 (line 20): the broker billed 1 line(s): units 775, expected 665",
-                  "step 3 (reactivate s1, line 12): expected refused (SUBSCRIPTION_DELETED), the broker told its "
-                  "customer done"],
-        steps=[StepRecord(1, "order", "order s1", 8, "2026-04-15T09:00:00Z", "s1", "done", "done"),
-               StepRecord(2, "advance", "advance to 2026-05-10T00:00:00Z", 9, "2026-04-15T09:00:00Z", outcome="ok"),
-               StepRecord(3, "reactivate", "reactivate s1", 12, "2026-05-10T00:00:00Z", "s1",
-                          "refused (SUBSCRIPTION_DELETED)", "done", ok=False, explanation="expected refused")],
-        charges=[ChargeRow("2026-05", "s1", True, 665, "60.49", None, 775, "70.50", "70.50", 1, ["acme"], False,
-                           "the broker billed 1 line(s): units 775, expected 665", 20)],
-        reconciliation=[ReconRow("2026-05", "s1", "sub_1", 775, 665, "70.50", "60.49", False, "differs"),
-                        ReconRow("2026-05", None, "sub_x", 0, 100, "0.00", "9.00", False, "unclaimed")],
+        "korm-bad",
+        "A <bad> one & more",
+        "korm",
+        ["KORM-PAYG-2", "KORM-STOP-1"],
+        "suites/korm/korm-bad.yaml",
+        verdict=FAILED,
+        partner_id="ptn_2",
+        duration_s=0.7,
+        timeline=timeline,
+        failures=[
+            "charge 2026-05 s1 (line 20): the broker billed 1 line(s): units 775, expected 665",
+            "step 3 (reactivate s1, line 12): expected refused (SUBSCRIPTION_DELETED), the broker told its "
+            "customer done",
+        ],
+        steps=[
+            StepRecord(1, "order", "order s1", 8, "2026-04-15T09:00:00Z", "s1", "done", "done"),
+            StepRecord(2, "advance", "advance to 2026-05-10T00:00:00Z", 9, "2026-04-15T09:00:00Z", outcome="ok"),
+            StepRecord(
+                3,
+                "reactivate",
+                "reactivate s1",
+                12,
+                "2026-05-10T00:00:00Z",
+                "s1",
+                "refused (SUBSCRIPTION_DELETED)",
+                "done",
+                ok=False,
+                explanation="expected refused",
+            ),
+        ],
+        charges=[
+            ChargeRow(
+                "2026-05",
+                "s1",
+                True,
+                665,
+                "60.49",
+                None,
+                775,
+                "70.50",
+                "70.50",
+                1,
+                ["acme"],
+                False,
+                "the broker billed 1 line(s): units 775, expected 665",
+                20,
+            )
+        ],
+        reconciliation=[
+            ReconRow("2026-05", "s1", "sub_1", 775, 665, "70.50", "60.49", False, "differs"),
+            ReconRow("2026-05", None, "sub_x", 0, 100, "0.00", "9.00", False, "unclaimed"),
+        ],
         vendor_checks=[CheckRecord(18, "customer acme", "1 subscription(s) at the vendor", "2", False, "two")],
     )
-    na = ScenarioResult("kss-na", "Not for this broker", "kss", ["KSS-CODE-1"], "suites/kss/kss-na.yaml",
-                        verdict=NOT_APPLICABLE, reason="the broker does not support activate")
-    err = ScenarioResult("kss-err", "Could not run", "kss", ["KSS-CODE-1", "SIM-CLOCK-1"], "suites/kss/kss-err.yaml",
-                         verdict=ERROR, reason="the simulator did not answer (create a partner): ConnectError")
+    na = ScenarioResult(
+        "kss-na",
+        "Not for this broker",
+        "kss",
+        ["KSS-CODE-1"],
+        "suites/kss/kss-na.yaml",
+        verdict=NOT_APPLICABLE,
+        reason="the broker does not support activate",
+    )
+    err = ScenarioResult(
+        "kss-err",
+        "Could not run",
+        "kss",
+        ["KSS-CODE-1", "SIM-CLOCK-1"],
+        "suites/kss/kss-err.yaml",
+        verdict=ERROR,
+        reason="the simulator did not answer (create a partner): ConnectError",
+    )
     return [good, bad, na, err]
 
 
@@ -80,7 +168,9 @@ def test_the_rule_matrix_aggregates_scenarios_per_rule() -> None:
     assert matrix["KORM-PAYG-1"]["verdict"] == PASSED
     assert matrix["KORM-PAYG-2"]["verdict"] == FAILED and matrix["KORM-PAYG-2"]["counts"][PASSED] == 1
     assert matrix["KSS-CODE-1"]["verdict"] == ERROR and matrix["KSS-CODE-1"]["scenarios"] == {
-        "kss-na": NOT_APPLICABLE, "kss-err": ERROR}
+        "kss-na": NOT_APPLICABLE,
+        "kss-err": ERROR,
+    }
     assert matrix["KORM-STOP-1"]["title"].startswith("A stopped subscription")
     assert overall_verdict(results()) == ERROR and overall_verdict(results()[:1]) == PASSED
     assert overall_verdict([results()[0], results()[2]]) == PASSED
@@ -88,8 +178,11 @@ def test_the_rule_matrix_aggregates_scenarios_per_rule() -> None:
 
 
 def test_the_three_outputs(tmp_path: Path) -> None:
-    paths = write_reports(results(), tmp_path / "out", ReportMeta(broker="my <broker>", simulator="http://sim",
-                                                                  suites=["korm"], notes=["defects: none"]))
+    paths = write_reports(
+        results(),
+        tmp_path / "out",
+        ReportMeta(broker="my <broker>", simulator="http://sim", suites=["korm"], notes=["defects: none"]),
+    )
     assert {p.name for p in paths.values()} == {"report.html", "summary.json", "junit.xml"}
 
     page = paths["html"].read_text(encoding="utf-8")
@@ -158,17 +251,43 @@ def attributed() -> list[ScenarioResult]:
     bad.findings = [
         Finding("KORM-PAYG-2", 1, True, "step 1 (order s1)", ref="s1", line=8),
         Finding("KORM-STOP-1", END, True, "vendor check (line 18)", ref="s1", line=18),
-        Finding(POLICY, BILLS, False, "charge 2026-05 s1 (line 20): the broker billed 1 line(s): units 775, "
-                "expected 665", ref="s1", period="2026-05", line=20),
-        Finding("KORM-PAYG-2", BILLS, False, "reconciliation 2026-05 s1: the broker counts 775 units, the vendor "
-                "bills 665", ref="s1", period="2026-05"),
+        Finding(
+            POLICY,
+            BILLS,
+            False,
+            "charge 2026-05 s1 (line 20): the broker billed 1 line(s): units 775, expected 665",
+            ref="s1",
+            period="2026-05",
+            line=20,
+        ),
+        Finding(
+            "KORM-PAYG-2",
+            BILLS,
+            False,
+            "reconciliation 2026-05 s1: the broker counts 775 units, the vendor bills 665",
+            ref="s1",
+            period="2026-05",
+        ),
     ]
     bad.rule_results = {"KORM-PAYG-2": FAILED, "KORM-STOP-1": PASSED, POLICY: FAILED}
     bad.charges[0].split = [
-        {"sku": "KESB-SELECT-PAYG-20-49", "kind": "licence_days", "units": 300, "amount": "27.29", "vendor_cost": "27.29",
-         "customer": "acme"},
-        {"sku": "KESB-SELECT-PAYG-50-99", "kind": "licence_days", "units": 475, "amount": "43.21",
-         "vendor_cost": "43.21", "customer": "acme"}]
+        {
+            "sku": "KESB-SELECT-PAYG-20-49",
+            "kind": "licence_days",
+            "units": 300,
+            "amount": "27.29",
+            "vendor_cost": "27.29",
+            "customer": "acme",
+        },
+        {
+            "sku": "KESB-SELECT-PAYG-50-99",
+            "kind": "licence_days",
+            "units": 475,
+            "amount": "43.21",
+            "vendor_cost": "43.21",
+            "customer": "acme",
+        },
+    ]
     return [good, bad]
 
 
@@ -177,9 +296,13 @@ def test_the_report_points_at_the_bug(tmp_path: Path) -> None:
     paths = write_reports(attributed(), tmp_path, meta)
     page = paths["html"].read_text(encoding="utf-8")
     # failures first: the failure card comes before the rules matrix and the passing scenario's details
-    assert page.index('class="failure"') < page.index('id="rules"') < page.index('id="s-korm-bad"') < page.index(
-        'id="s-korm-good"')
-    card = page[page.index('class="failure"'):page.index("</section>")]
+    assert (
+        page.index('class="failure"')
+        < page.index('id="rules"')
+        < page.index('id="s-korm-bad"')
+        < page.index('id="s-korm-good"')
+    )
+    card = page[page.index('class="failure"') : page.index("</section>")]
     assert "KORM-PAYG-2" in card and "PAYG: billed by licence-days" in card  # the first failure's rule and sentence
     assert "the broker counts 775 units, the vendor bills 665" in card  # a vendor rule's figure before the policy's
     assert "reactivate s1" in card and "2026-05-10 02:00 +02:00" in card  # the step that led to it, local time too
@@ -191,7 +314,11 @@ def test_the_report_points_at_the_bug(tmp_path: Path) -> None:
     assert page.count("KESB-SELECT-PAYG-50-99") >= 2 and "43.21" in page and "27.29" in page
     # provenance in all three outputs
     for text in (page, paths["json"].read_text(), paths["junit"].read_text()):
-        assert "sha256:" + "ab" * 32 in text and "my-broker 1.4.2 (abc123)" in text and "my-broker (my-broker.yaml)" in text
+        assert (
+            "sha256:" + "ab" * 32 in text
+            and "my-broker 1.4.2 (abc123)" in text
+            and "my-broker (my-broker.yaml)" in text
+        )
     assert json.loads(paths["json"].read_text())["ksim_version"]
     summary = json.loads(paths["json"].read_text())
     assert summary["scenarios"][1]["first_failure"]["rule"] == "KORM-PAYG-2"

@@ -5,6 +5,7 @@ The browser is whatever of ``chromium``, ``chromium-browser``, ``google-chrome``
 the test skips (``apt-get install chromium`` gives one). ``KSIM_REPORT_SCREENSHOT=docs/report-first-failure.png``
 also writes the screenshot kept in docs/.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,27 +47,51 @@ def browser() -> str | None:
 
 
 def headless(binary: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--allow-file-access-from-files", f"--window-size={WIDTH},{HEIGHT}", *args],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--allow-file-access-from-files",
+            f"--window-size={WIDTH},{HEIGHT}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.skipif(browser() is None, reason="no headless browser: chromium, chromium-browser or google-chrome")
-def test_the_first_failure_its_rule_and_its_cause_are_on_screen_without_scrolling(sim: Simulator, tmp_path: Path) -> None:
+def test_the_first_failure_its_rule_and_its_cause_are_on_screen_without_scrolling(
+    sim: Simulator, tmp_path: Path
+) -> None:
     binary = browser()
     assert binary is not None
-    suite = [s for s in load_suite([ROOT / "scenarios" / "suites"]) if s.id in (
-        "korm-payg-reduction-mid-month", "korm-payg-increase-mid-month", "korm-stop-reactivate-refused")]
+    suite = [
+        s
+        for s in load_suite([ROOT / "scenarios" / "suites"])
+        if s.id in ("korm-payg-reduction-mid-month", "korm-payg-increase-mid-month", "korm-stop-reactivate-refused")
+    ]
     with reference_broker(defects=["payg_reduction_whole_month"]) as adapter:
         results = run_scenarios(suite, adapter, sim, jobs=1)
     failed = [r for r in results if r.verdict == FAILED]
     assert [r.scenario_id for r in failed] == ["korm-payg-reduction-mid-month"]
     first = failed[0].first_failure
     assert first is not None and first.rule == "KORM-PAYG-2"
-    paths = write_reports(results, tmp_path, ReportMeta(broker="reference broker", suite_digest=suite_digest(suite),
-                                                        adapter=f"{adapter.name} (adapter.yaml)",
-                                                        notes=["reference broker with seeded defects: "
-                                                               "payg_reduction_whole_month"]))
+    paths = write_reports(
+        results,
+        tmp_path,
+        ReportMeta(
+            broker="reference broker",
+            suite_digest=suite_digest(suite),
+            adapter=f"{adapter.name} (adapter.yaml)",
+            notes=["reference broker with seeded defects: payg_reduction_whole_month"],
+        ),
+    )
     page = paths["html"].read_text(encoding="utf-8")
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
@@ -75,8 +100,9 @@ def test_the_first_failure_its_rule_and_its_cause_are_on_screen_without_scrollin
     assert done.returncode == 0, done.stderr[-2000:]
     found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
     assert found, done.stdout[-2000:]
-    seen = json.loads(found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
-                      .replace("&amp;", "&"))
+    seen = json.loads(
+        found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    )
     assert seen["scrollY"] == 0 and 600 < seen["height"] <= HEIGHT  # the viewport (less a headless frame)
     assert 0 < seen["top"] < seen["bottom"] <= seen["height"], seen  # the whole card within the first screen
     text = seen["text"]

@@ -1,5 +1,6 @@
 """The runner end to end: a scripted broker (tests/scenarios/scripted_broker.py) that talks to the real simulator,
 real scenarios, and the comparisons that catch a broker's mistakes."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -11,7 +12,16 @@ import pytest
 from ksimkit.scenarios.attribution import POLICY
 from ksimkit.scenarios.brokers.base import StepResult, TenantSetup
 from ksimkit.scenarios.model import Scenario
-from ksimkit.scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, PASSED, Simulator, fault_rule, run_scenario, run_scenarios
+from ksimkit.scenarios.runner import (
+    ERROR,
+    FAILED,
+    NOT_APPLICABLE,
+    PASSED,
+    Simulator,
+    fault_rule,
+    run_scenario,
+    run_scenarios,
+)
 from tests.scenarios.scripted_broker import KormOnlyBroker, ScriptedBroker
 
 PAYG_REDUCTION = """
@@ -108,26 +118,35 @@ expect:
 
 @pytest.fixture
 def korm_scenarios(make_scenario: Callable[[str, str], Scenario]) -> dict[str, Scenario]:
-    return {name: make_scenario(name, text) for name, text in (
-        ("payg-reduction", PAYG_REDUCTION), ("stop-reorder", STOP_REORDER), ("lost-answer", LOST_ANSWER))}
+    return {
+        name: make_scenario(name, text)
+        for name, text in (
+            ("payg-reduction", PAYG_REDUCTION),
+            ("stop-reorder", STOP_REORDER),
+            ("lost-answer", LOST_ANSWER),
+        )
+    }
 
 
 def test_a_correct_broker_passes_and_the_result_holds_every_comparison(
-        korm_scenarios: dict[str, Scenario], sim: Simulator) -> None:
+    korm_scenarios: dict[str, Scenario], sim: Simulator
+) -> None:
     result = run_scenario(korm_scenarios["payg-reduction"], ScriptedBroker(), sim)
     assert result.verdict == PASSED, result.failures or result.reason
     assert result.partner_id and result.partner_id.startswith("ptn_") and result.broker == "ScriptedBroker"
-    assert result.rule_verdicts == {"KORM-PAYG-1": PASSED, "KORM-PAYG-2": PASSED, "KORM-STOP-1": PASSED,
-                                    POLICY: PASSED}
+    assert result.rule_verdicts == {"KORM-PAYG-1": PASSED, "KORM-PAYG-2": PASSED, "KORM-STOP-1": PASSED, POLICY: PASSED}
     steps = result.steps
     assert [s.outcome for s in steps] == ["done", "ok", "done", "ok", "done", "refused"]
     assert steps[5].code == "SUBSCRIPTION_DELETED" and steps[5].expected == "refused (SUBSCRIPTION_DELETED)"
     assert steps[0].activation_code and steps[2].at == "2026-05-10T00:00:00Z"
     assert [(c.period, c.ref, c.units, c.amount, c.ok) for c in result.charges] == [
-        ("2026-04", "s1", 400, "37.60", True), ("2026-05", "s1", 665, "60.49", True)]
-    assert [(r.period, r.ref, r.broker_units, r.vendor_units, r.broker_cost, r.vendor_amount, r.ok)
-            for r in result.reconciliation] == [
-        ("2026-04", "s1", 400, 400, "37.60", "37.60", True), ("2026-05", "s1", 665, 665, "60.49", "60.49", True)]
+        ("2026-04", "s1", 400, "37.60", True),
+        ("2026-05", "s1", 665, "60.49", True),
+    ]
+    assert [
+        (r.period, r.ref, r.broker_units, r.vendor_units, r.broker_cost, r.vendor_amount, r.ok)
+        for r in result.reconciliation
+    ] == [("2026-04", "s1", 400, 400, "37.60", "37.60", True), ("2026-05", "s1", 665, 665, "60.49", "60.49", True)]
     assert all(check.ok for check in result.vendor_checks) and len(result.vendor_checks) == 4
     timeline = result.timeline
     assert timeline is not None and timeline.start == "2026-04-15"
@@ -135,7 +154,9 @@ def test_a_correct_broker_passes_and_the_result_holds_every_comparison(
     assert timeline.start == "2026-04-15" and timeline.end == "2026-05-31"
     assert timeline.series == {"s1": [("2026-04-15", 25), ("2026-05-10", 20)]}
     assert [(p["period"], p["expected"], p["broker"], p["vendor"]) for p in timeline.periods] == [
-        ("2026-04", "37.60", "37.60", "37.60"), ("2026-05", "60.49", "60.49", "60.49")]
+        ("2026-04", "37.60", "37.60", "37.60"),
+        ("2026-05", "60.49", "60.49", "60.49"),
+    ]
     as_json = result.to_dict()
     assert as_json["verdict"] == "passed" and as_json["timeline"]["series"]["s1"][0] == ["2026-04-15", 25]
 
@@ -145,7 +166,8 @@ def test_legacy_seeds_codes_and_two_scenarios_in_parallel(korm_scenarios: dict[s
     scenarios = [korm_scenarios["stop-reorder"], korm_scenarios["lost-answer"]]
     results = run_scenarios(scenarios, ScriptedBroker, sim, jobs=2, on_result=lambda r: seen.append(r.scenario_id))
     assert [r.scenario_id for r in results] == ["stop-reorder", "lost-answer"] and sorted(seen) == sorted(
-        ["stop-reorder", "lost-answer"])
+        ["stop-reorder", "lost-answer"]
+    )
     for result in results:
         assert result.verdict == PASSED, (result.scenario_id, result.failures, result.reason)
     assert results[0].partner_id != results[1].partner_id  # one partner each
@@ -160,8 +182,9 @@ def test_wrong_charges_and_reconciliation_are_explained(korm_scenarios: dict[str
     bad = [c for c in result.charges if not c.ok]
     assert [(c.period, c.units, c.expected_units) for c in bad] == [("2026-04", 401, 400), ("2026-05", 666, 665)]
     assert bad[0].explanation == "the broker billed 1 line(s): units 401, expected 400"
-    assert any("reconciliation 2026-04 s1: the broker counts 401 units, the vendor bills 400" in f
-               for f in result.failures)
+    assert any(
+        "reconciliation 2026-04 s1: the broker counts 401 units, the vendor bills 400" in f for f in result.failures
+    )
     assert any(f.startswith("charge 2026-04 s1 (line 20)") for f in result.failures)
 
 
@@ -175,13 +198,17 @@ def test_a_wrong_outcome_is_a_failed_step(korm_scenarios: dict[str, Scenario], s
 
 
 def test_a_lost_answer_reordered_without_the_key_makes_two_subscriptions(
-        korm_scenarios: dict[str, Scenario], sim: Simulator) -> None:
+    korm_scenarios: dict[str, Scenario], sim: Simulator
+) -> None:
     result = run_scenario(korm_scenarios["lost-answer"], ScriptedBroker(frozenset({"retry_without_key"})), sim)
     assert result.verdict == FAILED
     assert any("the vendor holds 2 subscription(s) for acme" in f for f in result.failures)
     unclaimed = [r for r in result.reconciliation if r.ref is None]
-    assert len(unclaimed) == 1 and unclaimed[0].vendor_units == 400 and "no ref of the broker" in (
-        unclaimed[0].explanation or "")
+    assert (
+        len(unclaimed) == 1
+        and unclaimed[0].vendor_units == 400
+        and "no ref of the broker" in (unclaimed[0].explanation or "")
+    )
     assert len(result.timeline.series) == 2 if result.timeline else False  # both vendor subscriptions are drawn
 
 
@@ -194,13 +221,17 @@ def test_a_kss_scenario_over_soap(make_scenario: Callable[[str, str], Scenario],
 
 
 def test_a_step_the_broker_does_not_support_makes_the_scenario_not_applicable(
-        make_scenario: Callable[[str, str], Scenario], sim: Simulator) -> None:
+    make_scenario: Callable[[str, str], Scenario], sim: Simulator
+) -> None:
     result = run_scenario(make_scenario("kss-code", KSS_CODE), KormOnlyBroker(), sim)
     assert result.verdict == NOT_APPLICABLE
     assert result.reason and "the broker does not support activate" in result.reason
     assert [s.outcome for s in result.steps] == ["not_applicable", "skipped", "skipped", "skipped"]
-    assert result.rule_verdicts == {"KSS-CODE-1": NOT_APPLICABLE, "KSS-QTY-2": NOT_APPLICABLE,
-                                    "KSS-TRIAL-1": NOT_APPLICABLE}
+    assert result.rule_verdicts == {
+        "KSS-CODE-1": NOT_APPLICABLE,
+        "KSS-QTY-2": NOT_APPLICABLE,
+        "KSS-TRIAL-1": NOT_APPLICABLE,
+    }
 
 
 class ExplodingBroker(ScriptedBroker):
@@ -213,27 +244,36 @@ class NoCodeBroker(ScriptedBroker):
         raise NotImplementedError
 
 
-def test_a_broker_that_raises_fails_the_scenario_with_the_step(korm_scenarios: dict[str, Scenario],
-                                                              sim: Simulator) -> None:
+def test_a_broker_that_raises_fails_the_scenario_with_the_step(
+    korm_scenarios: dict[str, Scenario], sim: Simulator
+) -> None:
     result = run_scenario(korm_scenarios["payg-reduction"], ExplodingBroker(), sim)
     assert result.verdict == FAILED
-    assert result.steps[2].outcome == "error" and "RuntimeError: database is locked" in (result.steps[2].explanation or "")
+    assert result.steps[2].outcome == "error" and "RuntimeError: database is locked" in (
+        result.steps[2].explanation or ""
+    )
     assert [s.outcome for s in result.steps[3:]] == ["skipped", "skipped", "skipped"]
     assert "step 3 (change_quantity s1 quantity=20, line 10)" in result.failures[0]
 
 
-def test_without_activation_codes_the_vendor_check_cannot_match(korm_scenarios: dict[str, Scenario],
-                                                                sim: Simulator) -> None:
+def test_without_activation_codes_the_vendor_check_cannot_match(
+    korm_scenarios: dict[str, Scenario], sim: Simulator
+) -> None:
     result = run_scenario(korm_scenarios["payg-reduction"], NoCodeBroker(), sim)
     assert result.verdict == FAILED
-    assert any("the broker holds no activation code for s1, and no vendor subscription matches it" in f
-               for f in result.failures)
+    assert any(
+        "the broker holds no activation code for s1, and no vendor subscription matches it" in f
+        for f in result.failures
+    )
 
 
 def test_an_unreachable_simulator_is_an_error(korm_scenarios: dict[str, Scenario]) -> None:
-    result = run_scenario(korm_scenarios["payg-reduction"], ScriptedBroker(), Simulator("http://127.0.0.1:9", "x",
-                                                                                        timeout=2))
-    assert result.verdict == ERROR and result.reason and "the simulator did not answer (create a partner)" in result.reason
+    result = run_scenario(
+        korm_scenarios["payg-reduction"], ScriptedBroker(), Simulator("http://127.0.0.1:9", "x", timeout=2)
+    )
+    assert (
+        result.verdict == ERROR and result.reason and "the simulator did not answer (create a partner)" in result.reason
+    )
     assert result.rule_verdicts["KORM-PAYG-2"] == ERROR
 
 
@@ -255,7 +295,7 @@ def test_the_tenant_setup_the_broker_gets(korm_scenarios: dict[str, Scenario], s
 
     run_scenario(korm_scenarios["stop-reorder"], Spy(), sim)
     tenant = got[0]
-    assert tenant.scenario_id == "stop-reorder" and tenant.now == dt.datetime(2026, 4, 15, 9, tzinfo=dt.timezone.utc)
+    assert tenant.scenario_id == "stop-reorder" and tenant.now == dt.datetime(2026, 4, 15, 9, tzinfo=dt.UTC)
     assert tenant.korm_url == sim.url + "/korm/v1" and tenant.kss_wsdl_url == sim.url + "/kss/soap/upi?wsdl"
     assert tenant.timezone == "UTC" and tenant.prices == {}
     [legacy] = tenant.legacy
@@ -265,6 +305,13 @@ def test_the_tenant_setup_the_broker_gets(korm_scenarios: dict[str, Scenario], s
 
 def test_fault_rule_maps_count_to_times() -> None:
     assert fault_rule({"operation": "createSubscription", "kind": "status", "count": 2}) == {
-        "operation": "createSubscription", "kind": "status", "times": 2}
-    assert fault_rule({"kind": "unit_error", "error_code": 99}) == {"kind": "unit_error", "error_code": 99, "times": 1,
-                                                                   "service": "kss"}
+        "operation": "createSubscription",
+        "kind": "status",
+        "times": 2,
+    }
+    assert fault_rule({"kind": "unit_error", "error_code": 99}) == {
+        "kind": "unit_error",
+        "error_code": 99,
+        "times": 1,
+        "service": "kss",
+    }

@@ -1,6 +1,7 @@
 """The runner meets brokers where they are: capabilities declared (undeclared: not applicable), the vendor's refusal
 code read from ksim's journal, invoice data the broker does not expose reported as not checked, the customer
 billing policy and units declared, two certification levels, pooled partners."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,17 @@ from ksimkit.scenarios.brokers.base import Charge, StepResult
 from ksimkit.scenarios.brokers.http import BillingPolicy
 from ksimkit.scenarios.model import Scenario
 from ksimkit.scenarios.pool import PartnerPool, PoolError, PoolMember, load_pool
-from ksimkit.scenarios.runner import (FAILED, FULL, NOT_APPLICABLE, NOT_CHECKED, PASSED, VENDOR_SIDE, Simulator,
-                                      run_scenario, run_scenarios)
+from ksimkit.scenarios.runner import (
+    FAILED,
+    FULL,
+    NOT_APPLICABLE,
+    NOT_CHECKED,
+    PASSED,
+    VENDOR_SIDE,
+    Simulator,
+    run_scenario,
+    run_scenarios,
+)
 from ksimkit.simulators.client import KsimAdmin
 from tests.scenarios.scripted_broker import KormOnlyBroker
 from tests.scenarios.test_runner import LOST_ANSWER, PAYG_REDUCTION
@@ -65,8 +75,10 @@ class OwnPolicy(KormOnlyBroker):
         self.cost_off = cost_off
 
     def charges(self, period: str) -> list[Charge]:
-        return [dataclasses.replace(c, units=1, amount=Decimal("99.00"), vendor_cost=c.vendor_cost + self.cost_off)
-                for c in super().charges(period)]
+        return [
+            dataclasses.replace(c, units=1, amount=Decimal("99.00"), vendor_cost=c.vendor_cost + self.cost_off)
+            for c in super().charges(period)
+        ]
 
 
 class Declared(KormOnlyBroker):
@@ -75,20 +87,24 @@ class Declared(KormOnlyBroker):
 
 @pytest.fixture
 def scenarios(make_scenario: Callable[[str, str], Scenario]) -> dict[str, Scenario]:
-    return {name: make_scenario(name, text) for name, text in (
-        ("payg-reduction", PAYG_REDUCTION), ("lost-answer", LOST_ANSWER), ("legacy-x", LEGACY))}
+    return {
+        name: make_scenario(name, text)
+        for name, text in (("payg-reduction", PAYG_REDUCTION), ("lost-answer", LOST_ANSWER), ("legacy-x", LEGACY))
+    }
 
 
-def test_a_scenario_needing_an_undeclared_capability_is_not_applicable(scenarios: dict[str, Scenario],
-                                                                       sim: Simulator) -> None:
+def test_a_scenario_needing_an_undeclared_capability_is_not_applicable(
+    scenarios: dict[str, Scenario], sim: Simulator
+) -> None:
     result = run_scenario(scenarios["legacy-x"], Declared(), sim)
     assert result.verdict == NOT_APPLICABLE and "legacy" in (result.reason or "")
     assert result.partner_id is None  # decided before anything ran
     assert run_scenario(scenarios["payg-reduction"], Declared(), sim).verdict == PASSED
 
 
-def test_KORM_STOP_1_the_vendors_refusal_code_is_read_from_ksims_journal(scenarios: dict[str, Scenario],
-                                                                          sim: Simulator) -> None:
+def test_KORM_STOP_1_the_vendors_refusal_code_is_read_from_ksims_journal(
+    scenarios: dict[str, Scenario], sim: Simulator
+) -> None:
     result = run_scenario(scenarios["payg-reduction"], SilentBroker(), sim)
     assert result.verdict == PASSED, result.failures
     assert result.steps[-1].code == "SUBSCRIPTION_DELETED (the vendor's, from ksim's journal)"
@@ -97,9 +113,11 @@ def test_KORM_STOP_1_the_vendors_refusal_code_is_read_from_ksims_journal(scenari
 def test_KORM_STOP_1_a_refusal_the_vendor_never_gave_fails(scenarios: dict[str, Scenario], sim: Simulator) -> None:
     result = run_scenario(scenarios["payg-reduction"], LocalRefusalBroker(), sim)
     assert result.verdict == FAILED
-    assert result.steps[-1].explanation == ("expected the vendor to refuse with SUBSCRIPTION_DELETED; ksim's journal "
-                                            "shows the vendor answered no error code (the broker told its customer "
-                                            "E-OWN)")
+    assert result.steps[-1].explanation == (
+        "expected the vendor to refuse with SUBSCRIPTION_DELETED; ksim's journal "
+        "shows the vendor answered no error code (the broker told its customer "
+        "E-OWN)"
+    )
     assert result.levels == {VENDOR_SIDE: FAILED, FULL: FAILED}
 
 
@@ -107,24 +125,30 @@ def test_a_broker_without_invoices_earns_the_vendor_side_level(scenarios: dict[s
     result = run_scenario(scenarios["payg-reduction"], NoInvoices(), sim)
     assert result.verdict == PASSED and result.levels == {VENDOR_SIDE: PASSED, FULL: NOT_CHECKED}
     assert result.charges == [] and result.reconciliation == []
-    assert result.not_checked == ["customer charges and reconciliation: the broker exposes no invoices (no charges "
-                                  "method): vendor-side checks only"]
+    assert result.not_checked == [
+        "customer charges and reconciliation: the broker exposes no invoices (no charges "
+        "method): vendor-side checks only"
+    ]
     assert all(check.ok for check in result.vendor_checks) and result.vendor_checks
 
 
-def test_KORM_PAYG_2_invoice_failures_keep_the_vendor_side_level(scenarios: dict[str, Scenario], sim: Simulator) -> None:
+def test_KORM_PAYG_2_invoice_failures_keep_the_vendor_side_level(
+    scenarios: dict[str, Scenario], sim: Simulator
+) -> None:
     wrong = KormOnlyBroker(frozenset({"extra_unit"}))
     full = run_scenario(scenarios["payg-reduction"], wrong, sim)
     assert full.verdict == FAILED and full.levels == {VENDOR_SIDE: PASSED, FULL: FAILED}
-    vendor_side = run_scenario(scenarios["payg-reduction"], KormOnlyBroker(frozenset({"extra_unit"})), sim,
-                               level=VENDOR_SIDE)
+    vendor_side = run_scenario(
+        scenarios["payg-reduction"], KormOnlyBroker(frozenset({"extra_unit"})), sim, level=VENDOR_SIDE
+    )
     assert vendor_side.verdict == PASSED and vendor_side.failures  # the invoice failures are still reported
     with pytest.raises(ValueError, match="level is one of vendor_side, full"):
         run_scenario(scenarios["payg-reduction"], KormOnlyBroker(), sim, level="gold")
 
 
 def test_KORM_PAYG_2_own_billing_policy_skips_customer_charges_but_reconciles_strictly(
-        scenarios: dict[str, Scenario], sim: Simulator) -> None:
+    scenarios: dict[str, Scenario], sim: Simulator
+) -> None:
     result = run_scenario(scenarios["payg-reduction"], OwnPolicy(), sim)
     assert result.verdict == PASSED, result.failures
     assert result.charges == [] and all(row.ok for row in result.reconciliation) and result.reconciliation
@@ -143,13 +167,15 @@ class NoCostNoUnits(KormOnlyBroker):
 
 
 def test_KORM_PAYG_2_invoices_without_units_or_vendor_cost_check_the_amounts_only(
-        scenarios: dict[str, Scenario], sim: Simulator) -> None:
+    scenarios: dict[str, Scenario], sim: Simulator
+) -> None:
     result = run_scenario(scenarios["payg-reduction"], NoCostNoUnits(), sim)
     assert result.verdict == PASSED, result.failures
     assert [(c.ok, c.amount) for c in result.charges] == [(True, "37.60"), (True, "60.49")]
-    assert result.not_checked == ["units: the broker's invoice lines carry none",
-                                  "reconciliation of costs: the broker's invoice lines carry no vendor cost (what it "
-                                  "expects to pay)"]
+    assert result.not_checked == [
+        "units: the broker's invoice lines carry none",
+        "reconciliation of costs: the broker's invoice lines carry no vendor cost (what it expects to pay)",
+    ]
     assert result.levels == {VENDOR_SIDE: PASSED, FULL: PASSED}
 
     class WrongAmount(NoCostNoUnits):
@@ -161,12 +187,20 @@ def test_KORM_PAYG_2_invoices_without_units_or_vendor_cost_check_the_amounts_onl
 
 
 def test_SIM_IDEM_1_pooled_partners_run_one_scenario_each_and_fresh_names_when_state_is_kept(
-        scenarios: dict[str, Scenario], server: Any, tmp_path: Any) -> None:
+    scenarios: dict[str, Scenario], server: Any, tmp_path: Any
+) -> None:
     import secrets
 
     tag = secrets.token_hex(5)
-    members = [PoolMember(id=f"ptn_{tag}{i:02d}", token=f"pool-{tag}-token-{i}", kss_username=f"pool-{tag}-{i}",
-                          kss_password="pool-secret") for i in range(2)]
+    members = [
+        PoolMember(
+            id=f"ptn_{tag}{i:02d}",
+            token=f"pool-{tag}-token-{i}",
+            kss_username=f"pool-{tag}-{i}",
+            kss_password="pool-secret",
+        )
+        for i in range(2)
+    ]
     pool = PartnerPool(members)
     with KsimAdmin(server.url, "test-admin") as admin:
         pool.provision(admin)
@@ -175,8 +209,9 @@ def test_SIM_IDEM_1_pooled_partners_run_one_scenario_each_and_fresh_names_when_s
         PartnerPool.handle(admin, members[1]).rotate_credentials()
         with pytest.raises(PoolError, match=f"pooled partner {members[1].id} exists on the simulator with other"):
             pool.provision(admin)
-    members[1] = dataclasses.replace(members[1], id=f"ptn_{tag}99", token=f"pool-{tag}-token-99",
-                                     kss_username=f"pool-{tag}-99")
+    members[1] = dataclasses.replace(
+        members[1], id=f"ptn_{tag}99", token=f"pool-{tag}-token-99", kss_username=f"pool-{tag}-99"
+    )
     pool = PartnerPool(members)
     with KsimAdmin(server.url, "test-admin") as admin:
         pool.provision(admin)
@@ -212,11 +247,21 @@ def test_the_report_shows_both_levels_and_what_was_not_checked() -> None:
     from ksimkit.scenarios.runner import ScenarioResult
 
     def result(sid: str, verdict: str, levels: dict[str, str], not_checked: list[str] | None = None) -> ScenarioResult:
-        return ScenarioResult(scenario_id=sid, title=sid, service="korm", rules=["KORM-PAYG-1"], source=f"{sid}.yaml",
-                              verdict=verdict, levels=levels, not_checked=not_checked or [])
+        return ScenarioResult(
+            scenario_id=sid,
+            title=sid,
+            service="korm",
+            rules=["KORM-PAYG-1"],
+            source=f"{sid}.yaml",
+            verdict=verdict,
+            levels=levels,
+            not_checked=not_checked or [],
+        )
 
-    vendor_only = [result("a", PASSED, {VENDOR_SIDE: PASSED, FULL: NOT_CHECKED}, ["customer charges: none"]),
-                   result("b", NOT_APPLICABLE, {})]
+    vendor_only = [
+        result("a", PASSED, {VENDOR_SIDE: PASSED, FULL: NOT_CHECKED}, ["customer charges: none"]),
+        result("b", NOT_APPLICABLE, {}),
+    ]
     assert level_verdicts(vendor_only) == {VENDOR_SIDE: PASSED, FULL: NOT_CHECKED}
     invoices_wrong = [result("a", FAILED, {VENDOR_SIDE: PASSED, FULL: FAILED})]
     assert level_verdicts(invoices_wrong) == {VENDOR_SIDE: PASSED, FULL: FAILED}

@@ -1,4 +1,5 @@
 """KSS fixtures: a partner on a real store, driven through ksimkit.simulators.kss.rules with model values."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,12 +14,19 @@ from ksimkit.simulators.core import audit
 from ksimkit.simulators.core.clock import move_clock
 from ksimkit.simulators.kss import billing, rules
 from ksimkit.simulators.kss.model import (
-    Activate, Item, ItemError, ItemResult, RequestContainer, ResponseContainer, SubscriptionInfo, GetInfo,
+    Activate,
+    GetInfo,
+    Item,
+    ItemError,
+    ItemResult,
+    RequestContainer,
+    ResponseContainer,
+    SubscriptionInfo,
 )
 from ksimkit.simulators.kss.tables import subscriptions
 from tests.conftest import World
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _unit = itertools.count(1)
 
 
@@ -28,8 +36,9 @@ def T(value: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def act(sid: str, start: str = "2026-03-01", end: str | None = None, product: str = "KIS", count: int = 10,
-        **kw: Any) -> Activate:
+def act(
+    sid: str, start: str = "2026-03-01", end: str | None = None, product: str = "KIS", count: int = 10, **kw: Any
+) -> Activate:
     return Activate(next(_unit), sid, T(start), None if end is None else T(end), product, count, **kw)
 
 
@@ -44,7 +53,9 @@ class Kss:
     def partner_id(self) -> str:
         return self.world.partner_id
 
-    def send(self, *items: Item, txn: str | None = None, actor: str = "tester", tolerance: int = 600) -> ResponseContainer:
+    def send(
+        self, *items: Item, txn: str | None = None, actor: str = "tester", tolerance: int = 600
+    ) -> ResponseContainer:
         txn = txn or f"{self.partner_id}-T{next(self._txn)}"
         with self.world.store.begin() as conn:
             ctx = self.world.ctx(conn, actor)
@@ -82,7 +93,9 @@ class Kss:
 
     def lines(self, period: str) -> list[tuple[str, int, int, str]]:
         """(subscriber, paid days, charged count, amount) per bill line."""
-        return [(x["subscriber_id"], x["paid_days"], x["charged_count"], x["amount"]) for x in self.bill(period)["lines"]]
+        return [
+            (x["subscriber_id"], x["paid_days"], x["charged_count"], x["amount"]) for x in self.bill(period)["lines"]
+        ]
 
     def report(self, period: str) -> dict[str, Any]:
         return self.call(billing.report, period)
@@ -104,7 +117,9 @@ class Kss:
     def count_subscriptions(self) -> int:
         with self.world.store.begin() as conn:
             return conn.execute(
-                sa.select(sa.func.count()).select_from(subscriptions).where(subscriptions.c.partner_id == self.partner_id)
+                sa.select(sa.func.count())
+                .select_from(subscriptions)
+                .where(subscriptions.c.partner_id == self.partner_id)
             ).scalar_one()
 
 

@@ -6,6 +6,7 @@ ids, the partner's id, the time a document was made) is replaced by stable label
 difference fails with a unified diff of the first lines that differ. To record a file anew after an *intended*
 change of a rule: ``KSIM_RECORD_GOLDEN=1 pytest tests/unit -k same_figures``, then review the diff in git.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -50,5 +51,9 @@ def check(name: str, text: str) -> None:
         return
     expected = path.read_text(encoding="utf-8")
     if text != expected:
-        diff = list(difflib.unified_diff(expected.splitlines(), text.splitlines(), f"golden/{name}", "now", lineterm="", n=1))
-        raise AssertionError(f"the figures differ from golden/{name} ({len(diff)} diff lines):\n" + "\n".join(diff[:60]))
+        diff = list(
+            difflib.unified_diff(expected.splitlines(), text.splitlines(), f"golden/{name}", "now", lineterm="", n=1)
+        )
+        raise AssertionError(
+            f"the figures differ from golden/{name} ({len(diff)} diff lines):\n" + "\n".join(diff[:60])
+        )

@@ -1,4 +1,5 @@
 """``ksim demo`` against a real server: each step shows what it says it shows."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,8 +9,9 @@ import pytest
 from ksimkit.simulators import demo
 
 
-def test_SIM_ERR_1_demo_step_2_shows_the_KORM_TRIAL_1_refusal(server: Any, capsys: pytest.CaptureFixture[str],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_SIM_ERR_1_demo_step_2_shows_the_KORM_TRIAL_1_refusal(
+    server: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The trial order is refused by the vendor rule (KORM-TRIAL-1), not by the schema (a null approval_code)."""
     from rich.console import Console
 

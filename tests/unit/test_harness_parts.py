@@ -1,5 +1,6 @@
 """The test harness's parts without a server: the REST and SOAP contract verdicts, fault rule checks and seeded
 firing, the journal's bound, and the settings it reads."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,7 +20,7 @@ from ksimkit.simulators.kss import xml as kxml
 KORM = Contract(contracts.path("korm-ss.openapi.yaml"))
 JSON = Headers({"Content-Type": "application/json"})
 ORDER = b'{"customer_id": "acme", "sku": "KESB-SELECT-PAYG-20-49", "quantity": 25}'
-AT = dt.datetime(2026, 4, 15, 9, tzinfo=dt.timezone.utc)
+AT = dt.datetime(2026, 4, 15, 9, tzinfo=dt.UTC)
 OPERATIONS = {"korm": ["createSubscription", "listProducts"], "kss": ["SubscriptionRequest", "Activate"]}
 
 
@@ -35,58 +36,102 @@ def test_match_finds_the_operation_and_the_route() -> None:
     assert KORM.match("GET", "/other/v1/products") == (None, [])
 
 
-@pytest.mark.parametrize(("method", "path", "query", "headers", "body", "expected"), [
-    ("POST", "/korm/v1/subscriptions", [], JSON, ORDER, []),
-    ("GET", "/korm/v1/subscriptions", [("status", "active"), ("include_deleted", "true")], Headers(), b"", []),
-    ("GET", "/korm/v1/subscriptions", [("status", "gone")], Headers(), b"", [("query", "/query/status")]),
-    ("GET", "/korm/v1/subscriptions", [("status", "active"), ("status", "pending")], Headers(), b"",
-     [("query", "/query/status")]),
-    ("GET", "/korm/v1/products", [("page", "2")], Headers(), b"", [("query", "/query/page")]),
-    ("GET", "/korm/v1/products", [], JSON, b'{"x": 1}', [("body", "/")]),
-    ("GET", "/korm/v1/billing/2026-13", [], Headers(), b"", [("path", "/path/period")]),
-    ("POST", "/korm/v1/subscriptions", [], JSON, b"", [("body", "/")]),
-    ("POST", "/korm/v1/subscriptions/sub_1/stop", [], Headers(), b"", []),  # the body is optional
-    ("POST", "/korm/v1/subscriptions", [], Headers(), ORDER, [("header", "/headers/Content-Type")]),
-    ("POST", "/korm/v1/subscriptions", [], Headers({"Content-Type": "text/plain"}), ORDER,
-     [("header", "/headers/Content-Type")]),
-    ("POST", "/korm/v1/subscriptions", [], JSON, b"{nope", [("body", "/")]),
-    ("POST", "/korm/v1/subscriptions", [], Headers({"Content-Type": "application/json", "idempotency-key": ""}), ORDER,
-     [("header", "/headers/Idempotency-Key")]),
-    ("POST", "/korm/v1/subscriptions", [], JSON, b'{"quantity": 0}',
-     [("body", "/"), ("body", "/"), ("body", "/quantity")]),
-    ("PUT", "/korm/v1/products", [], Headers(), b"", [("route", "/")]),
-    ("GET", "/korm/v1/nothing/here", [], Headers(), b"", [("route", "/")]),
-    ("POST", "/korm/v1/subscriptions", [], JSON, None, [("body", "/")]),
-])
-def test_SIM_ERR_1_rest_verdict(method: str, path: str, query: list[tuple[str, str]], headers: Headers,
-                                body: bytes | None, expected: list[tuple[str, str]]) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "query", "headers", "body", "expected"),
+    [
+        ("POST", "/korm/v1/subscriptions", [], JSON, ORDER, []),
+        ("GET", "/korm/v1/subscriptions", [("status", "active"), ("include_deleted", "true")], Headers(), b"", []),
+        ("GET", "/korm/v1/subscriptions", [("status", "gone")], Headers(), b"", [("query", "/query/status")]),
+        (
+            "GET",
+            "/korm/v1/subscriptions",
+            [("status", "active"), ("status", "pending")],
+            Headers(),
+            b"",
+            [("query", "/query/status")],
+        ),
+        ("GET", "/korm/v1/products", [("page", "2")], Headers(), b"", [("query", "/query/page")]),
+        ("GET", "/korm/v1/products", [], JSON, b'{"x": 1}', [("body", "/")]),
+        ("GET", "/korm/v1/billing/2026-13", [], Headers(), b"", [("path", "/path/period")]),
+        ("POST", "/korm/v1/subscriptions", [], JSON, b"", [("body", "/")]),
+        ("POST", "/korm/v1/subscriptions/sub_1/stop", [], Headers(), b"", []),  # the body is optional
+        ("POST", "/korm/v1/subscriptions", [], Headers(), ORDER, [("header", "/headers/Content-Type")]),
+        (
+            "POST",
+            "/korm/v1/subscriptions",
+            [],
+            Headers({"Content-Type": "text/plain"}),
+            ORDER,
+            [("header", "/headers/Content-Type")],
+        ),
+        ("POST", "/korm/v1/subscriptions", [], JSON, b"{nope", [("body", "/")]),
+        (
+            "POST",
+            "/korm/v1/subscriptions",
+            [],
+            Headers({"Content-Type": "application/json", "idempotency-key": ""}),
+            ORDER,
+            [("header", "/headers/Idempotency-Key")],
+        ),
+        (
+            "POST",
+            "/korm/v1/subscriptions",
+            [],
+            JSON,
+            b'{"quantity": 0}',
+            [("body", "/"), ("body", "/"), ("body", "/quantity")],
+        ),
+        ("PUT", "/korm/v1/products", [], Headers(), b"", [("route", "/")]),
+        ("GET", "/korm/v1/nothing/here", [], Headers(), b"", [("route", "/")]),
+        ("POST", "/korm/v1/subscriptions", [], JSON, None, [("body", "/")]),
+    ],
+)
+def test_SIM_ERR_1_rest_verdict(
+    method: str,
+    path: str,
+    query: list[tuple[str, str]],
+    headers: Headers,
+    body: bytes | None,
+    expected: list[tuple[str, str]],
+) -> None:
     assert where(KORM.request_violations(method, path, query, headers, body)) == expected
 
 
 def _soap(header: str = "", payload: str | None = None) -> bytes:
     ns = kxml.KSS
-    payload = payload or (f'<SubscriptionRequestContainer xmlns="{ns}"><Timestamp>2026-04-15T09:00:00Z</Timestamp>'
-                          f'<TransactionId>t</TransactionId><SubscriptionRequest>'
-                          f'<GetInfo UnitId="1" SubscriberId="s"/></SubscriptionRequest></SubscriptionRequestContainer>')
+    payload = payload or (
+        f'<SubscriptionRequestContainer xmlns="{ns}"><Timestamp>2026-04-15T09:00:00Z</Timestamp>'
+        f"<TransactionId>t</TransactionId><SubscriptionRequest>"
+        f'<GetInfo UnitId="1" SubscriberId="s"/></SubscriptionRequest></SubscriptionRequestContainer>'
+    )
     access = header or f'<AccessInfo xmlns="{ns}"><UserName>u</UserName><Password>p</Password></AccessInfo>'
-    return (f'<e:Envelope xmlns:e="{kxml.SOAP_ENV}"><e:Header>{access}</e:Header><e:Body>{payload}</e:Body>'
-            f'</e:Envelope>').encode()
+    return (
+        f'<e:Envelope xmlns:e="{kxml.SOAP_ENV}"><e:Header>{access}</e:Header><e:Body>{payload}</e:Body></e:Envelope>'
+    ).encode()
 
 
 def test_SIM_ERR_1_soap_verdict() -> None:
     action = f'"{kxml.SOAP_ACTION}"'
     assert kxml.request_violations(_soap(), "text/xml; charset=utf-8", action) == []
     assert where(kxml.request_violations(_soap(), None, None)) == [
-        ("header", "/headers/Content-Type"), ("header", "/headers/SOAPAction")]
+        ("header", "/headers/Content-Type"),
+        ("header", "/headers/SOAPAction"),
+    ]
     assert where(kxml.request_violations(_soap(), "application/soap+xml", '""')) == [
-        ("header", "/headers/Content-Type"), ("header", "/headers/SOAPAction")]
+        ("header", "/headers/Content-Type"),
+        ("header", "/headers/SOAPAction"),
+    ]
     assert where(kxml.request_violations(b"<not-xml", "text/xml", action)) == [("envelope", "/")]
     assert where(kxml.request_violations(None, "text/xml", action)) == [("body", "/")]
     assert where(kxml.request_violations(_soap(header="<x:Trace xmlns:x='urn:x'/>"), "text/xml", action)) == [
-        ("soap-header", "/Envelope/Header/Trace"), ("soap-header", "/Envelope/Header")]
-    bad = _soap(payload=f'<SubscriptionRequestContainer xmlns="{kxml.KSS}"><Timestamp>soon</Timestamp>'
-                        f'<TransactionId>t</TransactionId><SubscriptionRequest><GetInfo SubscriberId="a"/>'
-                        f'<GetInfo UnitId="x" SubscriberId="b"/></SubscriptionRequest></SubscriptionRequestContainer>')
+        ("soap-header", "/Envelope/Header/Trace"),
+        ("soap-header", "/Envelope/Header"),
+    ]
+    bad = _soap(
+        payload=f'<SubscriptionRequestContainer xmlns="{kxml.KSS}"><Timestamp>soon</Timestamp>'
+        f'<TransactionId>t</TransactionId><SubscriptionRequest><GetInfo SubscriberId="a"/>'
+        f'<GetInfo UnitId="x" SubscriberId="b"/></SubscriptionRequest></SubscriptionRequestContainer>'
+    )
     found = kxml.request_violations(bad, "text/xml", action)
     assert [v["path"] for v in found] == [
         "/SubscriptionRequestContainer/Timestamp",
@@ -96,13 +141,16 @@ def test_SIM_ERR_1_soap_verdict() -> None:
     assert all(v["in"] == "body" and v["message"].startswith("line ") for v in found)
 
 
-@pytest.mark.parametrize(("body", "path"), [
-    ({"kind": "soap_fault", "service": "korm"}, "/service"),
-    ({"kind": "status", "operation": "Activate", "service": "korm"}, "/operation"),
-    ({"kind": "status", "error_code": 5}, "/error_code"),
-    ({"kind": "delay"}, "/delay_ms"),
-    ({"kind": "malformed", "delay_max_ms": 5}, "/delay_max_ms"),
-])
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"kind": "soap_fault", "service": "korm"}, "/service"),
+        ({"kind": "status", "operation": "Activate", "service": "korm"}, "/operation"),
+        ({"kind": "status", "error_code": 5}, "/error_code"),
+        ({"kind": "delay"}, "/delay_ms"),
+        ({"kind": "malformed", "delay_max_ms": 5}, "/delay_max_ms"),
+    ],
+)
 def test_SIM_ERR_1_fault_rules_that_cannot_work(body: dict[str, Any], path: str) -> None:
     with pytest.raises(Problem) as caught:
         faults.normalise(body, OPERATIONS, 0)
@@ -130,9 +178,21 @@ def test_seeded_firing_and_the_journal_bound(store: Any, world: Any) -> None:
         assert [f is None for f in fired] == [f is None for f in again] and 0 < sum(f is not None for f in fired) < 20
         assert [f.firing for f in again if f is not None] == list(range(1, 1 + sum(f is not None for f in again)))
         for i in range(7):
-            journal.record(conn, partner_id=world.partner_id, limit=4, at=AT, service="kss", method="POST",
-                           path="/kss/soap/upi", operation="SubscriptionRequest", items=("Activate", "GetInfo")[: i % 3],
-                           status=200, violations=[], fault=None, details={"query": str(i)})
+            journal.record(
+                conn,
+                partner_id=world.partner_id,
+                limit=4,
+                at=AT,
+                service="kss",
+                method="POST",
+                path="/kss/soap/upi",
+                operation="SubscriptionRequest",
+                items=("Activate", "GetInfo")[: i % 3],
+                status=200,
+                violations=[],
+                fault=None,
+                details={"query": str(i)},
+            )
         items, total = journal.entries(conn, world.partner_id, journal.Filters())
         assert total == 4 and [e["query"] for e in items] == ["3", "4", "5", "6"]
         assert journal.entries(conn, world.partner_id, journal.Filters(operation="GetInfo"))[1] == 1  # i = 5

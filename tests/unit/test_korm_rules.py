@@ -3,6 +3,7 @@
 Prices (packaged profile): KESB-SELECT PAYG 20-49 = 2.82/licence/month, PAYG 50-99 = 2.70,
 KESB-SELECT YEARLY 20-49 = 28.20/licence/year.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -65,7 +66,12 @@ def test_KORM_ACT_1_nothing_before_the_activation_date(world: Any) -> None:
     assert sub["status"] == "pending"
     refused("NOT_YET_ACTIVE", world.call, rules.change_quantity, sub["id"], 30)
     refused("NOT_YET_ACTIVE", world.call, rules.stop, sub["id"])
-    refused("INVALID_ACTIVATION_DATE", world.call, rules.order, Order("c1", PAYG_20, 25, activation_date=dt.date(2026, 4, 1)))
+    refused(
+        "INVALID_ACTIVATION_DATE",
+        world.call,
+        rules.order,
+        Order("c1", PAYG_20, 25, activation_date=dt.date(2026, 4, 1)),
+    )
     assert lines(world, "2026-04") == []
     world.go_to("2026-05-01")
     # A change dated before activation is refused even once active.
@@ -145,7 +151,7 @@ def test_KORM_YEAR_2_yearly_switch_refused(world: Any) -> None:
 
 
 def test_KORM_YEAR_3_increase_charged_pro_rata_for_the_rest_of_the_year(make_world: Any) -> None:
-    world = make_world(now=dt.datetime(2026, 1, 1, 9, tzinfo=dt.timezone.utc))
+    world = make_world(now=dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC))
     sub = world.call(rules.order, Order("c1", YEAR_20, 20))
     world.go_to("2026-07-02")
     world.call(rules.change_quantity, sub["id"], 30)
@@ -155,7 +161,7 @@ def test_KORM_YEAR_3_increase_charged_pro_rata_for_the_rest_of_the_year(make_wor
 
 
 def test_KORM_YEAR_4_year_fee_on_activation_and_each_anniversary_no_refund(make_world: Any) -> None:
-    world = make_world(now=dt.datetime(2026, 1, 1, 9, tzinfo=dt.timezone.utc))
+    world = make_world(now=dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC))
     sub = world.call(rules.order, Order("c1", YEAR_20, 20))
     # 20 x 28.20 = 564.00 in January 2026; nothing in February.
     assert [(line["units"], line["amount"]) for line in lines(world, "2026-01", "yearly_fee")] == [(20, "564.00")]
@@ -177,8 +183,11 @@ def test_KORM_STOP_1_stopped_is_deleted_for_good(world: Any) -> None:
     stopped = world.call(rules.stop, sub["id"])
     assert (stopped["status"], stopped["stopped_on"]) == ("deleted", "2026-04-20")
     for fn, args in [
-        (rules.get_subscription, ()), (rules.change_quantity, (30,)), (rules.switch_plan, (PAYG_50, 60)),
-        (rules.stop, ()), (rules.reactivate, ()),
+        (rules.get_subscription, ()),
+        (rules.change_quantity, (30,)),
+        (rules.switch_plan, (PAYG_50, 60)),
+        (rules.stop, ()),
+        (rules.reactivate, ()),
     ]:
         problem = refused("SUBSCRIPTION_DELETED", world.call, fn, sub["id"], *args)
         assert problem.status == 410 and problem.rule == "KORM-STOP-1"
@@ -231,7 +240,9 @@ def test_KORM_LEG_1_legacy_free_until_next_month(world: Any) -> None:
 
 def test_KORM_LEG_2_legacy_month_at_its_maximum(world: Any) -> None:
     # Seed 000's example: 25 licences mid-April, free until May; reduced to 20 in May; May charged for 25.
-    sub = world.call(rules.seed_legacy, customer_id="c1", sku_id=PAYG_20, quantity=25, activation_date=dt.date(2026, 4, 15))
+    sub = world.call(
+        rules.seed_legacy, customer_id="c1", sku_id=PAYG_20, quantity=25, activation_date=dt.date(2026, 4, 15)
+    )
     world.go_to("2026-05-10")
     world.call(rules.change_quantity, sub["id"], 20)
     assert [(line["units"], line["amount"]) for line in lines(world, "2026-05")] == [(25, "70.50")]
@@ -240,7 +251,9 @@ def test_KORM_LEG_2_legacy_month_at_its_maximum(world: Any) -> None:
 
 
 def test_KORM_MIG_1_migration_only_on_the_first_keeping_code_customer_count(world: Any) -> None:
-    sub = world.call(rules.seed_legacy, customer_id="c9", sku_id=PAYG_20, quantity=20, activation_date=dt.date(2026, 3, 3))
+    sub = world.call(
+        rules.seed_legacy, customer_id="c9", sku_id=PAYG_20, quantity=20, activation_date=dt.date(2026, 3, 3)
+    )
     world.go_to("2026-06-15")
     problem = refused("MIGRATION_NOT_ALLOWED", world.call, rules.migrate_legacy)
     assert problem.rule == "KORM-MIG-1"
@@ -250,7 +263,10 @@ def test_KORM_MIG_1_migration_only_on_the_first_keeping_code_customer_count(worl
     assert result == {"migrated_on": "2026-07-01", "subscription_ids": [sub["id"]]}
     after = world.call(rules.get_subscription, sub["id"])
     assert (after["billing_model"], after["activation_code"], after["customer_id"], after["quantity"]) == (
-        "payg", sub["activation_code"], "c9", 20
+        "payg",
+        sub["activation_code"],
+        "c9",
+        20,
     )
     # From 1 July PAYG: 20 x 31 = 620 licence-days x 2.82 / 31 = 56.40; June stays a legacy month.
     assert [(line["kind"], line["units"], line["amount"]) for line in lines(world, "2026-07")] == [

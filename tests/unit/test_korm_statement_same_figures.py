@@ -9,6 +9,7 @@ switches, Yearly increases, stops, approval discounts, bulk-written as the rules
 that) and, through the rules, what the plan lacks: a Yearly subscription activated on 29 February, a migration of
 legacy subscriptions, several changes on one day, a stop on the activation day.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -41,8 +42,12 @@ PLAN_SIZE = 80
 def _labels(conn: Any, partner_id: str) -> dict[str, str]:
     """Subscription ids are random: name each by the order its first history row was written."""
     first = sa.func.min(history.c.id).label("first")
-    rows = conn.execute(sa.select(history.c.subscription_id, first).where(history.c.partner_id == partner_id)
-                        .group_by(history.c.subscription_id).order_by(first))
+    rows = conn.execute(
+        sa.select(history.c.subscription_id, first)
+        .where(history.c.partner_id == partner_id)
+        .group_by(history.c.subscription_id)
+        .order_by(first)
+    )
     return {row.subscription_id: f"S{n:04d}" for n, row in enumerate(rows)} | {partner_id: "PARTNER"}
 
 
@@ -57,8 +62,13 @@ def _extra(world: Any) -> None:
     """Through the rules: 29 February, a migration, changes on one day, a stop on the activation day."""
     world.go_to("2024-02-29")
     leap = world.call(rules.order, Order("leap", "KESC-YEARLY-20-49", 22))["id"]
-    world.call(rules.seed_legacy, customer_id="old", sku_id="KESC-PAYG-20-49", quantity=30,
-               activation_date=dt.date(2023, 11, 20))
+    world.call(
+        rules.seed_legacy,
+        customer_id="old",
+        sku_id="KESC-PAYG-20-49",
+        quantity=30,
+        activation_date=dt.date(2023, 11, 20),
+    )
     world.call(rules.create_approval_code, percent=Decimal("12.5"), expires_on=dt.date(2024, 12, 31), code="APR-X")
     payg = world.call(rules.order, Order("many", "KESB-ADV-PAYG-20-49", 25, approval_code="APR-X"))["id"]
     world.go_to("2024-03-01")
@@ -77,7 +87,7 @@ def _extra(world: Any) -> None:
 
 @pytest.fixture
 def korm_world(make_world: Any) -> Any:
-    world = make_world(now=dt.datetime(2024, 1, 10, 9, 0, tzinfo=dt.timezone.utc))
+    world = make_world(now=dt.datetime(2024, 1, 10, 9, 0, tzinfo=dt.UTC))
     _extra(world)
     return world
 

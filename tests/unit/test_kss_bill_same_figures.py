@@ -7,6 +7,7 @@ Data: bench/scale.py's KSS mix through the rules (open-ended, trials, fixed term
 cancels, licence count changes) for an xsp partner on calendar months, a reseller on 30-day periods and an MSP
 partner, then a year of clock.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,13 +34,14 @@ MONTHS = [f"{y}-{m:02d}" for y in (2025, 2026, 2027) for m in range(1, 13)]
 SUBSCRIPTIONS = 60
 
 
-@pytest.mark.parametrize(("programme", "period"), [("xsp", "calendar_month"), ("reseller", "30_days"),
-                                                    ("msp", "calendar_month")])
+@pytest.mark.parametrize(
+    ("programme", "period"), [("xsp", "calendar_month"), ("reseller", "30_days"), ("msp", "calendar_month")]
+)
 def test_same_bills_as_the_golden_figures(store: Any, programme: str, period: str) -> None:
     partner_id = scale.build_kss(store, SUBSCRIPTIONS, programme=programme, billing_period=period, container=40)
     with store.begin() as conn:
-        move_clock(conn, partner_id, dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.timezone.utc))
-    horizon = dt.datetime(2028, 3, 1, tzinfo=dt.timezone.utc)
+        move_clock(conn, partner_id, dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC))
+    horizon = dt.datetime(2028, 3, 1, tzinfo=dt.UTC)
     with store.begin() as conn:
         ctx = scale.context(conn, partner_id)
         book = billing.load_book(conn, ctx.partner, horizon)

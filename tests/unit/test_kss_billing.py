@@ -3,6 +3,7 @@
 Prices (packaged profile, per licence per billing period): KIS 2.99, KTS 3.99, KAV 1.99, KSOS 2.20,
 KESB-SELECT 3.00, KSMS 1.50. MSP tiers: from 50 licences 5 %, from 100 10 %.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,9 +14,9 @@ import pytest
 from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.kss import billing
 from ksimkit.simulators.kss.model import ChangeLicenseCount, HardCancel, Pause, SoftCancel
-from tests.unit.conftest import T, Kss, act
+from tests.unit.conftest import Kss, T, act
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def summary(bill: dict[str, Any]) -> dict[str, Any]:
@@ -49,9 +50,18 @@ def test_KSS_QTY_3_a_reduction_costs_from_the_next_period(kss: Kss) -> None:
     assert kss.info("s1").max_license_count_this_period == 8
     line = kss.bill("2026-04")["lines"][0]
     assert line == {
-        "customer_id": "s1", "subscriber_id": "s1", "product_id": "KIS", "period_start": "2026-04-01",
-        "period_end": "2026-05-01", "paid_days": 30, "charged_count": 15, "unit_price": "2.99", "gross": "44.85",
-        "discount_percent": "0.00", "discount": "0.00", "amount": "44.85",
+        "customer_id": "s1",
+        "subscriber_id": "s1",
+        "product_id": "KIS",
+        "period_start": "2026-04-01",
+        "period_end": "2026-05-01",
+        "paid_days": 30,
+        "charged_count": 15,
+        "unit_price": "2.99",
+        "gross": "44.85",
+        "discount_percent": "0.00",
+        "discount": "0.00",
+        "amount": "44.85",
     }
 
 
@@ -108,7 +118,10 @@ def test_KSS_PERIOD_1_calendar_months(kss: Kss) -> None:
     [line] = kss.bill("2026-03")["lines"]
     # 1st to last day; 10-31 March paid; a started month is charged in full: 2 x 2.99 = 5.98.
     assert (line["period_start"], line["period_end"], line["paid_days"], line["amount"]) == (
-        "2026-03-01", "2026-04-01", 22, "5.98"
+        "2026-03-01",
+        "2026-04-01",
+        22,
+        "5.98",
     )
     assert kss.bill("2026-03")["billing_period"] == "calendar_month"
 
@@ -125,8 +138,10 @@ def test_KSS_PERIOD_1_thirty_days_from_the_paid_start(make_kss: Any) -> None:
     kss.go_to("2026-06-10")
 
     def periods(period: str) -> list[tuple[str, str, str, int, int, str]]:
-        return [(x["subscriber_id"], x["period_start"], x["period_end"], x["paid_days"], x["charged_count"], x["amount"])
-                for x in kss.bill(period)["lines"]]
+        return [
+            (x["subscriber_id"], x["period_start"], x["period_end"], x["paid_days"], x["charged_count"], x["amount"])
+            for x in kss.bill(period)["lines"]
+        ]
 
     # 12 x 2.99 = 35.88; 7 x 2.99 = 20.93; 1 x 2.99 = 2.99.
     assert periods("2026-03") == [("s1", "2026-03-10", "2026-04-09", 30, 12, "35.88")]
@@ -161,10 +176,15 @@ def test_KSS_BILL_1_one_collective_bill_for_all_customers(make_kss: Any) -> None
     kss.go_to("2026-04-01")
     bill = kss.bill("2026-03")
     assert (bill["period"], bill["currency"], bill["provisional"], bill["partner_id"]) == (
-        "2026-03", "EUR", False, kss.partner_id
+        "2026-03",
+        "EUR",
+        False,
+        kss.partner_id,
     )
     assert [(x["customer_id"], x["subscriber_id"], x["amount"]) for x in bill["lines"]] == [
-        ("c1", "a", "29.90"), ("c1", "b", "7.98"), ("c2", "c", "5.97"),
+        ("c1", "a", "29.90"),
+        ("c1", "b", "7.98"),
+        ("c2", "c", "5.97"),
     ]
     assert summary(bill) == {
         "customers": [
@@ -178,9 +198,15 @@ def test_KSS_BILL_1_one_collective_bill_for_all_customers(make_kss: Any) -> None
 
 
 def test_KSS_REPORT_1_active_subscriptions_per_customer(kss: Kss) -> None:
-    codes = {sid: kss.ok(act(sid, customer_id=cid, product=p, count=n)).activation_code
-             for sid, cid, p, n in [("a", "c1", "KIS", 10), ("b", "c1", "KTS", 2), ("c", "c2", "KAV", 3),
-                                    ("e", "c3", "KIS", 1)]}
+    codes = {
+        sid: kss.ok(act(sid, customer_id=cid, product=p, count=n)).activation_code
+        for sid, cid, p, n in [
+            ("a", "c1", "KIS", 10),
+            ("b", "c1", "KTS", 2),
+            ("c", "c2", "KAV", 3),
+            ("e", "c3", "KIS", 1),
+        ]
+    }
     kss.go_to("2026-03-05")
     kss.ok(SoftCancel(1, "b", T("2026-03-15")))
     kss.ok(HardCancel(2, "e", T("2026-03-05T09:00")))
@@ -193,21 +219,60 @@ def test_KSS_REPORT_1_active_subscriptions_per_customer(kss: Kss) -> None:
     march = kss.report("2026-03")
     assert (march["period"], march["provisional"]) == ("2026-03", False)
     assert march["customers"] == [
-        {"customer_id": "c1", "licences": 14, "subscriptions": [
-            {"subscriber_id": "a", "product_id": "KIS", "license_count": 12, "status": "Started", "activation_code": codes["a"]},
-            {"subscriber_id": "b", "product_id": "KTS", "license_count": 2, "status": "SoftCancelled", "activation_code": codes["b"]},
-        ]},
-        {"customer_id": "c2", "licences": 3, "subscriptions": [
-            {"subscriber_id": "c", "product_id": "KAV", "license_count": 3, "status": "Paused", "activation_code": codes["c"]},
-        ]},
-        {"customer_id": "c3", "licences": 1, "subscriptions": [
-            {"subscriber_id": "e", "product_id": "KIS", "license_count": 1, "status": "HardCancelled", "activation_code": codes["e"]},
-        ]},
+        {
+            "customer_id": "c1",
+            "licences": 14,
+            "subscriptions": [
+                {
+                    "subscriber_id": "a",
+                    "product_id": "KIS",
+                    "license_count": 12,
+                    "status": "Started",
+                    "activation_code": codes["a"],
+                },
+                {
+                    "subscriber_id": "b",
+                    "product_id": "KTS",
+                    "license_count": 2,
+                    "status": "SoftCancelled",
+                    "activation_code": codes["b"],
+                },
+            ],
+        },
+        {
+            "customer_id": "c2",
+            "licences": 3,
+            "subscriptions": [
+                {
+                    "subscriber_id": "c",
+                    "product_id": "KAV",
+                    "license_count": 3,
+                    "status": "Paused",
+                    "activation_code": codes["c"],
+                },
+            ],
+        },
+        {
+            "customer_id": "c3",
+            "licences": 1,
+            "subscriptions": [
+                {
+                    "subscriber_id": "e",
+                    "product_id": "KIS",
+                    "license_count": 1,
+                    "status": "HardCancelled",
+                    "activation_code": codes["e"],
+                },
+            ],
+        },
     ]
     assert march["totals"] == {"customers": 3, "subscriptions": 4, "licences": 18}
     april = kss.report("2026-04")
-    assert [(c["customer_id"], [(s["subscriber_id"], s["status"]) for s in c["subscriptions"]]) for c in april["customers"]] == [
-        ("c1", [("a", "Started")]), ("c2", [("c", "Paused"), ("d", "Started")]),
+    assert [
+        (c["customer_id"], [(s["subscriber_id"], s["status"]) for s in c["subscriptions"]]) for c in april["customers"]
+    ] == [
+        ("c1", [("a", "Started")]),
+        ("c2", [("c", "Paused"), ("d", "Started")]),
     ]
     assert april["provisional"] is True
 
@@ -222,7 +287,9 @@ def test_KSS_MSP_1_volume_discount_across_customers(make_kss: Any) -> None:
     april = msp.bill("2026-04")
     # KESB-SELECT: 30 + 25 = 55 licences -> 5 %. 30 x 3.00 = 90.00 - 4.50; 25 x 3.00 = 75.00 - 3.75.
     # KSOS: 10 licences -> 0 %: 10 x 2.20 = 22.00.
-    assert [(x["subscriber_id"], x["gross"], x["discount_percent"], x["discount"], x["amount"]) for x in april["lines"]] == [
+    assert [
+        (x["subscriber_id"], x["gross"], x["discount_percent"], x["discount"], x["amount"]) for x in april["lines"]
+    ] == [
         ("s1", "90.00", "5.00", "4.50", "85.50"),
         ("s2", "75.00", "5.00", "3.75", "71.25"),
         ("s3", "22.00", "0.00", "0.00", "22.00"),
@@ -238,7 +305,10 @@ def test_KSS_MSP_1_volume_discount_across_customers(make_kss: Any) -> None:
     assert june["volume"][0] == {"product_id": "KESB-SELECT", "licences": 105, "discount_percent": "10.00"}
     # 50 x 3.00 = 150.00 - 15.00 = 135.00; 30 x 3.00 = 90.00 - 9.00 = 81.00.
     assert [(x["subscriber_id"], x["amount"]) for x in june["lines"]] == [
-        ("s1", "81.00"), ("s2", "67.50"), ("s3", "22.00"), ("s4", "135.00"),
+        ("s1", "81.00"),
+        ("s2", "67.50"),
+        ("s3", "22.00"),
+        ("s4", "135.00"),
     ]
     # Not an msp partner: no volume discount even above a tier.
     reseller = make_kss(programme="reseller")

@@ -2,6 +2,7 @@
 
 Default partner: xsp, calendar months, clock 2026-03-01 09:00 UTC. KIS = 2.99 per licence per period.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -14,11 +15,22 @@ import sqlalchemy as sa
 from ksimkit.simulators.core.catalog import load_profile
 from ksimkit.simulators.kss import rules
 from ksimkit.simulators.kss.model import (
-    Activate, ChangeLicenseCount, ChangeProduct, GetDownloadLinks, GetInfo, HardCancel, ItemError, ItemResult,
-    Pause, Renew, Resume, SoftCancel, UsageInfo,
+    Activate,
+    ChangeLicenseCount,
+    ChangeProduct,
+    GetDownloadLinks,
+    GetInfo,
+    HardCancel,
+    ItemError,
+    ItemResult,
+    Pause,
+    Renew,
+    Resume,
+    SoftCancel,
+    UsageInfo,
 )
 from ksimkit.simulators.kss.tables import code_pools, history, transactions
-from tests.unit.conftest import T, Kss, act
+from tests.unit.conftest import Kss, T, act
 
 CODE_PATTERN = r"^[A-Z0-9]{5}(-[A-Z0-9]{5}){3}$"
 
@@ -139,7 +151,11 @@ def test_KSS_PAUSE_1_pause_for_a_term_resumes_by_itself_or_on_request(kss: Kss) 
     kss.ok(Pause(1, "s1", T("2026-03-20T09:00"), resume_time=T("2026-06-10")))
     kss.ok(Pause(2, "s2", T("2026-03-20T09:00")))
     info = kss.info("s1")
-    assert (info.status, info.status_change_time, info.pause_end_time) == ("Paused", T("2026-03-20T09:00"), T("2026-06-10"))
+    assert (info.status, info.status_change_time, info.pause_end_time) == (
+        "Paused",
+        T("2026-03-20T09:00"),
+        T("2026-06-10"),
+    )
     assert kss.info("s2").pause_end_time is None
     kss.go_to("2026-04-01")
     kss.ok(Resume(3, "s2"))  # earlier, on request
@@ -161,7 +177,11 @@ def test_KSS_STOP_1_soft_cancel_at_month_end_renew_hard_cancel_activate(kss: Kss
     kss.go_to("2026-04-10")
     kss.ok(SoftCancel(1, "s1", T("2026-05-01")))  # stopped at the end of April
     info = kss.info("s1")
-    assert (info.status, info.status_change_time, info.end_time) == ("SoftCancelled", T("2026-04-10T09:00"), T("2026-05-01"))
+    assert (info.status, info.status_change_time, info.end_time) == (
+        "SoftCancelled",
+        T("2026-04-10T09:00"),
+        T("2026-05-01"),
+    )
     # April, the last month, is still charged; May is not.
     assert kss.lines("2026-04") == [("s1", 30, 10, "29.90")]
     assert kss.lines("2026-05") == []
@@ -173,9 +193,14 @@ def test_KSS_STOP_1_soft_cancel_at_month_end_renew_hard_cancel_activate(kss: Kss
     assert kss.lines("2026-05") == [("s1", 12, 10, "29.90")]  # 20-31 May
     kss.ok(HardCancel(3, "s1", T("2026-05-20T09:00")))
     for item in [
-        Renew(4, "s1", None), SoftCancel(5, "s1", T("2026-05-21")), HardCancel(6, "s1", T("2026-05-20T09:00")),
-        Pause(7, "s1", T("2026-05-20T09:00")), Resume(8, "s1"), GetDownloadLinks(9, "s1", "en", "Windows"),
-        ChangeLicenseCount(10, "s1", 3), ChangeProduct(11, "s1", "KTS"),
+        Renew(4, "s1", None),
+        SoftCancel(5, "s1", T("2026-05-21")),
+        HardCancel(6, "s1", T("2026-05-20T09:00")),
+        Pause(7, "s1", T("2026-05-20T09:00")),
+        Resume(8, "s1"),
+        GetDownloadLinks(9, "s1", "en", "Windows"),
+        ChangeLicenseCount(10, "s1", 3),
+        ChangeProduct(11, "s1", "KTS"),
     ]:
         assert kss.code(item) == 4, item
     info = kss.info("s1")  # GetInfo still answers
@@ -224,7 +249,11 @@ def test_KSS_PREPAID_1_prepaid_licences_block_a_subscription_to_that_product(mak
     kss = make_kss(programme="reseller")
     seeded = kss.call(rules.seed_prepaid, "c1", "KSOS", 5, dt.date(2026, 4, 1))
     assert {k: seeded[k] for k in ("customer_id", "product_id", "licence_count", "expires_on", "active")} == {
-        "customer_id": "c1", "product_id": "KSOS", "licence_count": 5, "expires_on": "2026-04-01", "active": True,
+        "customer_id": "c1",
+        "product_id": "KSOS",
+        "licence_count": 5,
+        "expires_on": "2026-04-01",
+        "active": True,
     }
     err = kss.one(act("s1", product="KSOS", customer_id="c1"))
     assert isinstance(err, ItemError) and err.code == 703 and "KSS-PREPAID-1" in err.message
@@ -278,17 +307,28 @@ def test_KSS_PROD_1_closed_catalog(make_kss: Any) -> None:
     consumer = {p.name for p in products.values() if "xsp" in p.programmes}
     assert len(business) == 14 and len(products) == 23
     assert {
-        "Kaspersky Endpoint Security for Business Select", "Kaspersky Endpoint Security for Business Advanced",
-        "Kaspersky Endpoint Security Cloud, User", "Kaspersky Endpoint Security Cloud Plus, User",
-        "Kaspersky Security for Office 365", "Kaspersky Security for Mail Server",
-        "Kaspersky Security for Internet Gateway", "Kaspersky Hybrid Cloud Security, Desktop",
-        "Kaspersky Hybrid Cloud Security, Server", "Kaspersky Hybrid Cloud Security, CPU",
-        "Kaspersky Hybrid Cloud Security Enterprise, Server", "Kaspersky Hybrid Cloud Security Enterprise, CPU",
-        "Kaspersky Small Office Security", "Kaspersky Automated Security Awareness Platform",
+        "Kaspersky Endpoint Security for Business Select",
+        "Kaspersky Endpoint Security for Business Advanced",
+        "Kaspersky Endpoint Security Cloud, User",
+        "Kaspersky Endpoint Security Cloud Plus, User",
+        "Kaspersky Security for Office 365",
+        "Kaspersky Security for Mail Server",
+        "Kaspersky Security for Internet Gateway",
+        "Kaspersky Hybrid Cloud Security, Desktop",
+        "Kaspersky Hybrid Cloud Security, Server",
+        "Kaspersky Hybrid Cloud Security, CPU",
+        "Kaspersky Hybrid Cloud Security Enterprise, Server",
+        "Kaspersky Hybrid Cloud Security Enterprise, CPU",
+        "Kaspersky Small Office Security",
+        "Kaspersky Automated Security Awareness Platform",
     } == business
     assert {
-        "Kaspersky Anti-Virus", "Kaspersky Internet Security", "Kaspersky Total Security",
-        "Kaspersky Internet Security for Android", "Kaspersky Safe Kids", "Kaspersky Small Office Security",
+        "Kaspersky Anti-Virus",
+        "Kaspersky Internet Security",
+        "Kaspersky Total Security",
+        "Kaspersky Internet Security for Android",
+        "Kaspersky Safe Kids",
+        "Kaspersky Small Office Security",
         "Kaspersky Secure Connection",
     } <= consumer
 
@@ -321,9 +361,15 @@ def test_SIM_AUTH_1_another_partners_subscriber_is_unknown(make_kss: Any) -> Non
     alice, bob = make_kss(), make_kss()
     code = alice.ok(act("s1")).activation_code
     for item in [
-        GetInfo(1, "s1"), ChangeLicenseCount(2, "s1", 3), Renew(3, "s1", None), SoftCancel(4, "s1", T("2026-04-01")),
-        HardCancel(5, "s1", T("2026-03-01T09:00")), Pause(6, "s1", T("2026-03-01T09:00")), Resume(7, "s1"),
-        GetDownloadLinks(8, "s1", "en", "Windows"), ChangeProduct(9, "s1", "KTS"),
+        GetInfo(1, "s1"),
+        ChangeLicenseCount(2, "s1", 3),
+        Renew(3, "s1", None),
+        SoftCancel(4, "s1", T("2026-04-01")),
+        HardCancel(5, "s1", T("2026-03-01T09:00")),
+        Pause(6, "s1", T("2026-03-01T09:00")),
+        Resume(7, "s1"),
+        GetDownloadLinks(8, "s1", "en", "Windows"),
+        ChangeProduct(9, "s1", "KTS"),
     ]:
         assert bob.code(item) == 5, item
     # The same SubscriberId is a separate subscription for bob, with its own code.
@@ -359,7 +405,8 @@ def test_SIM_CLOCK_1_status_moves_with_the_partner_clock(make_kss: Any) -> None:
     info = kss.info("fixed")
     assert (info.status, info.status_change_time) == ("SoftCancelled", T("2026-04-05"))
     assert history_events(kss, "later", "vendor") == [
-        ("2026-03-01T09:05:00Z", "vendor", "start"), ("2026-04-01T00:00:00Z", "vendor", "renew"),
+        ("2026-03-01T09:05:00Z", "vendor", "start"),
+        ("2026-04-01T00:00:00Z", "vendor", "renew"),
     ]
 
 
@@ -378,7 +425,9 @@ def test_partial_success_within_one_container(kss: Kss) -> None:
     assert answer.transaction_error is None
     assert [(r.kind, r.unit_id) for r in answer.results] == [("Activate", 1), ("ChangeLicenseCount", 3), ("GetInfo", 6)]
     assert [(e.kind, e.unit_id, e.subscriber_id, e.code) for e in answer.errors] == [
-        ("Activate", 2, "s2", 9), ("GetInfo", 4, "nobody", 5), ("Activate", 5, "s1", 1),
+        ("Activate", 2, "s2", 9),
+        ("GetInfo", 4, "nobody", 5),
+        ("Activate", 5, "s1", 1),
     ]
     got = answer.results[2]
     assert got.subscription is not None and got.subscription.license_count == 20
@@ -411,7 +460,10 @@ def test_get_download_links_are_deterministic(kss: Kss) -> None:
     [link] = result.links
     assert link.url == "https://downloads.ksim.invalid/KTS/macOS/en/setup?rebranding=RB1"
     assert (link.application_name, link.language, link.alphabet, link.region) == (
-        "Kaspersky Total Security", "en", "Latin", "EU"
+        "Kaspersky Total Security",
+        "en",
+        "Latin",
+        "EU",
     )
     assert kss.code(GetDownloadLinks(2, "s1", "en", "Amiga")) == 602
 
@@ -567,8 +619,9 @@ def test_KSS_CODE_1_a_refused_activate_of_a_licence_change_leaves_the_hard_cance
     """The pair is not a licence change when the Activate is refused: each unit is then judged on its own, cancel
     first, as ksim documents (docs/kss-wire.md, "The order of items")."""
     kss.ok(act("s1", count=3))
-    answer = kss.send(act("s1", start="2026-03-01T09:00", product="NOPE", count=6),
-                      HardCancel(2, "s1", T("2026-03-01T09:00")))
+    answer = kss.send(
+        act("s1", start="2026-03-01T09:00", product="NOPE", count=6), HardCancel(2, "s1", T("2026-03-01T09:00"))
+    )
     assert [(e.kind, e.code) for e in answer.errors] == [("Activate", 9)]
     assert [r.kind for r in answer.results] == ["HardCancel"]
     assert kss.info("s1").status == "HardCancelled"
@@ -595,7 +648,8 @@ def test_KSS_QTY_1_reads_of_a_subscriber_see_every_change_in_the_container(kss: 
     items = [GetInfo(1, "n1"), ChangeLicenseCount(2, "n1", 7), act("n1", count=2)]
     answer = kss.send(*(items if reads_first else items[::-1]))
     assert answer.errors == []
-    assert [r.unit_id for r in answer.results] == ([1, 2, items[2].unit_id] if reads_first
-                                                   else [items[2].unit_id, 2, 1])  # answered in request order
+    assert [r.unit_id for r in answer.results] == (
+        [1, 2, items[2].unit_id] if reads_first else [items[2].unit_id, 2, 1]
+    )  # answered in request order
     info = next(r for r in answer.results if r.kind == "GetInfo").subscription
     assert info is not None and info.license_count == 7

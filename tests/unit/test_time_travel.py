@@ -25,6 +25,7 @@ KSS
 
 At one instant, the closing of the month that ended comes first (KORM, then KSS), then what opens the next one.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -42,7 +43,7 @@ from ksimkit.simulators.kss.model import Pause, SoftCancel
 from tests.conftest import World
 from tests.unit.conftest import Kss, T, act
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 START = dt.datetime(2026, 1, 15, 9, tzinfo=UTC)
 END = dt.datetime(2027, 1, 15, 9, tzinfo=UTC)
 VENDOR = "ksim-vendor"
@@ -75,8 +76,15 @@ def expected_events() -> list[tuple[str, str, str, str, dict[str, Any]]]:
         events.append((month_after(f"2026-{m - 1:02d}"), "kss", "renew", "trial", {"license_count": 10}))
     for m in range(5, 14):  # 1 May 2026 .. 1 January 2027
         events.append((month_after(f"2026-{m - 1:02d}"), "kss", "renew", "paused", {"license_count": 5}))
-    events.append(("2027-01-15T00:00:00Z", "korm", "anniversary", "yearly",
-                   {"anniversary": "2027-01-15", "year": 1, "quantity": 20, "unit_price": "28.20", "amount": "564.00"}))
+    events.append(
+        (
+            "2027-01-15T00:00:00Z",
+            "korm",
+            "anniversary",
+            "yearly",
+            {"anniversary": "2027-01-15", "year": 1, "quantity": 20, "unit_price": "28.20", "amount": "564.00"},
+        )
+    )
     # Date order; at one instant closings first (korm before kss), then changes by subscriber.
     rank = {"statement_closed": 0, "bill_closed": 0}
     return sorted(events, key=lambda e: (e[0], rank.get(e[2], 1), e[1], e[3]))
@@ -107,15 +115,18 @@ def vendor_events(world: World) -> list[tuple[str, str, str, str, dict[str, Any]
     customers = {s["id"]: s["customer_id"] for s in world.call(korm.list_subscriptions, include_deleted=True)}
     return [
         (e["at"], e["service"], e["action"], customers.get(e["object_id"], e["object_id"]), e["details"])
-        for e in entries if e["actor"] == VENDOR
+        for e in entries
+        if e["actor"] == VENDOR
     ]
 
 
 def brief(events: list[tuple[str, str, str, str, dict[str, Any]]]) -> list[tuple[str, str, str, str, dict[str, Any]]]:
     """Each event with only the figures the hand-made list names."""
     wanted = {(e[0], e[2], e[3]): e[4].keys() for e in expected_events()}
-    return [(at, svc, action, obj, {k: d.get(k) for k in wanted.get((at, action, obj), ())})
-            for at, svc, action, obj, d in events]
+    return [
+        (at, svc, action, obj, {k: d.get(k) for k in wanted.get((at, action, obj), ())})
+        for at, svc, action, obj, d in events
+    ]
 
 
 @pytest.fixture
@@ -136,20 +147,41 @@ def test_SIM_CLOCK_1_KORM_YEAR_4_KSS_RENEW_1_KSS_PAUSE_1_KSS_STOP_1_one_jump_run
     # Full figures of a closing, a bill and an anniversary.
     closings = {(e[2], e[3]): e[4] for e in events}
     assert closings[("statement_closed", "2026-01")] == {
-        "period": "2026-01", "currency": "EUR", "lines": 2, "gross": "611.94", "discount": "0.00", "amount": "611.94",
+        "period": "2026-01",
+        "currency": "EUR",
+        "lines": 2,
+        "gross": "611.94",
+        "discount": "0.00",
+        "amount": "611.94",
     }
     assert closings[("bill_closed", "2026-04")] == {
-        "period": "2026-04", "billing_period": "calendar_month", "currency": "EUR", "lines": 3, "customers": 3,
-        "gross": "57.81", "discount": "0.00", "amount": "57.81",
+        "period": "2026-04",
+        "billing_period": "calendar_month",
+        "currency": "EUR",
+        "lines": 3,
+        "customers": 3,
+        "gross": "57.81",
+        "discount": "0.00",
+        "amount": "57.81",
     }
     assert closings[("anniversary", "yearly")] == {
-        "anniversary": "2027-01-15", "year": 1, "sku": "KESB-SELECT-YEARLY-20-49", "quantity": 20,
-        "unit_price": "28.20", "gross": "564.00", "discount_percent": "0.00", "discount": "0.00", "amount": "564.00",
+        "anniversary": "2027-01-15",
+        "year": 1,
+        "sku": "KESB-SELECT-YEARLY-20-49",
+        "quantity": 20,
+        "unit_price": "28.20",
+        "gross": "564.00",
+        "discount_percent": "0.00",
+        "discount": "0.00",
+        "amount": "564.00",
         "until": "2028-01-15",
     }
     # The state the events left: the pause is over, the cancel took effect, the trial is over.
     assert (kss.info("paused").status, kss.info("paused").status_change_time) == ("Started", T("2026-04-10"))
-    assert (kss.info("cancelled").status, kss.info("cancelled").status_change_time) == ("SoftCancelled", T("2026-07-01"))
+    assert (kss.info("cancelled").status, kss.info("cancelled").status_change_time) == (
+        "SoftCancelled",
+        T("2026-07-01"),
+    )
     assert kss.info("trial").status == "Started"
 
 
@@ -160,7 +192,11 @@ def test_SIM_CLOCK_1_many_small_steps_give_the_same_events_as_one_jump(make_worl
     move(jump, END)
     at = START
     # Odd steps of 4 days 7 hours, some landing exactly on an event (00:00 of a first, a pause end).
-    stops = {dt.datetime(2026, 3, 1, tzinfo=UTC), dt.datetime(2026, 4, 10, tzinfo=UTC), dt.datetime(2026, 7, 1, tzinfo=UTC)}
+    stops = {
+        dt.datetime(2026, 3, 1, tzinfo=UTC),
+        dt.datetime(2026, 4, 10, tzinfo=UTC),
+        dt.datetime(2026, 7, 1, tzinfo=UTC),
+    }
     while at < END:
         following = min([at + dt.timedelta(days=4, hours=7), END] + [s for s in stops if s > at])
         move(steps, following)

@@ -3,6 +3,7 @@
 Every answer these helpers read is checked against contracts/kss-upi.xsd with a schema compiled here, not by
 the code under test.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -128,12 +129,17 @@ def read_fault(response: httpx.Response) -> FaultAnswer:
 # ============================================================================== a partner's client
 
 
-def envelope(items: str, *, txn: str, username: str | None, password: str | None,
-             timestamp: str = "2026-01-05T09:00:00") -> str:
+def envelope(
+    items: str, *, txn: str, username: str | None, password: str | None, timestamp: str = "2026-01-05T09:00:00"
+) -> str:
     """A request written by hand the way real clients write it: default namespace, no prefixes."""
-    header = "" if username is None else (
-        f'<soapenv:Header><AccessInfo xmlns="{KSS}"><UserName>{username}</UserName>'
-        f"<Password>{password}</Password></AccessInfo></soapenv:Header>"
+    header = (
+        ""
+        if username is None
+        else (
+            f'<soapenv:Header><AccessInfo xmlns="{KSS}"><UserName>{username}</UserName>'
+            f"<Password>{password}</Password></AccessInfo></soapenv:Header>"
+        )
     )
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -163,8 +169,14 @@ class KssPartner:
         kw.setdefault("password", self.password)
         return envelope(items, txn=txn or self.txn(), **kw)
 
-    def post(self, body: str | bytes, *, soap_action: str | None = f'"{SOAP_ACTION}"',
-             content_type: str | None = "text/xml; charset=utf-8", **kw: Any) -> httpx.Response:
+    def post(
+        self,
+        body: str | bytes,
+        *,
+        soap_action: str | None = f'"{SOAP_ACTION}"',
+        content_type: str | None = "text/xml; charset=utf-8",
+        **kw: Any,
+    ) -> httpx.Response:
         headers = dict(kw.pop("headers", {}))
         if soap_action is not None:
             headers["SOAPAction"] = soap_action
@@ -230,14 +242,22 @@ def zeep_from_server(server: Any) -> Any:
     return client, client.service
 
 
-def zeep_call(client: zeep.Client, service: Any, partner: KssPartner, items: list[dict[str, Any]],
-              txn: str | None = None, timestamp: dt.datetime | None = None) -> Any:
+def zeep_call(
+    client: zeep.Client,
+    service: Any,
+    partner: KssPartner,
+    items: list[dict[str, Any]],
+    txn: str | None = None,
+    timestamp: dt.datetime | None = None,
+) -> Any:
     """One SubscriptionRequest through zeep, items as zeep builds them (one-key dicts, in sending order)."""
     collection = client.get_type(q(KSS, "SubscriptionRequestItemCollection"))(_value_1=items)
     access = client.get_element(q(KSS, "AccessInfo"))(UserName=partner.username, Password=partner.password)
     return service.SubscriptionRequest(
-        Timestamp=timestamp or dt.datetime(2026, 1, 5, 9, 0), TransactionId=txn or partner.txn(),
-        SubscriptionRequest=collection, _soapheaders=[access],
+        Timestamp=timestamp or dt.datetime(2026, 1, 5, 9, 0),
+        TransactionId=txn or partner.txn(),
+        SubscriptionRequest=collection,
+        _soapheaders=[access],
     )
 
 

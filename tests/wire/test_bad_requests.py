@@ -1,6 +1,7 @@
 """SIM-ERR-1 outside the vendor rules: every bad request gets problem+json (REST) or a SOAP fault, never a 500,
 never HTML, and changes nothing; on SQLite and PostgreSQL (the ``server`` fixture). Also the index at ``/`` and
 ``DELETE /_sim/partners/{id}``."""
+
 from __future__ import annotations
 
 import json
@@ -40,9 +41,12 @@ def order_with(field: str, escaped: str) -> bytes:
 
 
 @pytest.mark.parametrize("field", ["customer_id", "external_ref", "approval_code"])
-@pytest.mark.parametrize("text", ["\\ud800", "x\\udfffy", "\\u0000", "ab\\u0000"], ids=["surrogate", "low-surrogate", "nul", "nul-inside"])
+@pytest.mark.parametrize(
+    "text", ["\\ud800", "x\\udfffy", "\\u0000", "ab\\u0000"], ids=["surrogate", "low-surrogate", "nul", "nul-inside"]
+)
 def test_SIM_ERR_1_unstorable_text_in_an_order_is_a_422_and_changes_nothing(
-        korm: httpx.Client, field: str, text: str) -> None:
+    korm: httpx.Client, field: str, text: str
+) -> None:
     body = problem(post_raw(korm, "/subscriptions", order_with(field, text)), 422)
     assert body["code"] == "VALIDATION_ERROR" and body["rule"] == "SIM-ERR-1"
     assert body["errors"][0]["path"] == f"/{field}"
@@ -57,7 +61,8 @@ def test_SIM_ERR_1_a_surrogate_sent_as_raw_utf8_bytes_is_a_422(korm: httpx.Clien
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 5_000, 100_000])
 def test_SIM_ERR_1_json_nested_too_deep_is_a_422_naming_the_limit(
-        server: Any, korm: httpx.Client, partner: dict[str, Any], admin: httpx.Client, depth: int) -> None:
+    server: Any, korm: httpx.Client, partner: dict[str, Any], admin: httpx.Client, depth: int
+) -> None:
     raw = json.dumps({**ORDER, "customer_id": "@@"}).encode().replace(b'"@@"', b"[" * depth + b"]" * depth)
     body = problem(post_raw(korm, "/subscriptions", raw), 422)
     assert f"deeper than {MAX_DEPTH} levels" in body["detail"]
@@ -96,8 +101,9 @@ def test_SIM_ERR_1_a_huge_url_is_a_414_problem(korm: httpx.Client) -> None:
 
 
 def test_SIM_ERR_1_a_huge_header_on_soap_is_a_fault(server: Any) -> None:
-    response = httpx.post(server.url + "/kss/soap/upi", content=b"<x/>",
-                          headers={"Content-Type": "text/xml", "X-Big": "y" * 10_000})
+    response = httpx.post(
+        server.url + "/kss/soap/upi", content=b"<x/>", headers={"Content-Type": "text/xml", "X-Big": "y" * 10_000}
+    )
     fault = read_fault(response)
     assert fault.code == "Client" and str(MAX_HEADER_BYTES) in fault.message
 
@@ -113,14 +119,18 @@ def test_SIM_ERR_1_an_over_limit_body_is_refused_with_connection_close(server: A
 
 @pytest.mark.parametrize("to", ["2026-13-01", "2026-02-30", "soon", "2026-04-15T25:00:00Z"])
 def test_SIM_ERR_1_clock_advance_to_a_date_that_is_not_one_is_a_422(
-        admin: httpx.Client, partner: dict[str, Any], to: str) -> None:
+    admin: httpx.Client, partner: dict[str, Any], to: str
+) -> None:
     body = problem(admin.post(f"/partners/{partner['id']}/clock/advance", json={"to": to}), 422)
-    assert body["errors"] == [{"path": "/to", "message": f"{json.dumps(to)} is not a valid date"}] or \
-        body["errors"][0]["path"] == "/to", body
+    assert (
+        body["errors"] == [{"path": "/to", "message": f"{json.dumps(to)} is not a valid date"}]
+        or body["errors"][0]["path"] == "/to"
+    ), body
 
 
 def test_SIM_ERR_1_validation_messages_speak_json_and_name_the_limit(
-        admin: httpx.Client, partner: dict[str, Any], korm: httpx.Client) -> None:
+    admin: httpx.Client, partner: dict[str, Any], korm: httpx.Client
+) -> None:
     body = problem(admin.post(f"/partners/{partner['id']}/clock/advance", json={"days": 40000}), 422)
     assert body["errors"] == [{"path": "/days", "message": "40000 is more than the maximum of 36600"}]
     body = problem(korm.post("/subscriptions", json={**ORDER, "approval_code": None}), 422)
@@ -149,12 +159,14 @@ def _rows_of(server: Any, partner_id: str) -> dict[str, int]:
             column = table.c.get("partner_id") if table.name != "partners" else table.c.id
             if column is not None:
                 counts[table.name] = conn.execute(
-                    sa.select(sa.func.count()).select_from(table).where(column == partner_id)).scalar_one()
+                    sa.select(sa.func.count()).select_from(table).where(column == partner_id)
+                ).scalar_one()
     return counts
 
 
 def test_KORM_STOP_2_delete_partner_removes_its_data_and_keeps_its_codes_reserved(
-        server: Any, admin: httpx.Client, new_partner: Any) -> None:
+    server: Any, admin: httpx.Client, new_partner: Any
+) -> None:
     gone, kept = new_partner(), new_partner()
     for who in (gone, kept):
         with httpx.Client(base_url=server.url + "/korm/v1", headers={"Authorization": f"Bearer {who['token']}"}) as c:

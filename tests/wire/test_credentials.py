@@ -1,5 +1,6 @@
 """SIM-AUTH-1: rotating a partner's credentials (POST /_sim/partners/{id}/credentials) retires the old ones at
 once, like a vendor's expired or revoked credentials, and changes nothing else."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,14 +13,20 @@ from tests.wire.conftest import ENDPOINT, SOAP_ACTION, envelope
 
 pytestmark = pytest.mark.wire
 
-ACTIVATE = ('<Activate UnitId="1" SubscriberId="rot-{n}" StartTime="2026-04-15T09:00:00Z" EndTime="indefinite" '
-            'LicenseCount="1" ProductId="KIS"/>')
+ACTIVATE = (
+    '<Activate UnitId="1" SubscriberId="rot-{n}" StartTime="2026-04-15T09:00:00Z" EndTime="indefinite" '
+    'LicenseCount="1" ProductId="KIS"/>'
+)
 
 
 def soap(server: Any, username: str, password: str, n: int) -> str:
     body = envelope(ACTIVATE.format(n=n), txn=f"rot-{n}", username=username, password=password)
-    response = httpx.post(server.url + ENDPOINT, content=body.encode(), timeout=30,
-                          headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{SOAP_ACTION}"'})
+    response = httpx.post(
+        server.url + ENDPOINT,
+        content=body.encode(),
+        timeout=30,
+        headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{SOAP_ACTION}"'},
+    )
     assert response.status_code == 200, response.text
     return response.text
 

@@ -1,6 +1,7 @@
 """The test harness on a real socket (docs/harness.md): every fault kind as real clients see it (httpx for REST,
 raw XML over httpx and zeep for SOAP), the lost answer, the request journal with its contract verdicts, its bound,
 verify, strict contract mode on each service, and isolation between partners."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,8 +35,10 @@ NOW = "2026-04-15T09:00:00Z"
 
 
 def activate(unit: int, sid: str, product: str = "KIS") -> str:
-    return (f'<Activate UnitId="{unit}" SubscriberId="{sid}" StartTime="2026-04-15T09:00:00Z" EndTime="indefinite" '
-            f'LicenseCount="1" ProductId="{product}"/>')
+    return (
+        f'<Activate UnitId="{unit}" SubscriberId="{sid}" StartTime="2026-04-15T09:00:00Z" EndTime="indefinite" '
+        f'LicenseCount="1" ProductId="{product}"/>'
+    )
 
 
 def get_info(unit: int, sid: str) -> str:
@@ -90,8 +93,9 @@ def last_entry(partner: PartnerHandle, **filters: Any) -> dict[str, Any]:
 
 def test_SIM_ERR_1_status_fault_answers_problem_json_and_changes_nothing(handle: PartnerHandle, korm_of: Any) -> None:
     korm = korm_of(handle)
-    rule = handle.inject_fault("status", status=503, retry_after=7, service="korm", operation="createSubscription",
-                               times=1)
+    rule = handle.inject_fault(
+        "status", status=503, retry_after=7, service="korm", operation="createSubscription", times=1
+    )
     assert (rule["status"], rule["code"], rule["active"], rule["remaining"]) == (503, "SERVICE_UNAVAILABLE", True, 1)
     assert korm.get("/products").status_code == 200  # another operation: the rule does not match
     answer = korm.post("/subscriptions", json=ORDER)
@@ -160,7 +164,8 @@ def test_dropped_connection_is_a_transport_error_and_changes_nothing(handle: Par
 
 @pytest.mark.parametrize(("kind", "raises"), [("drop", True), ("truncated", True), ("status", False)])
 def test_SIM_IDEM_1_lost_answer_the_order_exists_and_a_retry_gets_the_stored_answer(
-        handle: PartnerHandle, korm_of: Any, kind: str, raises: bool) -> None:
+    handle: PartnerHandle, korm_of: Any, kind: str, raises: bool
+) -> None:
     korm = korm_of(handle)
     handle.inject_fault(kind, service="korm", operation="createSubscription", when="after", times=1)
     headers = {"Idempotency-Key": f"lost-{kind}"}
@@ -208,20 +213,24 @@ def test_probability_is_seeded_so_runs_repeat(ksim: KsimAdmin, korm_of: Any) -> 
     assert runs[0] == runs[1] and 0 < runs[0].count(503) < 16
 
 
-@pytest.mark.parametrize(("rule", "where"), [
-    ({"kind": "transaction_error"}, "/service"),
-    ({"kind": "unit_error", "service": "korm"}, "/service"),
-    ({"kind": "status", "operation": "createSubscripton"}, "/operation"),
-    ({"kind": "status", "service": "korm", "operation": "Activate"}, "/operation"),
-    ({"kind": "drop", "status": 500}, "/status"),
-    ({"kind": "delay"}, "/delay_ms"),
-    ({"kind": "delay", "delay_ms": 5, "when": "before"}, "/when"),
-    ({"kind": "drop", "delay_ms": 50, "delay_max_ms": 10}, "/delay_max_ms"),
-    ({"kind": "explode"}, "/kind"),
-    ({"kind": "drop", "probability": 0}, "/probability"),
-])
-def test_SIM_ERR_1_a_rule_that_cannot_work_is_refused(admin: httpx.Client, partner: dict[str, Any],
-                                                      rule: dict[str, Any], where: str) -> None:
+@pytest.mark.parametrize(
+    ("rule", "where"),
+    [
+        ({"kind": "transaction_error"}, "/service"),
+        ({"kind": "unit_error", "service": "korm"}, "/service"),
+        ({"kind": "status", "operation": "createSubscripton"}, "/operation"),
+        ({"kind": "status", "service": "korm", "operation": "Activate"}, "/operation"),
+        ({"kind": "drop", "status": 500}, "/status"),
+        ({"kind": "delay"}, "/delay_ms"),
+        ({"kind": "delay", "delay_ms": 5, "when": "before"}, "/when"),
+        ({"kind": "drop", "delay_ms": 50, "delay_max_ms": 10}, "/delay_max_ms"),
+        ({"kind": "explode"}, "/kind"),
+        ({"kind": "drop", "probability": 0}, "/probability"),
+    ],
+)
+def test_SIM_ERR_1_a_rule_that_cannot_work_is_refused(
+    admin: httpx.Client, partner: dict[str, Any], rule: dict[str, Any], where: str
+) -> None:
     answer = admin.post(f"/partners/{partner['id']}/faults", json=rule)
     assert answer.status_code == 422, answer.text
     problem = answer.json()
@@ -234,8 +243,9 @@ def test_SIM_ERR_1_a_rule_that_cannot_work_is_refused(admin: httpx.Client, partn
 
 def test_SIM_ERR_1_soap_fault_answers_a_fault_and_changes_nothing(admin: httpx.Client, kss_partner: Any) -> None:
     kp: KssPartner = kss_partner()
-    rule = add_fault(admin, kp.id, kind="soap_fault", service="kss", operation="Activate", times=1,
-                     message="vendor backend down")
+    rule = add_fault(
+        admin, kp.id, kind="soap_fault", service="kss", operation="Activate", times=1, message="vendor backend down"
+    )
     txn = kp.txn()
     fault = read_fault(kp.post(kp.envelope(activate(1, "sub-1"), txn)))
     assert (fault.status, fault.code, fault.message) == (500, "Server", "vendor backend down")
@@ -254,8 +264,17 @@ def test_SIM_IDEM_1_transaction_error_before_and_after(admin: httpx.Client, kss_
     assert kp.send(activate(1, "sub-1"), txn)[1].ok  # ... and the TransactionId is free
 
     # after: the lost answer of KSS. The container is applied; the retry is a duplicated order (error 6).
-    add_fault(admin, kp.id, kind="transaction_error", service="kss", operation="Activate", error_code=99,
-              when="after", times=1, message="timeout")
+    add_fault(
+        admin,
+        kp.id,
+        kind="transaction_error",
+        service="kss",
+        operation="Activate",
+        error_code=99,
+        when="after",
+        times=1,
+        message="timeout",
+    )
     txn = kp.txn()
     assert kp.send(activate(1, "sub-2"), txn).transaction_error == (99, "timeout")
     assert kp.info("sub-2")["Status"] == "Started"
@@ -265,11 +284,23 @@ def test_SIM_IDEM_1_transaction_error_before_and_after(admin: httpx.Client, kss_
 def test_unit_error_before_leaves_out_only_the_units_it_names(admin: httpx.Client, kss_partner: Any) -> None:
     kp: KssPartner = kss_partner()
     assert kp.send(activate(1, "sub-1"))[1].ok
-    add_fault(admin, kp.id, kind="unit_error", service="kss", operation="Activate", error_code=777, times=1,
-              message="activation server busy")
+    add_fault(
+        admin,
+        kp.id,
+        kind="unit_error",
+        service="kss",
+        operation="Activate",
+        error_code=777,
+        times=1,
+        message="activation server busy",
+    )
     answer = kp.send(activate(1, "sub-2") + get_info(2, "sub-1") + activate(3, "sub-3"))
     assert answer.transaction_error is None
-    assert (answer[1].kind, answer[1].code, answer[1]["ErrorMessage"]) == ("ActivateError", 777, "activation server busy")
+    assert (answer[1].kind, answer[1].code, answer[1]["ErrorMessage"]) == (
+        "ActivateError",
+        777,
+        "activation server busy",
+    )
     assert (answer[2].kind, answer[2].ok) == ("GetInfo", True)  # the unit the rule does not name is answered
     assert (answer[3].kind, answer[3].code) == ("ActivateError", 777)
     assert kp.info("sub-2") == 5 and kp.info("sub-3") == 5
@@ -288,8 +319,11 @@ def test_wire_faults_through_zeep(admin: httpx.Client, kss_partner: Any, zeep_fr
     client, service = zeep_from_contract
     kp: KssPartner = kss_partner()
     t = lambda name: client.get_type(q(KSS, name))
-    act = lambda unit, sid: {"Activate": t("SubscriptionRequestActivateItem")(
-        UnitId=unit, SubscriberId=sid, StartTime=dt.datetime(2026, 4, 15, 9), EndTime="indefinite", ProductId="KIS")}
+    act = lambda unit, sid: {
+        "Activate": t("SubscriptionRequestActivateItem")(
+            UnitId=unit, SubscriberId=sid, StartTime=dt.datetime(2026, 4, 15, 9), EndTime="indefinite", ProductId="KIS"
+        )
+    }
     add_fault(admin, kp.id, kind="malformed", service="kss", times=1)
     with pytest.raises((zeep.exceptions.Error, etree.XMLSyntaxError)):  # zeep: "invalid XML"
         zeep_call(client, service, kp, [act(1, "sub-1")])
@@ -330,7 +364,12 @@ def test_journal_verdict_korm_conforming_and_not(handle: PartnerHandle, korm_of:
     ok = last_entry(handle)
     assert ok["verdict"] == {"conforms": True, "violations": []}
     assert (ok["service"], ok["method"], ok["path"], ok["operation"], ok["status"]) == (
-        "korm", "POST", "/korm/v1/subscriptions", "createSubscription", 201)
+        "korm",
+        "POST",
+        "/korm/v1/subscriptions",
+        "createSubscription",
+        201,
+    )
     assert ok["request"]["headers"]["authorization"] == "Bearer ***" and handle.token not in json.dumps(ok)
     assert json.loads(ok["request"]["body"]) == ORDER and ok["request"]["body_truncated"] is False
     assert json.loads(ok["response"]["body"])["quantity"] == 25 and ok["partner_now"] == NOW
@@ -338,14 +377,18 @@ def test_journal_verdict_korm_conforming_and_not(handle: PartnerHandle, korm_of:
 
     # Tolerated by the service, but not by the contract: each is listed.
     body = json.dumps({**ORDER, "customer_id": "globex"}).encode()
-    tolerated = korm.post("/subscriptions?dry_run=1", content=body,
-                          headers={"Idempotency-Key": "x" * 300, "Content-Type": ""})
+    tolerated = korm.post(
+        "/subscriptions?dry_run=1", content=body, headers={"Idempotency-Key": "x" * 300, "Content-Type": ""}
+    )
     assert tolerated.status_code in (201, 422)
     bad = last_entry(handle)
     assert bad["verdict"]["conforms"] is False
     where = {(v["in"], v["path"]) for v in bad["verdict"]["violations"]}
-    assert {("query", "/query/dry_run"), ("header", "/headers/Idempotency-Key"),
-            ("header", "/headers/Content-Type")} <= where
+    assert {
+        ("query", "/query/dry_run"),
+        ("header", "/headers/Idempotency-Key"),
+        ("header", "/headers/Content-Type"),
+    } <= where
     korm.get("/subscriptions", params={"status": "active", "status ": "x", "include_deleted": "yes"})
     bad = last_entry(handle)
     assert {v["path"] for v in bad["verdict"]["violations"]} == {"/query/status ", "/query/include_deleted"}
@@ -358,7 +401,8 @@ def test_journal_verdict_korm_conforming_and_not(handle: PartnerHandle, korm_of:
     assert "the contract has GET, POST" in last_entry(handle)["verdict"]["violations"][0]["message"]
     korm.post("/subscriptions", json={"customer_id": "acme", "sku": "KESB-SELECT-PAYG-20-49", "quantity": "25"})
     assert last_entry(handle)["verdict"]["violations"] == [
-        {"in": "body", "path": "/quantity", "message": '"25" is not of type integer'}]
+        {"in": "body", "path": "/quantity", "message": '"25" is not of type integer'}
+    ]
     assert handle.verify(at_least=5, conforms=False) >= 5
     # A request with another partner's or no token is not this partner's: not journaled.
     total = handle.journal()["total"]
@@ -378,20 +422,28 @@ def test_journal_verdict_kss_soap_conforming_and_not(admin: httpx.Client, kss_pa
 
     # Tolerated: no SOAPAction, a SOAP 1.2 media type, a header entry the contract does not declare.
     extra = f'<Trace xmlns="urn:x">1</Trace><AccessInfo xmlns="{KSS}"><UserName>{kp.username}</UserName>'
-    body = kp.envelope(get_info(1, "sub-1")).replace(f'<AccessInfo xmlns="{KSS}"><UserName>{kp.username}</UserName>',
-                                                     extra)
+    body = kp.envelope(get_info(1, "sub-1")).replace(
+        f'<AccessInfo xmlns="{KSS}"><UserName>{kp.username}</UserName>', extra
+    )
     answer = kp.post(body, soap_action=None, content_type="application/soap+xml; charset=utf-8")
     assert answer.status_code == 200
     bad = admin.get(f"/partners/{kp.id}/journal", params={"conforms": "false"}).json()["items"][-1]
     assert {(v["in"], v["path"]) for v in bad["verdict"]["violations"]} == {
-        ("header", "/headers/SOAPAction"), ("header", "/headers/Content-Type"), ("soap-header", "/Envelope/Header/Trace")}
+        ("header", "/headers/SOAPAction"),
+        ("header", "/headers/Content-Type"),
+        ("soap-header", "/Envelope/Header/Trace"),
+    }
 
     # Refused by the XSD (709): the journal lists the schema's complaints, with where they are.
-    answer = kp.send('<Activate SubscriberId="s" StartTime="2026-04-15T09:00:00Z" EndTime="indefinite" ProductId="KIS"/>')
+    answer = kp.send(
+        '<Activate SubscriberId="s" StartTime="2026-04-15T09:00:00Z" EndTime="indefinite" ProductId="KIS"/>'
+    )
     assert answer.transaction_error[0] == 709
     bad = admin.get(f"/partners/{kp.id}/journal", params={"operation": "Activate", "conforms": "false"}).json()["items"]
     (schema,) = bad
-    assert schema["verdict"]["violations"][0]["in"] == "body" and "UnitId" in schema["verdict"]["violations"][0]["message"]
+    assert (
+        schema["verdict"]["violations"][0]["in"] == "body" and "UnitId" in schema["verdict"]["violations"][0]["message"]
+    )
     assert schema["verdict"]["violations"][0]["path"] == "/SubscriptionRequestContainer/SubscriptionRequest/Activate"
 
 
@@ -416,7 +468,8 @@ def test_journal_filters_and_clear(handle: PartnerHandle, korm_of: Any, admin: h
     assert handle.journal(status=422)["items"][0]["query"] == "billing_model=weekly"
     assert handle.journal(path="/korm/v1/subscriptions")["total"] == 1
     assert [e["id"] for e in handle.journal(limit=2, offset=1)["items"]] == [
-        e["id"] for e in handle.journal()["items"][1:3]]
+        e["id"] for e in handle.journal()["items"][1:3]
+    ]
     for bad in ({"status": "teapot"}, {"conforms": "maybe"}, {"service": "ftp"}, {"limit": "0"}):
         answer = admin.get(f"/partners/{handle.id}/journal", params=bad)
         assert answer.status_code == 422 and answer.json()["code"] == "VALIDATION_ERROR"
@@ -435,9 +488,15 @@ def test_verify_matches_or_lists_what_was_seen(handle: PartnerHandle, korm_of: A
     with pytest.raises(KsimVerificationError) as caught:
         handle.verify(2, operation="createSubscription")
     error = caught.value
-    assert isinstance(error, AssertionError) and (error.status, error.code, error.matched) == (409, "VERIFICATION_FAILED", 1)
+    assert isinstance(error, AssertionError) and (error.status, error.code, error.matched) == (
+        409,
+        "VERIFICATION_FAILED",
+        1,
+    )
     assert error.expected == {"count": 2} and [s["operation"] for s in error.seen] == [
-        "createSubscription", "listSubscriptions"]
+        "createSubscription",
+        "listSubscriptions",
+    ]
     assert "POST /korm/v1/subscriptions -> 201" in error.detail
     answer = admin.post(f"/partners/{handle.id}/journal/verify", json={"count": 1, "at_least": 1})
     assert answer.status_code == 422
@@ -448,8 +507,13 @@ def test_verify_matches_or_lists_what_was_seen(handle: PartnerHandle, korm_of: A
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     """A server that keeps 3 entries per partner with bodies clipped at 40 bytes, and is strict by default."""
     db = tmp_path_factory.mktemp("ksim-small") / "state.db"
-    settings = Settings(database_url=f"sqlite:///{db}", admin_token=ADMIN_TOKEN, journal_limit=3,
-                        journal_body_bytes=40, strict_contract=True)
+    settings = Settings(
+        database_url=f"sqlite:///{db}",
+        admin_token=ADMIN_TOKEN,
+        journal_limit=3,
+        journal_body_bytes=40,
+        strict_contract=True,
+    )
     with InProcessServer(create_app(settings)) as srv:
         yield srv
 
@@ -493,8 +557,13 @@ def test_SIM_ERR_1_strict_korm_refuses_what_it_would_tolerate(handle: PartnerHan
     assert refused.status_code == 422 and refused.headers["content-type"].startswith("application/problem+json")
     problem = refused.json()
     assert (problem["code"], problem["rule"]) == ("VALIDATION_ERROR", "SIM-ERR-1")
-    assert problem["errors"] == [{"in": "query", "path": "/query/dry_run",
-                                  "message": "unknown query parameter 'dry_run' (the operation takes: none)"}]
+    assert problem["errors"] == [
+        {
+            "in": "query",
+            "path": "/query/dry_run",
+            "message": "unknown query parameter 'dry_run' (the operation takes: none)",
+        }
+    ]
     no_type = korm.post("/subscriptions", content=json.dumps(ORDER).encode(), headers={"Content-Type": ""})
     assert no_type.status_code == 422 and no_type.json()["errors"][0]["path"] == "/headers/Content-Type"
     assert subscriptions(korm) == [] and handle.audit()["total"] == 0  # nothing changed
@@ -529,8 +598,9 @@ def test_strict_setting_is_the_default_and_a_partner_may_opt_out(small_server: I
 # ============================================================================== isolation and reset
 
 
-def test_SIM_AUTH_1_a_partner_never_sees_anothers_journal_or_faults(ksim: KsimAdmin, korm_of: Any,
-                                                                   admin: httpx.Client) -> None:
+def test_SIM_AUTH_1_a_partner_never_sees_anothers_journal_or_faults(
+    ksim: KsimAdmin, korm_of: Any, admin: httpx.Client
+) -> None:
     alice, bob = ksim.create_partner(now=NOW), ksim.create_partner(now=NOW)
     rule = alice.inject_fault("status", status=500, service="korm")
     assert korm_of(bob).post("/subscriptions", json=ORDER).status_code == 201  # alice's rule is not bob's
@@ -546,8 +616,12 @@ def test_SIM_AUTH_1_a_partner_never_sees_anothers_journal_or_faults(ksim: KsimAd
     assert alice.journal()["total"] == 1
     for path in ("/faults", "/journal"):
         assert admin.get(f"/partners/ptn_000000000000{path}").json()["code"] == "PARTNER_NOT_FOUND"
-    assert httpx.get(f"{ksim.base_url}/_sim/partners/{alice.id}/journal",
-                     headers={"Authorization": f"Bearer {alice.token}"}).status_code == 401
+    assert (
+        httpx.get(
+            f"{ksim.base_url}/_sim/partners/{alice.id}/journal", headers={"Authorization": f"Bearer {alice.token}"}
+        ).status_code
+        == 401
+    )
 
 
 def test_reset_empties_journal_and_faults_but_keeps_strict(handle: PartnerHandle, korm_of: Any) -> None:
@@ -573,8 +647,18 @@ def test_drop_and_journal_under_gunicorn_workers(tmp_path: Path) -> None:
     port = _free_port()
     (tmp_path / "none.toml").write_text("[ksim]\n")  # no settings of the outer run's ksim.toml
     env = {**os.environ, "KSIM_ADMIN_TOKEN": "serve-admin", "KSIM_CONFIG": str(tmp_path / "none.toml")}
-    cmd = [sys.executable, "-m", "ksimkit.simulators.cli", "serve", "--port", str(port), "--workers", "2",
-           "--database-url", f"sqlite:///{tmp_path / 'state.db'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ksimkit.simulators.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'state.db'}",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"

@@ -1,4 +1,5 @@
 """KORM SS over a real socket with httpx: auth, isolation, idempotency, problem+json, and nothing changed on refusal."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -59,17 +60,24 @@ def test_SIM_IDEM_1_retry_with_the_same_key_orders_once(korm: httpx.Client) -> N
 def test_SIM_IDEM_1_changes_are_idempotent_too(korm: httpx.Client) -> None:
     sub = korm.post("/subscriptions", json=ORDER).json()
     for _ in range(3):
-        response = korm.post(f"/subscriptions/{sub['id']}/quantity", json={"quantity": 30}, headers={"Idempotency-Key": "q-1"})
+        response = korm.post(
+            f"/subscriptions/{sub['id']}/quantity", json={"quantity": 30}, headers={"Idempotency-Key": "q-1"}
+        )
         assert response.status_code == 200
     history = korm.get(f"/subscriptions/{sub['id']}").json()["history"]
     assert [h["change"] for h in history] == ["order", "quantity"]
 
 
-def test_SIM_IDEM_1_a_refusal_is_not_stored_and_is_judged_afresh(korm: httpx.Client, admin: httpx.Client, partner: dict[str, Any]) -> None:
+def test_SIM_IDEM_1_a_refusal_is_not_stored_and_is_judged_afresh(
+    korm: httpx.Client, admin: httpx.Client, partner: dict[str, Any]
+) -> None:
     headers = {"Idempotency-Key": "with-code"}
     body = {**ORDER, "approval_code": "APR-LATER"}
     problem(korm.post("/subscriptions", json=body, headers=headers), 422, "INVALID_APPROVAL_CODE")
-    admin.post(f"/partners/{partner['id']}/approval-codes", json={"percent": "5", "expires_on": "2026-12-31", "code": "APR-LATER"})
+    admin.post(
+        f"/partners/{partner['id']}/approval-codes",
+        json={"percent": "5", "expires_on": "2026-12-31", "code": "APR-LATER"},
+    )
     assert korm.post("/subscriptions", json=body, headers=headers).status_code == 201
 
 
@@ -77,9 +85,19 @@ def test_SIM_IDEM_1_a_refusal_is_not_stored_and_is_judged_afresh(korm: httpx.Cli
     ("content", "content_type", "status", "code"),
     [
         (b"{not json", "application/json", 400, "MALFORMED_JSON"),
-        (b'{"customer_id": "a", "sku": "KESB-SELECT-PAYG-20-49", "quantity": "25"}', "application/json", 422, "VALIDATION_ERROR"),
+        (
+            b'{"customer_id": "a", "sku": "KESB-SELECT-PAYG-20-49", "quantity": "25"}',
+            "application/json",
+            422,
+            "VALIDATION_ERROR",
+        ),
         (b'{"customer_id": "a", "quantity": 25}', "application/json", 422, "VALIDATION_ERROR"),
-        (b'{"customer_id": "a", "sku": "KESB-SELECT-PAYG-20-49", "quantity": 25, "colour": "red"}', "application/json", 422, "VALIDATION_ERROR"),
+        (
+            b'{"customer_id": "a", "sku": "KESB-SELECT-PAYG-20-49", "quantity": 25, "colour": "red"}',
+            "application/json",
+            422,
+            "VALIDATION_ERROR",
+        ),
         (b"[1, 2]", "application/json", 422, "VALIDATION_ERROR"),
         (b"", "application/json", 422, "VALIDATION_ERROR"),
         (b"quantity=25", "application/x-www-form-urlencoded", 415, "UNSUPPORTED_MEDIA_TYPE"),
@@ -144,17 +162,22 @@ def test_admin_refuses_partner_tokens(server: Any, partner: dict[str, Any]) -> N
     problem(response, 401, "UNAUTHORIZED")
 
 
-def test_every_korm_change_is_audited_with_its_actor(korm: httpx.Client, admin: httpx.Client, partner: dict[str, Any]) -> None:
+def test_every_korm_change_is_audited_with_its_actor(
+    korm: httpx.Client, admin: httpx.Client, partner: dict[str, Any]
+) -> None:
     sub = korm.post("/subscriptions", json=ORDER, headers={"X-Ksim-Actor": "alice@broker"}).json()
     korm.post(f"/subscriptions/{sub['id']}/quantity", json={"quantity": 30})
     korm.post(f"/subscriptions/{sub['id']}/quantity", json={"quantity": 99})  # refused: not audited
     entries = admin.get(f"/partners/{partner['id']}/audit", params={"service": "korm"}).json()
     assert [(e["actor"], e["action"]) for e in entries["items"]] == [
-        ("alice@broker", "order"), (partner["name"], "change_quantity")
+        ("alice@broker", "order"),
+        (partner["name"], "change_quantity"),
     ]
 
 
-def test_reset_clears_a_partner_and_rewinds_its_clock(korm: httpx.Client, admin: httpx.Client, partner: dict[str, Any]) -> None:
+def test_reset_clears_a_partner_and_rewinds_its_clock(
+    korm: httpx.Client, admin: httpx.Client, partner: dict[str, Any]
+) -> None:
     sub = korm.post("/subscriptions", json=ORDER).json()
     admin.post(f"/partners/{partner['id']}/clock/advance", json={"days": 40})
     clock = admin.post(f"/partners/{partner['id']}/reset").json()

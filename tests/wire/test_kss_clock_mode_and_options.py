@@ -1,17 +1,17 @@
 """A running clock per partner (SIM-CLOCK-1), pure 2.0 answers for pure 2.0 requests, and FirstActivationTime only
 after a simulated device activation, over the wire (docs/control-plane.md, docs/kss-wire.md)."""
+
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
 import httpx
-
 from lxml import etree
 
 from tests.wire.conftest import EXT, KSS, KssPartner, q
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def iso(moment: dt.datetime) -> str:
@@ -86,8 +86,10 @@ def test_SIM_ERR_1_a_clock_mode_the_contract_does_not_know_is_refused(kss_partne
 def test_SIM_CLOCK_1_a_frozen_clock_starts_a_start_time_within_the_tolerance_at_once(kss_partner: Any) -> None:
     """The client's own now a few seconds past the frozen clock: started at once, so its next Pause works."""
     partner: KssPartner = kss_partner(now="2026-04-15T09:00:00Z")
-    answer = partner.send(activate(1, "s-1", "2026-04-15T09:00:03.250000")
-                          + '<Pause UnitId="2" SubscriberId="s-1" PauseTime="2026-04-15T09:00:04"/>')
+    answer = partner.send(
+        activate(1, "s-1", "2026-04-15T09:00:03.250000")
+        + '<Pause UnitId="2" SubscriberId="s-1" PauseTime="2026-04-15T09:00:04"/>'
+    )
     assert answer.order == [("ok", 1), ("ok", 2)]
     info = partner.info("s-1")
     assert (info["Status"], info["StartTime"]) == ("Paused", "2026-04-15T09:00:00Z")
@@ -129,8 +131,10 @@ def test_KSS_CODE_1_first_activation_time_only_after_a_device_activation(kss_par
     assert partner.device("s-1", at="2026-04-15T10:00:00Z").status_code == 422  # after the partner's now
     partner.advance(hours=2)
     made = partner.device("s-1", at="2026-04-15T12:30:00+02:00")
-    assert made.status_code == 201 and made.json() == {"subscriber_id": "s-1",
-                                                       "first_activation_time": "2026-04-15T10:30:00Z"}
+    assert made.status_code == 201 and made.json() == {
+        "subscriber_id": "s-1",
+        "first_activation_time": "2026-04-15T10:30:00Z",
+    }
     assert first_activation() == "2026-04-15T10:30:00Z"
     assert partner.device("s-1").json()["first_activation_time"] == "2026-04-15T10:30:00Z"  # the first one stays
     missing = partner.device("nobody")
@@ -139,12 +143,12 @@ def test_KSS_CODE_1_first_activation_time_only_after_a_device_activation(kss_par
     assert partner.device("s-1").status_code == 409
 
 
-
 # ---------------------------------------------------------------- tolerated forms, and what the harness says of them
 
 
 def test_SIM_ERR_1_spaced_times_and_empty_optional_attributes_are_read_but_journaled_as_not_the_contracts(
-        kss_partner: Any) -> None:
+    kss_partner: Any,
+) -> None:
     """Read as their schema forms (a spaced dateTime, with a zone or without; an empty optional attribute as
     absent); the journal's verdict still says the request is not the contract's, and strict mode refuses it."""
     partner: KssPartner = kss_partner(now="2026-04-15T09:00:00Z")
@@ -152,14 +156,21 @@ def test_SIM_ERR_1_spaced_times_and_empty_optional_attributes_are_read_but_journ
         '<Activate UnitId="1" SubscriberId="s-1" StartTime="2026-04-15 09:00:00" '
         'EndTime="2026-06-01 12:00:35.107539" ProductId="KIS" LicenseCount="" ActivationType=""/>'
         '<Activate UnitId="2" SubscriberId="s-2" StartTime="2026-04-15 08:00:00+00:00" EndTime="indefinite" '
-        'ProductId="KIS"/>', timestamp="2026-04-15 09:00:00")
+        'ProductId="KIS"/>',
+        timestamp="2026-04-15 09:00:00",
+    )
     assert answer.order == [("ok", 1), ("ok", 2)], answer.order
     info = partner.info("s-1")
     assert (info["StartTime"], info["EndTime"], info["LicenseCount"]) == (
-        "2026-04-15T09:00:00Z", "2026-06-01T12:00:35.107539Z", "1")
+        "2026-04-15T09:00:00Z",
+        "2026-06-01T12:00:35.107539Z",
+        "1",
+    )
     assert partner.info("s-2")["StartTime"] == "2026-04-15T08:00:00Z"
-    renewed = partner.send('<Renew UnitId="3" SubscriberId="s-1" EndTime="2027-06-01 12:00:35.107539"/>'
-                           '<HardCancel UnitId="4" SubscriberId="s-2" EndTime=""/>')
+    renewed = partner.send(
+        '<Renew UnitId="3" SubscriberId="s-1" EndTime="2027-06-01 12:00:35.107539"/>'
+        '<HardCancel UnitId="4" SubscriberId="s-2" EndTime=""/>'
+    )
     assert renewed.order == [("ok", 3), ("ok", 4)]
     assert partner.info("s-1")["EndTime"] == "2027-06-01T12:00:35.107539Z"
     journal = partner.admin.get(f"/partners/{partner.id}/journal", params={"service": "kss"}).json()["items"]
@@ -173,7 +184,8 @@ def test_SIM_ERR_1_spaced_times_and_empty_optional_attributes_are_read_but_journ
 
 def test_SIM_CLOCK_1_the_python_client_runs_a_clock_and_activates_a_device(server: Any) -> None:
     from ksimkit.simulators.client import KsimAdmin
-    from tests.wire.test_kss_rest import activate as rest_activate, ok
+    from tests.wire.test_kss_rest import activate as rest_activate
+    from tests.wire.test_kss_rest import ok
 
     with KsimAdmin(server.url, "test-admin") as admin:
         handle = admin.create_partner(programme="xsp", now="2026-04-15T09:00:00Z")

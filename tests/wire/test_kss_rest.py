@@ -14,6 +14,7 @@ March is free for all three (KSS-FREE-1: created in March). April: acme-1 at the
 (KSS-QTY-2); globex-1 still at its April maximum, 20 x 1.50 = 30.00 (KSS-QTY-3); initech-1 ended at the first
 instant of April, so it has no April day. Total 75.00. May so far: 15 x 3.00 + 12 x 1.50 = 63.00, provisional.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -39,7 +40,7 @@ from ksimkit.simulators.kss.model import (
 
 pytestmark = pytest.mark.wire
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 ACTOR = "broker-billing-job"
 _txn = itertools.count(1)
 _unit = itertools.count(1)
@@ -103,7 +104,9 @@ def reseller(server: Any, admin: httpx.Client, new_partner: Any) -> dict[str, An
     codes = {
         sid: ok(server, pid, activate(sid, customer, product, count)).activation_code
         for sid, customer, product, count in (
-            ("acme-1", "acme", "KESB-SELECT", 10), ("globex-1", "globex", "KSMS", 20), ("initech-1", "initech", "KESC", 5)
+            ("acme-1", "acme", "KESB-SELECT", 10),
+            ("globex-1", "globex", "KSMS", 20),
+            ("initech-1", "initech", "KESC", 5),
         )
     }
     advance_to(admin, pid, "2026-03-20T09:00:00Z")
@@ -127,7 +130,12 @@ def portal(server: Any, reseller: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("path", ["/bills/2026-04", "/reports/2026-04", "/audit", "/subscriptions/acme-1"])
 def test_SIM_AUTH_1_every_call_needs_a_partner_token(server: Any, path: str) -> None:
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Bearer test-admin"}, {"Authorization": "Basic eDp5"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Bearer test-admin"},
+        {"Authorization": "Basic eDp5"},
+    ):
         response = httpx.get(server.url + "/kss/v1" + path, headers=headers)
         problem(response, 401, "UNAUTHORIZED")
         assert response.headers["www-authenticate"].startswith("Bearer")
@@ -143,11 +151,22 @@ def test_the_contract_is_served_without_a_token(server: Any) -> None:
 # --- KSS-BILL-1 -----------------------------------------------------------------------------
 
 
-def _line(customer: str, sid: str, product: str, start: str, end: str, days: int, count: int, price: str, amount: str) -> dict[str, Any]:
+def _line(
+    customer: str, sid: str, product: str, start: str, end: str, days: int, count: int, price: str, amount: str
+) -> dict[str, Any]:
     return {
-        "customer_id": customer, "subscriber_id": sid, "product_id": product, "period_start": start, "period_end": end,
-        "paid_days": days, "charged_count": count, "unit_price": price, "gross": amount, "discount_percent": "0.00",
-        "discount": "0.00", "amount": amount,
+        "customer_id": customer,
+        "subscriber_id": sid,
+        "product_id": product,
+        "period_start": start,
+        "period_end": end,
+        "paid_days": days,
+        "charged_count": count,
+        "unit_price": price,
+        "gross": amount,
+        "discount_percent": "0.00",
+        "discount": "0.00",
+        "amount": amount,
     }
 
 
@@ -183,7 +202,8 @@ def test_KSS_BILL_1_the_first_month_is_free_and_the_current_one_provisional(port
     may = portal.get("/bills/2026-05").json()
     assert may["provisional"] is True
     assert [(x["subscriber_id"], x["charged_count"], x["amount"]) for x in may["lines"]] == [
-        ("acme-1", 15, "45.00"), ("globex-1", 12, "18.00"),
+        ("acme-1", 15, "45.00"),
+        ("globex-1", 12, "18.00"),
     ]
     assert may["totals"]["amount"] == "63.00"
 
@@ -200,14 +220,32 @@ def test_KSS_REPORT_1_active_subscriptions_per_customer(portal: httpx.Client, re
         "period": "2026-04",
         "provisional": False,
         "customers": [
-            {"customer_id": "acme", "licences": 15, "subscriptions": [
-                {"subscriber_id": "acme-1", "product_id": "KESB-SELECT", "license_count": 15, "status": "Started",
-                 "activation_code": codes["acme-1"]},
-            ]},
-            {"customer_id": "globex", "licences": 12, "subscriptions": [
-                {"subscriber_id": "globex-1", "product_id": "KSMS", "license_count": 12, "status": "Started",
-                 "activation_code": codes["globex-1"]},
-            ]},
+            {
+                "customer_id": "acme",
+                "licences": 15,
+                "subscriptions": [
+                    {
+                        "subscriber_id": "acme-1",
+                        "product_id": "KESB-SELECT",
+                        "license_count": 15,
+                        "status": "Started",
+                        "activation_code": codes["acme-1"],
+                    },
+                ],
+            },
+            {
+                "customer_id": "globex",
+                "licences": 12,
+                "subscriptions": [
+                    {
+                        "subscriber_id": "globex-1",
+                        "product_id": "KSMS",
+                        "license_count": 12,
+                        "status": "Started",
+                        "activation_code": codes["globex-1"],
+                    },
+                ],
+            },
         ],
         "totals": {"customers": 2, "subscriptions": 2, "licences": 27},
     }
@@ -216,7 +254,11 @@ def test_KSS_REPORT_1_active_subscriptions_per_customer(portal: httpx.Client, re
 def test_KSS_REPORT_1_lists_uncharged_and_cancelled_subscriptions_of_the_month(portal: httpx.Client) -> None:
     report = portal.get("/reports/2026-03").json()
     assert [
-        (c["customer_id"], c["licences"], [(s["subscriber_id"], s["license_count"], s["status"]) for s in c["subscriptions"]])
+        (
+            c["customer_id"],
+            c["licences"],
+            [(s["subscriber_id"], s["license_count"], s["status"]) for s in c["subscriptions"]],
+        )
         for c in report["customers"]
     ] == [
         ("acme", 10, [("acme-1", 10, "Started")]),
@@ -226,7 +268,10 @@ def test_KSS_REPORT_1_lists_uncharged_and_cancelled_subscriptions_of_the_month(p
     assert report["totals"] == {"customers": 3, "subscriptions": 3, "licences": 35}
 
 
-@pytest.mark.parametrize("period", ["2026-13", "2026-00", "2026-4", "26-04", "April", "2026-04-01", "9999-12", "1969-12", " 2026-4", "+2026-4"])
+@pytest.mark.parametrize(
+    "period",
+    ["2026-13", "2026-00", "2026-4", "26-04", "April", "2026-04-01", "9999-12", "1969-12", " 2026-4", "+2026-4"],
+)
 @pytest.mark.parametrize("kind", ["bills", "reports"])
 def test_SIM_ERR_1_a_bad_period_is_problem_json(portal: httpx.Client, kind: str, period: str) -> None:
     body = problem(portal.get(f"/{kind}/{period}"), 422, "INVALID_PERIOD")
@@ -246,9 +291,7 @@ def test_SIM_ERR_1_unknown_routes_and_methods_are_problem_json(portal: httpx.Cli
 
 def test_KSS_AUDIT_1_modifications_with_name_and_timestamp(portal: httpx.Client, reseller: dict[str, Any]) -> None:
     page = portal.get("/audit", params={"limit": 1000}).json()
-    made = [
-        (e["at"], e["actor"], e["action"], e["object_id"]) for e in page["items"] if e["actor"] != rules.VENDOR
-    ]
+    made = [(e["at"], e["actor"], e["action"], e["object_id"]) for e in page["items"] if e["actor"] != rules.VENDOR]
     assert made == [
         ("2026-03-02T09:00:00Z", ACTOR, "activate", "acme-1"),
         ("2026-03-02T09:00:00Z", ACTOR, "activate", "globex-1"),
@@ -259,14 +302,19 @@ def test_KSS_AUDIT_1_modifications_with_name_and_timestamp(portal: httpx.Client,
     ]
     assert {(e["service"], e["object_type"]) for e in page["items"]} == {("kss", "subscription"), ("kss", "bill")}
     # The vendor closes each month's bill once it is final, with its totals (March had no line: the free month).
-    bills = [(e["at"], e["actor"], e["action"], e["object_id"], e["details"]["amount"])
-             for e in page["items"] if e["object_type"] == "bill"]
+    bills = [
+        (e["at"], e["actor"], e["action"], e["object_id"], e["details"]["amount"])
+        for e in page["items"]
+        if e["object_type"] == "bill"
+    ]
     assert bills == [("2026-05-01T00:00:00Z", rules.VENDOR, "bill_closed", "2026-04", "75.00")]
     assert page["total"] == len(page["items"])
     ids = [e["id"] for e in page["items"]]
     assert ids == sorted(ids)  # oldest first
     first = page["items"][0]
-    assert first["details"]["license_count"] == 10 and first["details"]["activation_code"] == reseller["codes"]["acme-1"]
+    assert (
+        first["details"]["license_count"] == 10 and first["details"]["activation_code"] == reseller["codes"]["acme-1"]
+    )
     assert first["recorded_at"].endswith("Z")
 
 
@@ -290,8 +338,15 @@ def test_KSS_AUDIT_1_one_subscription_and_paging(portal: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"limit": "0"}, {"limit": "1001"}, {"limit": "ten"}, {"limit": "1.5"}, {"offset": "-1"}, {"object_id": ""},
-     {"object_id": "x" * 201}],
+    [
+        {"limit": "0"},
+        {"limit": "1001"},
+        {"limit": "ten"},
+        {"limit": "1.5"},
+        {"offset": "-1"},
+        {"object_id": ""},
+        {"object_id": "x" * 201},
+    ],
 )
 def test_SIM_ERR_1_bad_audit_queries_are_refused(portal: httpx.Client, params: dict[str, str]) -> None:
     body = problem(portal.get("/audit", params=params), 422, "VALIDATION_ERROR")
@@ -318,10 +373,20 @@ def test_KSS_CODE_1_a_subscription_with_its_history(portal: httpx.Client, resell
     history = sub.pop("history")
     sub.pop("status_change_time")
     assert sub == {
-        "subscriber_id": "acme-1", "customer_id": "acme", "product_id": "KESB-SELECT", "license_count": 15,
-        "activation_code": reseller["codes"]["acme-1"], "status": "Started", "start_time": "2026-03-02T09:00:00Z",
-        "end_time": None, "trial_end": None, "trial_used": False, "paused_at": None, "pause_until": None,
-        "first_activation_time": None, "max_license_count_this_period": 15,
+        "subscriber_id": "acme-1",
+        "customer_id": "acme",
+        "product_id": "KESB-SELECT",
+        "license_count": 15,
+        "activation_code": reseller["codes"]["acme-1"],
+        "status": "Started",
+        "start_time": "2026-03-02T09:00:00Z",
+        "end_time": None,
+        "trial_end": None,
+        "trial_used": False,
+        "paused_at": None,
+        "pause_until": None,
+        "first_activation_time": None,
+        "max_license_count_this_period": 15,
         "created_at": "2026-03-02T09:00:00Z",
     }
     assert [(h["effective"], h["source"], h["event"], h["license_count"]) for h in history] == [
@@ -363,12 +428,14 @@ def test_SIM_AUTH_1_another_partner_never_sees_a_bill_line_report_entry_or_audit
     with client(server, eve["token"]) as kss:
         april = kss.get("/bills/2026-04").json()
         assert april["partner_id"] == eve["id"]
-        assert [(x["customer_id"], x["subscriber_id"], x["amount"]) for x in april["lines"]] == [("eve-co", "acme-1", "15.40")]
+        assert [(x["customer_id"], x["subscriber_id"], x["amount"]) for x in april["lines"]] == [
+            ("eve-co", "acme-1", "15.40")
+        ]
         assert april["totals"]["amount"] == "15.40"  # 7 x 2.20
         report = kss.get("/reports/2026-04").json()
-        assert [(c["customer_id"], [s["activation_code"] for s in c["subscriptions"]]) for c in report["customers"]] == [
-            ("eve-co", [eve_code])
-        ]
+        assert [
+            (c["customer_id"], [s["activation_code"] for s in c["subscriptions"]]) for c in report["customers"]
+        ] == [("eve-co", [eve_code])]
         log = kss.get("/audit").json()
         assert {e["actor"] for e in log["items"]} == {"eve", rules.VENDOR}
         assert {e["object_id"] for e in log["items"]} == {"acme-1", "2026-04"}  # her subscription, her April bill
@@ -410,10 +477,22 @@ def test_KSS_PREPAID_1_seeded_prepaid_licences_block_an_order_until_phased_out(
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
-        ({"customer_id": "acme", "product_id": "KXYZ", "licence_count": 1, "expires_on": "2026-05-01"}, 422, "UNKNOWN_PRODUCT"),
-        ({"customer_id": "acme", "product_id": "KIS", "licence_count": 0, "expires_on": "2026-05-01"}, 422, "VALIDATION_ERROR"),
+        (
+            {"customer_id": "acme", "product_id": "KXYZ", "licence_count": 1, "expires_on": "2026-05-01"},
+            422,
+            "UNKNOWN_PRODUCT",
+        ),
+        (
+            {"customer_id": "acme", "product_id": "KIS", "licence_count": 0, "expires_on": "2026-05-01"},
+            422,
+            "VALIDATION_ERROR",
+        ),
         ({"customer_id": "acme", "product_id": "KIS", "licence_count": 1}, 422, "VALIDATION_ERROR"),
-        ({"customer_id": "acme", "product_id": "KIS", "licence_count": 1, "expires_on": "May"}, 422, "VALIDATION_ERROR"),
+        (
+            {"customer_id": "acme", "product_id": "KIS", "licence_count": 1, "expires_on": "May"},
+            422,
+            "VALIDATION_ERROR",
+        ),
     ],
 )
 def test_KSS_PREPAID_1_bad_seeds_are_refused_and_change_nothing(
@@ -455,10 +534,15 @@ def test_KSS_PERIOD_1_programme_period_and_zone_change_only_while_the_partner_ha
 ) -> None:
     partner = new_partner(programme="reseller", now="2026-03-02T09:00:00Z")
     pid = partner["id"]
-    changed = admin.patch(f"/partners/{pid}", json={"programme": "msp", "billing_period": "30_days", "timezone": "Europe/Berlin"})
+    changed = admin.patch(
+        f"/partners/{pid}", json={"programme": "msp", "billing_period": "30_days", "timezone": "Europe/Berlin"}
+    )
     assert changed.status_code == 200, changed.text
     assert {k: changed.json()[k] for k in ("programme", "msp_registered", "billing_period", "timezone", "today")} == {
-        "programme": "msp", "msp_registered": True, "billing_period": "30_days", "timezone": "Europe/Berlin",
+        "programme": "msp",
+        "msp_registered": True,
+        "billing_period": "30_days",
+        "timezone": "Europe/Berlin",
         "today": "2026-03-02",
     }
     ok(server, pid, activate("m-1", "m", "KSOS", 5))
@@ -469,14 +553,26 @@ def test_KSS_PERIOD_1_programme_period_and_zone_change_only_while_the_partner_ha
     # Sending the current value is not a change.
     assert admin.patch(f"/partners/{pid}", json={"billing_period": "30_days"}).status_code == 200
     admin.post(f"/partners/{pid}/reset")
-    assert admin.patch(f"/partners/{pid}", json={"billing_period": "calendar_month"}).json()["billing_period"] == "calendar_month"
+    assert (
+        admin.patch(f"/partners/{pid}", json={"billing_period": "calendar_month"}).json()["billing_period"]
+        == "calendar_month"
+    )
 
 
 @pytest.mark.parametrize(
     ("body", "code"),
-    [({}, "VALIDATION_ERROR"), ({"timezone": "Mars/Olympus"}, "VALIDATION_ERROR"), ({"timezone": "America"}, "VALIDATION_ERROR"),
-     ({"programme": "vip"}, "VALIDATION_ERROR"), ({"name": "Renamed"}, "VALIDATION_ERROR")],
+    [
+        ({}, "VALIDATION_ERROR"),
+        ({"timezone": "Mars/Olympus"}, "VALIDATION_ERROR"),
+        ({"timezone": "America"}, "VALIDATION_ERROR"),
+        ({"programme": "vip"}, "VALIDATION_ERROR"),
+        ({"name": "Renamed"}, "VALIDATION_ERROR"),
+    ],
 )
-def test_SIM_ERR_1_bad_partner_updates_are_refused(admin: httpx.Client, partner: dict[str, Any], body: dict[str, Any], code: str) -> None:
+def test_SIM_ERR_1_bad_partner_updates_are_refused(
+    admin: httpx.Client, partner: dict[str, Any], body: dict[str, Any], code: str
+) -> None:
     problem(admin.patch(f"/partners/{partner['id']}", json=body), 422, code)
-    assert admin.get(f"/partners/{partner['id']}").json() == {k: v for k, v in partner.items() if k not in ("token", "kss")}
+    assert admin.get(f"/partners/{partner['id']}").json() == {
+        k: v for k, v in partner.items() if k not in ("token", "kss")
+    }

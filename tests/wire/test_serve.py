@@ -1,4 +1,5 @@
 """``ksim serve``: gunicorn workers on a real port sharing one database."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,18 @@ def test_ksim_serve_runs_workers_that_share_state(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "none.toml").write_text("[ksim]\n")  # no settings of the outer run's ksim.toml
     env = {**os.environ, "KSIM_ADMIN_TOKEN": "serve-admin", "KSIM_CONFIG": str(tmp_path / "none.toml")}
-    cmd = [sys.executable, "-m", "ksimkit.simulators.cli", "serve", "--port", str(port), "--workers", "2",
-           "--database-url", f"sqlite:///{tmp_path / 'state.db'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ksimkit.simulators.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'state.db'}",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         banner = proc.stdout.readline() if proc.stdout else ""
@@ -44,20 +55,43 @@ def test_ksim_serve_runs_workers_that_share_state(tmp_path: Path) -> None:
         with httpx.Client(base_url=base + "/korm/v1", headers=korm) as client:
             for i in range(20):  # new connections spread over both workers; every one sees every order
                 with httpx.Client(base_url=base + "/korm/v1", headers=korm) as fresh:
-                    ids.add(fresh.post("/subscriptions", json={"customer_id": f"c{i}", "sku": "KESB-SELECT-PAYG-10-14", "quantity": 10}).json()["id"])
+                    ids.add(
+                        fresh.post(
+                            "/subscriptions",
+                            json={"customer_id": f"c{i}", "sku": "KESB-SELECT-PAYG-10-14", "quantity": 10},
+                        ).json()["id"]
+                    )
                 assert {s["id"] for s in client.get("/subscriptions").json()["items"]} == ids
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def _start_serve(tmp_path: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str, list[str]]:
+def _start_serve(
+    tmp_path: Path, *flags: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str, list[str]]:
     """``ksim serve`` on a free port; the process, its base URL and the banner's lines (up to the index line)."""
     port = free_port()
     (tmp_path / "none.toml").write_text("[ksim]\nmax_body_bytes = 1000\n")
-    environ = {**os.environ, "KSIM_ADMIN_TOKEN": "serve-admin", "KSIM_CONFIG": str(tmp_path / "none.toml"), **(env or {})}
-    cmd = [sys.executable, "-m", "ksimkit.simulators.cli", "serve", "--port", str(port), "--workers", "1",
-           "--database-url", f"sqlite:///{tmp_path / 'state.db'}", *flags]
+    environ = {
+        **os.environ,
+        "KSIM_ADMIN_TOKEN": "serve-admin",
+        "KSIM_CONFIG": str(tmp_path / "none.toml"),
+        **(env or {}),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "ksimkit.simulators.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'state.db'}",
+        *flags,
+    ]
     proc = subprocess.Popen(cmd, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     banner = []
@@ -76,7 +110,8 @@ def _start_serve(tmp_path: Path, *flags: str, env: dict[str, str] | None = None)
 
 
 def test_SIM_ERR_1_under_gunicorn_huge_headers_and_over_limit_bodies_get_problems_and_clean_connections(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     proc, base, banner = _start_serve(tmp_path, "--access-log")
     try:
         # the banner names every endpoint; the access log is on
@@ -92,11 +127,15 @@ def test_SIM_ERR_1_under_gunicorn_huge_headers_and_over_limit_bodies_get_problem
         # an over-limit body is refused with Connection: close, and the client's next requests all work
         with httpx.Client(base_url=base + "/korm/v1", headers=korm) as client:
             for _ in range(10):
-                refused = client.post("/subscriptions", content=b" " * 5000, headers={"Content-Type": "application/json"})
+                refused = client.post(
+                    "/subscriptions", content=b" " * 5000, headers={"Content-Type": "application/json"}
+                )
                 assert refused.status_code == 413 and refused.headers["connection"] == "close"
                 assert client.get("/subscriptions").status_code == 200
             for _ in range(5):
-                fault = client.post(base + "/kss/soap/upi", content=b"<x/>" * 2000, headers={"Content-Type": "text/xml"})
+                fault = client.post(
+                    base + "/kss/soap/upi", content=b"<x/>" * 2000, headers={"Content-Type": "text/xml"}
+                )
                 assert fault.status_code == 500 and fault.headers["connection"] == "close", fault.text
                 assert b"larger than 1000 bytes" in fault.content
                 assert client.get("/subscriptions").status_code == 200

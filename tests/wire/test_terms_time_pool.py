@@ -1,6 +1,7 @@
 """What a broker certified as it is reads from ksim: its vendor terms (GET /_sim/partners/{id}/terms), its KSS price
 list (GET /kss/v1/prices), its clock (GET /_sim/partners/{id}/time) — and pooled partners with fixed credentials
 (fixed at creation, reset to a new start)."""
+
 from __future__ import annotations
 
 import secrets
@@ -25,8 +26,9 @@ def _fixed_ids() -> dict[str, str]:
 def test_KSS_MSP_1_terms_document_holds_every_price_and_the_msp_tiers(server: Any) -> None:
     profile = load_profile()
     with KsimAdmin(server.url, "test-admin") as admin:
-        partner = admin.create_partner(programme="msp", billing_period="30_days", timezone="Europe/Berlin",
-                                       now="2026-04-15T09:00:00Z")
+        partner = admin.create_partner(
+            programme="msp", billing_period="30_days", timezone="Europe/Berlin", now="2026-04-15T09:00:00Z"
+        )
         terms = partner.terms()
     assert (terms["programme"], terms["billing_period"], terms["timezone"]) == ("msp", "30_days", "Europe/Berlin")
     assert terms["msp_registered"] is True and terms["currency"] == profile.currency
@@ -35,8 +37,9 @@ def test_KSS_MSP_1_terms_document_holds_every_price_and_the_msp_tiers(server: An
     assert Decimal(skus["KESB-SELECT-PAYG-20-49"]["price"]) == profile.skus["KESB-SELECT-PAYG-20-49"].price
     kss = terms["kss"]
     assert kss["msp_tiers_apply"] is True
-    assert [(t["from_licences"], Decimal(t["percent"])) for t in kss["msp_tiers"]] == \
-        [(t.from_licences, t.percent) for t in profile.msp_tiers]
+    assert [(t["from_licences"], Decimal(t["percent"])) for t in kss["msp_tiers"]] == [
+        (t.from_licences, t.percent) for t in profile.msp_tiers
+    ]
     products = {p["product_id"]: p["price"] for p in kss["products"]}
     assert products == {pid: f"{p.price:.2f}" for pid, p in profile.kss_products.items() if "msp" in p.programmes}
 
@@ -98,10 +101,19 @@ def test_SIM_ERR_1_time_endpoint_unknown_format_is_a_problem(server: Any) -> Non
 def test_SIM_AUTH_1_pooled_partner_has_the_fixed_credentials_and_they_are_unique(server: Any) -> None:
     fixed = _fixed_ids()
     with KsimAdmin(server.url, "test-admin") as admin:
-        partner = admin.create_partner(partner_id=fixed["id"], token=fixed["token"], kss_username=fixed["username"],
-                                       kss_password="pool-secret", now="2026-04-15T09:00:00Z")
-        assert (partner.id, partner.token, partner.kss_username, partner.kss_password) == \
-            (fixed["id"], fixed["token"], fixed["username"], "pool-secret")
+        partner = admin.create_partner(
+            partner_id=fixed["id"],
+            token=fixed["token"],
+            kss_username=fixed["username"],
+            kss_password="pool-secret",
+            now="2026-04-15T09:00:00Z",
+        )
+        assert (partner.id, partner.token, partner.kss_username, partner.kss_password) == (
+            fixed["id"],
+            fixed["token"],
+            fixed["username"],
+            "pool-secret",
+        )
         with partner.korm() as korm:
             assert korm.get("/products").status_code == 200
         for taken in ({"partner_id": fixed["id"]}, {"token": fixed["token"]}, {"kss_username": fixed["username"]}):
@@ -130,8 +142,10 @@ def test_SIM_CLOCK_1_reset_to_a_new_start_reuses_a_partner(server: Any) -> None:
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
-@pytest.mark.skipif(not __import__("os").path.exists(LIBFAKETIME) or not __import__("shutil").which("curl"),
-                    reason="libfaketime (apt-get install libfaketime) and curl are needed for the recipe")
+@pytest.mark.skipif(
+    not __import__("os").path.exists(LIBFAKETIME) or not __import__("shutil").which("curl"),
+    reason="libfaketime (apt-get install libfaketime) and curl are needed for the recipe",
+)
 def test_SIM_CLOCK_1_the_documented_libfaketime_recipe_follows_the_partner_clock(server: Any, tmp_path: Any) -> None:
     """docs/certify-your-broker.md: the adapter's clock step writes the time endpoint's faketime form into the file a
     broker running under libfaketime reads; the broker's system clock is then the partner's."""
@@ -145,19 +159,45 @@ def test_SIM_CLOCK_1_the_documented_libfaketime_recipe_follows_the_partner_clock
     clock_file = tmp_path / "broker-clock"
     with KsimAdmin(server.url, "test-admin") as admin:
         partner = admin.create_partner(now="2026-04-15T09:00:00Z")
-        adapter = HttpAdapter.from_dict({"methods": {
-            "advance_clock": {"command": ["sh", "-c", "curl -sf '{time_url}?format=faketime' "
-                                          f"-H 'Authorization: Bearer test-admin' > {clock_file}"]},
-            "stop": {"command": ["true"]}}}, source="faketime.yaml")
+        adapter = HttpAdapter.from_dict(
+            {
+                "methods": {
+                    "advance_clock": {
+                        "command": [
+                            "sh",
+                            "-c",
+                            "curl -sf '{time_url}?format=faketime' "
+                            f"-H 'Authorization: Bearer test-admin' > {clock_file}",
+                        ]
+                    },
+                    "stop": {"command": ["true"]},
+                }
+            },
+            source="faketime.yaml",
+        )
         broker = adapter.broker()
-        broker.start(TenantSetup(scenario_id="ft", korm_url=partner.korm_url, korm_token=partner.token,
-                                 kss_wsdl_url=partner.kss_soap_url + "?wsdl", kss_username=partner.kss_username,
-                                 kss_password=partner.kss_password, now=dt.datetime(2026, 4, 15, 9, tzinfo=dt.timezone.utc),
-                                 timezone="UTC", partner_id=partner.id))
+        broker.start(
+            TenantSetup(
+                scenario_id="ft",
+                korm_url=partner.korm_url,
+                korm_token=partner.token,
+                kss_wsdl_url=partner.kss_soap_url + "?wsdl",
+                kss_username=partner.kss_username,
+                kss_password=partner.kss_password,
+                now=dt.datetime(2026, 4, 15, 9, tzinfo=dt.UTC),
+                timezone="UTC",
+                partner_id=partner.id,
+            )
+        )
         partner.advance(to="2026-06-01")
-        broker.advance_clock(dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc))
+        broker.advance_clock(dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
     assert clock_file.read_text() == "@2026-06-01 00:00:00\n"
-    env = {**os.environ, "LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": str(clock_file),
-           "FAKETIME_NO_CACHE": "1", "TZ": "UTC"}
+    env = {
+        **os.environ,
+        "LD_PRELOAD": LIBFAKETIME,
+        "FAKETIME_TIMESTAMP_FILE": str(clock_file),
+        "FAKETIME_NO_CACHE": "1",
+        "TZ": "UTC",
+    }
     seen = subprocess.run(["date", "-u", "+%F"], env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert seen == "2026-06-01"

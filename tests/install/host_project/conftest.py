@@ -1,4 +1,5 @@
 """A host project with top-level packages named like the repository folders of ksim."""
+
 import contracts
 import examples
 import scenarios
