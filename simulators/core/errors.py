@@ -1,4 +1,10 @@
-"""Errors are values with stable codes. ``Problem`` renders as RFC 9457 problem+json on REST."""
+"""The root of the simulators' exceptions, and ``Problem``: a refusal with a stable code, rendered as RFC 9457
+problem+json on REST.
+
+Every exception the ``ksimkit.simulators`` package raises on purpose derives from ``SimulatorError``: each
+service's domain errors (``korm.errors``, ``kss.errors``), the settings', the client's. Front ends map the domain
+errors to their wire (HTTP statuses, SOAP faults, KSS codes); rules never speak HTTP.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,11 @@ from typing import Any
 PROBLEM_BASE = "https://ksim.dev/problems/"
 
 
-class Problem(Exception):
+class SimulatorError(Exception):
+    """The root of every exception ksim's simulators raise on purpose."""
+
+
+class Problem(SimulatorError):
     """A refusal with an HTTP status and a stable code; raising it rolls the request's transaction back."""
 
     def __init__(
