@@ -62,9 +62,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ksimkit.simulators.core.catalog import Profile, load_profile  # noqa: E402
-from ksimkit.simulators.core.clock import move_clock, system_now  # noqa: E402
+from ksimkit.simulators.core.clock import system_now  # noqa: E402
 from ksimkit.simulators.core.codes import _candidate  # noqa: E402
 from ksimkit.simulators.core.context import CallContext  # noqa: E402
+from ksimkit.simulators.core.due import move_clock  # noqa: E402
 from ksimkit.simulators.core.partners import create_partner, load_partner  # noqa: E402
 from ksimkit.simulators.core.store import Store, activation_codes, audit_log, partners  # noqa: E402
 from ksimkit.simulators.korm import billing as korm_billing  # noqa: E402
@@ -74,6 +75,9 @@ from ksimkit.simulators.korm.tables import history as korm_history  # noqa: E402
 from ksimkit.simulators.korm.tables import subscriptions as korm_subs  # noqa: E402
 from ksimkit.simulators.kss import model as kss_model  # noqa: E402
 from ksimkit.simulators.kss import rules as kss_rules  # noqa: E402
+from ksimkit.simulators.services import default_services  # noqa: E402
+
+SERVICES = default_services()  # what a clock move runs and a reset clears, as an app would
 
 UTC = dt.UTC
 TARGETS = {"korm_statement": 2.0, "kss_jump": 10.0, "certify": 30.0}
@@ -96,13 +100,13 @@ def at_nine(day: dt.date) -> dt.datetime:
 
 def new_store(path: Path) -> Store:
     store = Store(f"sqlite:///{path}")
-    store.create_schema()
+    store.create_schema(SERVICES.tables)
     return store
 
 
 def context(conn: Any, partner_id: str, actor: str = "bench") -> CallContext:
     partner = load_partner(conn, partner_id)
-    return CallContext(partner=partner, clock=partner.clock, profile=load_profile(), actor=actor)
+    return CallContext(partner=partner, profile=load_profile(), actor=actor)
 
 
 # ---------------------------------------------------------------- KORM: the plan
@@ -187,7 +191,7 @@ def build_korm_rules(store: Store, plan: list[KormSub]) -> str:
     ids: dict[int, str] = {}
     for day, ordered, changed in korm_days(plan):
         with store.begin() as conn:
-            move_clock(conn, partner_id, at_nine(day))
+            move_clock(conn, partner_id, at_nine(day), sources=SERVICES.due_sources)
             ctx = context(conn, partner_id)
             for sub in ordered:
                 if sub.model == "legacy":
@@ -218,7 +222,7 @@ def build_korm_rules(store: Store, plan: list[KormSub]) -> str:
                 else:
                     korm_rules.stop(conn, ctx, ids[sub.i])
     with store.begin() as conn:
-        move_clock(conn, partner_id, at_nine(KORM_END))
+        move_clock(conn, partner_id, at_nine(KORM_END), sources=SERVICES.due_sources)
     return partner_id
 
 
@@ -499,7 +503,7 @@ def measure_jump(tmp: Path, name: str, build: Callable[[Store], str], months: in
 
         def jump(store: Store = store) -> None:
             with store.begin() as conn:
-                move_clock(conn, partner_id, months_later(start, months))
+                move_clock(conn, partner_id, months_later(start, months), sources=SERVICES.due_sources)
 
         seconds, _ = timed(jump)
         runs.append(seconds)

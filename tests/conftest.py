@@ -15,22 +15,27 @@ import pytest
 from ksimkit.simulators.app import create_app
 from ksimkit.simulators.core import clock_mode
 from ksimkit.simulators.core.catalog import load_profile
-from ksimkit.simulators.core.clock import move_clock, read_clock
+from ksimkit.simulators.core.clock import read_clock
 from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.due import move_clock
 from ksimkit.simulators.core.partners import create_partner, load_partner
 from ksimkit.simulators.core.settings import Settings
 from ksimkit.simulators.core.store import Store
 from ksimkit.simulators.server import InProcessServer
+from ksimkit.simulators.services import default_services
 from tests.databases import backend_params, database_for, empty_tables, fresh_postgres_database
 
+SERVICES = default_services()  # what a clock move runs and a reset clears, as an app would
+
 ADMIN = {"Authorization": "Bearer test-admin"}
+SERVICES = default_services()  # what a clock move runs and a reset clears, as an app would
 
 
 @pytest.fixture(scope="session")
 def postgres_store() -> Iterator[Store]:
     """One PostgreSQL database per worker for the rule tests; each test starts from empty tables."""
     s = Store(fresh_postgres_database("rules"))
-    s.create_schema()
+    s.create_schema(SERVICES.tables)
     yield s
     s.dispose()
 
@@ -38,15 +43,13 @@ def postgres_store() -> Iterator[Store]:
 @pytest.fixture(params=backend_params())
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A real, empty store: a SQLite file, and (tests/databases.py) the same test on PostgreSQL."""
-    import ksimkit.simulators.korm.rules  # noqa: F401  (registers its reset hook)
-
     if request.param == "postgresql":
         s = request.getfixturevalue("postgres_store")
         empty_tables(s)
         yield s
         return
     s = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    s.create_schema()
+    s.create_schema(SERVICES.tables)
     yield s
     s.dispose()
 
@@ -63,11 +66,13 @@ class World:
 
     def ctx(self, conn: Any, actor: str = "tester") -> CallContext:
         partner = load_partner(conn, self.partner_id)
-        ctx = CallContext(partner=partner, clock=partner.clock, profile=load_profile(), actor=actor)
-        ctx = clock_mode.caught_up(conn, ctx)  # as every request does: a running clock moves to wall time first
+        ctx = CallContext(partner=partner, profile=load_profile(), actor=actor)
+        ctx = clock_mode.caught_up(
+            conn, ctx, SERVICES.due_sources
+        )  # as every request does: a running clock moves to wall time first
         if self.running and not ctx.clock.running:  # what the rules see of a running clock, at a fixed instant
             clock = dataclasses.replace(ctx.clock, running=True)
-            ctx = dataclasses.replace(ctx, clock=clock, partner=dataclasses.replace(ctx.partner, clock=clock))
+            ctx = dataclasses.replace(ctx, partner=dataclasses.replace(ctx.partner, clock=clock))
         return ctx
 
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -77,7 +82,7 @@ class World:
     def go_to(self, day: str) -> None:
         with self.store.begin() as conn:
             target = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(9, 0), dt.UTC)
-            move_clock(conn, self.partner_id, target)
+            move_clock(conn, self.partner_id, target, sources=SERVICES.due_sources)
 
     def today(self) -> dt.date:
         with self.store.begin() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,7 +15,9 @@ from flask import Blueprint, Response, request
 
 import ksimkit
 from ksimkit.simulators.core import audit, clock_mode, partners, terms
+from ksimkit.simulators.core.catalog import Profile
 from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.due import DueSource
 from ksimkit.simulators.core.errors import Problem, conflict
 from ksimkit.simulators.core.store import audit_log
 from ksimkit.simulators.core.store import partners as partners_table
@@ -71,7 +74,12 @@ def _query_int(name: str, default: int, low: int, high: int) -> int:
 
 def _admin_context(conn: Any, partner_id: str) -> CallContext:
     partner = partners.load_partner(conn, partner_id)
-    return CallContext(partner=partner, clock=partner.clock, profile=runtime().profile, actor="ksim-admin")
+    return CallContext(partner=partner, profile=runtime().profile, actor="ksim-admin")
+
+
+def _clockwork() -> tuple[Sequence[DueSource], Profile]:
+    """What a clock move needs from the app: the served services' due-event sources and the vendor profile."""
+    return runtime().services.due_sources, runtime().profile
 
 
 @bp.get("/health")
@@ -166,14 +174,14 @@ def update_partner(partner_id: str) -> Response:
 @bp.get("/partners/<partner_id>/clock")
 def get_clock(partner_id: str) -> Response:
     with runtime().store.begin() as conn:
-        return json_response(clock_mode.current(conn, partner_id).to_json())
+        return json_response(clock_mode.current(conn, partner_id, *_clockwork()).to_json())
 
 
 @bp.put("/partners/<partner_id>/clock")
 def set_clock(partner_id: str) -> Response:
     body = json_body(CONTRACT, "setClock")
     with runtime().store.begin() as conn:
-        return json_response(clock_mode.jump(conn, partner_id, _datetime(body["now"])).to_json())
+        return json_response(clock_mode.jump(conn, partner_id, _datetime(body["now"]), *_clockwork()).to_json())
 
 
 @bp.put("/partners/<partner_id>/clock/mode")
@@ -181,14 +189,14 @@ def set_clock_mode(partner_id: str) -> Response:
     body = json_body(CONTRACT, "setClockMode")
     with runtime().store.begin() as conn:
         offset = dt.timedelta(seconds=body["offset_seconds"]) if "offset_seconds" in body else None
-        return json_response(clock_mode.set_mode(conn, partner_id, body["mode"], offset).to_json())
+        return json_response(clock_mode.set_mode(conn, partner_id, body["mode"], *_clockwork(), offset).to_json())
 
 
 @bp.post("/partners/<partner_id>/clock/advance")
 def advance_clock(partner_id: str) -> Response:
     body = json_body(CONTRACT, "advanceClock")
     with runtime().store.begin() as conn:
-        clock = clock_mode.current(conn, partner_id)
+        clock = clock_mode.current(conn, partner_id, *_clockwork())
         try:
             if "days" in body:
                 target = clock.now + dt.timedelta(days=body["days"])
@@ -198,7 +206,7 @@ def advance_clock(partner_id: str) -> Response:
                 target = _datetime(body["to"], "to")
             else:  # a bare date: the start of that day in the partner's time zone
                 target = dt.datetime.combine(dt.date.fromisoformat(body["to"]), dt.time(), clock.zone)
-            return json_response(clock_mode.jump(conn, partner_id, target).to_json())
+            return json_response(clock_mode.jump(conn, partner_id, target, *_clockwork()).to_json())
         except OverflowError:
             raise Problem(422, "VALIDATION_ERROR", "the clock cannot move past the year 9999") from None
 
@@ -219,7 +227,7 @@ def get_time(partner_id: str) -> Response:
         own = partners.partner_by_token(conn, token) if token else None
         if not is_admin() and (own is None or own.id != partner_id):
             raise unauthorized("the partner's time needs the admin token or the partner's own token")
-        clock = clock_mode.current(conn, partner_id)  # a running clock is caught up to wall time first
+        clock = clock_mode.current(conn, partner_id, *_clockwork())  # a running clock is caught up to wall time first
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "faketime"):
         raise Problem(
@@ -239,7 +247,7 @@ def get_time(partner_id: str) -> Response:
 def delete_partner(partner_id: str) -> Response:
     """The partner and all of its data, journal and audit go; other partners are untouched."""
     with runtime().store.begin() as conn:
-        partners.delete_partner(conn, partner_id)
+        partners.delete_partner(conn, partner_id, runtime().services.resets)
     return Response(status=204)
 
 
@@ -254,8 +262,8 @@ def reset_partner(partner_id: str) -> Response:
     body = json_body(CONTRACT, "resetPartner", optional=True)
     start = _datetime(body["now"]) if "now" in body else None
     with runtime().store.begin() as conn:
-        partners.reset_partner(conn, partner_id, start)
-        return json_response(clock_mode.current(conn, partner_id).to_json())  # with its mode
+        partners.reset_partner(conn, partner_id, runtime().services.resets, start)
+        return json_response(clock_mode.current(conn, partner_id, *_clockwork()).to_json())  # with its mode
 
 
 @bp.get("/partners/<partner_id>/audit")
@@ -343,7 +351,7 @@ def activate_kss_device(partner_id: str, subscriber_id: str) -> Response:
     body = json_body(CONTRACT, "activateKssDevice", optional=True)
     with runtime().store.begin() as conn:
         ctx = _admin_context(conn, partner_id)
-        ctx = clock_mode.caught_up(conn, ctx)
+        ctx = clock_mode.caught_up(conn, ctx, runtime().services.due_sources)
         at = _datetime(body["at"], "at") if "at" in body else None
         return json_response(kss_rules.activate_device(conn, ctx, subscriber_id, at), 201)
 

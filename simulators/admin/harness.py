@@ -86,7 +86,9 @@ def _query_filters() -> journal.Filters:
 @bp.post("/partners/<partner_id>/faults")
 def create_fault(partner_id: str) -> Response:
     body = json_body(CONTRACT, "createFault")
-    spec = faults.normalise(body, harness.operations_by_service(), runtime().settings.fault_seed)
+    spec = faults.normalise(
+        body, harness.operations_by_service(), runtime().settings.fault_seed, runtime().services.fault_kinds
+    )
     with runtime().store.begin() as conn:
         partners.load_partner(conn, partner_id)
         created = faults.create(conn, partner_id, spec)

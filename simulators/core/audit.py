@@ -7,14 +7,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ksimkit.simulators.core.clock import Clock, flush, insert, iso_utc, system_now
+from ksimkit.simulators.core.bulk import flush, insert
+from ksimkit.simulators.core.clock import PartnerClock, iso_utc, system_now
 from ksimkit.simulators.core.store import audit_log
 
 
 def record(
     conn: Connection,
     partner_id: str,
-    clock: Clock,
+    clock: PartnerClock,
     *,
     actor: str,
     service: str,

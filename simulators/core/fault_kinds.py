@@ -25,6 +25,8 @@ class FaultKind:
     answered_by: str | None = None  # None: the harness applies it to any answer; else the service that answers it
     takes_when: bool = True  # False: the work is always applied (a delay changes only the answer's time)
     rolls_back: bool = True  # `before` undoes the whole request's work (False: the front end leaves out its part)
+    requires: tuple[str, ...] = ()  # common fields a rule of this kind must give (a delay's delay_ms)
+    sends_answer: bool = True  # False: the client gets no answer at all (the journal records none)
     apply: WireApply | None = None  # how the harness applies a wire kind (answered_by None); None: leaves it as is
 
 

@@ -22,23 +22,10 @@ from sqlalchemy.engine import Connection
 
 from ksimkit.simulators.core.clock import iso_utc, system_now
 from ksimkit.simulators.core.errors import Problem, not_found
+from ksimkit.simulators.core.fault_kinds import FaultKind, FaultKinds
 from ksimkit.simulators.core.store import fault_rules
 
 SERVICES = ("korm", "kss", "kss-rest")
-KINDS = ("delay", "status", "soap_fault", "transaction_error", "unit_error", "malformed", "truncated", "drop")
-KSS_KINDS = ("soap_fault", "transaction_error", "unit_error")  # answered in the KSS SOAP shape: service kss only
-WIRE_KINDS = ("delay", "status", "malformed", "truncated", "drop")  # applied by the harness to any answer
-# The fields each kind takes besides the common ones, with their defaults (None: computed).
-KIND_FIELDS: dict[str, dict[str, Any]] = {
-    "delay": {},
-    "status": {"status": 503, "code": None, "message": None, "retry_after": None},
-    "soap_fault": {"fault_code": "Server", "message": None},
-    "transaction_error": {"error_code": 99, "message": None},
-    "unit_error": {"error_code": 99, "message": None},
-    "malformed": {},
-    "truncated": {},
-    "drop": {},
-}
 COMMON = ("kind", "service", "operation", "times", "probability", "seed", "when", "delay_ms", "delay_max_ms")
 
 
@@ -55,14 +42,22 @@ def _status_code(status: int) -> str:
         return f"HTTP_{status}"
 
 
-def normalise(body: Mapping[str, Any], operations: Mapping[str, Iterable[str]], default_seed: int) -> dict[str, Any]:
+def normalise(
+    body: Mapping[str, Any], operations: Mapping[str, Iterable[str]], default_seed: int, kinds: FaultKinds
+) -> dict[str, Any]:
     """A rule's spec with its defaults, or ``Problem`` 422 for what the schema cannot say (the body already
     passed the contract's schema). ``operations``: the names each service's rules may use."""
     kind = body["kind"]
+    if kind not in kinds:
+        raise _invalid("/kind", f"{kind!r} is not a fault kind; known: {', '.join(kinds)}")
+    declared = kinds[kind]
     service = body.get("service")
-    if kind in KSS_KINDS and service != "kss":
-        raise _invalid("/service", f'a {kind} is a KSS SOAP answer: the rule needs "service": "kss"')
-    foreign = sorted(k for k in body if k not in COMMON and k not in KIND_FIELDS[kind])
+    if declared.answered_by is not None and service != declared.answered_by:
+        raise _invalid(
+            "/service",
+            f'a {kind} is a {declared.answered_by.upper()} answer: the rule needs "service": "{declared.answered_by}"',
+        )
+    foreign = sorted(k for k in body if k not in COMMON and k not in declared.fields)
     if foreign:
         raise _invalid(f"/{foreign[0]}", f"{', '.join(foreign)} does not apply to a {kind} fault")
     operation = body.get("operation")
@@ -73,11 +68,11 @@ def normalise(body: Mapping[str, Any], operations: Mapping[str, Iterable[str]], 
                 "/operation",
                 f"{operation!r} is not an operation of {service or 'any service'}; known: {', '.join(sorted(known))}",
             )
-    if kind == "delay":
-        if "delay_ms" not in body:
-            raise _invalid("/delay_ms", "a delay fault needs delay_ms")
-        if "when" in body:
-            raise _invalid("/when", "a delay changes nothing but the answer's time: the request is always applied")
+    for name in declared.requires:
+        if name not in body:
+            raise _invalid(f"/{name}", f"a {kind} fault needs {name}")
+    if not declared.takes_when and "when" in body:
+        raise _invalid("/when", f"a {kind} changes nothing but the answer's time: the request is always applied")
     if "delay_max_ms" in body:
         if "delay_ms" not in body:
             raise _invalid("/delay_max_ms", "delay_max_ms needs delay_ms (the random delay's lower bound)")
@@ -87,14 +82,14 @@ def normalise(body: Mapping[str, Any], operations: Mapping[str, Iterable[str]], 
         "kind": kind,
         "service": service,
         "operation": operation,
-        "when": body.get("when", "after" if kind == "delay" else "before"),
+        "when": body.get("when", "before" if declared.takes_when else "after"),
         "times": body.get("times"),
         "probability": body.get("probability"),
         "seed": body.get("seed", default_seed),
         "delay_ms": body.get("delay_ms"),
         "delay_max_ms": body.get("delay_max_ms"),
     }
-    for name, default in KIND_FIELDS[kind].items():
+    for name, default in declared.fields.items():
         spec[name] = body.get(name, default)
     if kind == "status" and spec["code"] is None:
         spec["code"] = _status_code(spec["status"])
@@ -164,6 +159,7 @@ class Fault:
     spec: dict[str, Any]
     firing: int  # 1 for the rule's first firing
     delay_s: float  # how long the answer waits (0: not at all)
+    declared: FaultKind  # what its kind is and how it is applied
 
     @property
     def kind(self) -> str:
@@ -175,9 +171,9 @@ class Fault:
 
     @property
     def rolls_back(self) -> bool:
-        """The request's work is undone: ``before`` faults but a delay (the request is applied, late) and a
-        unit error (the front end leaves the faulted units out; the others apply)."""
-        return self.when == "before" and self.kind not in ("delay", "unit_error")
+        """The request's work is undone: ``before`` faults of a kind that takes ``when`` and undoes the whole
+        request (a unit error does not: the front end leaves the faulted units out; the others apply)."""
+        return self.when == "before" and self.declared.takes_when and self.declared.rolls_back
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -194,7 +190,7 @@ def _draw(seed: int, count: int, purpose: str) -> random.Random:
 
 
 def choose(
-    conn: Connection, partner_id: str, service: str, operation: str | None, items: tuple[str, ...]
+    conn: Connection, partner_id: str, service: str, operation: str | None, items: tuple[str, ...], kinds: FaultKinds
 ) -> tuple[Fault | None, bool]:
     """The fault of this request, if a rule fires, and whether any rule matched (its counters then changed).
 
@@ -226,5 +222,5 @@ def choose(
         delay_ms = spec.get("delay_ms") or 0
         if spec.get("delay_max_ms") is not None:
             delay_ms = _draw(spec["seed"], row.fired + 1, "delay").randint(delay_ms, spec["delay_max_ms"])
-        return Fault(row.id, spec, row.fired + 1, delay_ms / 1000), True
+        return Fault(row.id, spec, row.fired + 1, delay_ms / 1000, kinds[spec["kind"]]), True
     return None, touched

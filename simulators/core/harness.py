@@ -1,7 +1,7 @@
 """The test harness's one interception point: fault injection, strict contract mode and the request journal.
 
-Every front end of a simulated service (KORM REST, KSS SOAP, KSS REST) registers itself with ``register`` and
-runs each call through ``serve(identify, work)``:
+Every front end of a simulated service (KORM REST, KSS SOAP, KSS REST) is a ``Front`` its service lists
+(``core.service``), and runs each call through ``serve(identify, work)``:
 
     identify(conn) -> CallContext        who calls (raises the front end's own refusal when nobody)
     work(conn, ctx, fault) -> Response   the call itself; ``fault`` is the fault that fired, for the kinds only
@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +42,7 @@ from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.core.faults import Fault
 from ksimkit.simulators.core.openapi import Violation
-from ksimkit.simulators.core.partners import on_reset, partner_by_token
+from ksimkit.simulators.core.partners import partner_by_token
 from ksimkit.simulators.core.store import (
     fault_rules,
     lock_partner,
@@ -57,7 +56,7 @@ from ksimkit.simulators.core.web import bearer_token, problem_response, runtime
 
 log = logging.getLogger("ksim.harness")
 
-__all__ = ["Exchange", "NonConforming", "Service", "exchange", "install", "register", "rest_service", "serve"]
+__all__ = ["Exchange", "Front", "NonConforming", "exchange", "install", "rest_front", "serve"]
 
 # Request headers kept in a journal entry; the credentials are masked.
 _SECRET_HEADERS = ("authorization", "cookie", "proxy-authorization")
@@ -67,8 +66,8 @@ _PASSWORD = re.compile(
 
 
 @dataclass(frozen=True)
-class Service:
-    """A simulated service as the harness sees it."""
+class Front:
+    """A front end of a simulated service as the harness sees it."""
 
     name: str  # korm, kss, kss-rest: the `service` of fault rules and journal entries
     prefix: str  # its requests' path prefix
@@ -78,15 +77,7 @@ class Service:
     rest: bool = True  # bearer-token partners; problem+json refusals
 
 
-_services: dict[str, Service] = {}
-
-
-def register(service: Service) -> Service:
-    _services[service.name] = service
-    return service
-
-
-def rest_service(name: str, prefix: str, contract: str) -> Service:
+def rest_front(name: str, prefix: str, contract: str) -> Front:
     """A REST service whose requests are checked against ``contracts/<contract>`` (path, query, headers, body)."""
 
     def describe(req: Request) -> str | None:
@@ -103,11 +94,11 @@ def rest_service(name: str, prefix: str, contract: str) -> Service:
     def operations() -> list[str]:
         return [op.operation_id for op in runtime().contracts[contract].operations]
 
-    return register(Service(name, prefix, operations, describe, violations))
+    return Front(name, prefix, operations, describe, violations)
 
 
 def operations_by_service() -> dict[str, list[str]]:
-    return {name: list(service.operations()) for name, service in _services.items()}
+    return {front.name: list(front.operations()) for front in runtime().services.fronts}
 
 
 class NonConforming(Exception):
@@ -125,7 +116,7 @@ _UNREAD = object()
 class Exchange:
     """What the harness knows of the request at hand (``flask.g``)."""
 
-    service: Service
+    service: Front
     started: float
     at: Any  # system time, aware UTC
     operation: str | None
@@ -203,13 +194,15 @@ def serve(
     raised: BaseException | None = None
     journaled = False
     with runtime().store.begin() as conn:
-        ctx = clock_mode.caught_up(conn, identify(conn))  # a running clock moves to wall time first
+        ctx = clock_mode.caught_up(conn, identify(conn), runtime().services.due_sources)  # a running clock first
         if ex is None:  # not a registered service's request (a unit test calling a view, say)
             return work(conn, ctx, None)
         ex.partner_id, ex.partner_now = ctx.partner_id, ctx.clock.now
         strict, has_rules = _switches(conn, ctx.partner_id)
         fault, touched = (
-            faults.choose(conn, ctx.partner_id, ex.service.name, ex.operation, ex.items) if has_rules else (None, False)
+            faults.choose(conn, ctx.partner_id, ex.service.name, ex.operation, ex.items, runtime().services.fault_kinds)
+            if has_rules
+            else (None, False)
         )
         ex.fault = fault
         if not touched:  # the usual path: a refusal rolls everything back
@@ -235,73 +228,6 @@ def serve(
 
 
 # ============================================================================================ the wire
-
-
-def _socket_of(environ: dict[str, Any]) -> socket.socket | None:
-    return environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
-
-
-def _hang_up(environ: dict[str, Any]) -> None:
-    """Close the connection under the server: the client gets no (more) bytes. Without a socket (an in-process
-    WSGI transport) the closest thing is an exception out of the answer's body."""
-    sock = _socket_of(environ)
-    if sock is None:
-        raise ConnectionAbortedError("ksim test harness: the connection is dropped (fault rule)")
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-def _truncated(head: bytes, environ: dict[str, Any]) -> Iterator[bytes]:
-    if head:
-        yield head
-    _hang_up(environ)
-
-
-def _dropped(environ: dict[str, Any]) -> Iterator[bytes]:
-    _hang_up(environ)
-    yield from ()
-
-
-def _half(body: bytes) -> bytes:
-    """The first half of a body, cut between UTF-8 characters (so a client fails on the syntax, not the encoding)."""
-    head = body[: len(body) // 2]
-    while head and head[-1] & 0xC0 == 0x80:  # a continuation byte: drop the whole character
-        head = head[:-1]
-    return head[:-1] if head and head[-1] >= 0xC0 else head
-
-
-def _on_wire(fault: Fault, response: Response) -> tuple[Response, bytes | None]:
-    """The answer the client gets under a wire fault, and its body as sent (``None``: no answer at all)."""
-    kind, spec = fault.kind, fault.spec
-    environ = request.environ
-    if kind == "delay":
-        return response, None
-    if kind == "status":
-        problem = Problem(
-            spec["status"],
-            spec["code"],
-            spec["message"] or f"injected by the ksim test harness (fault rule {fault.rule_id})",
-            fault=fault.rule_id,
-        )
-        answer = problem_response(problem)
-        if spec.get("retry_after") is not None:
-            answer.headers["Retry-After"] = str(spec["retry_after"])
-        return answer, None
-    if kind == "drop":
-        answer = Response(_dropped(environ), status=response.status_code)
-        return answer, None
-    body = response.get_data()
-    content_type = response.headers.get("Content-Type", "application/octet-stream")
-    if kind == "malformed":  # half the answer, then bytes no JSON or XML parser takes (a NUL is in neither)
-        broken = _half(body) + b"\x00<<ksim: malformed answer>>"
-        return Response(broken, status=response.status_code, content_type=content_type), broken
-    assert kind == "truncated"  # the headers of the whole answer, half its body, then the connection closes
-    head = _half(body)
-    answer = Response(_truncated(head, environ), status=response.status_code, content_type=content_type)
-    answer.headers["Content-Length"] = str(len(body))
-    return answer, head
 
 
 def _clip(raw: bytes | None, limit: int, masked: bool = False) -> dict[str, Any] | None:
@@ -335,8 +261,8 @@ def _finish(response: Response) -> Response:
     if fault is not None:
         if fault.delay_s:
             time.sleep(fault.delay_s)  # outside every transaction: other requests go on meanwhile
-        if fault.kind in faults.WIRE_KINDS:
-            response, sent = _on_wire(fault, response)
+        if fault.declared.answered_by is None and fault.declared.apply is not None:
+            response, sent = fault.declared.apply(fault, response, request.environ)
         response.headers["X-Ksim-Fault"] = fault.rule_id  # which rule answered (nobody reads it on a drop)
     try:
         _record(ex, response, sent, answer_status)
@@ -399,7 +325,7 @@ def _record_in(conn: Connection, ex: Exchange, response: Response) -> bool:
 def _row(ex: Exchange, partner_id: str, response: Response, sent: bytes | None, answer_status: int) -> dict[str, Any]:
     settings = runtime().settings
     fault = ex.fault
-    dropped = fault is not None and fault.kind == "drop"
+    dropped = fault is not None and not fault.declared.sends_answer
     if dropped:
         answer = None
     else:
@@ -438,9 +364,9 @@ def _row(ex: Exchange, partner_id: str, response: Response, sent: bytes | None, 
 
 def _begin() -> None:
     path = request.path
-    for service in _services.values():
-        if path == service.prefix.rstrip("/") or path.startswith(service.prefix.rstrip("/") + "/"):
-            g.ksim_exchange = Exchange(service, time.perf_counter(), system_now(), service.describe(request))
+    for front in runtime().services.fronts:
+        if path == front.prefix.rstrip("/") or path.startswith(front.prefix.rstrip("/") + "/"):
+            g.ksim_exchange = Exchange(front, time.perf_counter(), system_now(), front.describe(request))
             return
 
 
@@ -464,8 +390,7 @@ def install(app: Flask) -> None:
     app.register_error_handler(NonConforming, _non_conforming)
 
 
-@on_reset
-def _reset(conn: Connection, partner_id: str) -> None:
+def reset(conn: Connection, partner_id: str) -> None:
     """A reset partner starts with no fault rules and an empty journal (its strict switch stays, as a setting)."""
     conn.execute(sa.delete(fault_rules).where(fault_rules.c.partner_id == partner_id))
     conn.execute(sa.delete(journal_table).where(journal_table.c.partner_id == partner_id))

@@ -8,6 +8,7 @@ every violation listed, including those the server tolerates.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -183,10 +184,15 @@ def _read_as(value: str, types: tuple[str, ...]) -> Any:
 
 
 class Contract:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, enums: Mapping[str, list[str]] | None = None) -> None:
+        """``enums``: component schemas whose ``enum`` the app fills from its own vocabulary (the fault kinds)."""
         self.path = path
         self.text = path.read_text(encoding="utf-8")
         self.spec: dict[str, Any] = _parsed(path, self.text)
+        if enums:
+            self.spec = copy.deepcopy(self.spec)  # _parsed is shared by every app of the process
+            for name, values in enums.items():
+                self.spec["components"]["schemas"][name]["enum"] = list(values)
         self._pointers: dict[str, str] = {}
         for route, item in self.spec.get("paths", {}).items():
             for method, op in item.items():

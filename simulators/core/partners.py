@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ksimkit.simulators.core.clock import Clock, iso_utc, system_now
+from ksimkit.simulators.core.clock import PartnerClock, iso_utc, system_now
 from ksimkit.simulators.core.errors import conflict, not_found, unprocessable
 from ksimkit.simulators.core.store import (
     activation_codes,
@@ -30,15 +30,9 @@ from ksimkit.simulators.core.store import (
 PROGRAMMES = ("xsp", "reseller", "msp")
 BILLING_PERIODS = ("calendar_month", "30_days")
 
-# Called as hook(conn, partner_id) to delete a service's data when a partner is reset.
+# Called as hook(conn, partner_id) to delete a service's data when a partner is reset or deleted. Each service
+# declares its own (``core.service.Service.resets``); a reset is handed the app's.
 ResetHook = Callable[[Connection, str], None]
-_reset_hooks: list[ResetHook] = []
-
-
-def on_reset(hook: ResetHook) -> ResetHook:
-    if hook not in _reset_hooks:
-        _reset_hooks.append(hook)
-    return hook
 
 
 @dataclass(frozen=True)
@@ -49,7 +43,7 @@ class Partner:
     msp_registered: bool
     timezone: str
     billing_period: str
-    clock: Clock
+    clock: PartnerClock
 
     @classmethod
     def from_row(cls, row: Any) -> Partner:
@@ -60,7 +54,7 @@ class Partner:
             row.msp_registered,
             row.timezone,
             row.billing_period,
-            Clock(row.clock_now, row.timezone),
+            PartnerClock(row.clock_now, row.timezone),
         )
 
 
@@ -79,7 +73,7 @@ def set_strict_contract(conn: Connection, partner_id: str, strict: bool | None) 
 
 
 def _row_json(row: Any) -> dict[str, Any]:
-    clock = Clock(row.clock_now, row.timezone)
+    clock = PartnerClock(row.clock_now, row.timezone)
     return {
         "id": row.id,
         "name": row.name,
@@ -229,7 +223,9 @@ def rotate_credentials(conn: Connection, partner_id: str) -> dict[str, Any]:
     return {"token": token, "kss": {"username": row.kss_username, "password": password}}
 
 
-def reset_partner(conn: Connection, partner_id: str, start: dt.datetime | None = None) -> Clock:
+def reset_partner(
+    conn: Connection, partner_id: str, hooks: Sequence[ResetHook], start: dt.datetime | None = None
+) -> PartnerClock:
     """Delete everything the partner did and put its clock back to its start (or to a new ``start``: a pooled
     partner reused by the next scenario); credentials stay.
 
@@ -246,21 +242,21 @@ def reset_partner(conn: Connection, partner_id: str, start: dt.datetime | None =
         start = row.clock_start
     # The clock first: the services' reset hooks (a running clock's) see the start it goes back to.
     conn.execute(sa.update(partners).where(partners.c.id == partner_id).values(clock_start=start, clock_now=start))
-    for hook in _reset_hooks:
+    for hook in hooks:
         hook(conn, partner_id)
     conn.execute(sa.delete(audit_log).where(audit_log.c.partner_id == partner_id))
     conn.execute(sa.delete(idempotency).where(idempotency.c.partner_id == partner_id))
-    return Clock(start, row.timezone)
+    return PartnerClock(start, row.timezone)
 
 
-def delete_partner(conn: Connection, partner_id: str) -> None:
+def delete_partner(conn: Connection, partner_id: str, hooks: Sequence[ResetHook]) -> None:
     """The partner and everything of it: its services' data, journal, fault rules, audit, settings. Other partners
     are untouched. The activation codes it was issued stay reserved, as after a reset: a code is never issued
     twice (KORM-STOP-2)."""
     row = conn.execute(lock_partner(sa.select(partners.c.id).where(partners.c.id == partner_id))).first()
     if row is None:
         raise not_found("PARTNER_NOT_FOUND", f"no partner {partner_id!r}")
-    for hook in _reset_hooks:
+    for hook in hooks:
         hook(conn, partner_id)
     # Whatever else names the partner (tables the hooks do not know), children before parents.
     for table in reversed(metadata.sorted_tables):

@@ -16,9 +16,8 @@ sleep in SQLite's busy handler (backing off by milliseconds) and miss its turn; 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from decimal import Decimal
 from pathlib import Path
@@ -28,13 +27,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 metadata = sa.MetaData()
-
-# Service modules that add their tables to ``metadata``; imported before ``create_all``.
-TABLE_MODULES = (
-    "ksimkit.simulators.korm.tables",
-    "ksimkit.simulators.kss.tables",
-    "ksimkit.simulators.core.clock_mode",
-)
 
 
 class UTCDateTime(sa.TypeDecorator[dt.datetime]):
@@ -166,6 +158,9 @@ journal = sa.Table(
     sa.Index("ix_journal_partner_id_id", "partner_id", "id"),
 )
 
+# The store's own tables; each service declares its own (``core.service.Service.tables``).
+CORE_TABLES = (partners, audit_log, activation_codes, idempotency, partner_settings, fault_rules, journal)
+
 
 def _sqlite_setup(engine: Engine) -> None:
     """WAL and BEGIN IMMEDIATE: several gunicorn workers share one file without lost updates or lock upgrades."""
@@ -222,13 +217,13 @@ class Store:
         else:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True, isolation_level="READ COMMITTED")
 
-    def create_schema(self) -> None:
-        """Create the missing tables; several processes starting at once on one PostgreSQL take turns."""
-        for module in TABLE_MODULES:
-            importlib.import_module(module)
+    def create_schema(self, tables: Iterable[sa.Table] = ()) -> None:
+        """Create the missing tables: the store's own and ``tables`` (the services', ``Services.tables``); several
+        processes starting at once on one PostgreSQL take turns."""
+        wanted = [*CORE_TABLES, *tables]
         with self.engine.begin() as conn:
             serialize(conn, "ksim schema")
-            metadata.create_all(conn)
+            metadata.create_all(conn, tables=wanted)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

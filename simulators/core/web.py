@@ -8,22 +8,25 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from flask import Flask, Response, current_app, g, has_app_context, request
+from flask import Flask, Response, current_app, g, request
 from sqlalchemy.engine import Connection
 from werkzeug.exceptions import HTTPException
 
 from ksimkit.simulators.core import jsontext
 from ksimkit.simulators.core.catalog import Profile
-from ksimkit.simulators.core.clock import profile_source, system_now
+from ksimkit.simulators.core.clock import system_now
 from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.core.openapi import Contract
 from ksimkit.simulators.core.partners import Partner, partner_by_token
 from ksimkit.simulators.core.settings import Settings
 from ksimkit.simulators.core.store import Store, idempotency
+
+if TYPE_CHECKING:  # the services are wired by create_app; web serves them without importing them
+    from ksimkit.simulators.core.service import Services
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -36,16 +39,11 @@ class Runtime:
     store: Store
     profile: Profile
     contracts: dict[str, Contract]
+    services: Services  # the services served, and what derives from them (fronts, due sources, fault kinds...)
 
 
 def runtime() -> Runtime:
     return current_app.extensions["ksim"]
-
-
-@profile_source
-def _app_profile() -> Profile | None:
-    """A clock moved while the app serves a request prices its due events with the app's vendor profile."""
-    return runtime().profile if has_app_context() and "ksim" in current_app.extensions else None
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -193,7 +191,7 @@ def require_admin() -> None:
 
 def call_context(partner: Partner) -> CallContext:
     actor = request.headers.get("X-Ksim-Actor", "").strip()[:200] or partner.name
-    return CallContext(partner=partner, clock=partner.clock, profile=runtime().profile, actor=actor)
+    return CallContext(partner=partner, profile=runtime().profile, actor=actor)
 
 
 def json_body(contract: str, operation_id: str, *, optional: bool = False) -> dict[str, Any]:

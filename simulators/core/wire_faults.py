@@ -87,7 +87,12 @@ def _truncate(fault: Fault, response: Response, environ: Environ) -> tuple[Respo
 
 
 WIRE_FAULT_KINDS = (
-    FaultKind("delay", "the answer waits delay_ms (to delay_max_ms) before it goes out", takes_when=False),
+    FaultKind(
+        "delay",
+        "the answer waits delay_ms (to delay_max_ms) before it goes out",
+        takes_when=False,
+        requires=("delay_ms",),
+    ),
     FaultKind(
         "status",
         "another HTTP status, as problem+json",
@@ -96,5 +101,5 @@ WIRE_FAULT_KINDS = (
     ),
     FaultKind("malformed", "half the answer, then bytes no JSON or XML parser takes", apply=_malformed),
     FaultKind("truncated", "the whole answer's headers, half its body, then the connection closes", apply=_truncate),
-    FaultKind("drop", "the connection closes before any byte of the answer", apply=_drop),
+    FaultKind("drop", "the connection closes before any byte of the answer", sends_answer=False, apply=_drop),
 )

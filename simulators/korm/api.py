@@ -23,7 +23,6 @@ from ksimkit.simulators.korm import billing, rules
 
 CONTRACT = "korm-ss.openapi.yaml"
 bp = Blueprint("korm", __name__, url_prefix="/korm/v1")
-harness.rest_service("korm", "/korm/v1", CONTRACT)
 
 
 def _identify(conn: Any) -> CallContext:

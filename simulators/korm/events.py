@@ -31,8 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ksimkit.simulators.core import audit
-from ksimkit.simulators.core.clock import CLOSE, Due, Window, on_due
 from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.due import CLOSE, Due, Window
 from ksimkit.simulators.core.money import month_bounds
 from ksimkit.simulators.core.partners import load_partner
 from ksimkit.simulators.korm import billing
@@ -110,7 +110,7 @@ def _closings(conn: Connection, window: Window, rows: list[Any]) -> Iterator[Due
             return
         clock = window.new.at(at)
         partner = dataclasses.replace(state["partner"], clock=clock)
-        ctx = CallContext(partner=partner, clock=clock, profile=window.profile, actor=VENDOR)
+        ctx = CallContext(partner=partner, profile=window.profile, actor=VENDOR)
         found = billing.statement(conn, ctx, period, book=state["book"])
         if not found["lines"]:
             return
@@ -134,8 +134,7 @@ def _closings(conn: Connection, window: Window, rows: list[Any]) -> Iterator[Due
         yield Due(at, SERVICE, (period,), functools.partial(close, period, at), rank=CLOSE)
 
 
-@on_due
-def _due(conn: Connection, window: Window) -> Iterator[Due]:
+def due_events(conn: Connection, window: Window) -> Iterator[Due]:
     """Everything KORM does in (old, new], in time order: statement closings, then anniversaries."""
     rows = conn.execute(sa.select(subscriptions).where(subscriptions.c.partner_id == window.partner_id)).all()
     if not rows:

@@ -21,7 +21,6 @@ from ksimkit.simulators.core.clock import iso_utc
 from ksimkit.simulators.core.codes import issue_code
 from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.errors import Problem, conflict, not_found, unprocessable
-from ksimkit.simulators.core.partners import on_reset
 from ksimkit.simulators.korm.tables import approval_codes, history, subscriptions
 
 PAYG, YEARLY, LEGACY = "payg", "yearly", "legacy"
@@ -568,8 +567,7 @@ def list_approval_codes(conn: Connection, ctx: CallContext) -> list[dict[str, An
     return [approval_code_json(r) for r in rows]
 
 
-@on_reset
-def _reset(conn: Connection, partner_id: str) -> None:
+def reset(conn: Connection, partner_id: str) -> None:
     ids = sa.select(subscriptions.c.id).where(subscriptions.c.partner_id == partner_id)
     conn.execute(sa.delete(history).where(history.c.subscription_id.in_(ids)))
     conn.execute(sa.delete(subscriptions).where(subscriptions.c.partner_id == partner_id))

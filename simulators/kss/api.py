@@ -22,7 +22,6 @@ from ksimkit.simulators.kss import billing, rules
 CONTRACT = "kss-rest.openapi.yaml"
 MAX_ID = 200  # a SubscriberId is stored in up to 200 characters
 bp = Blueprint("kss", __name__, url_prefix="/kss/v1")
-harness.rest_service("kss-rest", "/kss/v1", CONTRACT)
 
 
 def _run(action: Callable[[Any, CallContext], Response]) -> Response:

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 from ksimkit.simulators.core.fault_kinds import FaultKind
 
-KSS_FAULT_KINDS = (
-    FaultKind("soap_fault", "a SOAP 1.1 fault instead of the answer", {"fault_code": "Server", "message": None}, "kss"),
-    FaultKind(
-        "transaction_error",
-        "a TransactionError on the whole container",
-        {"error_code": 99, "message": None},
-        "kss",
-    ),
-    FaultKind(
-        "unit_error",
-        "an error answer on the units the rule names (before: they are not applied; after: they were)",
-        {"error_code": 99, "message": None},
-        "kss",
-        rolls_back=False,
-    ),
+SOAP_FAULT = FaultKind(
+    "soap_fault", "a SOAP 1.1 fault instead of the answer", {"fault_code": "Server", "message": None}, "kss"
 )
+TRANSACTION_ERROR = FaultKind(
+    "transaction_error", "a TransactionError on the whole container", {"error_code": 99, "message": None}, "kss"
+)
+UNIT_ERROR = FaultKind(
+    "unit_error",
+    "an error answer on the units the rule names (before: they are not applied; after: they were)",
+    {"error_code": 99, "message": None},
+    "kss",
+    rolls_back=False,
+)
+KSS_FAULT_KINDS = (SOAP_FAULT, TRANSACTION_ERROR, UNIT_ERROR)

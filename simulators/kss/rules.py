@@ -50,12 +50,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ksimkit.simulators.core import audit
+from ksimkit.simulators.core.bulk import insert
 from ksimkit.simulators.core.catalog import KssProduct
-from ksimkit.simulators.core.clock import CLOSE, Clock, Due, Window, insert, iso_utc, on_due
+from ksimkit.simulators.core.clock import PartnerClock, iso_utc
 from ksimkit.simulators.core.codes import issue_code
 from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.due import CLOSE, Due, Window
 from ksimkit.simulators.core.errors import conflict, not_found, unprocessable
-from ksimkit.simulators.core.partners import Partner, load_partner, on_reset
+from ksimkit.simulators.core.partners import Partner, load_partner
 from ksimkit.simulators.kss import billing
 from ksimkit.simulators.kss.model import (
     Activate,
@@ -862,7 +864,7 @@ _START, _PAUSE_END, _TRIAL_END, _RENEW, _END = range(len(_EVENTS))
 
 def _next_boundary(partner: Partner, after: dt.datetime, first_paid: dt.date | None) -> dt.datetime | None:
     """The first billing-period start strictly after ``after`` (KSS-RENEW-1)."""
-    zone = Clock(after, partner.timezone).zone
+    zone = PartnerClock(after, partner.timezone).zone
     day = after.astimezone(zone).date()
     if partner.billing_period == billing.CALENDAR_MONTH:
         candidate = day.replace(day=1)
@@ -890,7 +892,7 @@ class _Boundaries:
         self.partner = partner
         self.starts: list[dt.datetime] = []
         if partner.billing_period == billing.CALENDAR_MONTH:
-            zone = Clock(old, partner.timezone).zone
+            zone = PartnerClock(old, partner.timezone).zone
             month = old.astimezone(zone).date().replace(day=1)
             while True:  # from the month of ``old`` to the first start after ``new``
                 self.starts.append(billing.local_midnight(month, zone))
@@ -1012,7 +1014,7 @@ def _apply_at(
     at: dt.datetime,
     events: list[tuple[str, int]],
 ) -> None:
-    clock = Clock(at, partner.timezone)
+    clock = PartnerClock(at, partner.timezone)
     for sid, rank in events:
         _apply_due(conn, partner, states[sid], at, sid, rank, clock)
 
@@ -1024,7 +1026,7 @@ def _apply_due(
     at: dt.datetime,
     subscriber_id: str,
     rank: int,
-    clock: Clock,
+    clock: PartnerClock,
 ) -> None:
     """One event on the subscription whose current row is ``state`` (kept in memory through the whole move)."""
     event = _EVENTS[rank]
@@ -1113,8 +1115,8 @@ def _bill_closings(conn: Connection, partner: Partner, window: Window, rows: lis
             book = billing.load_book(conn, partner, window.new.now + dt.timedelta(days=2))
         if period in closed:
             return
-        clock = Clock(at, partner.timezone)
-        ctx = CallContext(partner=replace(partner, clock=clock), clock=clock, profile=window.profile, actor=VENDOR)
+        clock = PartnerClock(at, partner.timezone)
+        ctx = CallContext(partner=replace(partner, clock=clock), profile=window.profile, actor=VENDOR)
         found = billing.bill(conn, ctx, period, book=book)
         if not found["lines"]:
             return
@@ -1145,8 +1147,7 @@ def _bill_closings(conn: Connection, partner: Partner, window: Window, rows: lis
         yield Due(at, "kss", (period,), functools.partial(close, period, at), rank=CLOSE)
 
 
-@on_due
-def _due(conn: Connection, window: Window) -> Iterator[Due]:
+def due_events(conn: Connection, window: Window) -> Iterator[Due]:
     """Everything KSS does in (old, new], in time order: bill closings, then each subscription's events."""
     rows = conn.execute(
         sa.select(subscriptions)
@@ -1161,7 +1162,7 @@ def _due(conn: Connection, window: Window) -> Iterator[Due]:
     states = {row.subscriber_id: row._asdict() for row in live}
     first_paid: dict[str, dt.date | None] = {}
     if partner.billing_period == billing.THIRTY_DAYS:  # the anchors of 30-day periods, from one read
-        horizon = billing.local_midnight(new.date() + dt.timedelta(days=2), Clock(new, partner.timezone).zone)
+        horizon = billing.local_midnight(new.date() + dt.timedelta(days=2), PartnerClock(new, partner.timezone).zone)
         first_paid = billing.first_paid_days(conn, partner, [row for row in live if row.end_time is None], horizon)
     boundaries = _Boundaries(partner, old, new)
     streams = [_due_events(row, old, new, first_paid.get(row.subscriber_id), boundaries) for row in live]
@@ -1169,8 +1170,7 @@ def _due(conn: Connection, window: Window) -> Iterator[Due]:
     yield from heapq.merge(_bill_closings(conn, partner, window, rows), changes, key=_order)
 
 
-@on_reset
-def _reset(conn: Connection, partner_id: str) -> None:
+def reset(conn: Connection, partner_id: str) -> None:
     for table in (history, subscriptions, transactions, code_pools, prepaid):
         conn.execute(sa.delete(table).where(table.c.partner_id == partner_id))
 

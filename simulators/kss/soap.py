@@ -50,6 +50,7 @@ from ksimkit.simulators.core.partners import partner_by_kss_credentials
 from ksimkit.simulators.core.web import call_context, close_connection, runtime
 from ksimkit.simulators.kss import rules
 from ksimkit.simulators.kss import xml as kxml
+from ksimkit.simulators.kss.faults import SOAP_FAULT, TRANSACTION_ERROR, UNIT_ERROR
 from ksimkit.simulators.kss.model import (
     ItemError,
     ItemResult,
@@ -98,15 +99,14 @@ class _Read:
     payload_valid: bool = False
 
 
-harness.register(
-    harness.Service(
-        "kss",
-        "/kss/soap/",
-        lambda: (kxml.OPERATION, *kxml.ITEM_KINDS),
-        lambda req: kxml.OPERATION if req.method == "POST" else None,
-        _verdict,
-        rest=False,
-    )
+# The SOAP front end as the harness sees it (``core.service``): fault rules name the operation or an item kind.
+FRONT = harness.Front(
+    "kss",
+    "/kss/soap/",
+    lambda: (kxml.OPERATION, *kxml.ITEM_KINDS),
+    lambda req: kxml.OPERATION if req.method == "POST" else None,
+    _verdict,
+    rest=False,
 )
 
 
@@ -204,12 +204,12 @@ def _post() -> Response:
             read.payload_valid = parsed.exact  # read_container checked the schema first (of a tolerated copy: no)
             answer = _process(conn, ctx, _faulted_units(parsed, fault))
             _fault_results(answer, parsed, fault)
-        if fault is not None and fault.kind == "soap_fault":
+        if fault is not None and fault.kind == SOAP_FAULT.name:
             return _fault(
                 fault.spec["fault_code"],
                 fault.spec["message"] or f"injected by the ksim test harness (fault rule {fault.rule_id})",
             )
-        if fault is not None and fault.kind == "transaction_error":
+        if fault is not None and fault.kind == TRANSACTION_ERROR.name:
             answer = ResponseContainer(
                 ctx.clock.now,
                 answer.transaction_id,
@@ -264,7 +264,7 @@ def _hit(fault: Fault, item_kind: str) -> bool:
 
 def _faulted_units(parsed: kxml.Parsed, fault: Fault | None) -> kxml.Parsed:
     """A unit_error ``before``: the units it names are answered with its error and never reach the rules."""
-    if fault is None or fault.kind != "unit_error" or fault.when != "before":
+    if fault is None or fault.kind != UNIT_ERROR.name or fault.when != "before":
         return parsed
     units = tuple(
         ItemError(kind(u), u.unit_id, u.subscriber_id, fault.spec["error_code"], _fault_message(fault))
@@ -277,7 +277,7 @@ def _faulted_units(parsed: kxml.Parsed, fault: Fault | None) -> kxml.Parsed:
 
 def _fault_results(answer: ResponseContainer, parsed: kxml.Parsed, fault: Fault | None) -> None:
     """A unit_error ``after``: the units it names were applied, but their answers say they failed."""
-    if fault is None or fault.kind != "unit_error" or fault.when != "after" or answer.transaction_error is not None:
+    if fault is None or fault.kind != UNIT_ERROR.name or fault.when != "after" or answer.transaction_error is not None:
         return
     kept: list[ItemResult] = []
     for result in answer.results:

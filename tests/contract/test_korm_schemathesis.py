@@ -22,8 +22,11 @@ from ksimkit.simulators.app import create_app
 from ksimkit.simulators.core.partners import create_partner, reset_partner
 from ksimkit.simulators.core.settings import Settings
 from ksimkit.simulators.core.web import Runtime
+from ksimkit.simulators.services import default_services
 from tests.reliability.figures import record
 from tests.state import CallCounter, digest
+
+SERVICES = default_services()  # what a clock move runs and a reset clears, as an app would
 
 pytestmark = pytest.mark.contract
 
@@ -86,7 +89,7 @@ class KormStateMachine(korm.as_state_machine()):  # type: ignore[misc]
     def setup(self) -> None:
         # Each run starts from an empty partner at a fixed clock, so runs replay the same way.
         with _RUNTIME.store.begin() as conn:
-            reset_partner(conn, PARTNER["id"])
+            reset_partner(conn, PARTNER["id"], SERVICES.resets)
 
 
 TestKormStateful = KormStateMachine.TestCase

@@ -21,15 +21,18 @@ import schemathesis
 from schemathesis.config import SchemathesisConfig
 
 from ksimkit.simulators.app import create_app
-from ksimkit.simulators.core.clock import move_clock
 from ksimkit.simulators.core.context import CallContext
+from ksimkit.simulators.core.due import move_clock
 from ksimkit.simulators.core.partners import create_partner, load_partner, reset_partner
 from ksimkit.simulators.core.settings import Settings
 from ksimkit.simulators.core.web import Runtime
 from ksimkit.simulators.kss import rules
 from ksimkit.simulators.kss.model import Activate, ChangeLicenseCount, RequestContainer, SoftCancel
+from ksimkit.simulators.services import default_services
 from tests.reliability.figures import record
 from tests.state import CallCounter
+
+SERVICES = default_services()  # what a clock move runs and a reset clears, as an app would
 
 pytestmark = pytest.mark.contract
 
@@ -50,9 +53,9 @@ with _RUNTIME.store.begin() as _conn:
 
 def _send(when: dt.datetime, *items: object) -> None:
     with _RUNTIME.store.begin() as conn:
-        move_clock(conn, PARTNER["id"], when)
+        move_clock(conn, PARTNER["id"], when, sources=SERVICES.due_sources)
         partner = load_partner(conn, PARTNER["id"])
-        ctx = CallContext(partner=partner, clock=partner.clock, profile=_RUNTIME.profile, actor="schemathesis")
+        ctx = CallContext(partner=partner, profile=_RUNTIME.profile, actor="schemathesis")
         answer = rules.process(conn, ctx, RequestContainer(when, f"st-{when.isoformat()}", tuple(items)))  # type: ignore[arg-type]
     assert answer.transaction_error is None and not answer.errors, answer
 
@@ -60,7 +63,7 @@ def _send(when: dt.datetime, *items: object) -> None:
 def seed() -> None:
     """From an empty partner: acme-1 (10, then 15 KESB-SELECT), globex-1 (20 KSMS, cancelled end of April)."""
     with _RUNTIME.store.begin() as conn:
-        reset_partner(conn, PARTNER["id"])
+        reset_partner(conn, PARTNER["id"], SERVICES.resets)
     _send(
         START,
         Activate(1, "acme-1", START, None, "KESB-SELECT", 10, customer_id="acme"),
@@ -69,7 +72,7 @@ def seed() -> None:
     april = dt.datetime(2026, 4, 10, 9, tzinfo=UTC)
     _send(april, ChangeLicenseCount(1, "acme-1", 15), SoftCancel(2, "globex-1", dt.datetime(2026, 5, 1, tzinfo=UTC)))
     with _RUNTIME.store.begin() as conn:
-        move_clock(conn, PARTNER["id"], dt.datetime(2026, 5, 2, 8, tzinfo=UTC))
+        move_clock(conn, PARTNER["id"], dt.datetime(2026, 5, 2, 8, tzinfo=UTC), sources=SERVICES.due_sources)
 
 
 seed()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 import ksimkit.simulators.kss.rules  # noqa: F401  (registers the KSS clock and reset hooks)
 from ksimkit.simulators.core import audit
-from ksimkit.simulators.core.clock import move_clock
+from ksimkit.simulators.core.due import move_clock
 from ksimkit.simulators.kss import billing, rules
 from ksimkit.simulators.kss.model import (
     Activate,
@@ -24,7 +24,10 @@ from ksimkit.simulators.kss.model import (
     SubscriptionInfo,
 )
 from ksimkit.simulators.kss.tables import subscriptions
+from ksimkit.simulators.services import default_services
 from tests.conftest import World
+
+SERVICES = default_services()  # what a clock move runs and a reset clears, as an app would
 
 UTC = dt.UTC
 _unit = itertools.count(1)
@@ -105,7 +108,7 @@ class Kss:
 
     def at(self, moment: str) -> None:
         with self.world.store.begin() as conn:
-            move_clock(conn, self.partner_id, T(moment))
+            move_clock(conn, self.partner_id, T(moment), sources=SERVICES.due_sources)
 
     def go_to(self, day: str) -> None:
         self.world.go_to(day)  # 09:00 UTC that day

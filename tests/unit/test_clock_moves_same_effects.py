@@ -20,11 +20,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ksimkit.simulators.core.clock import move_clock
+from ksimkit.simulators.core.due import move_clock
 from ksimkit.simulators.core.store import audit_log
 from ksimkit.simulators.korm.tables import subscriptions
 from ksimkit.simulators.kss.tables import history as kss_history
 from ksimkit.simulators.kss.tables import subscriptions as kss_subscriptions
+from ksimkit.simulators.services import default_services
+
+SERVICES = default_services()  # what a clock move runs and a reset clears, as an app would
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -94,7 +97,7 @@ def _moved(store: Any, partner_id: str) -> None:
     for step in MOVES:
         now += step
         with store.begin() as conn:
-            move_clock(conn, partner_id, now)
+            move_clock(conn, partner_id, now, sources=SERVICES.due_sources)
 
 
 @pytest.mark.parametrize("case", sorted(KSS_CASES))

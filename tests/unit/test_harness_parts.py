@@ -16,12 +16,16 @@ from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.core.openapi import Contract
 from ksimkit.simulators.core.settings import load_settings
 from ksimkit.simulators.kss import xml as kxml
+from ksimkit.simulators.services import default_fault_kinds
 
 KORM = Contract(contracts.path("korm-ss.openapi.yaml"))
 JSON = Headers({"Content-Type": "application/json"})
 ORDER = b'{"customer_id": "acme", "sku": "KESB-SELECT-PAYG-20-49", "quantity": 25}'
 AT = dt.datetime(2026, 4, 15, 9, tzinfo=dt.UTC)
 OPERATIONS = {"korm": ["createSubscription", "listProducts"], "kss": ["SubscriptionRequest", "Activate"]}
+
+
+KINDS = default_fault_kinds()
 
 
 def where(violations: list[dict[str, str]]) -> list[tuple[str, str]]:
@@ -153,28 +157,28 @@ def test_SIM_ERR_1_soap_verdict() -> None:
 )
 def test_SIM_ERR_1_fault_rules_that_cannot_work(body: dict[str, Any], path: str) -> None:
     with pytest.raises(Problem) as caught:
-        faults.normalise(body, OPERATIONS, 0)
+        faults.normalise(body, OPERATIONS, 0, KINDS)
     assert caught.value.status == 422 and caught.value.errors[0]["path"] == path  # type: ignore[index]
 
 
 def test_fault_rule_defaults() -> None:
-    spec = faults.normalise({"kind": "status", "status": 429}, OPERATIONS, 3)
+    spec = faults.normalise({"kind": "status", "status": 429}, OPERATIONS, 3, KINDS)
     assert (spec["code"], spec["when"], spec["seed"], spec["times"]) == ("TOO_MANY_REQUESTS", "before", 3, None)
-    assert faults.normalise({"kind": "status", "status": 599}, OPERATIONS, 0)["code"] == "HTTP_599"
-    assert faults.normalise({"kind": "delay", "delay_ms": 5}, OPERATIONS, 0)["when"] == "after"
-    unit = faults.normalise({"kind": "unit_error", "service": "kss", "operation": "Activate"}, OPERATIONS, 0)
+    assert faults.normalise({"kind": "status", "status": 599}, OPERATIONS, 0, KINDS)["code"] == "HTTP_599"
+    assert faults.normalise({"kind": "delay", "delay_ms": 5}, OPERATIONS, 0, KINDS)["when"] == "after"
+    unit = faults.normalise({"kind": "unit_error", "service": "kss", "operation": "Activate"}, OPERATIONS, 0, KINDS)
     assert (unit["error_code"], unit["message"]) == (99, None)
 
 
 def test_seeded_firing_and_the_journal_bound(store: Any, world: Any) -> None:
     """Two rules with the same seed fire on the same matches; the journal keeps the latest `limit` entries."""
-    spec = faults.normalise({"kind": "drop", "probability": 0.3, "seed": 11}, OPERATIONS, 0)
+    spec = faults.normalise({"kind": "drop", "probability": 0.3, "seed": 11}, OPERATIONS, 0, KINDS)
     with store.begin() as conn:
         first = faults.create(conn, world.partner_id, spec)
-        fired = [faults.choose(conn, world.partner_id, "korm", "listProducts", ())[0] for _ in range(20)]
+        fired = [faults.choose(conn, world.partner_id, "korm", "listProducts", (), KINDS)[0] for _ in range(20)]
         faults.delete(conn, world.partner_id, first["id"])
         faults.create(conn, world.partner_id, spec)
-        again = [faults.choose(conn, world.partner_id, "korm", "listProducts", ())[0] for _ in range(20)]
+        again = [faults.choose(conn, world.partner_id, "korm", "listProducts", (), KINDS)[0] for _ in range(20)]
         assert [f is None for f in fired] == [f is None for f in again] and 0 < sum(f is not None for f in fired) < 20
         assert [f.firing for f in again if f is not None] == list(range(1, 1 + sum(f is not None for f in again)))
         for i in range(7):

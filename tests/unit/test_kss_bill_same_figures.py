@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 
-from ksimkit.simulators.core.clock import move_clock
+from ksimkit.simulators.core.due import move_clock
 from ksimkit.simulators.kss import billing
+from ksimkit.simulators.services import default_services
 from tests.unit import golden
+
+SERVICES = default_services()  # what a clock move runs and a reset clears, as an app would
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -40,7 +43,7 @@ SUBSCRIPTIONS = 60
 def test_same_bills_as_the_golden_figures(store: Any, programme: str, period: str) -> None:
     partner_id = scale.build_kss(store, SUBSCRIPTIONS, programme=programme, billing_period=period, container=40)
     with store.begin() as conn:
-        move_clock(conn, partner_id, dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC))
+        move_clock(conn, partner_id, dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC), sources=SERVICES.due_sources)
     horizon = dt.datetime(2028, 3, 1, tzinfo=dt.UTC)
     with store.begin() as conn:
         ctx = scale.context(conn, partner_id)

@@ -30,7 +30,10 @@ from ksimkit.simulators.kss.model import (
     UsageInfo,
 )
 from ksimkit.simulators.kss.tables import code_pools, history, transactions
+from ksimkit.simulators.services import default_services
 from tests.unit.conftest import Kss, T, act
+
+SERVICES = default_services()  # what a clock move runs and a reset clears, as an app would
 
 CODE_PATTERN = r"^[A-Z0-9]{5}(-[A-Z0-9]{5}){3}$"
 
@@ -587,7 +590,7 @@ def test_reset_deletes_the_partners_kss_data(make_kss: Any) -> None:
     kss.call(rules.set_code_pool, 3)
     kss.go_to("2026-04-02")
     with kss.world.store.begin() as conn:
-        reset_partner(conn, kss.partner_id)
+        reset_partner(conn, kss.partner_id, SERVICES.resets)
     assert kss.count_subscriptions() == 0 and other.count_subscriptions() == 1
     assert kss.send(act("s1"), txn="T1").transaction_error is None  # TransactionIds forgotten too
     assert isinstance(kss.one(GetInfo(1, "s1")), ItemResult)

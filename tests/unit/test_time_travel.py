@@ -34,14 +34,18 @@ from typing import Any
 import pytest
 
 from ksimkit.simulators.core import audit
-from ksimkit.simulators.core.clock import CLOSE, Window, due_events, move_clock, read_clock
+from ksimkit.simulators.core.clock import read_clock
+from ksimkit.simulators.core.due import CLOSE, Window, due_events, move_clock
 from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.core.partners import reset_partner
 from ksimkit.simulators.korm import rules as korm
 from ksimkit.simulators.korm.rules import Order
 from ksimkit.simulators.kss.model import Pause, SoftCancel
+from ksimkit.simulators.services import default_services
 from tests.conftest import World
 from tests.unit.conftest import Kss, T, act
+
+SERVICES = default_services()  # what a clock move runs and a reset clears, as an app would
 
 UTC = dt.UTC
 START = dt.datetime(2026, 1, 15, 9, tzinfo=UTC)
@@ -105,7 +109,7 @@ def set_up(world: World) -> Kss:
 
 def move(world: World, to: dt.datetime) -> None:
     with world.store.begin() as conn:
-        move_clock(conn, world.partner_id, to)
+        move_clock(conn, world.partner_id, to, sources=SERVICES.due_sources)
 
 
 def vendor_events(world: World) -> list[tuple[str, str, str, str, dict[str, Any]]]:
@@ -215,7 +219,7 @@ def test_SIM_CLOCK_1_clocks_never_go_back_but_a_reset_replays_the_same_events(pa
     move(partner, END)  # standing still: nothing falls due again
     assert vendor_events(partner) == first
     with partner.store.begin() as conn:
-        assert reset_partner(conn, partner.partner_id).now == START
+        assert reset_partner(conn, partner.partner_id, SERVICES.resets).now == START
     assert vendor_events(partner) == []
     set_up(partner)
     move(partner, END)
@@ -229,7 +233,7 @@ def test_SIM_CLOCK_1_closings_happen_once_even_if_their_window_is_seen_again(par
     with partner.store.begin() as conn:
         clock = read_clock(conn, partner.partner_id)
         window = Window(partner.partner_id, clock.at(START), clock, partner.ctx(conn).profile)
-        closings = [due for due in due_events(conn, window) if due.rank == CLOSE]
+        closings = [due for due in due_events(conn, window, SERVICES.due_sources) if due.rank == CLOSE]
         assert len(closings) == 24
         for due in closings:
             due.apply()

@@ -65,7 +65,7 @@ def send(server: Any, partner_id: str, *items: Item, actor: str = ACTOR) -> list
     runtime = server.app.extensions["ksim"]
     with runtime.store.begin() as conn:
         partner = load_partner(conn, partner_id)
-        ctx = CallContext(partner=partner, clock=partner.clock, profile=runtime.profile, actor=actor)
+        ctx = CallContext(partner=partner, profile=runtime.profile, actor=actor)
         answer = rules.process(conn, ctx, RequestContainer(ctx.clock.now, f"rest-test-{next(_txn)}", tuple(items)))
     assert answer.transaction_error is None, answer.transaction_error
     return [*answer.results, *answer.errors]
