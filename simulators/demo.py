@@ -213,7 +213,7 @@ class KssWalkthrough(Walkthrough):
         self.access = self.soap.get_element(KSS + "AccessInfo")(
             UserName=self.partner["kss"]["username"], Password=self.partner["kss"]["password"]
         )
-        self.units, self.codes = 0, set()
+        self.units, self.codes = 0, set[str]()
         self.step("KSS 2. Activate 3 licences of Internet Security with a 30-day trial (KSS-TRIAL-1)")
         self.send(
             "Activate",

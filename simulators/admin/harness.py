@@ -149,7 +149,7 @@ def clear_journal(partner_id: str) -> Response:
 
 
 def _expected(body: dict[str, Any]) -> dict[str, int]:
-    expected = {k: body[k] for k in ("count", "at_least", "at_most") if k in body}
+    expected: dict[str, int] = {k: body[k] for k in ("count", "at_least", "at_most") if k in body}
     if "count" in expected and len(expected) > 1:
         raise Problem(
             422,

@@ -27,9 +27,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from flask import Flask, Request, Response, g, request
@@ -39,7 +39,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ksimkit.simulators.core import clock_mode, faults, journal
 from ksimkit.simulators.core.clock import iso_utc, system_now
 from ksimkit.simulators.core.context import CallContext
-from ksimkit.simulators.core.errors import Problem
+from ksimkit.simulators.core.errors import Problem, SimulatorError
 from ksimkit.simulators.core.faults import Fault
 from ksimkit.simulators.core.openapi import Violation
 from ksimkit.simulators.core.partners import partner_by_token
@@ -77,6 +77,11 @@ class Front:
     rest: bool = True  # bearer-token partners; problem+json refusals
 
 
+def _headers_of(req: Request) -> Mapping[str, str]:
+    """Werkzeug's headers: a case-insensitive mapping in all but its declared type."""
+    return cast("Mapping[str, str]", req.headers)
+
+
 def rest_front(name: str, prefix: str, contract: str) -> Front:
     """A REST service whose requests are checked against ``contracts/<contract>`` (path, query, headers, body)."""
 
@@ -88,7 +93,7 @@ def rest_front(name: str, prefix: str, contract: str) -> Front:
         return (
             runtime()
             .contracts[contract]
-            .request_violations(req.method, req.path, list(req.args.items(multi=True)), req.headers, ex.body())
+            .request_violations(req.method, req.path, list(req.args.items(multi=True)), _headers_of(req), ex.body())
         )
 
     def operations() -> list[str]:
@@ -101,7 +106,7 @@ def operations_by_service() -> dict[str, list[str]]:
     return {front.name: list(front.operations()) for front in runtime().services.fronts}
 
 
-class NonConforming(Exception):
+class NonConforming(SimulatorError):
     """A strict partner's request breaks the contract: REST answers 422 VALIDATION_ERROR, SOAP TransactionError 709."""
 
     def __init__(self, violations: list[Violation]) -> None:
@@ -135,7 +140,7 @@ class Exchange:
                 self.raw_body = request.get_data(cache=True)
             except RequestEntityTooLarge:
                 self.raw_body = None
-        return self.raw_body  # type: ignore[no-any-return]
+        return self.raw_body
 
     def violations(self) -> list[Violation]:
         if self._violations is None:
@@ -310,7 +315,8 @@ def _record_in(conn: Connection, ex: Exchange, response: Response) -> bool:
         try:
             journal.insert(conn, values, settings.journal_limit)
         except Exception:
-            if not conn.connection.dbapi_connection.in_transaction:  # ...unless SQLite rolled it all back (disk
+            dbapi = conn.connection.dbapi_connection
+            if dbapi is None or not dbapi.in_transaction:  # ...unless SQLite rolled it all back (disk
                 raise  # full, I/O error): then the work is lost too, and the call must fail, not answer success
             log.exception("could not write the journal entry")
         return True

@@ -8,11 +8,13 @@ import json
 import re
 from typing import Any
 
+from ksimkit.simulators.core.errors import SimulatorError
+
 MAX_DEPTH = 64  # arrays and objects inside each other; a real request nests 2 or 3 deep
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-class JsonLimitError(ValueError):
+class JsonLimitError(SimulatorError, ValueError):
     """The body is JSON that ksim does not take: ``path`` (JSON pointer) says where, ``message`` why."""
 
     def __init__(self, path: str, message: str) -> None:

@@ -280,10 +280,10 @@ class Contract:
 
     @functools.cached_property
     def _registry(self) -> Registry:
-        from referencing import Registry, Resource
+        from referencing import Registry
         from referencing.jsonschema import DRAFT202012
 
-        return Registry().with_resource(_URI, Resource(contents=self.spec, specification=DRAFT202012))
+        return Registry().with_resource(_URI, DRAFT202012.create_resource(self.spec))
 
     @functools.cache  # noqa: B019 -- one Contract per contract file, alive as long as the app
     def _schema_validator(self, pointer: str) -> Draft202012Validator:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ksimkit.simulators.core.errors import SimulatorError
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -55,7 +57,7 @@ class Settings:
         return dataclasses.replace(self, **changes, sources={**self.sources, **{k: source(k) for k in changes}})
 
 
-class SettingError(ValueError):
+class SettingError(SimulatorError, ValueError):
     """A setting that cannot be used, said in one line: which setting, where it came from, what is expected.
     ``ksim`` prints it and exits with status 2 (docs/settings.md, "When something is wrong")."""
 
