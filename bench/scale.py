@@ -68,6 +68,7 @@ from ksimkit.simulators.core.context import CallContext  # noqa: E402
 from ksimkit.simulators.core.partners import create_partner, load_partner  # noqa: E402
 from ksimkit.simulators.core.store import Store, activation_codes, audit_log, partners  # noqa: E402
 from ksimkit.simulators.korm import billing as korm_billing  # noqa: E402
+from ksimkit.simulators.korm import events as _korm_events  # noqa: E402,F401  (registers its due events)
 from ksimkit.simulators.korm import rules as korm_rules  # noqa: E402
 from ksimkit.simulators.korm.tables import approval_codes  # noqa: E402
 from ksimkit.simulators.korm.tables import history as korm_history  # noqa: E402

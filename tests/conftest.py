@@ -38,6 +38,7 @@ def postgres_store() -> Iterator[Store]:
 @pytest.fixture(params=backend_params())
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A real, empty store: a SQLite file, and (tests/databases.py) the same test on PostgreSQL."""
+    import ksimkit.simulators.korm.events  # noqa: F401  (registers its due events)
     import ksimkit.simulators.korm.rules  # noqa: F401  (registers its reset hook)
 
     if request.param == "postgresql":
