@@ -63,7 +63,7 @@ class TenantLocks:
             return self.by_tenant.setdefault(tenant_id, threading.Lock())
 
 
-def parse_price(value: Any, what: str) -> Decimal:
+def _parse_price(value: Any, what: str) -> Decimal:
     try:
         result = Decimal(str(value))
     except InvalidOperation:
@@ -115,7 +115,7 @@ class TenantDesk:
         prices = body.get("prices") or {}
         if not isinstance(prices, dict):
             raise BrokerError(422, "VALIDATION_ERROR", "prices: an object of SKU or product -> price is required")
-        prices = {str(k): str(parse_price(v, f"prices.{k}")) for k, v in prices.items()}
+        prices = {str(k): str(_parse_price(v, f"prices.{k}")) for k, v in prices.items()}
         try:
             own_defects = sorted(defect_list.parse(body.get("defects") or []))
         except ValueError as exc:
