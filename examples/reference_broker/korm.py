@@ -15,21 +15,11 @@ from typing import Any
 
 import httpx
 
+from ksimkit.examples.reference_broker.errors import KormRefused, KormUnavailable
+
 RETRIES = 3  # attempts per operation
 TIMEOUT = 5.0  # seconds per attempt: a vendor slower than this is a lost answer, settled by a retry
 BACKOFF = 0.05  # seconds, doubled after each failed attempt
-
-
-class KormRefused(Exception):
-    """The vendor refused the request (a 4xx problem+json): relay its code to the customer."""
-
-    def __init__(self, status: int, code: str, detail: str, rule: str | None = None) -> None:
-        super().__init__(f"{status} {code}: {detail}")
-        self.status, self.code, self.detail, self.rule = status, code, detail, rule
-
-
-class KormUnavailable(Exception):
-    """Every attempt failed on the transport or with a 5xx: the outcome at the vendor is unknown."""
 
 
 # httpx's default TLS context, made once (building one loads the CA bundle: ~10 ms per client otherwise).

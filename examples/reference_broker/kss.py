@@ -23,6 +23,8 @@ import zeep
 import zeep.exceptions
 from zeep.transports import Transport
 
+from ksimkit.examples.reference_broker.errors import KssTransactionRefused, KssUnavailable
+
 KSS = "{http://schemas.kaspersky.com/services/subscription/2.0/}"
 EXT = "{http://ksim.dev/kss/3.0/ext}"
 EXT_KINDS = ("ChangeLicenseCount", "ChangeProduct")
@@ -50,18 +52,6 @@ class UnitResult:
     activation_code: str | None = None
     info: dict[str, Any] | None = None  # GetInfo: the Subscription attributes
     retried: bool = False
-
-
-class KssTransactionRefused(Exception):
-    """The whole container was refused (``TransactionError``, or a SOAP Fault)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code, self.message = code, message
-
-
-class KssUnavailable(Exception):
-    """Every attempt failed on the transport or with a 5xx."""
 
 
 _clients: dict[str, tuple[zeep.Client, threading.Lock]] = {}

@@ -1,4 +1,5 @@
-"""KORM SS over REST (/korm/v1): parse, call the rules, render. No rule is decided here."""
+"""KORM SS over REST (/korm/v1): parse, call the rules, render; the rules' refusals as problem+json. No rule is
+decided here."""
 
 from __future__ import annotations
 
@@ -17,12 +18,42 @@ from ksimkit.simulators.core.web import (
     json_body,
     json_response,
     parse_date,
+    problem_response,
     runtime,
 )
 from ksimkit.simulators.korm import billing, rules
+from ksimkit.simulators.korm.errors import (
+    InvalidRequest,
+    KormError,
+    StateConflict,
+    SubscriptionDeleted,
+    SubscriptionNotFound,
+)
+from ksimkit.simulators.korm.plans import CATALOG_MODELS
 
 CONTRACT = "korm-ss.openapi.yaml"
 bp = Blueprint("korm", __name__, url_prefix="/korm/v1")
+
+# The HTTP status of each kind of refusal of the rules.
+STATUS_OF: dict[type[KormError], int] = {
+    SubscriptionNotFound: 404,
+    SubscriptionDeleted: 410,
+    StateConflict: 409,
+    InvalidRequest: 422,
+}
+
+
+def problem_of(error: KormError) -> Problem:
+    """A refusal of the rules as the problem+json answer it gets: its kind's status, its code, detail, rule and
+    extra fields."""
+    status = next(STATUS_OF[kind] for kind in type(error).__mro__ if kind in STATUS_OF)
+    return Problem(status, error.code, error.detail, rule=error.rule, **error.extra)
+
+
+@bp.app_errorhandler(KormError)
+def _refused(error: KormError) -> Response:
+    # app-wide: the control plane's KORM test data (approval codes, legacy subscriptions) calls the same rules
+    return problem_response(problem_of(error))
 
 
 def _identify(conn: Any) -> CallContext:
@@ -48,8 +79,8 @@ def _check_path_ids() -> None:
 
 
 def _run(action: Callable[[Any, CallContext], Response], *, write: bool = False) -> Response:
-    """One transaction per request, through the test harness: authenticate, check the path ids, act; a Problem
-    rolls everything back."""
+    """One transaction per request, through the test harness: authenticate, check the path ids, act; a refusal
+    (a ``Problem`` or a rules' ``KormError``) rolls everything back."""
 
     def work(conn: Any, ctx: CallContext, fault: object) -> Response:
         _check_path_ids()
@@ -83,7 +114,7 @@ def list_products() -> Response:
     model = request.args.get("billing_model")
 
     def action(conn: Any, ctx: CallContext) -> Response:
-        if model is not None and model not in ("payg", "yearly"):
+        if model is not None and model not in CATALOG_MODELS:
             raise Problem(
                 422,
                 "VALIDATION_ERROR",

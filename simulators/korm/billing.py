@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -24,7 +24,7 @@ from ksimkit.simulators.core.catalog import Profile
 from ksimkit.simulators.core.clock import iso_utc, system_now
 from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.money import CENT, money, month_bounds
-from ksimkit.simulators.korm.rules import LEGACY, PAYG, YEARLY, add_years
+from ksimkit.simulators.korm.plans import LEGACY, PAYG, YEARLY, add_years, legacy_free_until
 from ksimkit.simulators.korm.tables import history, subscriptions
 
 
@@ -227,9 +227,7 @@ def _yearly_increases(
 def _legacy_lines(
     row: Any, segs: list[Segment], profile: Profile, start: dt.date, end: dt.date
 ) -> list[dict[str, Any]]:
-    # Free until the first day of the month after activation (KORM-LEG-1).
-    act = row.activation_date
-    free_until = dt.date(act.year + (act.month == 12), act.month % 12 + 1, 1)
+    free_until = legacy_free_until(row.activation_date)  # KORM-LEG-1
     spans = [(span, seg) for seg in segs if seg.model == LEGACY and (span := _clip(seg, max(start, free_until), end))]
     if not spans:
         return []
@@ -264,7 +262,7 @@ class Book:
     subscriptions stopped before it, and Yearly ones without a change whose anniversary month it is not."""
 
     end: dt.date
-    rows: list[Any]
+    rows: Sequence[Any]
     entries: dict[str, list[Any]]  # only subscriptions that changed since their order
     month: dt.date | None = None
 
@@ -440,9 +438,7 @@ def _lines_of(out: _Lines, row: Any, entries: list[Any], start: dt.date, end: dt
     models = {seg[2] for seg in segs} if len(segs) > 1 else {segs[0][2]} if segs else set()
     # Legacy (KORM-LEG-1/2): free until the first day of the next month, then the month's maximum count.
     if LEGACY in models:
-        act = row[_ACTIVATION]
-        free_until = dt.date(act.year + (act.month == 12), act.month % 12 + 1, 1)
-        lo_bound = max(start, free_until)
+        lo_bound = max(start, legacy_free_until(row[_ACTIVATION]))
         spans = [(max(s, lo_bound), min(e, end), q) for s, e, model, _, q in segs if model == LEGACY]
         spans = [span for span in spans if span[1] > span[0]]
         if spans:

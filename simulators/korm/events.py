@@ -1,6 +1,6 @@
 """KORM SS due events: what the vendor does when a partner's clock passes a date (SIM-CLOCK-1).
 
-Registered with ``core.clock.on_due``; each is audited with service ``korm`` and actor ``ksim-vendor``,
+Listed as KORM's due-event source (``korm.service``); each is audited with service ``korm`` and actor ``ksim-vendor``,
 dated 00:00 (partner's zone) of its day:
 
 - ``anniversary`` (KORM-YEAR-4): each anniversary of a Yearly subscription not stopped by then; the year's fee
@@ -24,7 +24,7 @@ import datetime as dt
 import functools
 import heapq
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,7 +36,7 @@ from ksimkit.simulators.core.due import CLOSE, Due, Window
 from ksimkit.simulators.core.money import month_bounds
 from ksimkit.simulators.core.partners import load_partner
 from ksimkit.simulators.korm import billing
-from ksimkit.simulators.korm.rules import YEARLY, add_years
+from ksimkit.simulators.korm.plans import YEARLY, add_years
 from ksimkit.simulators.korm.tables import history, subscriptions
 
 SERVICE = "korm"
@@ -93,11 +93,11 @@ def _anniversary(conn: Connection, window: Window, row: Any, entries: list[Any],
     )
 
 
-def _closings(conn: Connection, window: Window, rows: list[Any]) -> Iterator[Due]:
+def _closings(conn: Connection, window: Window, rows: Sequence[Any]) -> Iterator[Due]:
     """``statement_closed`` for each month that ends in the window and may have a line."""
     first = min(row.activation_date for row in rows)
     stops = [row.stopped_on for row in rows]
-    last = None if None in stops else max(stops)  # type: ignore[type-var]
+    last = None if None in stops else max(stops)
     state: dict[str, Any] = {}
 
     def close(period: str, at: dt.datetime) -> None:

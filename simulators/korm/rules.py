@@ -1,7 +1,8 @@
 """KORM SS rules: the subscription state machine and every rule check (no HTTP here).
 
 Every change is a dated row in ``korm_history``; billing reads that history. Changes take effect on the
-partner's today (SIM-CLOCK-1). A function here either applies its whole change or raises ``Problem``.
+partner's today (SIM-CLOCK-1). A function here either applies its whole change or raises a ``KormError``
+(``korm/errors.py``); the front end answers it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from ksimkit.simulators.core.catalog import Sku
 from ksimkit.simulators.core.clock import iso_utc
 from ksimkit.simulators.core.codes import issue_code
 from ksimkit.simulators.core.context import CallContext
-from ksimkit.simulators.core.errors import Problem, conflict, not_found, unprocessable
+from ksimkit.simulators.korm.errors import (
+    InvalidRequest,
+    StateConflict,
+    SubscriptionDeleted,
+    SubscriptionNotFound,
+)
+from ksimkit.simulators.korm.plans import LEGACY, PAYG, YEARLY, check_band, next_anniversary, sku_of
 from ksimkit.simulators.korm.tables import approval_codes, history, subscriptions
-
-PAYG, YEARLY, LEGACY = "payg", "yearly", "legacy"
 
 
 @dataclass(frozen=True)
@@ -39,21 +44,6 @@ class Order:
 
 
 # ---------------------------------------------------------------- reading
-
-
-def next_anniversary(activation: dt.date, today: dt.date) -> dt.date:
-    """First anniversary of ``activation`` after ``today`` (29 February falls back to the 28th)."""
-    years = 1
-    while (ann := add_years(activation, years)) <= today:
-        years += 1
-    return ann
-
-
-def add_years(day: dt.date, years: int) -> dt.date:
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:
-        return day.replace(year=day.year + years, day=28)
 
 
 def status_of(row: Any, today: dt.date) -> str:
@@ -116,21 +106,14 @@ def _owned(conn: Connection, ctx: CallContext, subscription_id: str) -> Any:
     """The partner's subscription; another partner's id is indistinguishable from an unknown one (SIM-AUTH-1)."""
     row = conn.execute(_OWNED, {"s_id": subscription_id, "p_id": ctx.partner_id}).first()
     if row is None:
-        raise not_found("SUBSCRIPTION_NOT_FOUND", f"no subscription {subscription_id!r}", rule="SIM-AUTH-1")
+        raise SubscriptionNotFound(subscription_id)
     return row
 
 
 def _live(conn: Connection, ctx: CallContext, subscription_id: str) -> Any:
     row = _owned(conn, ctx, subscription_id)
     if row.stopped_on is not None:
-        raise Problem(
-            410,
-            "SUBSCRIPTION_DELETED",
-            f"subscription {subscription_id} was stopped on {row.stopped_on.isoformat()} and deleted by the vendor; "
-            "it can never be reactivated: order a new subscription",
-            rule="KORM-STOP-1",
-            stopped_on=row.stopped_on.isoformat(),
-        )
+        raise SubscriptionDeleted(subscription_id, row.stopped_on)
     return row
 
 
@@ -165,30 +148,11 @@ def list_subscriptions(
 # ---------------------------------------------------------------- checks
 
 
-def _sku(ctx: CallContext, sku_id: str) -> Sku:
-    sku = ctx.profile.sku(sku_id)
-    if sku is None:
-        raise unprocessable("UNKNOWN_SKU", f"no SKU {sku_id!r} in the catalog (GET /products lists them)")
-    return sku
-
-
-def _in_band(sku: Sku, quantity: int) -> None:
-    if not sku.covers(quantity):
-        raise unprocessable(
-            "OUT_OF_RANGE",
-            f"{quantity} licences is outside the band {sku.licence_min}-{sku.licence_max} of {sku.sku}; "
-            "moving to another band needs a plan switch",
-            rule="KORM-RANGE-1",
-            licence_min=sku.licence_min,
-            licence_max=sku.licence_max,
-        )
-
-
 def _effective_today(ctx: CallContext, row: Any, effective_date: dt.date | None) -> dt.date:
     """Changes take effect on the vendor's today, and never before activation (KORM-ACT-1)."""
     today = ctx.clock.today
     if row.activation_date > today or (effective_date is not None and effective_date < row.activation_date):
-        raise conflict(
+        raise StateConflict(
             "NOT_YET_ACTIVE",
             f"subscription {row.id} is active from {row.activation_date.isoformat()}; "
             "no operation is available before its activation date",
@@ -196,7 +160,7 @@ def _effective_today(ctx: CallContext, row: Any, effective_date: dt.date | None)
             activation_date=row.activation_date.isoformat(),
         )
     if effective_date is not None and effective_date != today:
-        raise unprocessable(
+        raise InvalidRequest(
             "INVALID_EFFECTIVE_DATE",
             f"changes take effect on the vendor's today ({today.isoformat()}), not {effective_date.isoformat()}",
         )
@@ -286,15 +250,15 @@ def _use_approval_code(conn: Connection, ctx: CallContext, code: str, subscripti
         sa.select(approval_codes).where(approval_codes.c.partner_id == ctx.partner_id, approval_codes.c.code == code)
     ).first()
     if row is None:
-        raise unprocessable("INVALID_APPROVAL_CODE", f"approval code {code!r} is not known", rule="KORM-APPR-1")
+        raise InvalidRequest("INVALID_APPROVAL_CODE", f"approval code {code!r} is not known", rule="KORM-APPR-1")
     if row.expires_on < ctx.clock.today:
-        raise unprocessable(
+        raise InvalidRequest(
             "APPROVAL_CODE_EXPIRED",
             f"approval code {code!r} expired on {row.expires_on.isoformat()}",
             rule="KORM-APPR-1",
         )
     if row.used_by is not None:
-        raise unprocessable(
+        raise InvalidRequest(
             "APPROVAL_CODE_USED", f"approval code {code!r} was already used by {row.used_by}", rule="KORM-APPR-1"
         )
     conn.execute(
@@ -307,17 +271,17 @@ def _use_approval_code(conn: Connection, ctx: CallContext, code: str, subscripti
 
 def order(conn: Connection, ctx: CallContext, req: Order) -> dict[str, Any]:
     if req.trial or req.trial_days > 0:
-        raise unprocessable(
+        raise InvalidRequest(
             "TRIAL_NOT_SUPPORTED",
             "KORM SS has no free or trial period on any plan: a subscription is billable from its activation date",
             rule="KORM-TRIAL-1",
         )
-    sku = _sku(ctx, req.sku)
-    _in_band(sku, req.quantity)
+    sku = sku_of(ctx.profile, req.sku)
+    check_band(sku, req.quantity)
     today = ctx.clock.today
     activation = req.activation_date or today
     if activation < today:
-        raise unprocessable(
+        raise InvalidRequest(
             "INVALID_ACTIVATION_DATE",
             f"activation_date {activation.isoformat()} is before the vendor's today ({today.isoformat()})",
             rule="KORM-ACT-1",
@@ -359,14 +323,14 @@ def change_quantity(
 ) -> dict[str, Any]:
     row = _live(conn, ctx, subscription_id)
     day = _effective_today(ctx, row, effective_date)
-    sku = _sku(ctx, row.sku)
+    sku = sku_of(ctx.profile, row.sku)
     if row.billing_model == YEARLY and quantity < row.quantity:
-        raise conflict(
+        raise StateConflict(
             "DECREASE_NOT_ALLOWED",
             f"a Yearly subscription cannot be reduced ({row.quantity} -> {quantity}); only increases are allowed",
             rule="KORM-YEAR-1",
         )
-    _in_band(sku, quantity)
+    check_band(sku, quantity)
     if quantity != row.quantity:
         conn.execute(_SET_QUANTITY, {"s_id": row.id, "quantity": quantity, "updated_at": ctx.clock.now})
         _record(conn, ctx, row.id, day, "quantity", row.billing_model, row.sku, quantity)
@@ -385,24 +349,24 @@ def switch_plan(
     row = _live(conn, ctx, subscription_id)
     day = _effective_today(ctx, row, effective_date)
     if row.billing_model != PAYG:
-        raise conflict(
+        raise StateConflict(
             "SWITCH_NOT_ALLOWED",
             f"a {row.billing_model} subscription cannot switch plan; only PAYG subscriptions can"
             + (" (migrate legacy subscriptions first)" if row.billing_model == LEGACY else ""),
             rule="KORM-YEAR-2" if row.billing_model == YEARLY else "KORM-PAYG-3",
         )
-    target = _sku(ctx, sku_id)
+    target = sku_of(ctx.profile, sku_id)
     if target.sku == row.sku:
-        raise unprocessable("SAME_PLAN", f"the subscription is already on {row.sku}", rule="KORM-PAYG-3")
+        raise InvalidRequest("SAME_PLAN", f"the subscription is already on {row.sku}", rule="KORM-PAYG-3")
     if target.product_id != row.product_id or target.billing_model != PAYG:
-        raise unprocessable(
+        raise InvalidRequest(
             "SWITCH_TO_OTHER_PRODUCT",
             f"a plan switch moves to another band of the same product and model ({row.product_id}, payg), "
             f"not to {target.sku}",
             rule="KORM-PAYG-3",
         )
     new_quantity = row.quantity if quantity is None else quantity
-    _in_band(target, new_quantity)
+    check_band(target, new_quantity)
     conn.execute(
         sa.update(subscriptions)
         .where(subscriptions.c.id == row.id)
@@ -440,7 +404,7 @@ def stop(
 def reactivate(conn: Connection, ctx: CallContext, subscription_id: str) -> dict[str, Any]:
     """Never succeeds: a stopped subscription is gone for good (KORM-STOP-1); a live one is not stopped."""
     row = _live(conn, ctx, subscription_id)
-    raise conflict(
+    raise StateConflict(
         "SUBSCRIPTION_ACTIVE",
         f"subscription {row.id} is not stopped; there is nothing to reactivate",
         rule="KORM-STOP-1",
@@ -451,7 +415,7 @@ def migrate_legacy(conn: Connection, ctx: CallContext) -> dict[str, Any]:
     """KORM-MIG-1: every legacy subscription to PAYG at once, on the first day of a month; code and count kept."""
     today = ctx.clock.today
     if today.day != 1:
-        raise conflict(
+        raise StateConflict(
             "MIGRATION_NOT_ALLOWED",
             f"legacy subscriptions migrate only on the first day of a month; today is {today.isoformat()}",
             rule="KORM-MIG-1",
@@ -483,10 +447,10 @@ def seed_legacy(
     conn: Connection, ctx: CallContext, *, customer_id: str, sku_id: str, quantity: int, activation_date: dt.date
 ) -> dict[str, Any]:
     """A pre-2021 subscription (KORM-LEG-1/2), for migration tests; it may start in the past."""
-    sku = _sku(ctx, sku_id)
+    sku = sku_of(ctx.profile, sku_id)
     if sku.billing_model != PAYG:
-        raise unprocessable("UNKNOWN_SKU", f"legacy subscriptions use a PAYG SKU (monthly price), not {sku.sku}")
-    _in_band(sku, quantity)
+        raise InvalidRequest("UNKNOWN_SKU", f"legacy subscriptions use a PAYG SKU (monthly price), not {sku.sku}")
+    check_band(sku, quantity)
     subscription_id = _create(
         conn,
         ctx,
@@ -523,7 +487,7 @@ def create_approval_code(
     conn: Connection, ctx: CallContext, *, percent: Decimal, expires_on: dt.date, code: str | None = None
 ) -> dict[str, Any]:
     if not Decimal("0") < percent <= Decimal("100"):
-        raise unprocessable("VALIDATION_ERROR", "percent must be above 0 and at most 100")
+        raise InvalidRequest("VALIDATION_ERROR", "percent must be above 0 and at most 100")
     code = code or "APR-" + secrets.token_hex(4).upper()
     exists = conn.execute(
         sa.select(approval_codes.c.code).where(
@@ -531,7 +495,7 @@ def create_approval_code(
         )
     ).first()
     if exists is not None:
-        raise conflict("APPROVAL_CODE_EXISTS", f"approval code {code!r} exists already")
+        raise StateConflict("APPROVAL_CODE_EXISTS", f"approval code {code!r} exists already")
     conn.execute(
         sa.insert(approval_codes).values(
             partner_id=ctx.partner_id,
@@ -572,8 +536,3 @@ def reset(conn: Connection, partner_id: str) -> None:
     conn.execute(sa.delete(history).where(history.c.subscription_id.in_(ids)))
     conn.execute(sa.delete(subscriptions).where(subscriptions.c.partner_id == partner_id))
     conn.execute(sa.delete(approval_codes).where(approval_codes.c.partner_id == partner_id))
-
-
-# The clock's due events (KORM-YEAR-4 anniversaries, statement closings) live in their own module; importing it
-# registers them wherever KORM's rules are used. Last, because it imports this module.
-from ksimkit.simulators.korm import events as _events  # noqa: E402,F401

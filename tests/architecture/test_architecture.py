@@ -17,9 +17,15 @@ from ksimkit.simulators.core.service import Services
 from ksimkit.simulators.core.settings import Settings
 from ksimkit.simulators.server import InProcessServer
 from ksimkit.simulators.services import default_services
-from tests.architecture.imports import cycles, modules
+from tests.architecture.imports import cycles, graph, modules
 
 ADMIN = {"Authorization": "Bearer test-admin"}
+
+
+def test_no_import_circle() -> None:
+    """Every module of the namespace is importable on its own, in one order: no two modules need each other,
+    however indirectly (function-level imports count; ``if TYPE_CHECKING:`` ones do not)."""
+    assert cycles(graph()) == []
 
 
 def test_the_graph_reader_finds_a_circle() -> None:
