@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test test-install demo serve clean bench bench-quick bench-scale reliability certify-pooled mutation
+.PHONY: install test test-install lint demo serve clean bench bench-quick bench-scale reliability certify-pooled mutation
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "ksim needs Python 3.11 or 3.12"; exit 1; }
@@ -21,6 +21,12 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+
+# ruff (lint and format) and mypy over the installed namespace (scripts/typecheck); also run by .ci/run.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	scripts/typecheck
 
 # The wheel in a fresh virtualenv of a separate project (tests/install; also part of `make test`).
 test-install: $(STAMP)
