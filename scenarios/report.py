@@ -31,7 +31,7 @@ from markupsafe import Markup
 from ksimkit.scenarios import rules as rule_catalog
 from ksimkit.scenarios.attribution import END, NOT_REACHED, POLICY, POLICY_TITLE, Finding
 from ksimkit.scenarios.provenance import ksim_version
-from ksimkit.scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, PASSED, ScenarioResult, StepRecord, Timeline
+from ksimkit.scenarios.results import ERROR, FAILED, NOT_APPLICABLE, PASSED, ScenarioResult, StepRecord, Timeline
 
 __all__ = [
     "ReportMeta",
@@ -64,7 +64,7 @@ class ReportMeta:
     broker_build: str | None = None  # what the broker reports as its build (adapter method `build`)
 
     def provenance(self, results: Sequence[ScenarioResult] = ()) -> dict[str, str | None]:
-        builds = sorted({r.broker_build for r in results if getattr(r, "broker_build", None)})
+        builds = sorted({r.broker_build for r in results if r.broker_build})
         return {
             "ksim_version": self.ksim_version,
             "suite_digest": self.suite_digest,
