@@ -10,8 +10,9 @@ write_reports(results, "out", ReportMeta(broker="my-broker"))
 
 Modules: ``steps`` (the step table), ``model`` (what a scenario holds) and ``loader`` (the files in, with
 ``yaml_reader``, ``parse_setup``, ``parse_steps``, ``parse_expect``), ``brokers`` (the Broker protocols and the HTTP
-adapter), ``runner`` (with ``vendor_views`` and ``checks``), ``results``, ``report``, ``certify`` (``ksim certify``),
-``errors`` (one exception tree), ``rules`` (the rule catalog), ``collect`` (scenario files as pytest items).
+adapter), ``runner`` (with ``simulator``, ``partner_setup``, ``vendor_views`` and ``checks``), ``results``,
+``report`` (with ``report_chart``), ``certify`` (``ksim certify``), ``errors`` (one exception tree), ``rules`` (the
+rule catalog), ``collect`` (scenario files as pytest items).
 """
 
 from ksimkit.scenarios.brokers.base import (

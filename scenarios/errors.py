@@ -21,7 +21,6 @@ __all__ = [
     "ReferenceBrokerUnavailable",
     "ScenarioError",
     "ScenarioFileError",
-    "ScenarioFileInvalid",
 ]
 
 
@@ -47,10 +46,6 @@ class ScenarioFileError(ScenarioError, ValueError):
     def __init__(self, issues: Sequence[Issue]) -> None:
         self.issues = list(issues)
         super().__init__("\n".join(str(issue) for issue in self.issues))
-
-
-class ScenarioFileInvalid(ScenarioError):
-    """A scenario file that does not validate (shown as a collection error, one ``file:line: ...`` per problem)."""
 
 
 class PoolError(ScenarioError, ValueError):

@@ -32,7 +32,6 @@ __all__ = [
 
 UTC = dt.UTC
 PASSED, FAILED, NOT_APPLICABLE, ERROR = "passed", "failed", "not_applicable", "error"
-VERDICTS = (PASSED, FAILED, NOT_APPLICABLE, ERROR)
 # Certification levels: vendor-side (the broker's calls to the vendor, judged from ksim's journal and state: no
 # invoice access needed) and full (vendor-side plus the customer invoices and the reconciliation).
 VENDOR_SIDE, FULL = "vendor_side", "full"
