@@ -81,22 +81,6 @@ _CODE_RULES: Mapping[str, tuple[str, ...]] = {
     "402": ("KSS-PAUSE-1",),
     "501": ("KSS-PAUSE-1",),
 }
-# A broker step expected "done" -> the rules that allow it.
-_STEP_RULES: Mapping[str, tuple[str, ...]] = {
-    "order": ("KORM-PLAN-1", "KORM-TRIAL-1", "KORM-STOP-2", "KORM-APPR-1", "KORM-ACT-1"),
-    "change_quantity": ("KORM-PAYG-1", "KORM-YEAR-3", "KORM-RANGE-1", "KORM-LEG-2"),
-    "switch_plan": ("KORM-PAYG-3",),
-    "stop": ("KORM-STOP-1", "KORM-YEAR-4"),
-    "reactivate": ("KORM-STOP-1", "KSS-STOP-1"),
-    "migrate": ("KORM-MIG-1",),
-    "activate": ("KSS-TRIAL-1", "KSS-TRIAL-2", "KSS-MSP-2", "KSS-PROD-1", "KSS-PREPAID-1", "KSS-FREE-1", "KSS-CODE-1"),
-    "change_count": ("KSS-QTY-1", "KSS-QTY-2", "KSS-QTY-3"),
-    "change_product": ("KSS-CODE-1", "KSS-TRIAL-2"),
-    "pause": ("KSS-PAUSE-1",),
-    "resume": ("KSS-PAUSE-1",),
-    "cancel_at_month_end": ("KSS-STOP-1",),
-    "hard_cancel": ("KSS-STOP-1",),
-}
 _CODE_RELATION_RULES = ("KSS-CODE-1", "KORM-STOP-2", "KORM-MIG-1")
 # A vendor-state check -> the rules that decide that field.
 _VENDOR_FIELD_RULES: Mapping[str, tuple[str, ...]] = {
@@ -146,7 +130,7 @@ def code_rule(code: str, rules: Sequence[str]) -> str:
 
 
 def step_rule(
-    kind: str,
+    kind_rules: Sequence[str],
     rules: Sequence[str],
     *,
     code: str | None = None,
@@ -155,7 +139,8 @@ def step_rule(
     after_fault: bool = False,
 ) -> str:
     """The rule of a broker step's expectation. A step right after a ``fault`` step checks how the broker
-    settles a failed call: SIM-IDEM-1 (done once), or for a relayed refusal its code's rule / SIM-ERR-1."""
+    settles a failed call: SIM-IDEM-1 (done once), or for a relayed refusal its code's rule / SIM-ERR-1.
+    ``kind_rules``: the rules a "done" of the step's kind checks (``StepKind.rules``)."""
     if explicit:
         return explicit
     if code is not None:
@@ -166,7 +151,7 @@ def step_rule(
         found = _first(_CODE_RELATION_RULES, rules)
         if found:
             return found
-    return _first(_STEP_RULES.get(kind, ()), rules) or rules[0]
+    return _first(kind_rules, rules) or rules[0]
 
 
 def vendor_check_rule(fields: Iterable[str], rules: Sequence[str], *, explicit: str | None = None) -> str:
@@ -344,10 +329,10 @@ def scenario_checks(scenario: Any) -> list[tuple[str, int, str]]:
     rules = scenario.rules
     out: list[tuple[str, int, str]] = []
     for step in scenario.steps:
-        if step.kind in ("advance", "fault"):
+        if step.spec is None:  # advance, fault: nothing to expect
             continue
         rule = step_rule(
-            step.kind,
+            step.spec.rules,
             rules,
             code=step.expect.code,
             code_relation=step.expect.activation_code is not None,

@@ -34,16 +34,6 @@ CAPABILITIES: dict[str, str] = {
     "thirty_day_periods": "bills KSS by 30-day periods (not calendar months)",
 }
 
-_STEP_NEEDS = {
-    "migrate": "migration",
-    "switch_plan": "plan_switch",
-    "pause": "kss_pause",
-    "resume": "kss_pause",
-    "change_product": "kss_product_change",
-    "cancel_at_month_end": "kss_soft_cancel",
-    "hard_cancel": "kss_hard_cancel",
-}
-
 
 def required_capabilities(scenario: Scenario) -> set[str]:
     """Every capability the scenario needs, from its setup and its steps."""
@@ -60,8 +50,8 @@ def required_capabilities(scenario: Scenario) -> set[str]:
         if setup.billing_period == "30_days":
             needs.add("thirty_day_periods")
     for step in scenario.steps:
-        if step.kind in _STEP_NEEDS:
-            needs.add(_STEP_NEEDS[step.kind])
+        if step.spec is not None and step.spec.capability:  # the step's own (scenarios/steps.py)
+            needs.add(step.spec.capability)
         if step.kind == "reactivate" and scenario.service == "kss":
             needs.add("kss_renew")
         if step.kind == "activate" and step.args.get("trial_days"):

@@ -29,9 +29,11 @@ from typing import Any
 
 import pytest
 
-from ksimkit.scenarios.model import SUITES_DIR, Scenario, ScenarioFileError, load_scenario
+from ksimkit.scenarios.errors import ScenarioFileError
+from ksimkit.scenarios.loader import SUITES_DIR, load_scenario
+from ksimkit.scenarios.model import Scenario
 
-__all__ = ["ScenarioFile", "ScenarioFileInvalid", "is_scenario_file"]
+__all__ = ["ScenarioFile", "is_scenario_file"]
 
 DEFAULT_GLOBS = ["scenarios/suites/**/*.yaml", "scenarios/suites/**/*.yml"]
 MARKER = "ksim_scenario"
@@ -112,10 +114,6 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return None
 
 
-class ScenarioFileInvalid(Exception):
-    """A scenario file that does not validate (shown as a collection error, one ``file:line: ...`` per problem)."""
-
-
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         try:
@@ -131,7 +129,9 @@ class ScenarioFile(pytest.File):
 
 def _scenario_test(scenario: Scenario) -> Any:
     def test_scenario(ksim_server: Any, ksim_scenario_broker: Any, request: pytest.FixtureRequest) -> None:
-        from ksimkit.scenarios.runner import ERROR, FAILED, NOT_APPLICABLE, Simulator, run_scenario
+        from ksimkit.scenarios.results import ERROR, FAILED, NOT_APPLICABLE
+        from ksimkit.scenarios.runner import run_scenario
+        from ksimkit.scenarios.simulator import Simulator
 
         sim = Simulator(ksim_server.url, request.config.getoption("ksim_admin_token", None) or "ksim-admin")
         result = run_scenario(scenario, ksim_scenario_broker, sim)
@@ -157,14 +157,16 @@ def _scenario_test(scenario: Scenario) -> Any:
 @pytest.fixture(scope="session")
 def ksim_scenario_broker(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A broker factory for the scenario items: the ``--ksim-broker`` adapter, or the reference broker in-process."""
-    from ksimkit.scenarios.brokers.http import AdapterError, HttpAdapter
+    from ksimkit.scenarios.brokers.http import HttpAdapter
+    from ksimkit.scenarios.errors import AdapterError
 
     name = request.config.getoption("ksim_broker")
     url = request.config.getoption("ksim_broker_url")
     if not name:
         pytest.skip("no broker to drive: pass --ksim-broker ADAPTER.yaml (or --ksim-broker reference)")
     if name == "reference":
-        from ksimkit.scenarios.brokers.reference import ReferenceBrokerUnavailable, reference_broker
+        from ksimkit.scenarios.brokers.reference import reference_broker
+        from ksimkit.scenarios.errors import ReferenceBrokerUnavailable
 
         defects = [d.strip() for d in (request.config.getoption("ksim_broker_defects") or "").split(",") if d.strip()]
         try:

@@ -33,18 +33,15 @@ from typing import Any
 import httpx
 import yaml
 
+from ksimkit.scenarios.errors import PoolError
 from ksimkit.simulators.client import KsimAdmin, KsimError, PartnerHandle
 
-__all__ = ["PartnerPool", "PoolError", "PoolMember", "load_pool"]
+__all__ = ["PartnerPool", "PoolMember", "load_pool"]
 
 ID_RE = re.compile(r"^ptn_[0-9a-f]{12}$")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_.~+/=-]{16,200}$")
 USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 _KEYS = {"id", "token", "kss_username", "kss_password", "tenant", "name"}
-
-
-class PoolError(ValueError):
-    """A pool file that cannot be used, or a partner the simulator would not provision."""
 
 
 @dataclass(frozen=True)

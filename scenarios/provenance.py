@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["display_path", "ksim_version", "suite_digest"]
+__all__ = ["broker_build", "broker_name", "display_path", "ksim_version", "suite_digest"]
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent  # ksimkit.scenarios
 
@@ -45,3 +45,24 @@ def suite_digest(scenarios: Iterable[Any]) -> str:
         digest.update(path.read_bytes() if path is not None and Path(path).is_file() else repr(scenario).encode())
         digest.update(b"\0")
     return "sha256:" + digest.hexdigest()
+
+
+def broker_build(broker: Any) -> str | None:
+    """The broker's own build (version, commit), when it reports one (an optional ``build()`` method; the HTTP
+    adapter's ``build`` method). A broker that cannot say is not at fault: ``None``."""
+    method = getattr(broker, "build", None)
+    if not callable(method):
+        return None
+    try:
+        value = method()
+    except Exception:  # noqa: BLE001 - provenance only; never a verdict
+        return None
+    return str(value)[:200] if value else None
+
+
+def broker_name(broker: Any) -> str:
+    """The broker as the report names it: its adapter file's name, else its class."""
+    adapter = getattr(broker, "adapter", None)
+    if adapter is not None and getattr(adapter, "name", None):
+        return str(adapter.name)
+    return type(broker).__name__

@@ -430,8 +430,9 @@ def _run(ids: list[str], jobs: int, trace: bool = False) -> dict[str, object]:
     import threading
 
     from ksimkit.scenarios.brokers.reference import reference_broker
-    from ksimkit.scenarios.model import load_suite
-    from ksimkit.scenarios.runner import Simulator, run_scenarios
+    from ksimkit.scenarios.loader import load_suite
+    from ksimkit.scenarios.runner import run_scenarios
+    from ksimkit.scenarios.simulator import Simulator
     from ksimkit.simulators.app import create_app
     from ksimkit.simulators.core.settings import Settings
     from ksimkit.simulators.server import InProcessServer

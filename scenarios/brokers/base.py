@@ -9,11 +9,24 @@ scenario is then reported *not applicable*.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["Broker", "Charge", "LegacySubscription", "StepResult", "TenantSetup", "UnsupportedBroker"]
+from ksimkit.scenarios.steps import STEPS
+
+__all__ = [
+    "Broker",
+    "Charge",
+    "CommonBroker",
+    "KormBroker",
+    "KssBroker",
+    "LegacySubscription",
+    "StepResult",
+    "TenantSetup",
+    "UnsupportedBroker",
+]
 
 
 @dataclass(frozen=True)
@@ -85,13 +98,23 @@ class Charge:
     kind: str | None = None  # optional: the broker's kind of line (licence days, yearly fee, ...)
 
 
-@runtime_checkable
-class Broker(Protocol):
+class CommonBroker(Protocol):
+    """What every broker does, whichever service it sells."""
+
     def start(self, tenant: TenantSetup) -> None: ...
 
     def stop_tenant(self) -> None: ...
 
-    # KORM SS
+    def advance_clock(self, to: dt.datetime) -> None: ...  # the broker's own test clock; runs its billing
+
+    def charges(self, period: str) -> list[Charge]: ...
+
+    def activation_code(self, ref: str) -> str | None: ...  # as the broker knows it
+
+
+class KormBroker(CommonBroker, Protocol):
+    """A broker of KORM SS subscriptions: the KORM steps of ``scenarios/steps.py``."""
+
     def order(
         self, ref: str, customer: str, sku: str, quantity: int, approval_code: str | None = None
     ) -> StepResult: ...
@@ -106,7 +129,10 @@ class Broker(Protocol):
 
     def migrate(self) -> StepResult: ...  # KORM legacy -> PAYG
 
-    # KSS
+
+class KssBroker(CommonBroker, Protocol):
+    """A broker of KSS 3.0 subscriptions: the KSS steps of ``scenarios/steps.py``."""
+
     def activate(self, ref: str, customer: str, product: str, count: int, trial_days: int = 0) -> StepResult: ...
 
     def change_count(self, ref: str, count: int) -> StepResult: ...
@@ -117,65 +143,29 @@ class Broker(Protocol):
 
     def resume(self, ref: str) -> StepResult: ...
 
+    def reactivate(self, ref: str) -> StepResult: ...
+
     def cancel_at_month_end(self, ref: str, month: str) -> StepResult: ...  # KSS SoftCancel at the end of YYYY-MM
 
     def hard_cancel(self, ref: str) -> StepResult: ...
 
-    # both
-    def advance_clock(self, to: dt.datetime) -> None: ...  # the broker's own test clock; runs its billing
 
-    def charges(self, period: str) -> list[Charge]: ...
-
-    def activation_code(self, ref: str) -> str | None: ...  # as the broker knows it
+@runtime_checkable
+class Broker(KormBroker, KssBroker, Protocol):
+    """A broker of both services. A broker may implement one service's steps only: a step it lacks raises
+    ``NotImplementedError`` (subclass :class:`UnsupportedBroker`), and the scenarios needing it are not applicable."""
 
 
 class UnsupportedBroker:
-    """A base class whose every method raises ``NotImplementedError``: subclass it and implement what you support."""
+    """A base class whose every method raises ``NotImplementedError``: subclass it and implement what you support.
+
+    The steps are those of the step table (``scenarios/steps.py``), so a new step is unsupported here at once."""
 
     def start(self, tenant: TenantSetup) -> None:
         raise NotImplementedError("start")
 
     def stop_tenant(self) -> None:
         return None
-
-    def order(self, ref: str, customer: str, sku: str, quantity: int, approval_code: str | None = None) -> StepResult:
-        raise NotImplementedError("order")
-
-    def change_quantity(self, ref: str, quantity: int) -> StepResult:
-        raise NotImplementedError("change_quantity")
-
-    def switch_plan(self, ref: str, sku: str, quantity: int | None = None) -> StepResult:
-        raise NotImplementedError("switch_plan")
-
-    def stop(self, ref: str) -> StepResult:
-        raise NotImplementedError("stop")
-
-    def reactivate(self, ref: str) -> StepResult:
-        raise NotImplementedError("reactivate")
-
-    def migrate(self) -> StepResult:
-        raise NotImplementedError("migrate")
-
-    def activate(self, ref: str, customer: str, product: str, count: int, trial_days: int = 0) -> StepResult:
-        raise NotImplementedError("activate")
-
-    def change_count(self, ref: str, count: int) -> StepResult:
-        raise NotImplementedError("change_count")
-
-    def change_product(self, ref: str, product: str) -> StepResult:
-        raise NotImplementedError("change_product")
-
-    def pause(self, ref: str, until: dt.datetime | None = None) -> StepResult:
-        raise NotImplementedError("pause")
-
-    def resume(self, ref: str) -> StepResult:
-        raise NotImplementedError("resume")
-
-    def cancel_at_month_end(self, ref: str, month: str) -> StepResult:
-        raise NotImplementedError("cancel_at_month_end")
-
-    def hard_cancel(self, ref: str) -> StepResult:
-        raise NotImplementedError("hard_cancel")
 
     def advance_clock(self, to: dt.datetime) -> None:
         raise NotImplementedError("advance_clock")
@@ -185,3 +175,13 @@ class UnsupportedBroker:
 
     def activation_code(self, ref: str) -> str | None:
         raise NotImplementedError("activation_code")
+
+    def __getattr__(self, name: str) -> Callable[..., StepResult]:
+        # only for what the class lacks: a step of the table the subclass does not implement
+        if name not in STEPS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+        def unsupported(*args: Any, **kwargs: Any) -> StepResult:
+            raise NotImplementedError(name)
+
+        return unsupported

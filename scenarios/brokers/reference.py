@@ -19,14 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ksimkit.scenarios.brokers.http import HttpAdapter
+from ksimkit.scenarios.errors import ReferenceBrokerUnavailable
 
-__all__ = ["ReferenceBrokerUnavailable", "adapter_path", "reference_broker"]
+__all__ = ["adapter_path", "reference_broker"]
 
 PACKAGE = "ksimkit.examples.reference_broker"
-
-
-class ReferenceBrokerUnavailable(RuntimeError):
-    """The reference broker (or its adapter file) is not importable from here."""
 
 
 def _package() -> object:

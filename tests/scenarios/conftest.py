@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ksimkit.scenarios.model import Scenario, load_scenario
-from ksimkit.scenarios.runner import Simulator
+from ksimkit.scenarios.loader import load_scenario
+from ksimkit.scenarios.model import Scenario
+from ksimkit.scenarios.simulator import Simulator
 from ksimkit.simulators.server import InProcessServer
 from tests.scenarios import http_broker_app
 

@@ -16,10 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
+from ksimkit.scenarios.brokers.adapter_file import BillingPolicy
 from ksimkit.scenarios.brokers.base import Charge, StepResult, TenantSetup
-from ksimkit.scenarios.brokers.http import AdapterError, BillingPolicy, BrokerCallError, HttpAdapter, dig
+from ksimkit.scenarios.brokers.http import HttpAdapter
+from ksimkit.scenarios.brokers.templates import dig
 from ksimkit.scenarios.capabilities import CAPABILITIES, required_capabilities, unsupported
-from ksimkit.scenarios.model import parse_scenario
+from ksimkit.scenarios.errors import AdapterError, BrokerCallError
+from ksimkit.scenarios.loader import parse_scenario
 from tests.scenarios.test_http_adapter import Recorder
 
 UTC = dt.UTC

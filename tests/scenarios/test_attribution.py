@@ -22,8 +22,12 @@ from ksimkit.scenarios.attribution import (
     scenario_checks,
 )
 from ksimkit.scenarios.brokers.reference import reference_broker
-from ksimkit.scenarios.model import Scenario, ScenarioFileError, load_suite
-from ksimkit.scenarios.runner import FAILED, PASSED, Simulator, run_scenarios
+from ksimkit.scenarios.errors import ScenarioFileError
+from ksimkit.scenarios.loader import load_suite
+from ksimkit.scenarios.model import Scenario
+from ksimkit.scenarios.results import FAILED, PASSED
+from ksimkit.scenarios.runner import run_scenarios
+from ksimkit.scenarios.simulator import Simulator
 
 SUITE = load_suite([Path(scenarios.__file__).parent / "suites"])
 

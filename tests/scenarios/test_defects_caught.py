@@ -15,9 +15,11 @@ from ksimkit import scenarios
 from ksimkit.examples.reference_broker.defects import DEFECTS  # noqa: E402
 from ksimkit.scenarios.attribution import POLICY
 from ksimkit.scenarios.brokers.reference import reference_broker
-from ksimkit.scenarios.model import load_suite
+from ksimkit.scenarios.loader import load_suite
 from ksimkit.scenarios.report import rule_matrix
-from ksimkit.scenarios.runner import ERROR, FAILED, Simulator, run_scenarios
+from ksimkit.scenarios.results import ERROR, FAILED
+from ksimkit.scenarios.runner import run_scenarios
+from ksimkit.scenarios.simulator import Simulator
 
 SUITE = load_suite([Path(scenarios.__file__).parent / "suites"])
 

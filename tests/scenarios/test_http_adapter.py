@@ -14,7 +14,9 @@ import pytest
 from flask import Flask, jsonify, request
 
 from ksimkit.scenarios.brokers.base import Charge, LegacySubscription, StepResult, TenantSetup
-from ksimkit.scenarios.brokers.http import AdapterError, BrokerCallError, HttpAdapter, render
+from ksimkit.scenarios.brokers.http import HttpAdapter
+from ksimkit.scenarios.brokers.templates import render
+from ksimkit.scenarios.errors import AdapterError, BrokerCallError
 
 UTC = dt.UTC
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,14 +11,9 @@ from pathlib import Path
 import pytest
 
 from ksimkit.scenarios import rules
-from ksimkit.scenarios.model import (
-    SUITES_DIR,
-    CodeCheck,
-    ScenarioFileError,
-    load_scenario,
-    load_suite,
-    parse_scenario,
-)
+from ksimkit.scenarios.errors import ScenarioFileError
+from ksimkit.scenarios.loader import SUITES_DIR, load_scenario, load_suite, parse_scenario
+from ksimkit.scenarios.model import CodeCheck
 
 UTC = dt.UTC
 

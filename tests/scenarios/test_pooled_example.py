@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ksimkit.scenarios.model import SUITES_DIR
+from ksimkit.scenarios.loader import SUITES_DIR
 from ksimkit.simulators.cli import main
 
 PICKED = [
@@ -102,8 +102,10 @@ def test_the_vendors_subscription_is_matched_by_the_brokers_own_id(tmp_path: Pat
     import dataclasses
 
     from ksimkit.scenarios.brokers.pooled_example import pooled_example_broker
-    from ksimkit.scenarios.model import parse_scenario
-    from ksimkit.scenarios.runner import PASSED, Simulator, run_scenario
+    from ksimkit.scenarios.loader import parse_scenario
+    from ksimkit.scenarios.results import PASSED
+    from ksimkit.scenarios.runner import run_scenario
+    from ksimkit.scenarios.simulator import Simulator
     from tests.scenarios.conftest import ADMIN_TOKEN
 
     scenario = parse_scenario(KSS_BY_ID, file="by-id.yaml")

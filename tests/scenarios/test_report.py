@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ksimkit.scenarios.report import ReportMeta, overall_verdict, render_html, rule_matrix, timeline_svg, write_reports
-from ksimkit.scenarios.runner import (
+from ksimkit.scenarios.results import (
     ERROR,
     FAILED,
     NOT_APPLICABLE,

@@ -19,11 +19,13 @@ import pytest
 
 from ksimkit.scenarios.attribution import POLICY
 from ksimkit.scenarios.brokers.reference import reference_broker
-from ksimkit.scenarios.model import load_suite
+from ksimkit.scenarios.loader import load_suite
 from ksimkit.scenarios.provenance import suite_digest
 from ksimkit.scenarios.report import ReportMeta, write_reports
+from ksimkit.scenarios.results import FAILED
 from ksimkit.scenarios.rules import title
-from ksimkit.scenarios.runner import FAILED, Simulator, run_scenarios
+from ksimkit.scenarios.runner import run_scenarios
+from ksimkit.scenarios.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

@@ -12,16 +12,9 @@ import pytest
 from ksimkit.scenarios.attribution import POLICY
 from ksimkit.scenarios.brokers.base import StepResult, TenantSetup
 from ksimkit.scenarios.model import Scenario
-from ksimkit.scenarios.runner import (
-    ERROR,
-    FAILED,
-    NOT_APPLICABLE,
-    PASSED,
-    Simulator,
-    fault_rule,
-    run_scenario,
-    run_scenarios,
-)
+from ksimkit.scenarios.results import ERROR, FAILED, NOT_APPLICABLE, PASSED
+from ksimkit.scenarios.runner import run_scenario, run_scenarios
+from ksimkit.scenarios.simulator import Simulator, fault_rule
 from tests.scenarios.scripted_broker import KormOnlyBroker, ScriptedBroker
 
 PAYG_REDUCTION = """

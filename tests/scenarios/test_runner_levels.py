@@ -11,21 +11,14 @@ from typing import Any
 
 import pytest
 
+from ksimkit.scenarios.brokers.adapter_file import BillingPolicy
 from ksimkit.scenarios.brokers.base import Charge, StepResult
-from ksimkit.scenarios.brokers.http import BillingPolicy
+from ksimkit.scenarios.errors import PoolError
 from ksimkit.scenarios.model import Scenario
-from ksimkit.scenarios.pool import PartnerPool, PoolError, PoolMember, load_pool
-from ksimkit.scenarios.runner import (
-    FAILED,
-    FULL,
-    NOT_APPLICABLE,
-    NOT_CHECKED,
-    PASSED,
-    VENDOR_SIDE,
-    Simulator,
-    run_scenario,
-    run_scenarios,
-)
+from ksimkit.scenarios.pool import PartnerPool, PoolMember, load_pool
+from ksimkit.scenarios.results import FAILED, FULL, NOT_APPLICABLE, NOT_CHECKED, PASSED, VENDOR_SIDE
+from ksimkit.scenarios.runner import run_scenario, run_scenarios
+from ksimkit.scenarios.simulator import Simulator
 from ksimkit.simulators.client import KsimAdmin
 from tests.scenarios.scripted_broker import KormOnlyBroker
 from tests.scenarios.test_runner import LOST_ANSWER, PAYG_REDUCTION
@@ -244,7 +237,7 @@ def test_a_bad_pool_file_says_what_is_wrong(tmp_path: Any) -> None:
 
 def test_the_report_shows_both_levels_and_what_was_not_checked() -> None:
     from ksimkit.scenarios.report import ReportMeta, level_verdicts, render_html, summary
-    from ksimkit.scenarios.runner import ScenarioResult
+    from ksimkit.scenarios.results import ScenarioResult
 
     def result(sid: str, verdict: str, levels: dict[str, str], not_checked: list[str] | None = None) -> ScenarioResult:
         return ScenarioResult(
