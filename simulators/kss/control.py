@@ -38,7 +38,9 @@ def seed_prepaid(
             created_at=ctx.clock.now,
         )
     )
-    prepaid_id = result.inserted_primary_key[0]
+    key = result.inserted_primary_key
+    assert key is not None  # a single-row INSERT always has one
+    prepaid_id = key[0]
     audit.record(
         conn,
         ctx.partner_id,

@@ -15,7 +15,7 @@ import functools
 import heapq
 import itertools
 import operator
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -44,22 +44,24 @@ _ORDER = {event: rank for rank, event in enumerate(_EVENTS)}
 _START, _PAUSE_END, _TRIAL_END, _RENEW, _END = range(len(_EVENTS))
 
 
+def _next_period(day: dt.date) -> dt.date:
+    return day + dt.timedelta(days=billing.PERIOD_DAYS)
+
+
 def _next_boundary(partner: Partner, after: dt.datetime, first_paid: dt.date | None) -> dt.datetime | None:
     """The first billing-period start strictly after ``after`` (KSS-RENEW-1)."""
     zone = PartnerClock(after, partner.timezone).zone
     day = after.astimezone(zone).date()
     if partner.billing_period == billing.CALENDAR_MONTH:
         candidate = day.replace(day=1)
-        step = billing.next_month
+        step: Callable[[dt.date], dt.date] = billing.next_month
     else:
         if first_paid is None:
             return None
         candidate = first_paid + dt.timedelta(
             days=billing.PERIOD_DAYS * max(0, (day - first_paid).days // billing.PERIOD_DAYS)
         )
-
-        def step(d: dt.date) -> dt.date:
-            return d + dt.timedelta(days=billing.PERIOD_DAYS)
+        step = _next_period
 
     while billing.local_midnight(candidate, zone) <= after:
         candidate = step(candidate)
@@ -176,7 +178,8 @@ def _changes(
         until += _SLICE
         batch: list[tuple[dt.datetime, str, int]] = []
         later = []
-        for event, stream in heads:
+        for head, stream in heads:
+            event: tuple[dt.datetime, str, int] | None = head
             while event is not None and event[0] <= until:
                 batch.append(event)
                 event = next(stream, None)
@@ -274,7 +277,7 @@ def bill_closes(partner: Partner, window: Window) -> Iterator[tuple[dt.date, dt.
     return window.month_starts(dt.timedelta(days=lag))
 
 
-def _bill_closings(conn: Connection, partner: Partner, window: Window, rows: list[Any]) -> Iterator[Due]:
+def _bill_closings(conn: Connection, partner: Partner, window: Window, rows: Sequence[Any]) -> Iterator[Due]:
     """``bill_closed`` once per month with a line, with the bill's totals, dated when the bill becomes final."""
     if not rows:
         return

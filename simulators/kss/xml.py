@@ -59,6 +59,11 @@ def q(ns: str, name: str) -> str:
     return f"{{{ns}}}{name}"
 
 
+def tag_of(el: etree._Element) -> str:
+    """A parsed element's tag, ``{namespace}name`` (lxml types a tag as text or bytes; parsed ones are text)."""
+    return etree.QName(el).text
+
+
 # ====================================================================================== parsing
 
 
@@ -145,7 +150,7 @@ def read_envelope(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Envelope:
     root = parse_xml(raw, max_depth=max_depth)
     name = etree.QName(root)
     if name.localname != "Envelope":
-        raise SoapFault(CLIENT, f"the request is not a SOAP envelope: its root element is {root.tag}")
+        raise SoapFault(CLIENT, f"the request is not a SOAP envelope: its root element is {name.text}")
     if name.namespace != SOAP_ENV:
         raise SoapFault(
             VERSION_MISMATCH, f"the Envelope must be in the SOAP 1.1 namespace {SOAP_ENV}, not {name.namespace}"
@@ -158,7 +163,7 @@ def read_envelope(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Envelope:
     for entry in headers:
         if entry.tag != q(KSS, "AccessInfo") and entry.get(q(SOAP_ENV, "mustUnderstand"), "0").strip() in ("1", "true"):
             raise SoapFault(
-                MUST_UNDERSTAND, f"the header entry {entry.tag} is marked mustUnderstand and is not understood"
+                MUST_UNDERSTAND, f"the header entry {tag_of(entry)} is marked mustUnderstand and is not understood"
             )
     payload = list(body)
     if len(payload) != 1:
@@ -170,7 +175,7 @@ def read_envelope(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Envelope:
     if payload[0].tag != q(KSS, "SubscriptionRequestContainer"):
         raise SoapFault(
             CLIENT,
-            f"no operation takes {payload[0].tag}: the one operation, SubscriptionRequest, takes "
+            f"no operation takes {tag_of(payload[0])}: the one operation, SubscriptionRequest, takes "
             f"{q(KSS, 'SubscriptionRequestContainer')}",
         )
     return Envelope(headers, payload[0])
@@ -180,7 +185,7 @@ def access_info(envelope: Envelope) -> tuple[str, str]:
     """The credentials of the ``kss:AccessInfo`` header; a missing or incomplete header is refused with 710."""
     found = [h for h in envelope.headers if h.tag == q(KSS, "AccessInfo")]
     if not found:
-        elsewhere = [h.tag for h in envelope.headers if etree.QName(h).localname == "AccessInfo"]
+        elsewhere = [tag_of(h) for h in envelope.headers if etree.QName(h).localname == "AccessInfo"]
         hint = f" ({elsewhere[0]} is in the wrong namespace)" if elsewhere else ""
         raise Refusal(
             KssCode.AUTHENTICATION_FAILED,
@@ -295,17 +300,16 @@ def tolerate(container: etree._Element) -> etree._Element | None:
     if not changes and fixed_stamp is None:
         return None
     copy = etree.fromstring(etree.tostring(container), hardened_parser())
-    copy_items = (
-        [] if holder is None else [el for el in copy.find(q(KSS, "SubscriptionRequest")) if isinstance(el.tag, str)]
-    )
+    copy_holder, copy_stamp = copy.find(q(KSS, "SubscriptionRequest")), copy.find(q(KSS, "Timestamp"))
+    copy_items = [] if copy_holder is None else [el for el in copy_holder if isinstance(el.tag, str)]
     for el, name, value in changes:
         target = copy_items[items.index(el)]
         if value is None:
             del target.attrib[name]
         else:
             target.set(name, value)
-    if fixed_stamp is not None:
-        copy.find(q(KSS, "Timestamp")).text = fixed_stamp
+    if fixed_stamp is not None and copy_stamp is not None:
+        copy_stamp.text = fixed_stamp
     return copy
 
 
@@ -481,8 +485,10 @@ def read_container(container: etree._Element, zone: ZoneInfo, now: dt.datetime) 
     except ValueError as exc:
         raise Refusal(KssCode.NONCONFORMING, f"Timestamp: {exc}") from None
     units: list[Item | ItemError] = []
-    for el in container.find(q(KSS, "SubscriptionRequest")):
+    holder = container.find(q(KSS, "SubscriptionRequest"))
+    assert holder is not None  # the schema requires it
+    for el in holder:
         reader = _Reader(el, zone, now)
         unit, sid = reader.identity()
-        units.append(READERS[el.tag](reader, unit, sid))
+        units.append(READERS[tag_of(el)](reader, unit, sid))
     return Parsed(timestamp, transaction_id, tuple(units), exact=tolerated is None)

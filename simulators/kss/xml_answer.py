@@ -111,9 +111,9 @@ def answer_element(answer: ResponseContainer, *, ext: bool = True) -> etree._Ele
     etree.SubElement(root, q(KSS, "Timestamp")).text = iso_utc(answer.timestamp)
     etree.SubElement(root, q(KSS, "TransactionId")).text = answer.transaction_id
     if answer.transaction_error is not None:
-        error = etree.SubElement(root, q(KSS, "TransactionError"))
-        error.set("ErrorCode", str(answer.transaction_error.code))
-        error.set("ErrorMessage", answer.transaction_error.message)
+        refused = etree.SubElement(root, q(KSS, "TransactionError"))
+        refused.set("ErrorCode", str(answer.transaction_error.code))
+        refused.set("ErrorMessage", answer.transaction_error.message)
         return root
     if answer.results:
         holder = etree.SubElement(root, q(KSS, "SubscriptionResponse"))

@@ -10,7 +10,7 @@ import re
 from lxml import etree
 
 from ksimkit.simulators.kss.errors import SoapFault
-from ksimkit.simulators.kss.xml import KSS, SOAP_ACTION, Envelope, contract_schema, q, read_envelope
+from ksimkit.simulators.kss.xml import KSS, SOAP_ACTION, Envelope, contract_schema, q, read_envelope, tag_of
 
 _STEP = re.compile(r"(?:[\w.-]+:)?([\w.-]+|\*)(?:\[([0-9]+)\])?")
 
@@ -107,7 +107,7 @@ def request_violations(
                 {
                     "in": "soap-header",
                     "path": f"/Envelope/Header/{etree.QName(entry).localname}",
-                    "message": f"the contract declares no SOAP header entry {entry.tag}",
+                    "message": f"the contract declares no SOAP header entry {tag_of(entry)}",
                 }
             )
     if len(access) != 1:
