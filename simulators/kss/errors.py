@@ -1,8 +1,8 @@
 """KSS's error codes and its domain errors: what a refused unit, a refused container or an unusable SOAP call is.
 
 The codes are those of docs/kss-wire.md, "Error codes": the public ones (below 700) and ksim's own (7xx, declared
-in contracts/kss-ext.xsd). The rules raise ``KssError``; the XML reader raises ``Refusal`` and ``SoapFault``; the
-SOAP front end (``ksimkit.simulators.kss.soap``) turns each into its answer.
+in contracts/kss-ext.xsd). The item handlers raise ``KssError``; the XML reader raises ``Refusal`` and
+``SoapFault``; the SOAP front end (``ksimkit.simulators.kss.soap``) turns each into its answer.
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ def _activate_new(call: Call, item: Activate, customer: str, trial_days: int) ->
         "end_time": item.end_time,
         "trial_end": _trial_end(call.ctx, start, trial_days) if trial_days else None,
         "trial_used": trial_days > 0,
-        "first_activation_time": None,  # until the code is used on a device (``activate_device``)
+        "first_activation_time": None,  # until the code is used on a device (``control.activate_device``)
         "created_at": now,
         "updated_at": now,
     }
