@@ -25,7 +25,7 @@ How the data is built (setup time is reported separately, never in the figures):
   to the plan's last day directly. ``--korm-setup rules`` builds the same plan through ``ksimkit.simulators.korm.rules``
   (the clock moved to each day of the plan with ``move_clock``): slow, for small sizes;
   tests/bench/test_scale_smoke.py checks that both give the same statements.
-- KSS: always through the rules (``ksimkit.simulators.kss.rules.process``, containers of 200 units): activations
+- KSS: always through the rules (``ksimkit.simulators.kss.container.process``, containers of 200 units): activations
   (some backdated, some with a trial, some with a fixed end), pauses with a resume time, soft cancels, licence
   count changes. The file is built once and copied for each repetition.
 
@@ -73,8 +73,8 @@ from ksimkit.simulators.korm import rules as korm_rules  # noqa: E402
 from ksimkit.simulators.korm.tables import approval_codes  # noqa: E402
 from ksimkit.simulators.korm.tables import history as korm_history  # noqa: E402
 from ksimkit.simulators.korm.tables import subscriptions as korm_subs  # noqa: E402
+from ksimkit.simulators.kss import container as kss_container  # noqa: E402
 from ksimkit.simulators.kss import model as kss_model  # noqa: E402
-from ksimkit.simulators.kss import rules as kss_rules  # noqa: E402
 from ksimkit.simulators.services import default_services  # noqa: E402
 
 SERVICES = default_services()  # what a clock move runs and a reset clears, as an app would
@@ -395,7 +395,7 @@ def build_kss(
     container: int = 200,
     timezone: str = "UTC",
 ) -> str:
-    """``n`` subscriptions through ksimkit.simulators.kss.rules: 70% open-ended, 10% trial, 5% fixed term, 5% paused
+    """``n`` subscriptions through ksimkit.simulators.kss.container: 70% open-ended, 10% trial, 5% fixed term, 5% paused
     for a term, 5% soft-cancelled, 5% with a licence count change."""
     with store.begin() as conn:
         partner_id = create_partner(
@@ -440,7 +440,7 @@ def build_kss(
         for k in range(0, len(items), container):
             with store.begin() as conn:
                 ctx = context(conn, partner_id)
-                answer = kss_rules.process(
+                answer = kss_container.process(
                     conn,
                     ctx,
                     kss_model.RequestContainer(ctx.clock.now, f"bench-{next(txn)}", tuple(items[k : k + container])),

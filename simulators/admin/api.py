@@ -31,7 +31,7 @@ from ksimkit.simulators.core.web import (
     unauthorized,
 )
 from ksimkit.simulators.korm import rules as korm_rules
-from ksimkit.simulators.kss import rules as kss_rules
+from ksimkit.simulators.kss import control as kss_control
 
 CONTRACT = "admin.openapi.yaml"
 bp = Blueprint("admin", __name__, url_prefix="/_sim")
@@ -321,7 +321,7 @@ def seed_legacy_subscription(partner_id: str) -> Response:
 def seed_kss_prepaid(partner_id: str) -> Response:
     body = json_body(CONTRACT, "seedKssPrepaid")
     with runtime().store.begin() as conn:
-        created = kss_rules.seed_prepaid(
+        created = kss_control.seed_prepaid(
             conn,
             _admin_context(conn, partner_id),
             body["customer_id"],
@@ -335,14 +335,14 @@ def seed_kss_prepaid(partner_id: str) -> Response:
 @bp.get("/partners/<partner_id>/kss/prepaid")
 def list_kss_prepaid(partner_id: str) -> Response:
     with runtime().store.begin() as conn:
-        return json_response({"items": kss_rules.list_prepaid(conn, _admin_context(conn, partner_id))})
+        return json_response({"items": kss_control.list_prepaid(conn, _admin_context(conn, partner_id))})
 
 
 @bp.put("/partners/<partner_id>/kss/code-pool")
 def set_kss_code_pool(partner_id: str) -> Response:
     body = json_body(CONTRACT, "setKssCodePool")
     with runtime().store.begin() as conn:
-        return json_response(kss_rules.set_code_pool(conn, _admin_context(conn, partner_id), body["remaining"]))
+        return json_response(kss_control.set_code_pool(conn, _admin_context(conn, partner_id), body["remaining"]))
 
 
 @bp.post("/partners/<partner_id>/kss/subscriptions/<path:subscriber_id>/device-activations")
@@ -353,17 +353,17 @@ def activate_kss_device(partner_id: str, subscriber_id: str) -> Response:
         ctx = _admin_context(conn, partner_id)
         ctx = clock_mode.caught_up(conn, ctx, runtime().services.due_sources)
         at = _datetime(body["at"], "at") if "at" in body else None
-        return json_response(kss_rules.activate_device(conn, ctx, subscriber_id, at), 201)
+        return json_response(kss_control.activate_device(conn, ctx, subscriber_id, at), 201)
 
 
 @bp.get("/partners/<partner_id>/kss/options")
 def get_kss_options(partner_id: str) -> Response:
     with runtime().store.begin() as conn:
-        return json_response(kss_rules.kss_options(conn, _admin_context(conn, partner_id)))
+        return json_response(kss_control.kss_options(conn, _admin_context(conn, partner_id)))
 
 
 @bp.put("/partners/<partner_id>/kss/options")
 def set_kss_options(partner_id: str) -> Response:
     body = json_body(CONTRACT, "setKssOptions")
     with runtime().store.begin() as conn:
-        return json_response(kss_rules.set_kss_options(conn, _admin_context(conn, partner_id), body["ext_answers"]))
+        return json_response(kss_control.set_kss_options(conn, _admin_context(conn, partner_id), body["ext_answers"]))

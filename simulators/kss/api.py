@@ -17,7 +17,7 @@ from ksimkit.simulators.core import audit, harness, terms
 from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.core.web import authenticate_partner, call_context, json_response, runtime
-from ksimkit.simulators.kss import billing, rules
+from ksimkit.simulators.kss import billing, views
 
 CONTRACT = "kss-rest.openapi.yaml"
 MAX_ID = 200  # a SubscriberId is stored in up to 200 characters
@@ -100,6 +100,6 @@ def get_subscription(subscriber_id: str) -> Response:
     def action(conn: Any, ctx: CallContext) -> Response:
         if len(subscriber_id) > MAX_ID:
             raise _invalid("path/subscriber_id", f"is longer than {MAX_ID} characters")
-        return json_response(rules.get_subscription(conn, ctx, subscriber_id))
+        return json_response(views.get_subscription(conn, ctx, subscriber_id))
 
     return _run(action)

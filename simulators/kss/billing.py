@@ -306,7 +306,7 @@ def status_at(snap: Snapshot, moment: dt.datetime) -> str:
 # ---------------------------------------------------------------- the bill (KSS-BILL-1) and the report (KSS-REPORT-1)
 
 
-def _partner_rows(conn: Connection, partner_id: str) -> list[Any]:
+def _partner_rows(conn: Connection, partner_id: str) -> Sequence[Any]:
     return conn.execute(
         sa.select(subscriptions)
         .where(subscriptions.c.partner_id == partner_id)
@@ -322,7 +322,7 @@ class Book:
     its clock moves); a bill only reads the days of its own periods, so a later horizon gives the same bill."""
 
     horizon: dt.datetime
-    rows: list[Any]
+    rows: Sequence[Any]
     days: dict[str, list[DaySpan]]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ksimkit.simulators.core.harness import rest_front
 from ksimkit.simulators.core.service import Service
-from ksimkit.simulators.kss import api, rules, soap, tables
+from ksimkit.simulators.kss import api, control, events, soap, tables
 from ksimkit.simulators.kss.faults import KSS_FAULT_KINDS
 
 KSS = Service(
@@ -20,7 +20,7 @@ KSS = Service(
         tables.prepaid,
         tables.options,
     ),
-    due_source=rules.due_events,
-    resets=(rules.reset,),
+    due_source=events.due_events,
+    resets=(control.reset,),
     fault_kinds=KSS_FAULT_KINDS,
 )

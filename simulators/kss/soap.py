@@ -48,8 +48,9 @@ from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.core.faults import Fault
 from ksimkit.simulators.core.partners import partner_by_kss_credentials
 from ksimkit.simulators.core.web import call_context, close_connection, runtime
-from ksimkit.simulators.kss import rules
+from ksimkit.simulators.kss import container, control, xml_answer, xml_verdict
 from ksimkit.simulators.kss import xml as kxml
+from ksimkit.simulators.kss.errors import CLIENT, SERVER, KssCode, Refusal, SoapFault
 from ksimkit.simulators.kss.faults import SOAP_FAULT, TRANSACTION_ERROR, UNIT_ERROR
 from ksimkit.simulators.kss.model import (
     ItemError,
@@ -68,7 +69,7 @@ bp = Blueprint("kss_soap", __name__, url_prefix="/kss/soap")
 @bp.errorhandler(Problem)
 def _problem(problem: Problem) -> Response:
     """A refusal of the request head (core/web.py: size limits, NUL) is a SOAP fault here, not problem+json."""
-    return _fault(kxml.CLIENT, problem.detail, 500, dict(problem.headers))
+    return _fault(CLIENT, problem.detail, 500, dict(problem.headers))
 
 
 XML_TYPE = "text/xml; charset=utf-8"
@@ -80,14 +81,14 @@ def _verdict(req: Request, ex: harness.Exchange) -> list[dict[str, str]]:
     raw = ex.body()
     read = g.get("ksim_kss_read")  # what the front end made of this very body: not parsed or validated twice
     if read is not None and read.raw is raw:
-        return kxml.request_violations(
+        return xml_verdict.request_violations(
             raw,
             req.headers.get("Content-Type"),
             req.headers.get("SOAPAction"),
             envelope=read.envelope,
             payload_valid=read.payload_valid,
         )
-    return kxml.request_violations(raw, req.headers.get("Content-Type"), req.headers.get("SOAPAction"))
+    return xml_verdict.request_violations(raw, req.headers.get("Content-Type"), req.headers.get("SOAPAction"))
 
 
 @dataclass
@@ -115,7 +116,7 @@ def _xml(body: bytes, status: int = 200, headers: dict[str, str] | None = None) 
 
 
 def _fault(code: str, message: str, status: int = 500, headers: dict[str, str] | None = None) -> Response:
-    return _xml(kxml.render_fault(code, message), status, headers)
+    return _xml(xml_answer.render_fault(code, message), status, headers)
 
 
 @bp.route("/upi", methods=METHODS, provide_automatic_options=False)
@@ -125,35 +126,33 @@ def upi() -> Response:
             return Response(status=200, headers={"Allow": ALLOW})
         if request.method == "GET":
             if any(key.lower() == "wsdl" for key in request.args):
-                return _xml(kxml.render_wsdl(request.base_url))
-            return _fault(kxml.CLIENT, "POST a SOAP 1.1 envelope here, or GET ?wsdl for the contract", 400)
+                return _xml(xml_answer.render_wsdl(request.base_url))
+            return _fault(CLIENT, "POST a SOAP 1.1 envelope here, or GET ?wsdl for the contract", 400)
         if request.method != "POST":
-            return _fault(
-                kxml.CLIENT, f"{request.method} is not allowed: POST a SOAP 1.1 envelope", 405, {"Allow": ALLOW}
-            )
+            return _fault(CLIENT, f"{request.method} is not allowed: POST a SOAP 1.1 envelope", 405, {"Allow": ALLOW})
         return _post()
-    except kxml.Fault as fault:
+    except SoapFault as fault:
         return _fault(fault.code, fault.message)
     except Exception:  # never an HTML page or a stack trace on the wire
         log.exception("KSS SOAP request failed")
-        return _fault(kxml.SERVER, "the simulator failed while answering; nothing was changed; see its log")
+        return _fault(SERVER, "the simulator failed while answering; nothing was changed; see its log")
 
 
 def _check_headers() -> None:
     mimetype = request.mimetype
     if mimetype and not mimetype.endswith(("/xml", "+xml")):
-        raise kxml.Fault(kxml.CLIENT, f"send a SOAP 1.1 envelope as text/xml, not {mimetype}")
+        raise SoapFault(CLIENT, f"send a SOAP 1.1 envelope as text/xml, not {mimetype}")
     action = request.headers.get("SOAPAction")
     if action is not None:
         action = action.strip().strip('"').strip()
         if action and action != kxml.SOAP_ACTION:
-            raise kxml.Fault(kxml.CLIENT, f"unknown SOAPAction {action!r}; the one operation's is {kxml.SOAP_ACTION!r}")
+            raise SoapFault(CLIENT, f"unknown SOAPAction {action!r}; the one operation's is {kxml.SOAP_ACTION!r}")
 
 
 def _read_body() -> bytes:
     """The body, at most ``max_body_bytes`` of it, by Content-Length or chunked; never more is read."""
     limit = runtime().settings.max_body_bytes
-    too_big = kxml.Fault(kxml.CLIENT, f"the request body is larger than {limit} bytes")
+    too_big = SoapFault(CLIENT, f"the request body is larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         harness.note_body(None)
         close_connection()  # the rest of the body is left unread: the connection cannot carry another request
@@ -192,13 +191,13 @@ def _post() -> Response:
         username, password = kxml.access_info(envelope)
         partner = partner_by_kss_credentials(conn, username, password)
         if partner is None:
-            raise kxml.Refusal(710, "authentication failed: unknown UserName or wrong Password")
+            raise Refusal(KssCode.AUTHENTICATION_FAILED, "authentication failed: unknown UserName or wrong Password")
         return call_context(partner)
 
     def work(conn: Connection, ctx: CallContext, fault: Fault | None) -> Response:
         try:
             parsed = kxml.read_container(envelope.payload, ctx.clock.zone, ctx.clock.now)
-        except kxml.Refusal as refusal:  # SIM-ERR-1: the TransactionId is not used up
+        except Refusal as refusal:  # SIM-ERR-1: the TransactionId is not used up
             answer = _refusal(ctx.clock.now, envelope, refusal)
         else:
             read.payload_valid = parsed.exact  # read_container checked the schema first (of a tolerated copy: no)
@@ -215,11 +214,11 @@ def _post() -> Response:
                 answer.transaction_id,
                 transaction_error=TransactionError(fault.spec["error_code"], _fault_message(fault)),
             )
-        return _xml(kxml.render_answer(answer, ext=_ext_answers(conn, ctx, envelope, answer)))
+        return _xml(xml_answer.render_answer(answer, ext=_ext_answers(conn, ctx, envelope, answer)))
 
     try:
         return harness.serve(identify, work)
-    except kxml.Refusal as refusal:  # SIM-AUTH-1 (710): nothing is changed
+    except Refusal as refusal:  # SIM-AUTH-1 (710): nothing is changed
         return _refused(system_now(), envelope, refusal)
     except harness.NonConforming as exc:  # strict contract mode: 709, nothing is changed
         ex = harness.exchange()
@@ -227,18 +226,20 @@ def _post() -> Response:
         return _refused(
             now,
             envelope,
-            kxml.Refusal(709, f"strict contract mode: the request does not conform to the contract: {exc}"),
+            Refusal(
+                KssCode.NONCONFORMING, f"strict contract mode: the request does not conform to the contract: {exc}"
+            ),
         )
 
 
 def _ext_answers(conn: Connection, ctx: CallContext, envelope: kxml.Envelope, answer: ResponseContainer) -> bool:
     """Extension attributes in GetInfo answers: to a request that speaks ext, or for a partner that opted in."""
-    if not any(r.subscription is not None for r in answer.results) or kxml.speaks_ext(envelope.payload):
+    if not any(r.subscription is not None for r in answer.results) or xml_answer.speaks_ext(envelope.payload):
         return True  # nothing to leave out, or the client reads ext
-    return rules.ext_answers(conn, ctx.partner_id)
+    return control.ext_answers(conn, ctx.partner_id)
 
 
-def _refusal(now: dt.datetime, envelope: kxml.Envelope, refusal: kxml.Refusal) -> ResponseContainer:
+def _refusal(now: dt.datetime, envelope: kxml.Envelope, refusal: Refusal) -> ResponseContainer:
     return ResponseContainer(
         timestamp=now,
         transaction_id=kxml.transaction_id_of(envelope.payload),
@@ -246,8 +247,8 @@ def _refusal(now: dt.datetime, envelope: kxml.Envelope, refusal: kxml.Refusal) -
     )
 
 
-def _refused(now: dt.datetime, envelope: kxml.Envelope, refusal: kxml.Refusal) -> Response:
-    return _xml(kxml.render_answer(_refusal(now, envelope, refusal)))
+def _refused(now: dt.datetime, envelope: kxml.Envelope, refusal: Refusal) -> Response:
+    return _xml(xml_answer.render_answer(_refusal(now, envelope, refusal)))
 
 
 # ---------------------------------------------------------------- faults of the test harness in the KSS shape
@@ -295,7 +296,7 @@ def _fault_results(answer: ResponseContainer, parsed: kxml.Parsed, fault: Fault 
 
 
 def _process(conn: Connection, ctx: CallContext, parsed: kxml.Parsed) -> ResponseContainer:
-    """rules.process on the units, with the units this layer refused itself (602) put back in document order."""
+    """container.process on the units, with the units this layer refused itself (602) put back in document order."""
     tolerance = runtime().settings.kss_start_tolerance_seconds
     refused = [u for u in parsed.units if isinstance(u, ItemError)]
     items = tuple(u for u in parsed.units if not isinstance(u, ItemError))
@@ -305,7 +306,7 @@ def _process(conn: Connection, ctx: CallContext, parsed: kxml.Parsed) -> Respons
         # refused here gets the answer the whole container would.
         items = tuple(Resume(u.unit_id, u.subscriber_id) if isinstance(u, ItemError) else u for u in parsed.units)
         refused = []
-    answer = rules.process(
+    answer = container.process(
         conn, ctx, RequestContainer(parsed.timestamp, parsed.transaction_id, items), start_tolerance_seconds=tolerance
     )
     if len(set(unit_ids)) != len(unit_ids) and answer.transaction_error is None:  # rolled back: a Server fault

@@ -1,34 +1,32 @@
-"""KSS XML on the wire: a hardened parser, the SOAP 1.1 envelope, the contract's XSD, model values in, answers out.
+"""KSS XML in: a hardened parser, the SOAP 1.1 envelope, the contract's XSD, a request read into model values.
 
-No rule is decided here. This module turns bytes into ``ksimkit.simulators.kss.model`` values and answers back into
-bytes, exactly in the shape of contracts/kss-upi.xsd and contracts/kss-ext.xsd; ``ksimkit.simulators.kss.soap`` wires
-it to HTTP and the rules.
+No rule is decided here. This module turns request bytes into ``ksimkit.simulators.kss.model`` values, exactly as
+contracts/kss-upi.xsd and contracts/kss-ext.xsd declare them; ``ksimkit.simulators.kss.xml_answer`` writes the
+answers back, ``ksimkit.simulators.kss.xml_verdict`` judges a request for the test harness, and
+``ksimkit.simulators.kss.soap`` wires them to HTTP and the rules.
 
-- ``read_envelope``: bytes -> ``Envelope`` (header entries, the body's payload element), or ``Fault``.
+- ``read_envelope``: bytes -> ``Envelope`` (header entries, the body's payload element), or ``SoapFault``.
   The parser never resolves entities, loads a DTD or touches the network; any DOCTYPE is refused, and so is
   nesting deeper than ``MAX_DEPTH`` elements.
 - ``access_info``: the (UserName, Password) of the ``kss:AccessInfo`` header, or a ``Refusal`` (710).
 - ``read_container``: a schema-valid ``kss:SubscriptionRequestContainer`` -> ``Parsed`` (model items, zone-less
   times read in the partner's zone), or a ``Refusal`` (709).
-- ``render_answer`` / ``render_fault`` / ``render_wsdl``: the bytes sent back.
 """
 
 from __future__ import annotations
 
 import codecs
 import datetime as dt
-import functools
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from lxml import etree
 
 from ksimkit import contracts
-from ksimkit.simulators.core.clock import iso_utc
+from ksimkit.simulators.kss.errors import CLIENT, MUST_UNDERSTAND, VERSION_MISMATCH, KssCode, Refusal, SoapFault
 from ksimkit.simulators.kss.model import (
     Activate,
     ChangeLicenseCount,
@@ -38,20 +36,15 @@ from ksimkit.simulators.kss.model import (
     HardCancel,
     Item,
     ItemError,
-    ItemResult,
     Pause,
     Renew,
-    ResponseContainer,
     Resume,
     SoftCancel,
-    SubscriptionInfo,
 )
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 KSS = "http://schemas.kaspersky.com/services/subscription/2.0/"
 EXT = "http://ksim.dev/kss/3.0/ext"
-WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
-WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 SOAP_ACTION = "http://schemas.kaspersky.com/services/subscription/subscriptionRequest"
 UTC = dt.UTC
 
@@ -61,36 +54,20 @@ MAX_INT = 2_147_483_647  # LicenseCount: what every store backend holds
 MAX_TRANSACTION_ID = 255  # characters, as stored
 MAX_ID = 200  # SubscriberId, ext:CustomerId: characters, as stored
 
-# Fault codes of SOAP 1.1 (section 4.4.1), written as soapenv:<code>.
-CLIENT, SERVER, VERSION_MISMATCH, MUST_UNDERSTAND = "Client", "Server", "VersionMismatch", "MustUnderstand"
-
 
 def q(ns: str, name: str) -> str:
     return f"{{{ns}}}{name}"
 
 
-class Fault(Exception):
-    """A SOAP 1.1 Fault: the request is not something the service can answer with a container."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class Refusal(Exception):
-    """The whole container refused before the rules saw it: TransactionError 709 (schema) or 710 (auth)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+def tag_of(el: etree._Element) -> str:
+    """A parsed element's tag, ``{namespace}name`` (lxml types a tag as text or bytes; parsed ones are text)."""
+    return etree.QName(el).text
 
 
 # ====================================================================================== parsing
 
 
-def _parser(*, strip: bool = True) -> etree.XMLParser:
+def hardened_parser(*, strip: bool = True) -> etree.XMLParser:
     """A fresh hardened parser (one per call: parsers are not shared between threads)."""
     return etree.XMLParser(
         resolve_entities=False,
@@ -143,22 +120,22 @@ def _too_deep(root: etree._Element, limit: int) -> bool:
 def parse_xml(raw: bytes, *, max_depth: int = MAX_DEPTH) -> etree._Element:
     """Well-formed XML without a DTD and not nested deeper than ``max_depth``, or a Client fault."""
     if not raw.strip():
-        raise Fault(CLIENT, "the request has no body: POST a SOAP 1.1 envelope")
+        raise SoapFault(CLIENT, "the request has no body: POST a SOAP 1.1 envelope")
     if _declares_dtd(raw):
-        raise Fault(CLIENT, "DOCTYPE and entity declarations are not allowed in a request")
+        raise SoapFault(CLIENT, "DOCTYPE and entity declarations are not allowed in a request")
     try:
-        root = etree.fromstring(raw, _parser())
+        root = etree.fromstring(raw, hardened_parser())
     except etree.XMLSyntaxError as exc:
         if "Excessive depth" in str(exc):  # libxml2's own limit (256) lies past ours: say ours
-            raise Fault(CLIENT, f"the request nests elements more than {max_depth} deep") from None
-        raise Fault(CLIENT, f"the request is not well-formed XML: {exc}") from None
+            raise SoapFault(CLIENT, f"the request nests elements more than {max_depth} deep") from None
+        raise SoapFault(CLIENT, f"the request is not well-formed XML: {exc}") from None
     except (ValueError, LookupError) as exc:  # e.g. an unknown encoding in the XML declaration
-        raise Fault(CLIENT, f"the request cannot be read as XML: {exc}") from None
+        raise SoapFault(CLIENT, f"the request cannot be read as XML: {exc}") from None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise Fault(CLIENT, "DOCTYPE and entity declarations are not allowed in a request")
+        raise SoapFault(CLIENT, "DOCTYPE and entity declarations are not allowed in a request")
     if _too_deep(root, max_depth):
-        raise Fault(CLIENT, f"the request nests elements more than {max_depth} deep")
+        raise SoapFault(CLIENT, f"the request nests elements more than {max_depth} deep")
     return root
 
 
@@ -173,30 +150,32 @@ def read_envelope(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Envelope:
     root = parse_xml(raw, max_depth=max_depth)
     name = etree.QName(root)
     if name.localname != "Envelope":
-        raise Fault(CLIENT, f"the request is not a SOAP envelope: its root element is {root.tag}")
+        raise SoapFault(CLIENT, f"the request is not a SOAP envelope: its root element is {name.text}")
     if name.namespace != SOAP_ENV:
-        raise Fault(
+        raise SoapFault(
             VERSION_MISMATCH, f"the Envelope must be in the SOAP 1.1 namespace {SOAP_ENV}, not {name.namespace}"
         )
     header = root.find(q(SOAP_ENV, "Header"))
     body = root.find(q(SOAP_ENV, "Body"))
     if body is None:
-        raise Fault(CLIENT, "the SOAP envelope has no Body")
+        raise SoapFault(CLIENT, "the SOAP envelope has no Body")
     headers = tuple(header) if header is not None else ()
     for entry in headers:
         if entry.tag != q(KSS, "AccessInfo") and entry.get(q(SOAP_ENV, "mustUnderstand"), "0").strip() in ("1", "true"):
-            raise Fault(MUST_UNDERSTAND, f"the header entry {entry.tag} is marked mustUnderstand and is not understood")
+            raise SoapFault(
+                MUST_UNDERSTAND, f"the header entry {tag_of(entry)} is marked mustUnderstand and is not understood"
+            )
     payload = list(body)
     if len(payload) != 1:
-        raise Fault(
+        raise SoapFault(
             CLIENT,
             f"the SOAP Body must hold exactly one element, {q(KSS, 'SubscriptionRequestContainer')}; "
             f"it holds {len(payload)}",
         )
     if payload[0].tag != q(KSS, "SubscriptionRequestContainer"):
-        raise Fault(
+        raise SoapFault(
             CLIENT,
-            f"no operation takes {payload[0].tag}: the one operation, SubscriptionRequest, takes "
+            f"no operation takes {tag_of(payload[0])}: the one operation, SubscriptionRequest, takes "
             f"{q(KSS, 'SubscriptionRequestContainer')}",
         )
     return Envelope(headers, payload[0])
@@ -206,14 +185,22 @@ def access_info(envelope: Envelope) -> tuple[str, str]:
     """The credentials of the ``kss:AccessInfo`` header; a missing or incomplete header is refused with 710."""
     found = [h for h in envelope.headers if h.tag == q(KSS, "AccessInfo")]
     if not found:
-        elsewhere = [h.tag for h in envelope.headers if etree.QName(h).localname == "AccessInfo"]
+        elsewhere = [tag_of(h) for h in envelope.headers if etree.QName(h).localname == "AccessInfo"]
         hint = f" ({elsewhere[0]} is in the wrong namespace)" if elsewhere else ""
-        raise Refusal(710, f"authentication failed: the SOAP header has no AccessInfo in namespace {KSS}{hint}")
+        raise Refusal(
+            KssCode.AUTHENTICATION_FAILED,
+            f"authentication failed: the SOAP header has no AccessInfo in namespace {KSS}{hint}",
+        )
     if len(found) > 1:
-        raise Refusal(710, "authentication failed: the SOAP header has more than one AccessInfo")
+        raise Refusal(
+            KssCode.AUTHENTICATION_FAILED, "authentication failed: the SOAP header has more than one AccessInfo"
+        )
     user, password = found[0].find(q(KSS, "UserName")), found[0].find(q(KSS, "Password"))
     if user is None or password is None or len(user) or len(password):
-        raise Refusal(710, "authentication failed: AccessInfo must hold UserName and Password, in this namespace")
+        raise Refusal(
+            KssCode.AUTHENTICATION_FAILED,
+            "authentication failed: AccessInfo must hold UserName and Password, in this namespace",
+        )
     return user.text or "", password.text or ""
 
 
@@ -223,18 +210,18 @@ def access_info(envelope: Envelope) -> tuple[str, str]:
 _local = threading.local()
 
 
-def _schema() -> etree.XMLSchema:
+def contract_schema() -> etree.XMLSchema:
     """The contract's schema, compiled once per thread (a schema's error log is not shared between requests)."""
     schema = getattr(_local, "schema", None)
     if schema is None:
-        doc = etree.parse(str(contracts.path("kss-upi.xsd")), _parser())  # imports kss-ext.xsd beside it
+        doc = etree.parse(str(contracts.path("kss-upi.xsd")), hardened_parser())  # imports kss-ext.xsd beside it
         schema = _local.schema = etree.XMLSchema(doc)
     return schema
 
 
 def schema_errors(element: etree._Element, limit: int = 3) -> list[str]:
     """Why ``element`` does not conform to the contract (empty when it does)."""
-    schema = _schema()
+    schema = contract_schema()
     if schema.validate(element):
         return []
     return [f"line {e.line}: {e.message}" for e in list(schema.error_log)[:limit]]
@@ -260,119 +247,6 @@ def item_kinds(container: etree._Element) -> tuple[str, ...]:
     """The local names of a container's items, in document order (read before the schema is checked)."""
     holder = container.find(q(KSS, "SubscriptionRequest"))
     return () if holder is None else tuple(etree.QName(el).localname for el in holder if isinstance(el.tag, str))
-
-
-_STEP = re.compile(r"(?:[\w.-]+:)?([\w.-]+|\*)(?:\[([0-9]+)\])?")
-
-
-def _readable_path(root: etree._Element, xpath: str | None) -> str:
-    """libxml2's ``/*/*[3]/*`` as ``/SubscriptionRequestContainer/SubscriptionRequest/Activate`` (a repeated
-    name gets its position among its namesakes, ``Activate[2]``)."""
-    steps = [step for step in (xpath or "").split("/") if step]
-    if not steps:
-        return "/"
-    node, names = root, [etree.QName(root).localname]
-    for step in steps[1:]:
-        match = _STEP.fullmatch(step)
-        if match is None:
-            break
-        children = [
-            c for c in node if isinstance(c.tag, str) and (match[1] == "*" or etree.QName(c).localname == match[1])
-        ]
-        index = int(match[2] or 1) - 1
-        if index >= len(children):
-            break
-        node = children[index]
-        name = etree.QName(node).localname
-        namesakes = [c for c in node.itersiblings(preceding=True) if isinstance(c.tag, str) and c.tag == node.tag]
-        following = any(isinstance(c.tag, str) and c.tag == node.tag for c in node.itersiblings())
-        names.append(f"{name}[{len(namesakes) + 1}]" if namesakes or following else name)
-    return "/" + "/".join(names)
-
-
-def _schema_violations(element: etree._Element, where: str, limit: int) -> list[dict[str, str]]:
-    schema = _schema()
-    if schema.validate(element):
-        return []
-    return [
-        {"in": where, "path": _readable_path(element, e.path), "message": f"line {e.line}: {e.message}"}
-        for e in list(schema.error_log)[:limit]
-    ]
-
-
-def request_violations(
-    raw: bytes | None,
-    content_type: str | None,
-    soap_action: str | None,
-    limit: int = 50,
-    *,
-    envelope: Envelope | None = None,
-    payload_valid: bool = False,
-) -> list[dict[str, str]]:
-    """The test harness's contract verdict of a SOAP request: every way it breaks the WSDL's binding and the XSD,
-    including what the service tolerates (no SOAPAction, a Content-Type other than text/xml, an undeclared
-    header entry). ``raw`` is ``None`` when the body was larger than the service reads.
-
-    ``envelope``: ``read_envelope(raw)``, when the caller has it already (it is then not parsed again);
-    ``payload_valid``: the caller found its payload valid against the schema (it is then not validated again)."""
-    violations: list[dict[str, str]] = []
-    mimetype = (content_type or "").split(";")[0].strip().lower()
-    if content_type is None:
-        violations.append(
-            {
-                "in": "header",
-                "path": "/headers/Content-Type",
-                "message": "no Content-Type: a SOAP 1.1 request is text/xml; charset=utf-8",
-            }
-        )
-    elif mimetype != "text/xml":
-        violations.append(
-            {
-                "in": "header",
-                "path": "/headers/Content-Type",
-                "message": f"Content-Type {mimetype or content_type!r}: a SOAP 1.1 request is text/xml",
-            }
-        )
-    action = None if soap_action is None else soap_action.strip().strip('"').strip()
-    if action != SOAP_ACTION:
-        said = "no SOAPAction header" if action is None else f"SOAPAction {soap_action!r}"
-        violations.append(
-            {
-                "in": "header",
-                "path": "/headers/SOAPAction",
-                "message": f'{said}: the binding declares SOAPAction "{SOAP_ACTION}"',
-            }
-        )
-    if raw is None:
-        return [*violations, {"in": "body", "path": "/", "message": "the body is larger than the server accepts"}]
-    if envelope is None:
-        try:
-            envelope = read_envelope(raw)
-        except Fault as fault:
-            return [*violations, {"in": "envelope", "path": "/", "message": fault.message}]
-    access = [h for h in envelope.headers if h.tag == q(KSS, "AccessInfo")]
-    for entry in envelope.headers:
-        if entry.tag != q(KSS, "AccessInfo"):
-            violations.append(
-                {
-                    "in": "soap-header",
-                    "path": f"/Envelope/Header/{etree.QName(entry).localname}",
-                    "message": f"the contract declares no SOAP header entry {entry.tag}",
-                }
-            )
-    if len(access) != 1:
-        violations.append(
-            {
-                "in": "soap-header",
-                "path": "/Envelope/Header",
-                "message": f"the contract declares one kss:AccessInfo header entry; found {len(access)}",
-            }
-        )
-    else:
-        violations += _schema_violations(access[0], "soap-header", limit)
-    if payload_valid:
-        return violations
-    return violations + _schema_violations(envelope.payload, "body", limit)
 
 
 # ====================================================================================== reading
@@ -425,18 +299,17 @@ def tolerate(container: etree._Element) -> etree._Element | None:
     fixed_stamp = None if stamp is None or len(stamp) else spaced_to_xsd(stamp.text or "")
     if not changes and fixed_stamp is None:
         return None
-    copy = etree.fromstring(etree.tostring(container), _parser())
-    copy_items = (
-        [] if holder is None else [el for el in copy.find(q(KSS, "SubscriptionRequest")) if isinstance(el.tag, str)]
-    )
+    copy = etree.fromstring(etree.tostring(container), hardened_parser())
+    copy_holder, copy_stamp = copy.find(q(KSS, "SubscriptionRequest")), copy.find(q(KSS, "Timestamp"))
+    copy_items = [] if copy_holder is None else [el for el in copy_holder if isinstance(el.tag, str)]
     for el, name, value in changes:
         target = copy_items[items.index(el)]
         if value is None:
             del target.attrib[name]
         else:
             target.set(name, value)
-    if fixed_stamp is not None:
-        copy.find(q(KSS, "Timestamp")).text = fixed_stamp
+    if fixed_stamp is not None and copy_stamp is not None:
+        copy_stamp.text = fixed_stamp
     return copy
 
 
@@ -496,14 +369,16 @@ class _Reader:
     def text(self, name: str, ns: str | None = None, *, max_len: int | None = None) -> str | None:
         value = self.el.get(q(ns, name) if ns else name)
         if value is not None and max_len is not None and len(value) > max_len:
-            raise Refusal(709, f"{self._where(name)}: longer than {max_len} characters (a ksim limit)")
+            raise Refusal(
+                KssCode.NONCONFORMING, f"{self._where(name)}: longer than {max_len} characters (a ksim limit)"
+            )
         return value
 
     def _int(self, name: str, raw: str) -> int:
         try:
             return int(raw.strip())
         except ValueError:  # schema-valid, but more digits than Python reads (4300)
-            raise Refusal(709, f"{self._where(name)}: too many digits (a ksim limit)") from None
+            raise Refusal(KssCode.NONCONFORMING, f"{self._where(name)}: too many digits (a ksim limit)") from None
 
     def integer(self, name: str, ns: str | None = None, *, maximum: int | None = None) -> int | None:
         raw = self.text(name, ns)
@@ -511,7 +386,9 @@ class _Reader:
             return None
         value = self._int(name, raw)
         if maximum is not None and value > maximum:
-            raise Refusal(709, f"{self._where(name)}: {value} is larger than {maximum} (a ksim limit)")
+            raise Refusal(
+                KssCode.NONCONFORMING, f"{self._where(name)}: {value} is larger than {maximum} (a ksim limit)"
+            )
         return value
 
     def time(self, name: str, ns: str | None = None) -> dt.datetime | None:
@@ -521,7 +398,7 @@ class _Reader:
         try:
             return parse_datetime(raw, self.zone)
         except ValueError as exc:
-            raise Refusal(709, f"{self._where(name)}: {exc}") from None
+            raise Refusal(KssCode.NONCONFORMING, f"{self._where(name)}: {exc}") from None
 
     def end_time(self, name: str = "EndTime") -> dt.datetime | None:
         raw = self.text(name)
@@ -549,7 +426,7 @@ def _activate(r: _Reader, unit: int, sid: str) -> Item:
 
 def _renew(r: _Reader, unit: int, sid: str) -> Item | ItemError:
     if r.text("EndTime") is None:  # kss-upi.xsd: "No EndTime: 602"
-        return ItemError("Renew", unit, sid, 602, "Renew needs an EndTime (a dateTime or indefinite)")
+        return ItemError("Renew", unit, sid, KssCode.BAD_ATTRIBUTE, "Renew needs an EndTime (a dateTime or indefinite)")
     return Renew(unit, sid, r.end_time())
 
 
@@ -597,162 +474,21 @@ def read_container(container: etree._Element, zone: ZoneInfo, now: dt.datetime) 
     container = container if tolerated is None else tolerated
     errors = schema_errors(container)
     if errors:
-        raise Refusal(709, "the request does not conform to the schema: " + "; ".join(errors))
+        raise Refusal(KssCode.NONCONFORMING, "the request does not conform to the schema: " + "; ".join(errors))
     transaction_id = transaction_id_of(container)
     if len(transaction_id) > MAX_TRANSACTION_ID:
-        raise Refusal(709, f"TransactionId: longer than {MAX_TRANSACTION_ID} characters (a ksim limit)")
+        raise Refusal(
+            KssCode.NONCONFORMING, f"TransactionId: longer than {MAX_TRANSACTION_ID} characters (a ksim limit)"
+        )
     try:
         timestamp = parse_datetime(container.findtext(q(KSS, "Timestamp")) or "", zone)
     except ValueError as exc:
-        raise Refusal(709, f"Timestamp: {exc}") from None
+        raise Refusal(KssCode.NONCONFORMING, f"Timestamp: {exc}") from None
     units: list[Item | ItemError] = []
-    for el in container.find(q(KSS, "SubscriptionRequest")):
+    holder = container.find(q(KSS, "SubscriptionRequest"))
+    assert holder is not None  # the schema requires it
+    for el in holder:
         reader = _Reader(el, zone, now)
         unit, sid = reader.identity()
-        units.append(READERS[el.tag](reader, unit, sid))
+        units.append(READERS[tag_of(el)](reader, unit, sid))
     return Parsed(timestamp, transaction_id, tuple(units), exact=tolerated is None)
-
-
-# ====================================================================================== rendering
-
-
-_EXT_RESULTS = {
-    "ChangeLicenseCount": q(EXT, "ChangeLicenseCountResult"),
-    "ChangeProduct": q(EXT, "ChangeProductResult"),
-}
-_EXT_KINDS = ("ChangeLicenseCount", "ChangeProduct")
-
-
-def _set(el: etree._Element, name: str, value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, dt.datetime):
-        value = iso_utc(value)
-    el.set(name, str(value))
-
-
-def _identity(el: etree._Element, unit_id: int, subscriber_id: str) -> etree._Element:
-    el.set("UnitId", str(unit_id))
-    el.set("SubscriberId", subscriber_id)
-    return el
-
-
-def speaks_ext(container: etree._Element) -> bool:
-    """Whether a request uses or declares ksim's extension namespace: only then (or when the partner opts in) do
-    its answers carry extension attributes, so a pure 2.0 client gets pure 2.0 answers."""
-    return any(EXT in el.nsmap.values() for el in container.iter() if isinstance(el.tag, str))
-
-
-def _subscription(parent: etree._Element, info: SubscriptionInfo, ext: bool) -> None:
-    el = etree.SubElement(parent, q(KSS, "Subscription"))
-    _set(el, "Status", info.status)
-    _set(el, "StatusChangeTime", info.status_change_time)
-    _set(el, "StartTime", info.start_time)
-    _set(el, "EndTime", "indefinite" if info.end_time is None else info.end_time)
-    _set(el, "LicenseCount", info.license_count)
-    _set(el, "ProductId", info.product_id)
-    _set(el, "ActivationCode", info.activation_code)
-    if not ext:
-        return
-    _set(el, q(EXT, "TrialEndTime"), info.trial_end_time)
-    _set(el, q(EXT, "PauseEndTime"), info.pause_end_time)
-    _set(el, q(EXT, "CustomerId"), info.customer_id)
-    _set(el, q(EXT, "MaxLicenseCountThisPeriod"), info.max_license_count_this_period)
-
-
-def _result(parent: etree._Element, result: ItemResult, ext: bool) -> None:
-    tag = _EXT_RESULTS.get(result.kind, q(KSS, result.kind))
-    el = _identity(etree.SubElement(parent, tag), result.unit_id, result.subscriber_id)
-    if result.kind in ("Activate", *_EXT_KINDS):
-        _set(el, "ActivationCode", result.activation_code)
-    elif result.kind == "GetInfo":
-        if result.subscription is not None:
-            _subscription(el, result.subscription, ext)
-        if result.usage is not None:
-            usage = etree.SubElement(el, q(KSS, "SubscriptionUsage"))
-            _set(usage, "FirstActivationTime", result.usage.first_activation_time)
-    elif result.kind == "GetDownloadLinks":
-        _set(el, "Platform", result.platform)
-        links = etree.SubElement(el, q(KSS, "DownloadLinks"))
-        for link in result.links:
-            item = etree.SubElement(links, q(KSS, "DownloadLink"))
-            for name, value in (
-                ("Url", link.url),
-                ("Language", link.language),
-                ("Alphabet", link.alphabet),
-                ("Region", link.region),
-                ("RebrandingCode", link.rebranding_code),
-                ("ApplicationName", link.application_name),
-            ):
-                _set(item, name, value)
-
-
-def _error(parent: etree._Element, error: ItemError) -> None:
-    tag = q(EXT if error.kind in _EXT_KINDS else KSS, f"{error.kind}Error")
-    el = _identity(etree.SubElement(parent, tag), error.unit_id, error.subscriber_id)
-    el.set("ErrorCode", str(error.code))
-    el.set("ErrorMessage", error.message)
-
-
-def _uses_ext(answer: ResponseContainer, ext: bool) -> bool:
-    return any(r.kind in _EXT_KINDS or (ext and r.subscription is not None) for r in answer.results) or any(
-        e.kind in _EXT_KINDS for e in answer.errors
-    )
-
-
-def answer_element(answer: ResponseContainer, *, ext: bool = True) -> etree._Element:
-    """``kss:SubscriptionResponseContainer``, as kss-upi.xsd declares it; times in UTC with Z. ``ext``: GetInfo's
-    extension attributes are written (a request that speaks ext, or a partner that opts in)."""
-    nsmap = {None: KSS, "ext": EXT} if _uses_ext(answer, ext) else {None: KSS}
-    root = etree.Element(q(KSS, "SubscriptionResponseContainer"), nsmap=nsmap)
-    etree.SubElement(root, q(KSS, "Timestamp")).text = iso_utc(answer.timestamp)
-    etree.SubElement(root, q(KSS, "TransactionId")).text = answer.transaction_id
-    if answer.transaction_error is not None:
-        error = etree.SubElement(root, q(KSS, "TransactionError"))
-        error.set("ErrorCode", str(answer.transaction_error.code))
-        error.set("ErrorMessage", answer.transaction_error.message)
-        return root
-    if answer.results:
-        holder = etree.SubElement(root, q(KSS, "SubscriptionResponse"))
-        for result in answer.results:
-            _result(holder, result, ext)
-    if answer.errors:
-        holder = etree.SubElement(root, q(KSS, "SubscriptionError"))
-        for error in answer.errors:
-            _error(holder, error)
-    return root
-
-
-def _envelope(payload: etree._Element) -> bytes:
-    env = etree.Element(q(SOAP_ENV, "Envelope"), nsmap={"soapenv": SOAP_ENV})
-    etree.SubElement(env, q(SOAP_ENV, "Body")).append(payload)
-    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
-
-
-def render_answer(answer: ResponseContainer, *, ext: bool = True) -> bytes:
-    return _envelope(answer_element(answer, ext=ext))
-
-
-_NOT_XML_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def render_fault(code: str, message: str) -> bytes:
-    fault = etree.Element(q(SOAP_ENV, "Fault"), nsmap={"soapenv": SOAP_ENV})
-    etree.SubElement(fault, "faultcode").text = f"soapenv:{code}"
-    etree.SubElement(fault, "faultstring").text = _NOT_XML_CHARS.sub("?", message)
-    return _envelope(fault)
-
-
-@functools.cache
-def _wsdl_bytes() -> bytes:
-    return contracts.path("kss-upi.wsdl").read_bytes()
-
-
-def render_wsdl(address: str) -> bytes:
-    """contracts/kss-upi.wsdl (schemas inline) with soap:address set to ``address``, for this request only."""
-    doc = etree.fromstring(_wsdl_bytes(), _parser(strip=False)).getroottree()  # a tree per request: none is shared
-    for port_address in doc.getroot().iterfind(
-        f"{q(WSDL_NS, 'service')}/{q(WSDL_NS, 'port')}/{q(WSDL_SOAP, 'address')}"
-    ):
-        port_address.set("location", address)
-    return etree.tostring(doc, xml_declaration=True, encoding="utf-8")

@@ -26,7 +26,7 @@ from ksimkit.simulators.core.due import move_clock
 from ksimkit.simulators.core.partners import create_partner, load_partner, reset_partner
 from ksimkit.simulators.core.settings import Settings
 from ksimkit.simulators.core.web import Runtime
-from ksimkit.simulators.kss import rules
+from ksimkit.simulators.kss import container
 from ksimkit.simulators.kss.model import Activate, ChangeLicenseCount, RequestContainer, SoftCancel
 from ksimkit.simulators.services import default_services
 from tests.reliability.figures import record
@@ -56,7 +56,7 @@ def _send(when: dt.datetime, *items: object) -> None:
         move_clock(conn, PARTNER["id"], when, sources=SERVICES.due_sources)
         partner = load_partner(conn, PARTNER["id"])
         ctx = CallContext(partner=partner, profile=_RUNTIME.profile, actor="schemathesis")
-        answer = rules.process(conn, ctx, RequestContainer(when, f"st-{when.isoformat()}", tuple(items)))  # type: ignore[arg-type]
+        answer = container.process(conn, ctx, RequestContainer(when, f"st-{when.isoformat()}", tuple(items)))  # type: ignore[arg-type]
     assert answer.transaction_error is None and not answer.errors, answer
 
 

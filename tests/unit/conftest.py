@@ -1,4 +1,4 @@
-"""KSS fixtures: a partner on a real store, driven through ksimkit.simulators.kss.rules with model values."""
+"""KSS fixtures: a partner on a real store, driven through ksimkit.simulators.kss.container with model values."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import ksimkit.simulators.kss.rules  # noqa: F401  (registers the KSS clock and reset hooks)
 from ksimkit.simulators.core import audit
 from ksimkit.simulators.core.due import move_clock
-from ksimkit.simulators.kss import billing, rules
+from ksimkit.simulators.kss import billing, container, views
 from ksimkit.simulators.kss.model import (
     Activate,
     GetInfo,
@@ -62,8 +61,8 @@ class Kss:
         txn = txn or f"{self.partner_id}-T{next(self._txn)}"
         with self.world.store.begin() as conn:
             ctx = self.world.ctx(conn, actor)
-            container = RequestContainer(ctx.clock.now, txn, tuple(items))
-            return rules.process(conn, ctx, container, start_tolerance_seconds=tolerance)
+            request = RequestContainer(ctx.clock.now, txn, tuple(items))
+            return container.process(conn, ctx, request, start_tolerance_seconds=tolerance)
 
     def one(self, item: Item, **kw: Any) -> ItemResult | ItemError:
         answer = self.send(item, **kw)
@@ -104,7 +103,7 @@ class Kss:
         return self.call(billing.report, period)
 
     def sub(self, sid: str) -> dict[str, Any]:
-        return self.call(rules.get_subscription, sid)
+        return self.call(views.get_subscription, sid)
 
     def at(self, moment: str) -> None:
         with self.world.store.begin() as conn:

@@ -16,6 +16,7 @@ from ksimkit.simulators.core.errors import Problem
 from ksimkit.simulators.core.openapi import Contract
 from ksimkit.simulators.core.settings import load_settings
 from ksimkit.simulators.kss import xml as kxml
+from ksimkit.simulators.kss import xml_verdict
 from ksimkit.simulators.services import default_fault_kinds
 
 KORM = Contract(contracts.path("korm-ss.openapi.yaml"))
@@ -116,18 +117,18 @@ def _soap(header: str = "", payload: str | None = None) -> bytes:
 
 def test_SIM_ERR_1_soap_verdict() -> None:
     action = f'"{kxml.SOAP_ACTION}"'
-    assert kxml.request_violations(_soap(), "text/xml; charset=utf-8", action) == []
-    assert where(kxml.request_violations(_soap(), None, None)) == [
+    assert xml_verdict.request_violations(_soap(), "text/xml; charset=utf-8", action) == []
+    assert where(xml_verdict.request_violations(_soap(), None, None)) == [
         ("header", "/headers/Content-Type"),
         ("header", "/headers/SOAPAction"),
     ]
-    assert where(kxml.request_violations(_soap(), "application/soap+xml", '""')) == [
+    assert where(xml_verdict.request_violations(_soap(), "application/soap+xml", '""')) == [
         ("header", "/headers/Content-Type"),
         ("header", "/headers/SOAPAction"),
     ]
-    assert where(kxml.request_violations(b"<not-xml", "text/xml", action)) == [("envelope", "/")]
-    assert where(kxml.request_violations(None, "text/xml", action)) == [("body", "/")]
-    assert where(kxml.request_violations(_soap(header="<x:Trace xmlns:x='urn:x'/>"), "text/xml", action)) == [
+    assert where(xml_verdict.request_violations(b"<not-xml", "text/xml", action)) == [("envelope", "/")]
+    assert where(xml_verdict.request_violations(None, "text/xml", action)) == [("body", "/")]
+    assert where(xml_verdict.request_violations(_soap(header="<x:Trace xmlns:x='urn:x'/>"), "text/xml", action)) == [
         ("soap-header", "/Envelope/Header/Trace"),
         ("soap-header", "/Envelope/Header"),
     ]
@@ -136,7 +137,7 @@ def test_SIM_ERR_1_soap_verdict() -> None:
         f'<TransactionId>t</TransactionId><SubscriptionRequest><GetInfo SubscriberId="a"/>'
         f'<GetInfo UnitId="x" SubscriberId="b"/></SubscriptionRequest></SubscriptionRequestContainer>'
     )
-    found = kxml.request_violations(bad, "text/xml", action)
+    found = xml_verdict.request_violations(bad, "text/xml", action)
     assert [v["path"] for v in found] == [
         "/SubscriptionRequestContainer/Timestamp",
         "/SubscriptionRequestContainer/SubscriptionRequest/GetInfo[1]",

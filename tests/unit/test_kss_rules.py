@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from ksimkit.simulators.core.catalog import load_profile
-from ksimkit.simulators.kss import rules
+from ksimkit.simulators.kss import control, handlers, state, views
+from ksimkit.simulators.kss.errors import KssCode, KssError
 from ksimkit.simulators.kss.model import (
     Activate,
     ChangeLicenseCount,
@@ -218,7 +219,7 @@ def test_KSS_STOP_1_soft_cancel_at_month_end_renew_hard_cancel_activate(kss: Kss
 def test_KSS_TRIAL_1_trial_caps_per_programme(make_kss: Any) -> None:
     xsp = make_kss()
     # 2 calendar months from 1 March = 1 March .. 1 May = 61 days.
-    assert rules.add_months(dt.date(2026, 3, 1), 2) == dt.date(2026, 5, 1)
+    assert handlers.add_months(dt.date(2026, 3, 1), 2) == dt.date(2026, 5, 1)
     err = xsp.one(act("a", trial_days=62))
     assert isinstance(err, ItemError) and err.code == 701 and "KSS-TRIAL-1" in err.message
     xsp.ok(act("b", trial_days=61))
@@ -250,7 +251,7 @@ def test_KSS_TRIAL_2_trial_once_per_subscription(kss: Kss) -> None:
 
 def test_KSS_PREPAID_1_prepaid_licences_block_a_subscription_to_that_product(make_kss: Any) -> None:
     kss = make_kss(programme="reseller")
-    seeded = kss.call(rules.seed_prepaid, "c1", "KSOS", 5, dt.date(2026, 4, 1))
+    seeded = kss.call(control.seed_prepaid, "c1", "KSOS", 5, dt.date(2026, 4, 1))
     assert {k: seeded[k] for k in ("customer_id", "product_id", "licence_count", "expires_on", "active")} == {
         "customer_id": "c1",
         "product_id": "KSOS",
@@ -379,7 +380,7 @@ def test_SIM_AUTH_1_another_partners_subscriber_is_unknown(make_kss: Any) -> Non
     assert bob.ok(act("s1", count=1)).activation_code != code
     assert alice.info("s1").license_count == 10 and bob.info("s1").license_count == 1
     assert [line[2] for line in bob.lines("2026-03")] == [1]
-    assert alice.call(rules.get_subscription, "s1")["license_count"] == 10
+    assert alice.call(views.get_subscription, "s1")["license_count"] == 10
     # A TransactionId is per partner.
     assert alice.send(GetInfo(1, "s1"), txn="same").transaction_error is None
     assert bob.send(GetInfo(1, "s1"), txn="same").transaction_error is None
@@ -440,12 +441,12 @@ def test_partial_success_within_one_container(kss: Kss) -> None:
 
 
 def test_a_refused_unit_leaves_no_partial_write(kss: Kss, monkeypatch: pytest.MonkeyPatch) -> None:
-    kss.call(rules.set_code_pool, 5)
+    kss.call(control.set_code_pool, 5)
 
     def broken(*_: Any) -> str:  # fails after the pool was decremented
-        raise rules.KssError(8, "pool exhausted midway")
+        raise KssError(KssCode.CODE_POOL_EMPTY, "pool exhausted midway")
 
-    monkeypatch.setattr(rules, "issue_code", broken)
+    monkeypatch.setattr(state, "issue_code", broken)
     answer = kss.send(act("s1"), GetInfo(2, "s0"))
     assert [e.code for e in answer.errors] == [8, 5]
     with kss.world.store.begin() as conn:
@@ -524,10 +525,10 @@ def test_error_codes_of_the_public_service(kss: Kss) -> None:
     for item, code in cases:
         assert kss.code(item) == code, item
     # 8: the provider's code pool is empty (a limit set through the control plane).
-    assert kss.call(rules.set_code_pool, 1) == {"remaining": 1}
+    assert kss.call(control.set_code_pool, 1) == {"remaining": 1}
     kss.ok(act("last"))
     assert kss.code(act("one-too-many")) == 8
-    kss.call(rules.set_code_pool, None)
+    kss.call(control.set_code_pool, None)
     kss.ok(act("one-too-many"))
     assert kss.code(act("new", activation_type="Tertiary")) == 602
     # 304 is about the past only: exactly 14 days back is fine.
@@ -543,7 +544,7 @@ def test_error_codes_of_ours_7xx(make_kss: Any) -> None:
     kss.ok(act("s1", trial_days=5))
     kss.ok(HardCancel(1, "s1", T("2026-03-01T09:00")))
     assert kss.code(act("s1", start="2026-03-01T09:00", trial_days=1)) == 702
-    kss.call(rules.seed_prepaid, "c1", "KIS", 1, dt.date(2027, 1, 1))
+    kss.call(control.seed_prepaid, "c1", "KIS", 1, dt.date(2027, 1, 1))
     assert kss.code(act("s2", customer_id="c1")) == 703
     assert make_kss(programme="msp", msp_registered=False).code(act("s3", product="KSOS")) == 704
     assert kss.code(act("s4", product="KSMS")) == 705
@@ -571,10 +572,10 @@ def test_control_plane_validation(kss: Kss) -> None:
     from ksimkit.simulators.core.errors import Problem
 
     for fn, args, code in [
-        (rules.seed_prepaid, ("c1", "NOPE", 1, dt.date(2027, 1, 1)), "UNKNOWN_PRODUCT"),
-        (rules.seed_prepaid, ("c1", "KIS", 0, dt.date(2027, 1, 1)), "VALIDATION_ERROR"),
-        (rules.set_code_pool, (-1,), "VALIDATION_ERROR"),
-        (rules.get_subscription, ("ghost",), "SUBSCRIBER_NOT_FOUND"),
+        (control.seed_prepaid, ("c1", "NOPE", 1, dt.date(2027, 1, 1)), "UNKNOWN_PRODUCT"),
+        (control.seed_prepaid, ("c1", "KIS", 0, dt.date(2027, 1, 1)), "VALIDATION_ERROR"),
+        (control.set_code_pool, (-1,), "VALIDATION_ERROR"),
+        (views.get_subscription, ("ghost",), "SUBSCRIBER_NOT_FOUND"),
     ]:
         with pytest.raises(Problem) as info:
             kss.call(fn, *args)
@@ -587,7 +588,7 @@ def test_reset_deletes_the_partners_kss_data(make_kss: Any) -> None:
     kss, other = make_kss(), make_kss()
     kss.ok(act("s1"), txn="T1")
     other.ok(act("s1"))
-    kss.call(rules.set_code_pool, 3)
+    kss.call(control.set_code_pool, 3)
     kss.go_to("2026-04-02")
     with kss.world.store.begin() as conn:
         reset_partner(conn, kss.partner_id, SERVICES.resets)

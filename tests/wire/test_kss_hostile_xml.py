@@ -340,13 +340,13 @@ def test_SIM_ERR_1_an_unexpected_error_is_a_server_fault_and_rolls_back(
     """The rules applied a unit, then something broke: the whole request is undone and logged."""
     import ksimkit.simulators.kss.soap as soap
 
-    real = soap.rules.process
+    real = soap.container.process
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         real(*args, **kwargs)
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(soap.rules, "process", broken)
+    monkeypatch.setattr(soap.container, "process", broken)
     with caplog.at_level(logging.ERROR, logger="ksim.kss.soap"):
         response = victim.post(
             ENVELOPE.format(txn=TXN, items=GOOD).replace("@USER@", victim.username).replace("@PASS@", victim.password)

@@ -1,6 +1,6 @@
 """The KSS partner-portal REST API (/kss/v1) and the KSS control-plane calls, over a real socket with httpx.
 
-Subscriptions are made by driving ``ksimkit.simulators.kss.rules.process`` with model values inside the server's own
+Subscriptions are made by driving ``ksimkit.simulators.kss.container.process`` with model values inside the server's own
 store (as the SOAP front end does); clocks move through the control plane. The bill and report figures are
 computed by hand below. Prices (packaged profile, per licence per billing period): KESB-SELECT 3.00,
 KSMS 1.50, KESC 2.50, KSOS 2.20.
@@ -26,7 +26,7 @@ import pytest
 
 from ksimkit.simulators.core.context import CallContext
 from ksimkit.simulators.core.partners import load_partner
-from ksimkit.simulators.kss import rules
+from ksimkit.simulators.kss import container, events
 from ksimkit.simulators.kss.model import (
     Activate,
     ChangeLicenseCount,
@@ -66,7 +66,7 @@ def send(server: Any, partner_id: str, *items: Item, actor: str = ACTOR) -> list
     with runtime.store.begin() as conn:
         partner = load_partner(conn, partner_id)
         ctx = CallContext(partner=partner, profile=runtime.profile, actor=actor)
-        answer = rules.process(conn, ctx, RequestContainer(ctx.clock.now, f"rest-test-{next(_txn)}", tuple(items)))
+        answer = container.process(conn, ctx, RequestContainer(ctx.clock.now, f"rest-test-{next(_txn)}", tuple(items)))
     assert answer.transaction_error is None, answer.transaction_error
     return [*answer.results, *answer.errors]
 
@@ -291,7 +291,7 @@ def test_SIM_ERR_1_unknown_routes_and_methods_are_problem_json(portal: httpx.Cli
 
 def test_KSS_AUDIT_1_modifications_with_name_and_timestamp(portal: httpx.Client, reseller: dict[str, Any]) -> None:
     page = portal.get("/audit", params={"limit": 1000}).json()
-    made = [(e["at"], e["actor"], e["action"], e["object_id"]) for e in page["items"] if e["actor"] != rules.VENDOR]
+    made = [(e["at"], e["actor"], e["action"], e["object_id"]) for e in page["items"] if e["actor"] != events.VENDOR]
     assert made == [
         ("2026-03-02T09:00:00Z", ACTOR, "activate", "acme-1"),
         ("2026-03-02T09:00:00Z", ACTOR, "activate", "globex-1"),
@@ -307,7 +307,7 @@ def test_KSS_AUDIT_1_modifications_with_name_and_timestamp(portal: httpx.Client,
         for e in page["items"]
         if e["object_type"] == "bill"
     ]
-    assert bills == [("2026-05-01T00:00:00Z", rules.VENDOR, "bill_closed", "2026-04", "75.00")]
+    assert bills == [("2026-05-01T00:00:00Z", events.VENDOR, "bill_closed", "2026-04", "75.00")]
     assert page["total"] == len(page["items"])
     ids = [e["id"] for e in page["items"]]
     assert ids == sorted(ids)  # oldest first
@@ -323,9 +323,9 @@ def test_KSS_AUDIT_1_one_subscription_and_paging(portal: httpx.Client) -> None:
     # The vendor's clock renews acme-1 at each new period (1 April, 1 May 00:00).
     assert [(e["at"], e["actor"], e["action"]) for e in acme["items"]] == [
         ("2026-03-02T09:00:00Z", ACTOR, "activate"),
-        ("2026-04-01T00:00:00Z", rules.VENDOR, "renew"),
+        ("2026-04-01T00:00:00Z", events.VENDOR, "renew"),
         ("2026-04-10T09:00:00Z", ACTOR, "change_license_count"),
-        ("2026-05-01T00:00:00Z", rules.VENDOR, "renew"),
+        ("2026-05-01T00:00:00Z", events.VENDOR, "renew"),
     ]
     assert acme["total"] == 4
     page = portal.get("/audit", params={"object_id": "acme-1", "offset": 2, "limit": 1}).json()
@@ -437,7 +437,7 @@ def test_SIM_AUTH_1_another_partner_never_sees_a_bill_line_report_entry_or_audit
             (c["customer_id"], [s["activation_code"] for s in c["subscriptions"]]) for c in report["customers"]
         ] == [("eve-co", [eve_code])]
         log = kss.get("/audit").json()
-        assert {e["actor"] for e in log["items"]} == {"eve", rules.VENDOR}
+        assert {e["actor"] for e in log["items"]} == {"eve", events.VENDOR}
         assert {e["object_id"] for e in log["items"]} == {"acme-1", "2026-04"}  # her subscription, her April bill
         assert kss.get("/audit", params={"object_id": "globex-1"}).json() == {"items": [], "total": 0}
         problem(kss.get("/subscriptions/globex-1"), 404, "SUBSCRIBER_NOT_FOUND")
