@@ -163,7 +163,7 @@ class YamlReader:
         if isinstance(value, str):
             for parse in (dt.date.fromisoformat, lambda s: dt.datetime.fromisoformat(s.replace("Z", "+00:00"))):
                 try:
-                    return parse(value)  # type: ignore[no-any-return]
+                    return parse(value)
                 except ValueError:
                     continue
         self.err(

@@ -288,7 +288,7 @@ def _bill_closings(conn: Connection, partner: Partner, window: Window, rows: Seq
         return
     first_day = first.astimezone(window.new.zone).date()
     ends = [row.end_time for row in rows]
-    last_day = None if None in ends else max(ends).astimezone(window.new.zone).date()  # type: ignore[type-var]
+    last_day = None if None in ends else max(ends).astimezone(window.new.zone).date()
     closed: set[str] | None = None
     book: billing.Book | None = None
 
