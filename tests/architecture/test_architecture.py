@@ -100,3 +100,16 @@ def test_the_served_contract_lists_the_apps_fault_kinds(extended_server: InProce
 
 def test_every_module_is_in_the_namespace() -> None:
     assert "ksimkit.simulators.core.service" in modules() and "ksimkit.simulators.services" in modules()
+
+
+MAX_LINES = 600
+
+
+def test_no_module_over_600_lines() -> None:
+    """Modules of one job stay readable: none in the namespace is over 600 lines."""
+    long = {
+        name: n
+        for name, path in modules().items()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert long == {}
